@@ -1,0 +1,183 @@
+"""Reading words, the vocabulary, encoding, bigram pairs and the seeded split.
+
+A word list is encoded as one stream of ids in which the boundary id 0 stands
+between words and at both ends: ``. e m m a . o l i v i a .``. Every bigram of a
+word, including the start and end pairs, is then a pair of neighbours in that
+stream, so ``xs, ys = stream[:-1], stream[1:]`` with no loop per character.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import MakemoreError
+
+BOUNDARY = "."  # how id 0, the start/end token, is shown
+BOUNDARY_ID = 0
+_SEPARATOR = "\n"  # never inside a word: words are lines
+
+
+def bundled_names_path() -> str:
+    """Path of the names.txt shipped with the package (32,033 names)."""
+    return str(importlib.resources.files("makemore_jax").joinpath("names.txt"))
+
+
+def parse_words(raw: bytes, source: str = "input") -> list[str]:
+    """Decode UTF-8 bytes into words: one per line, whitespace stripped, blank lines dropped.
+
+    A leading byte-order mark is ignored. Raises MakemoreError naming the line
+    of the first invalid byte, or if no word is left.
+    """
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise MakemoreError(
+            f"{source}: line {line} is not valid UTF-8 (byte 0x{raw[err.start]:02x})"
+        ) from None
+    words = [w for w in (line.strip() for line in text.split("\n")) if w]
+    if not words:
+        raise MakemoreError(f"{source}: no words (the file is empty or holds only blank lines)")
+    return words
+
+
+def read_words(path: str | os.PathLike) -> list[str]:
+    """Read a UTF-8 text file of words, one per line (see ``parse_words``)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise MakemoreError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MakemoreError(f"{path}: is a directory, not a file") from None
+    except OSError as err:
+        raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
+    return parse_words(raw, source=path)
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Characters with ids 1..V-1 in sorted order; id 0 is the boundary ``.``.
+
+    A character here is one Unicode code point. The boundary is a separate
+    token, so a word may itself contain ``.`` (it then gets an id of its own).
+    """
+
+    chars: tuple[str, ...]
+
+    def __post_init__(self):
+        if any(not isinstance(c, str) or len(c) != 1 for c in self.chars):
+            raise MakemoreError("vocabulary entries must be single characters")
+        if list(self.chars) != sorted(set(self.chars)):
+            raise MakemoreError("vocabulary must be sorted and without repeats")
+        if _SEPARATOR in self.chars:
+            raise MakemoreError("vocabulary cannot hold a newline")
+
+    @classmethod
+    def from_words(cls, words: Sequence[str]) -> "Vocabulary":
+        return cls(tuple(sorted(set("".join(words)))))
+
+    @property
+    def size(self) -> int:
+        """V, the number of ids including the boundary."""
+        return len(self.chars) + 1
+
+    def itos(self, i: int) -> str:
+        return BOUNDARY if i == BOUNDARY_ID else self.chars[i - 1]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids to text, stopping at the first boundary id."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == BOUNDARY_ID:
+                break
+            out.append(self.chars[i - 1])
+        return "".join(out)
+
+    def encode_stream(self, words: Sequence[str]) -> np.ndarray:
+        """int32 ids of ``. w1 . w2 ... wn .``; the boundary id 0 between and around words.
+
+        Raises MakemoreError naming the first character not in the vocabulary.
+        """
+        cps = _code_points(_SEPARATOR + _SEPARATOR.join(words) + _SEPARATOR)
+        known = _code_points("".join(self.chars)).astype(np.int64)
+        pos = np.searchsorted(known, cps)
+        found = known[np.minimum(pos, max(len(known) - 1, 0))] == cps if len(known) else np.zeros(len(cps), bool)
+        is_sep = cps == ord(_SEPARATOR)
+        bad = ~found & ~is_sep
+        if bad.any():
+            first = int(np.argmax(bad))
+            ch = chr(int(cps[first]))
+            word_index = int(np.count_nonzero(is_sep[:first])) - 1
+            raise MakemoreError(
+                f"character {ch!r} (U+{ord(ch):04X}) in word {words[word_index]!r} "
+                "is not in the model's vocabulary"
+            )
+        return np.where(is_sep, BOUNDARY_ID, pos + 1).astype(np.int32)
+
+    def to_json(self) -> list[str]:
+        return list(self.chars)
+
+    @classmethod
+    def from_json(cls, chars) -> "Vocabulary":
+        if not isinstance(chars, list):
+            raise MakemoreError("vocabulary must be a list of characters")
+        return cls(tuple(chars))
+
+
+def bigram_pairs(words: Sequence[str], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """All (previous, next) id pairs of the words, start and end included.
+
+    Returns int32 arrays xs, ys of length sum(len(w) + 1); 228,146 for names.txt.
+    """
+    stream = vocab.encode_stream(words)
+    return stream[:-1], stream[1:]
+
+
+def split_words(
+    words: Sequence[str], key: jax.Array, fractions: Sequence[float] = (0.8, 0.1, 0.1)
+) -> tuple[list[str], list[str], list[str]]:
+    """Shuffle the words with ``key`` and cut them into train, dev and test.
+
+    Dev and test get floor(fraction * n) words each; train gets the rest, so a
+    tiny list still trains. The same key always gives the same split.
+    """
+    fractions = validate_split(fractions)
+    n = len(words)
+    n_dev = int(fractions[1] * n)
+    n_test = int(fractions[2] * n)
+    order = np.asarray(jax.random.permutation(key, n))
+    shuffled = [words[i] for i in order]
+    n_train = n - n_dev - n_test
+    return shuffled[:n_train], shuffled[n_train : n_train + n_dev], shuffled[n_train + n_dev :]
+
+
+def validate_split(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Three non-negative proportions, normalised to sum to 1 (so 80,10,10 works too)."""
+    if len(fractions) != 3:
+        raise MakemoreError("the split needs three numbers: train, dev, test")
+    if any(not np.isfinite(f) or f < 0 for f in fractions):
+        raise MakemoreError("split proportions must be finite and non-negative")
+    total = float(sum(fractions))
+    if total <= 0 or fractions[0] <= 0:
+        raise MakemoreError("the split must give the training set a positive share")
+    return tuple(float(f) / total for f in fractions)
+
+
+def to_device(xs: np.ndarray) -> jax.Array:
+    return jnp.asarray(xs, dtype=jnp.int32)

@@ -1,0 +1,59 @@
+"""Negative log-likelihood in its three equivalent forms, and the L2 penalty."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .errors import MakemoreError
+
+
+def _require_pairs(xs) -> None:
+    if xs.shape[0] == 0:
+        raise MakemoreError("mean NLL of an empty set of pairs is undefined")
+
+
+@jax.jit
+def _mean_nll(probs_VxV, xs_N, ys_N):
+    return -jnp.mean(jnp.log(probs_VxV[xs_N, ys_N]))
+
+
+def mean_nll(probs_VxV: jax.Array, xs_N: jax.Array, ys_N: jax.Array) -> jax.Array:
+    """-mean_i log P[x_i, y_i] under a probability table.
+
+    A pair of probability 0 makes the result +inf (never NaN). An empty set of
+    pairs is an error.
+    """
+    _require_pairs(xs_N)
+    return _mean_nll(probs_VxV, xs_N, ys_N)
+
+
+@jax.jit
+def nll_from_logits(logits_NxV: jax.Array, ys_N: jax.Array) -> jax.Array:
+    """Mean cross-entropy of rows of logits against target ids."""
+    logp_NxV = jax.nn.log_softmax(logits_NxV, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp_NxV, ys_N[:, None], axis=-1))
+
+
+@jax.jit
+def nll_from_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array:
+    """Mean NLL of the pairs summarised by a count matrix: -Σ N ⊙ log P / ΣN.
+
+    Costs V×V work whatever the number of pairs. Cells with N = 0 contribute 0
+    even where log P = -inf; a pair seen with P = 0 gives +inf.
+    """
+    counts = counts_VxV.astype(jnp.float32)
+    weighted = jnp.where(counts_VxV > 0, counts * logprobs_VxV, 0.0)
+    return -weighted.sum() / counts.sum()
+
+
+def mean_nll_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array:
+    """``nll_from_counts`` with a check that there is at least one pair."""
+    if int(jnp.sum(counts_VxV)) == 0:
+        raise MakemoreError("mean NLL of an empty set of pairs is undefined")
+    return nll_from_counts(logprobs_VxV, counts_VxV)
+
+
+def l2_penalty(weights: jax.Array) -> jax.Array:
+    """mean(W²): the regulariser that pulls logits toward 0, i.e. rows toward uniform."""
+    return jnp.mean(jnp.square(weights))
