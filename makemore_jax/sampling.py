@@ -33,7 +33,8 @@ def table_next_logits(logits_VxV: jax.Array, buf_NxL: jax.Array, t: jax.Array) -
     return logits_VxV[buf_NxL[:, t]]
 
 
-def _draw(name_key: jax.Array, t: jax.Array, logits_V: jax.Array, temperature: jax.Array):
+def draw_next(name_key: jax.Array, t: jax.Array, logits_V: jax.Array, temperature: jax.Array) -> jax.Array:
+    """The id at step t of one name: categorical(fold_in(name_key, t), logits / T), T = 0 greedy."""
     g_V = jax.random.gumbel(jax.random.fold_in(name_key, t), logits_V.shape, logits_V.dtype)
     return jnp.argmax(logits_V + temperature * g_V).astype(jnp.int32)
 
@@ -49,8 +50,8 @@ def sample_ids(
 ) -> tuple[jax.Array, jax.Array]:
     """Generate n sequences of at most max_len ids.
 
-    Returns ids (n, max_len + 1) int32, each row zero from its end boundary on,
-    and ended (n,) bool: False where a row hit max_len without ending.
+    Returns ids (n, max_len) int32, each row zero from its end boundary on, and
+    ended (n,) bool: False where a row was cut at max_len characters.
     """
     name_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
     buf_NxL = jnp.zeros((n, max_len + 2), jnp.int32)
@@ -58,14 +59,14 @@ def sample_ids(
     def step(carry, t):
         buf_NxL, ended_N = carry
         logits_NxV = next_logits(params, buf_NxL, t)
-        nxt_N = jax.vmap(_draw, (0, None, 0, None))(name_keys, t, logits_NxV, temperature)
+        nxt_N = jax.vmap(draw_next, (0, None, 0, None))(name_keys, t, logits_NxV, temperature)
         nxt_N = jnp.where(ended_N, BOUNDARY_ID, nxt_N)
         buf_NxL = buf_NxL.at[:, t + 1].set(nxt_N)
         return (buf_NxL, ended_N | (nxt_N == BOUNDARY_ID)), None
 
     init = (buf_NxL, jnp.zeros((n,), bool))
     (buf_NxL, ended_N), _ = jax.lax.scan(step, init, jnp.arange(max_len + 1))
-    return buf_NxL[:, 1:], ended_N
+    return buf_NxL[:, 1 : max_len + 1], ended_N
 
 
 def validate_sampling(n: int, max_len: int, temperature: float) -> None:

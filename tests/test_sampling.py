@@ -1,0 +1,123 @@
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from makemore_jax.counts import smoothed_probs
+from makemore_jax.data import Vocabulary
+from makemore_jax.errors import MakemoreError
+from makemore_jax.sampling import draw_next, sample_ids, sample_names, table_next_logits
+
+
+@pytest.fixture(scope="module")
+def table(counts):
+    return jnp.log(smoothed_probs(counts, 1.0))
+
+
+def test_same_key_same_names_other_key_other_names(table, vocab):
+    a = sample_names(jax.random.key(5), table, vocab, 50)
+    b = sample_names(jax.random.key(5), table, vocab, 50)
+    c = sample_names(jax.random.key(6), table, vocab, 50)
+    assert a == b
+    assert a != c
+    assert all(set(name) <= set(vocab.chars) for name in a)
+
+
+def test_first_names_do_not_depend_on_how_many_are_drawn(table, vocab):
+    many = sample_names(jax.random.key(1), table, vocab, 40)
+    few = sample_names(jax.random.key(1), table, vocab, 7)
+    assert few == many[:7]
+
+
+SCRIPT = """
+import json, sys, jax, jax.numpy as jnp
+from makemore_jax.data import read_words, Vocabulary, bigram_pairs
+from makemore_jax.counts import count_matrix, smoothed_probs
+from makemore_jax.sampling import sample_names
+words = read_words(sys.argv[1]); vocab = Vocabulary.from_words(words)
+xs, ys = bigram_pairs(words, vocab)
+table = jnp.log(smoothed_probs(count_matrix(xs, ys, vocab.size), 1.0))
+print(json.dumps(sample_names(jax.random.key(123), table, vocab, 30)))
+"""
+
+
+def test_same_key_same_names_in_another_process(table, vocab):
+    from conftest import NAMES
+
+    expected = sample_names(jax.random.key(123), table, vocab, 30)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, NAMES], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == expected
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_draw_is_jax_random_categorical(table, temperature):
+    key = jax.random.key(9)
+    for t in range(5):
+        for row in (0, 1, 13):
+            ours = draw_next(key, t, table[row], jnp.float32(temperature))
+            ref = jax.random.categorical(jax.random.fold_in(key, t), table[row] / temperature)
+            assert int(ours) == int(ref)
+
+
+def greedy_chain(table, vocab, max_len):
+    out, cur = [], 0
+    for _ in range(max_len):
+        cur = int(jnp.argmax(table[cur]))
+        if cur == 0:
+            break
+        out.append(vocab.chars[cur - 1])
+    return "".join(out)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-30])
+def test_zero_temperature_is_greedy(table, vocab, temperature):
+    names = sample_names(jax.random.key(0), table, vocab, 4, temperature=temperature)
+    assert names == [greedy_chain(table, vocab, 50)] * 4
+
+
+def test_high_temperature_flattens(table, vocab):
+    cold = sample_names(jax.random.key(0), table, vocab, 2000, temperature=0.3)
+    hot = sample_names(jax.random.key(0), table, vocab, 2000, temperature=3.0, max_len=15)
+    assert len(set(n[:1] for n in hot)) > len(set(n[:1] for n in cold))
+
+
+def test_first_letters_follow_the_table(table, vocab):
+    names = sample_names(jax.random.key(2), table, vocab, 20000)
+    first = np.zeros(vocab.size)
+    for n in names:
+        first[vocab.chars.index(n[0]) + 1 if n else 0] += 1
+    np.testing.assert_allclose(first / len(names), np.exp(np.asarray(table[0])), atol=0.01)
+
+
+def test_max_len_cuts_names_that_never_end():
+    vocab = Vocabulary(("a",))
+    never_ends = jnp.log(jnp.array([[0.0, 1.0], [0.0, 1.0]]))
+    ids, ended = sample_ids(table_next_logits, never_ends, jax.random.key(0), 3, 6, jnp.float32(1.0))
+    assert not bool(ended.any())
+    assert sample_names(jax.random.key(0), never_ends, vocab, 3, max_len=6) == ["aaaaaa"] * 3
+
+
+def test_rows_stay_ended(table):
+    ids, ended = sample_ids(table_next_logits, table, jax.random.key(4), 200, 80, jnp.float32(1.0))
+    ids = np.asarray(ids)
+    assert ids.shape == (200, 80)
+    assert bool(ended.all())
+    for row in ids:
+        end = int(np.argmax(row == 0))
+        assert (row[end:] == 0).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"n": -1}, {"temperature": -0.1}, {"temperature": float("nan")}, {"max_len": 0}])
+def test_bad_sampling_arguments(table, vocab, kwargs):
+    args = {"n": 3, **kwargs}
+    n = args.pop("n")
+    with pytest.raises(MakemoreError):
+        sample_names(jax.random.key(0), table, vocab, n, **args)
+
+
+def test_zero_names():
+    assert sample_names(jax.random.key(0), jnp.zeros((2, 2)), Vocabulary(("a",)), 0) == []

@@ -1,0 +1,96 @@
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from makemore_jax import train
+from makemore_jax.counts import smoothed_probs
+from makemore_jax.errors import MakemoreError
+from makemore_jax.models import bigram
+from makemore_jax.seeding import seed_key
+
+
+def fit_full_batch(counts, l2, steps, lr=50.0):
+    params = bigram.init(seed_key(0, "init"), bigram.BigramConfig(counts.shape[0]))
+    opt = optax.sgd(lr)
+    params, _, losses = train.run_steps(train.full_batch_loss(l2), opt, params, opt.init(params), {"counts": counts}, 0, steps)
+    return params, losses
+
+
+def test_network_converges_to_the_counting_model(counts):
+    """The lecture's point: with no penalty, gradient descent recovers the count table.
+
+    After 20,000 full-batch steps (lr 50) every probability is within 1e-3 of the
+    unsmoothed counting model, and the NLL within 1e-4 of its 2.4540.
+    """
+    params, losses = fit_full_batch(counts, 0.0, 20000)
+    P_net = bigram.probs(params)
+    P_counts = smoothed_probs(counts, 0.0)
+    assert float(jnp.max(jnp.abs(P_net - P_counts))) < 1e-3
+    assert float(losses[-1]) == pytest.approx(2.4540, abs=1e-4)
+    assert float(losses[0]) > 3.0
+
+
+def test_larger_l2_pulls_toward_uniform_like_larger_smoothing(counts):
+    def entropy(P):
+        return float(-(P * jnp.log(P)).sum(1).mean())
+
+    ents = [entropy(bigram.probs(fit_full_batch(counts, l2, 3000)[0])) for l2 in (0.001, 0.01, 0.1, 1.0)]
+    assert ents == sorted(ents) and ents[-1] - ents[0] > 0.5
+    # λ = 0.01 sits between add-1 and add-10 smoothing in how flat it makes the rows
+    e_k1, e_k10 = entropy(smoothed_probs(counts, 1.0)), entropy(smoothed_probs(counts, 10.0))
+    assert e_k1 < ents[1] < e_k10
+
+
+def test_run_steps_in_chunks_equals_one_run(counts):
+    opt = optax.sgd(10.0)
+    loss_fn = train.full_batch_loss(0.01)
+    p0 = bigram.init(seed_key(1, "init"), bigram.BigramConfig(27))
+    one, _, _ = train.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40)
+    p, s = p0, opt.init(p0)
+    for start in (0, 15, 30):
+        p, s, _ = train.run_steps(loss_fn, opt, p, s, {"counts": counts}, start, 15 if start < 30 else 10)
+    np.testing.assert_array_equal(one["W"], p["W"])
+
+
+def test_minibatch_training_is_seeded_and_learns(names):
+    cfg = train.TrainConfig(steps=300, batch_size=64, lr=5.0, seed=3)
+    _, a = train.train(names, cfg)
+    _, b = train.train(names, cfg)
+    _, c = train.train(names, train.TrainConfig(steps=300, batch_size=64, lr=5.0, seed=4))
+    np.testing.assert_array_equal(a.params["W"], b.params["W"])
+    assert not np.array_equal(a.params["W"], c.params["W"])
+    assert a.history[-1]["dev_nll"] < a.history[0]["dev_nll"] < 3.5
+
+
+def test_train_reports_every_split(names):
+    data, result = train.train(names, train.TrainConfig(type="counts", smoothing=1.0))
+    m = result.metrics
+    assert set(m) == {"train_nll", "dev_nll", "test_nll"}
+    assert 2.40 < m["train_nll"] < m["test_nll"] < 2.52
+    assert int(result.params["counts"].sum()) == sum(len(w) + 1 for w in data.words["train"])
+
+
+def test_unsmoothed_counts_can_be_infinite_on_dev(names):
+    _, result = train.train(names[:2000], train.TrainConfig(type="counts", smoothing=0.0))
+    assert result.metrics["dev_nll"] == float("inf")
+
+
+def test_default_bigram_trains_close_to_counting_model(names):
+    _, neural = train.train(names, train.TrainConfig())
+    _, counting = train.train(names, train.TrainConfig(type="counts"))
+    assert abs(neural.metrics["test_nll"] - counting.metrics["test_nll"]) < 0.01
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("type", "mlp2"), ("lr", -1.0), ("l2", -0.1), ("smoothing", float("nan")), ("steps", -5), ("batch_size", -1), ("seed", -1)],
+)
+def test_bad_config_is_refused(field, value):
+    with pytest.raises(MakemoreError):
+        train.TrainConfig(**{field: value}).validate()
+
+
+def test_divergence_is_reported_with_the_step(names):
+    with pytest.raises(MakemoreError, match="diverged at step"):
+        train.train(names[:300], train.TrainConfig(lr=1e30, steps=20))
