@@ -1,0 +1,174 @@
+"""End-to-end tests of the `makemore` command, as a user runs it."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import NAMES, ROOT
+from makemore_jax.cli import main
+
+
+def run(*args, cwd=None):
+    """Run the real command in a fresh process; returns (exit code, stdout, stderr)."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run([sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_inprocess(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(d):
+    return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("work") / "model")
+    code, out, err = run("train", "-o", d, "--steps", "100", "--num-samples", "3", "--quiet")
+    assert code == 0, err
+    return d
+
+
+def test_train_sample_eval_from_any_directory(tmp_path):
+    code, out, err = run("train", "-o", "w", "--steps", "200", cwd=tmp_path)
+    assert code == 0, err
+    assert "32,033 words (train 25,627 / dev 3,203 / test 3,203), vocabulary of 27" in out
+    assert "step     200/200" in out
+    nll_line = next(line for line in out.splitlines() if line.startswith("bigram: train NLL"))
+    assert "dev NLL 2.4" in nll_line and "test NLL 2.4" in nll_line
+    printed = out.split("samples (makemore sample -o w --seed 0):\n")[1].split()
+    assert len(printed) == 10
+    files = sorted(os.listdir(tmp_path / "w"))
+    assert files[:2] == ["metrics.jsonl", "model.json"] and files[2].endswith(".npz")
+
+    code, out1, _ = run("sample", "-o", "w", "-n", "10", "--seed", "0", cwd=tmp_path)
+    assert code == 0 and out1.split() == printed  # the same seed gives the names training showed
+    code, out2, _ = run("sample", "-o", "w", "-n", "10", "--seed", "1", cwd=tmp_path)
+    assert code == 0 and out2.split() != printed
+
+    code, out, err = run("eval", "-o", "w", cwd=tmp_path)
+    assert code == 0, err
+    assert "mean NLL 2.4" in out and "228,146 characters (32,033 words)" in out
+
+
+def test_counting_model_on_all_words_reproduces_the_lecture_number(tmp_path, capsys):
+    d = str(tmp_path / "c")
+    code, out, err = run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-o", d, "--num-samples", "0")
+    assert code == 0, err
+    assert "counts: train NLL 2.4540  dev NLL n/a  test NLL n/a" in out
+    code, out, err = run_inprocess(capsys, "eval", "-o", d, "-i", NAMES)
+    assert code == 0 and "mean NLL 2.4540" in out
+    code, out, err = run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "1", "--split", "1,0,0", "-o", d, "--num-samples", "0")
+    code, out, err = run_inprocess(capsys, "eval", "-o", d, "-i", NAMES)
+    assert code == 0 and "mean NLL 2.4546" in out
+
+
+def test_eval_of_unseen_pair_without_smoothing_is_inf(tmp_path, capsys):
+    d = str(tmp_path / "c")
+    words = tmp_path / "w.txt"
+    words.write_text("ab\nba\n")
+    assert run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-i", str(words), "-o", d)[0] == 0
+    other = tmp_path / "o.txt"
+    other.write_text("aa\n")
+    code, out, _ = run_inprocess(capsys, "eval", "-o", d, "-i", str(other))
+    assert code == 0 and "mean NLL inf" in out
+
+
+def test_temperature_zero_is_greedy_and_repeatable(workdir, capsys):
+    code, out, _ = run_inprocess(capsys, "sample", "-o", workdir, "-n", "3", "--temperature", "0", "--seed", "4")
+    assert code == 0 and len(set(out.split())) == 1
+
+
+def test_sample_count_and_max_len(workdir, capsys):
+    code, out, _ = run_inprocess(capsys, "sample", "-o", workdir, "-n", "7", "--max-len", "2")
+    assert code == 0
+    names = out.splitlines()
+    assert len(names) == 7 and all(len(n) <= 2 for n in names)
+
+
+@pytest.mark.parametrize("sub", [[], ["train"], ["sample"], ["eval"]])
+def test_help_on_every_subcommand(capsys, sub):
+    code, out, _ = run_inprocess(capsys, *sub, "--help")
+    assert code == 0 and out.startswith("usage: makemore")
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("makemore")
+    assert exe, "the makemore console script is not on PATH (pip install the package)"
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("makemore-jax ")
+
+
+def _bad_inputs(tmp):
+    (tmp / "empty.txt").write_text("")
+    (tmp / "blank.txt").write_text("\n   \n\t\n")
+    (tmp / "latin1.txt").write_bytes(b"anna\nbob\nren\xe9e\n")
+    (tmp / "accents.txt").write_text("anna\nzoë\n")
+    (tmp / "notjson").mkdir()
+    (tmp / "notjson" / "model.json").write_text("{oops")
+    return [
+        (["train", "-i", str(tmp / "missing.txt")], "missing.txt: no such file"),
+        (["train", "-i", str(tmp / "empty.txt")], "no words"),
+        (["train", "-i", str(tmp / "blank.txt")], "no words"),
+        (["train", "-i", str(tmp / "latin1.txt")], "line 3 is not valid UTF-8"),
+        (["eval", "-i", str(tmp / "accents.txt")], "character 'ë' (U+00EB) in word 'zoë'"),
+        (["eval", "-i", str(tmp / "missing.txt")], "no such file"),
+        (["sample", "-o", str(tmp / "nowhere")], "no such work directory"),
+        (["eval", "-o", str(tmp / "notjson")], "not a valid checkpoint"),
+        (["sample", "-o", str(tmp)], "model.json is missing"),
+        (["train", "--type", "gpt5"], "invalid choice: 'gpt5'"),
+        (["train", "--smoothing", "-1"], "--smoothing: must be a number >= 0"),
+        (["train", "--l2", "-0.5"], "--l2: must be a number >= 0"),
+        (["train", "--lr", "-3"], "--lr/--learning-rate: must be a number >= 0"),
+        (["train", "--lr", "nan"], "must be a number >= 0"),
+        (["train", "--steps", "-10"], "--steps/--max-steps: must be an integer >= 0"),
+        (["train", "--split", "80,20"], "--split"),
+        (["sample", "--temperature", "-1"], "--temperature/-t: must be a number >= 0"),
+        (["sample", "-n", "-5"], "-n/--num-samples: must be an integer >= 0"),
+        (["sample", "--seed", "abc"], "expected an integer"),
+    ]
+
+
+def test_bad_input_gets_one_line_exit_2_and_leaves_workdir_alone(workdir, tmp_path, capsys):
+    before = snapshot(workdir)
+    for args, message in _bad_inputs(tmp_path):
+        if "-o" not in args:
+            args = [*args, "-o", workdir]
+        code, out, err = run_inprocess(capsys, *args)
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, (args, err)
+        assert message in lines[0], (args, lines[0])
+        assert "Traceback" not in err
+        assert snapshot(workdir) == before, args
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "-i", "/nonexistent/names.txt"], "no such file"),
+    (["train", "--type", "nope"], "invalid choice"),
+    (["sample", "--temperature", "-2"], "must be a number >= 0"),
+])
+def test_bad_input_in_a_real_process(workdir, args, message):
+    before = snapshot(workdir)
+    code, out, err = run(*args, "-o", workdir)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+    assert snapshot(workdir) == before
+
+
+def test_workdir_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    code, _, err = run_inprocess(capsys, "train", "-o", str(target), "--steps", "1")
+    assert code == 2 and "not a directory" in err
+    assert target.read_text() == "keep me"
