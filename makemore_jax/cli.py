@@ -116,7 +116,7 @@ def cmd_train(args) -> None:
     from .data import read_words
     from .sampling import sample_names
     from .seeding import seed_key
-    from .train import TrainConfig, logits_table, train
+    from .train import Dataset, TrainConfig, logits_table, train_on
 
     cfg = TrainConfig(
         type=args.type, seed=args.seed, split=args.split, smoothing=args.smoothing,
@@ -129,11 +129,13 @@ def cmd_train(args) -> None:
     def progress(r):
         if not args.quiet:
             dev = f"  dev {r['dev_nll']:.4f}" if "dev_nll" in r else ""
-            print(f"step {r['step']:>7,}/{cfg.steps:,}  loss {r['loss']:.4f}{dev}  ({r['steps_per_s']:,.0f} steps/s)", flush=True)
+            note = f", compiled in {r['compile_s']:.2f} s" if "compile_s" in r else ""
+            print(f"step {r['step']:>7,}/{cfg.steps:,}  loss {r['loss']:.4f}{dev}  ({r['steps_per_s']:,.0f} steps/s{note})", flush=True)
 
-    data, result = train(words, cfg, progress)
+    data = Dataset.build(words, cfg.seed, cfg.split)
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
-    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}")
+    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+    result = train_on(data, cfg, progress)
     m = result.metrics
     print(f"{cfg.type}: train NLL {_fmt(m['train_nll'])}  dev NLL {_fmt(m['dev_nll'])}  test NLL {_fmt(m['test_nll'])}")
     training = {
