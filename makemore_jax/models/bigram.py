@@ -15,10 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from ..losses import l2_penalty, nll_from_counts, nll_from_logits
+from . import ModelDef
 
 
 @dataclass(frozen=True)
 class BigramConfig:
+    """The bigram needs only V; any config with ``vocab_size`` (e.g. ModelConfig) works."""
+
     vocab_size: int
 
 
@@ -62,3 +65,14 @@ def loss_counts(params: dict, counts_VxV: jax.Array, l2: float) -> jax.Array:
 def probs(params: dict) -> jax.Array:
     """The V×V table p(next | previous) the network represents."""
     return jax.nn.softmax(params["W"], axis=-1)
+
+
+def decode_init(params: dict, config, batch: int) -> tuple:
+    return ()  # the next id depends on the current one only: no state
+
+
+def decode_step(params: dict, state: tuple, token_B: jax.Array, t: jax.Array) -> tuple[jax.Array, tuple]:
+    return params["W"][token_B], state
+
+
+MODELS = {"bigram": ModelDef("bigram", init, apply, decode_init, decode_step)}
