@@ -1,16 +1,20 @@
-"""A work directory: parameters as .npz, everything else as JSON, written atomically.
+"""Work directories: arrays as .npz, everything else as JSON, written atomically.
 
-Layout::
+A checkpoint NAME (``model``: the best by dev NLL, what sample and eval use;
+``last``: the latest state with optimizer moments, what --resume uses) is
 
-    WORKDIR/model.json          type, hyperparameters, vocabulary, metrics, and the
-                                name + SHA-256 of the parameter file below
-    WORKDIR/params-<sha>.npz    the arrays (np.savez, read with allow_pickle=False)
-    WORKDIR/metrics.jsonl       one JSON record per logged training chunk
+    WORKDIR/NAME.json            settings, vocabulary, block size, step, metrics,
+                                 and the file name + SHA-256 of its arrays
+    WORKDIR/NAME-<sha>.npz       params/<path> arrays, and opt/<i> for the
+                                 optimizer state's leaves (np.savez; read back
+                                 with allow_pickle=False)
+
+plus WORKDIR/metrics.jsonl, one JSON record per logged chunk of training.
 
 Every file is written to a temporary name and moved into place with
-``os.replace``. ``model.json`` is written last and is the commit point: until it
-is replaced, it names the previous, complete parameter file, so a crash at any
-moment leaves a loadable work directory.
+``os.replace``. NAME.json is written last and is the commit point: until it is
+replaced it names the previous, complete array file, so a crash at any moment
+leaves the previous checkpoint loadable.
 """
 
 from __future__ import annotations
@@ -24,31 +28,31 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
+import jax
 import numpy as np
 
 from . import __version__
+from .config import TrainConfig
 from .data import Vocabulary
 from .errors import MakemoreError
+from .models import get_model
+from .trained import TrainedModel
 
-MODEL_FILE = "model.json"
 METRICS_FILE = "metrics.jsonl"
 FORMAT = "makemore-jax"
 FORMAT_VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-# The arrays each model type holds, with dtype; every one is V×V.
-PARAM_SPECS = {"counts": {"counts": "int32"}, "bigram": {"W": "float32"}}
-
 
 @dataclass
-class Checkpoint:
-    type: str
-    vocab: Vocabulary
-    params: dict[str, np.ndarray]
-    hparams: dict = field(default_factory=dict)
+class Loaded:
+    model: TrainedModel
+    step: int = 0
+    best_dev: float | None = None
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    opt_leaves: list[np.ndarray] | None = None
 
 
 def atomic_write(path: str, payload: bytes) -> None:
@@ -80,48 +84,103 @@ def json_number(x):
     return x
 
 
-def _json_bytes(obj) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+def _flat_items(tree: dict, prefix: str):
+    for key, value in tree.items():
+        path = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            yield from _flat_items(value, path)
+        else:
+            yield path, value
 
 
-def _npz_bytes(params: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in params.items()})
-    return buf.getvalue()
+def flatten_params(params, prefix: str = "params") -> dict[str, np.ndarray]:
+    """Nested dicts of arrays -> {'params/a/b': array}."""
+    return {path: np.asarray(leaf) for path, leaf in _flat_items(params, prefix)}
 
 
-def save(workdir: str, ckpt: Checkpoint, history: list[dict] | None = None) -> None:
-    """Write a checkpoint into workdir (created if missing); model.json goes last."""
+def unflatten_params(flat: dict[str, np.ndarray], prefix: str = "params") -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        parts = path.split("/")
+        if parts[0] != prefix:
+            continue
+        node = tree
+        for part in parts[1:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def write_metrics(workdir: str, history: list[dict]) -> None:
+    lines = "".join(json.dumps({k: json_number(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in history)
+    atomic_write(os.path.join(workdir, METRICS_FILE), lines.encode("utf-8"))
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The records of metrics.jsonl ([] if absent); a damaged line ends the list there."""
+    records = []
+    try:
+        with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                if not isinstance(record, dict):
+                    break
+                records.append(record)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return records
+
+
+def save(
+    workdir: str,
+    name: str,
+    model: TrainedModel,
+    *,
+    step: int = 0,
+    best_dev: float | None = None,
+    training: dict | None = None,
+    metrics: dict | None = None,
+    opt_state=None,
+) -> None:
+    """Write checkpoint NAME into workdir (created if missing); NAME.json goes last."""
+    arrays = flatten_params(model.params)
+    if opt_state is not None:
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(opt_state)):
+            arrays[f"opt/{i:05d}"] = np.asarray(leaf)
     try:
         os.makedirs(workdir, exist_ok=True)
-        payload = _npz_bytes(ckpt.params)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        payload = buf.getvalue()
         digest = hashlib.sha256(payload).hexdigest()
-        params_file = f"params-{digest[:16]}.npz"
-        atomic_write(os.path.join(workdir, params_file), payload)
-        if history is not None:
-            lines = "".join(
-                json.dumps({k: json_number(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in history
-            )
-            atomic_write(os.path.join(workdir, METRICS_FILE), lines.encode("utf-8"))
+        arrays_file = f"{name}-{digest[:16]}.npz"
+        atomic_write(os.path.join(workdir, arrays_file), payload)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "makemore_jax_version": __version__,
-            "type": ckpt.type,
-            "hparams": ckpt.hparams,
-            "vocab": ckpt.vocab.to_json(),
-            "training": ckpt.training,
-            "metrics": {k: json_number(v) for k, v in ckpt.metrics.items()},
-            "params_file": params_file,
-            "params_sha256": digest,
+            "type": model.type,
+            "config": model.config.to_json(),
+            "block_size": model.block_size,
+            "vocab": model.vocab.to_json(),
+            "step": step,
+            "best_dev_nll": json_number(best_dev),
+            "training": training or {},
+            "metrics": {k: json_number(v) for k, v in (metrics or {}).items()},
+            "arrays_file": arrays_file,
+            "arrays_sha256": digest,
         }
-        atomic_write(os.path.join(workdir, MODEL_FILE), _json_bytes(meta))
+        text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        atomic_write(os.path.join(workdir, f"{name}.json"), text.encode("utf-8"))
     except OSError as err:
         raise MakemoreError(f"cannot write to {workdir}: {err.strerror or err}") from None
-    for name in os.listdir(workdir):  # parameter files no longer referenced
-        if name.startswith("params-") and name.endswith(".npz") and name != params_file:
+    for other in os.listdir(workdir):  # array files of this checkpoint no longer referenced
+        if other.startswith(f"{name}-") and other.endswith(".npz") and other != arrays_file:
             try:
-                os.unlink(os.path.join(workdir, name))
+                os.unlink(os.path.join(workdir, other))
             except OSError:
                 pass
 
@@ -130,61 +189,93 @@ def _corrupt(path: str, why: str) -> MakemoreError:
     return MakemoreError(f"{path} is not a valid checkpoint: {why}")
 
 
-def load(workdir: str) -> Checkpoint:
-    """Read and verify a checkpoint; any problem is one MakemoreError naming the file."""
-    model_path = os.path.join(workdir, MODEL_FILE)
+def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
+    path = os.path.join(workdir, f"{name}.json")
     if not os.path.isdir(workdir):
         raise MakemoreError(f"{workdir}: no such work directory (train a model there first)")
     try:
-        with open(model_path, "rb") as f:
+        with open(path, "rb") as f:
             meta = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
-        raise MakemoreError(f"{workdir}: no model here ({MODEL_FILE} is missing; train one first)") from None
+        raise MakemoreError(f"{workdir}: no checkpoint here ({name}.json is missing; train a model first)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _corrupt(model_path, f"unreadable JSON ({err})") from None
+        raise _corrupt(path, f"unreadable JSON ({err})") from None
     except OSError as err:
-        raise MakemoreError(f"{model_path}: cannot read ({err.strerror})") from None
-
+        raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _corrupt(model_path, "not a makemore-jax model file")
+        raise _corrupt(path, "not a makemore-jax checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise _corrupt(model_path, f"format version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
-    model_type = meta.get("type")
-    if model_type not in PARAM_SPECS:
-        raise _corrupt(model_path, f"unknown model type {model_type!r}")
+        raise _corrupt(path, f"format version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    return path, meta
+
+
+def _expected_params(model: TrainedModel) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    V = model.vocab.size
+    if model.type == "counts":
+        return {"params/counts": ((V, V), np.dtype("int32"))}
+    config = model.model_config
+    shapes = jax.eval_shape(lambda key: model.model_def.init(key, config), jax.random.key(0))
+    return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat_items(shapes, "params")}
+
+
+def load(workdir: str, name: str = "model") -> Loaded:
+    """Read and verify checkpoint NAME; any problem is one MakemoreError naming the file."""
+    path, meta = _read_meta(workdir, name)
     try:
+        config = TrainConfig.from_json(meta.get("config"))
         vocab = Vocabulary.from_json(meta.get("vocab"))
     except MakemoreError as err:
-        raise _corrupt(model_path, str(err)) from None
-    for key in ("hparams", "training", "metrics"):
+        raise _corrupt(path, str(err)) from None
+    if meta.get("type") != config.type:
+        raise _corrupt(path, f"type {meta.get('type')!r} does not match its config ({config.type!r})")
+    block_size, step = meta.get("block_size"), meta.get("step")
+    if not isinstance(block_size, int) or block_size < 2:
+        raise _corrupt(path, "block_size must be an integer >= 2")
+    if not isinstance(step, int) or step < 0:
+        raise _corrupt(path, "step must be an integer >= 0")
+    for key in ("training", "metrics"):
         if not isinstance(meta.get(key), dict):
-            raise _corrupt(model_path, f"field {key!r} is missing or not an object")
-    if model_type == "counts":
-        k = meta["hparams"].get("smoothing")
-        if not isinstance(k, (int, float)) or not (k >= 0 and math.isfinite(k)):
-            raise _corrupt(model_path, "hparams.smoothing must be a number >= 0")
+            raise _corrupt(path, f"field {key!r} is missing or not an object")
+    best_dev = meta.get("best_dev_nll")
+    if best_dev is not None and not isinstance(best_dev, (int, float, str)):
+        raise _corrupt(path, "best_dev_nll must be a number")
 
-    params_file = meta.get("params_file")
-    if not isinstance(params_file, str) or os.path.basename(params_file) != params_file:
-        raise _corrupt(model_path, "params_file is missing or not a plain file name")
-    params_path = os.path.join(workdir, params_file)
+    arrays_file = meta.get("arrays_file")
+    if not isinstance(arrays_file, str) or os.path.basename(arrays_file) != arrays_file:
+        raise _corrupt(path, "arrays_file is missing or not a plain file name")
+    arrays_path = os.path.join(workdir, arrays_file)
     try:
-        with open(params_path, "rb") as f:
+        with open(arrays_path, "rb") as f:
             payload = f.read()
     except OSError as err:
-        raise _corrupt(model_path, f"cannot read its parameters {params_file} ({err.strerror})") from None
-    if hashlib.sha256(payload).hexdigest() != meta.get("params_sha256"):
-        raise _corrupt(params_path, "checksum does not match model.json (file damaged or replaced)")
-    params = _read_arrays(params_path, payload)
-    V = vocab.size
-    expected = PARAM_SPECS[model_type]
-    if set(params) != set(expected):
-        raise _corrupt(params_path, f"holds arrays {sorted(params)}, expected {sorted(expected)}")
-    for name, dtype in expected.items():
-        arr = params[name]
-        if arr.shape != (V, V) or arr.dtype != np.dtype(dtype):
-            raise _corrupt(params_path, f"{name} is {arr.dtype}{list(arr.shape)}, expected {dtype}[{V}, {V}]")
-    return Checkpoint(model_type, vocab, params, meta["hparams"], meta["training"], meta["metrics"])
+        raise _corrupt(path, f"cannot read its arrays {arrays_file} ({err.strerror})") from None
+    if hashlib.sha256(payload).hexdigest() != meta.get("arrays_sha256"):
+        raise _corrupt(arrays_path, f"checksum does not match {name}.json (file damaged or replaced)")
+    arrays = _read_arrays(arrays_path, payload)
+
+    model = TrainedModel(config, vocab, {}, block_size)
+    expected = _expected_params(model)
+    got = {k: v for k, v in arrays.items() if k.startswith("params/")}
+    if set(got) != set(expected):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        raise _corrupt(arrays_path, f"arrays do not fit a {config.type} model (missing {missing}, unexpected {extra})")
+    for key, (shape, dtype) in expected.items():
+        if got[key].shape != shape or got[key].dtype != dtype:
+            raise _corrupt(arrays_path, f"{key} is {got[key].dtype}{list(got[key].shape)}, expected {dtype}{list(shape)}")
+    model.params = unflatten_params(got)
+    opt_keys = sorted(k for k in arrays if k.startswith("opt/"))
+    opt_leaves = [arrays[k] for k in opt_keys] if opt_keys else None
+    best = float(best_dev) if best_dev is not None else None
+    return Loaded(model, step, best, meta["training"], meta["metrics"], opt_leaves)
+
+
+def restore_opt_state(loaded: Loaded, template, path: str):
+    """The optimizer state from loaded leaves, in the structure of template (optimizer.init)."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    got = loaded.opt_leaves or []
+    if len(got) != len(leaves) or any(a.shape != np.shape(b) for a, b in zip(got, leaves)):
+        raise _corrupt(path, "its optimizer state does not fit this model and optimizer")
+    return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(got, leaves)])
 
 
 def _read_arrays(path: str, payload: bytes) -> dict[str, np.ndarray]:

@@ -1,12 +1,14 @@
 """The `makemore` command: train, sample, eval.
 
-Mistakes a user can make end as one line on stderr and exit status 2; the
-work directory is only written after a run has succeeded.
+Mistakes a user can make end as one line on stderr and exit status 2; nothing
+in the work directory is written before the settings and the input have been
+checked.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import sys
@@ -14,6 +16,7 @@ import sys
 from .errors import MakemoreError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 DEFAULT_WORKDIR = "out"
 
 
@@ -45,9 +48,8 @@ seed_int = _number(int, lambda v: 0 <= v <= 2**32 - 1, "an integer in 0..4294967
 
 
 def split_fractions(text: str) -> tuple[float, float, float]:
-    parts = text.split(",")
     try:
-        values = tuple(float(p) for p in parts)
+        values = tuple(float(p) for p in text.split(","))
     except ValueError:
         values = ()
     if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values) or values[0] <= 0:
@@ -55,41 +57,74 @@ def split_fractions(text: str) -> tuple[float, float, float]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
-    from . import __version__
+# flag -> TrainConfig field, for the settings whose default depends on --type
+TRAIN_SETTINGS = {
+    "seed": "seed", "split": "split", "smoothing": "smoothing", "optimizer": "optimizer", "lr": "lr",
+    "weight_decay": "weight_decay", "l2": "l2", "steps": "steps", "batch_size": "batch_size",
+    "warmup_steps": "warmup_steps", "lr_schedule": "lr_schedule", "min_lr": "min_lr", "grad_clip": "grad_clip",
+    "eval_every": "eval_every", "log_every": "log_every", "n_layer": "n_layer", "n_head": "n_head",
+    "n_embd": "n_embd", "n_embd2": "n_embd2", "block_size": "block_size",
+}
 
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .config import MODEL_TYPES, OPTIMIZERS, SCHEDULES
+
+    parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval}")
 
-    def common(p, input_help):
-        p.add_argument("-i", "--input-file", metavar="FILE", default=None, help=input_help)
+    def workdir(p):
         p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
 
-    t = sub.add_parser("train", help="train a model and save it to the work directory", description="Train a bigram model (counting or neural), report train/dev/test NLL, save it, print samples.")
-    common(t, "words, one per line, UTF-8 (default: the bundled names.txt)")
-    t.add_argument("--type", default="bigram", choices=("counts", "bigram"), help="counts: the counting model; bigram: the neural bigram (default)")
-    t.add_argument("--seed", type=seed_int, default=0, help="fixes split, init, batch order and samples (default 0)")
-    t.add_argument("--split", type=split_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
-    t.add_argument("--smoothing", type=non_negative_float, default=1.0, metavar="K", help="add-k smoothing of the counting model (default 1)")
-    t.add_argument("--l2", type=non_negative_float, default=0.01, metavar="LAMBDA", help="L2 penalty λ·mean(W²) of the neural bigram (default 0.01)")
-    t.add_argument("--lr", "--learning-rate", type=non_negative_float, default=50.0, help="SGD learning rate (default 50)")
-    t.add_argument("--steps", "--max-steps", type=non_negative_int, default=500, help="SGD steps (default 500)")
-    t.add_argument("--batch-size", "-b", type=non_negative_int, default=0, help="pairs per step; 0 = all training pairs (default)")
+    t = sub.add_parser(
+        "train", help="train a model and save it to the work directory",
+        description="Train a model, report train/dev/test NLL, save it, print samples. Defaults depend on --type: "
+        "the bigram follows the lecture (full-batch SGD, lr 50, λ 0.01, 500 steps); the other neural models follow "
+        "the PyTorch makemore (AdamW, lr 5e-4, weight decay 0.01, batch 32, 10,000 steps).",
+    )
+    t.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words, one per line, UTF-8 (default: the bundled names.txt)")
+    workdir(t)
+    t.add_argument("--type", choices=MODEL_TYPES, help="model type (default: bigram)")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in WORKDIR exactly where it stopped")
+    t.add_argument("--seed", type=seed_int, help="fixes split, init, batch order and samples (default 0)")
+    t.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
+    t.add_argument("--smoothing", type=non_negative_float, metavar="K", help="add-k smoothing of the counting model (default 1)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (bigram default) or adamw (default for the rest)")
+    t.add_argument("--lr", "--learning-rate", type=non_negative_float, help="learning rate (bigram 50, others 5e-4)")
+    t.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0.01)")
+    t.add_argument("--l2", type=non_negative_float, metavar="LAMBDA", help="penalty λ·mean(param²) (bigram 0.01, others 0)")
+    t.add_argument("--steps", "--max-steps", type=non_negative_int, help="optimizer steps (bigram 500, others 10,000)")
+    t.add_argument("--batch-size", "-b", type=non_negative_int, help="words per step, 0 = all (bigram 0, others 32)")
+    t.add_argument("--warmup-steps", type=non_negative_int, help="linear learning-rate warmup (default 0)")
+    t.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default) or cosine decay to --min-lr")
+    t.add_argument("--min-lr", type=non_negative_float, help="where cosine decay ends (default 0)")
+    t.add_argument("--grad-clip", type=non_negative_float, help="clip gradients to this global norm, 0 = off (default)")
+    t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
+    t.add_argument("--log-every", type=positive_int, help="steps between progress lines")
+    t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")
+    t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
+    t.add_argument("--n-embd", type=positive_int, help="embedding size (default 64)")
+    t.add_argument("--n-embd2", type=positive_int, help="hidden size (default 64)")
+    t.add_argument("--block-size", type=non_negative_int, help="longest sequence, 0 = longest word + 1 (default)")
     t.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print after training (default 10)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     t.set_defaults(run=cmd_train)
 
     s = sub.add_parser("sample", help="print names sampled from a trained model", description="Print names sampled from the model in WORKDIR; the same seed gives the same names.")
-    s.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
+    workdir(s)
     s.add_argument("-n", "--num-samples", type=non_negative_int, default=20, metavar="N", help="how many names (default 20)")
     s.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
     s.add_argument("--temperature", "-t", type=non_negative_float, default=1.0, metavar="T", help="0 = greedy, 1 = the model's distribution (default 1)")
-    s.add_argument("--max-len", type=positive_int, default=None, metavar="L", help="cut names at L characters (default: twice the longest training word)")
+    s.add_argument("--top-k", type=non_negative_int, default=0, metavar="K", help="draw only from the K most likely characters, 0 = all (default)")
+    s.add_argument("--max-len", type=positive_int, default=None, metavar="L", help="cut names at L characters (default: the longest the model allows)")
+    s.add_argument("--no-report", action="store_true", help="do not report how many names are in the training or test set")
     s.set_defaults(run=cmd_sample)
 
     e = sub.add_parser("eval", help="mean NLL of a word list under a trained model", description="Mean negative log-likelihood per character (end included) of the words in FILE.")
-    common(e, "words to score (default: the bundled names.txt)")
+    e.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words to score (default: the bundled names.txt)")
+    workdir(e)
     e.set_defaults(run=cmd_eval)
     return parser
 
@@ -100,95 +135,165 @@ def _input_path(args) -> str:
     return args.input_file if args.input_file is not None else bundled_names_path()
 
 
+def _read_input(path: str) -> tuple[list[str], str]:
+    """The words of a file and the SHA-256 of its bytes."""
+    from .data import parse_words, read_bytes
+
+    raw = read_bytes(path)
+    return parse_words(raw, source=path), hashlib.sha256(raw).hexdigest()
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{float(x):.4f}"
 
 
-def _check_workdir_writable_target(workdir: str) -> None:
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise MakemoreError(f"{workdir}: exists and is not a directory")
+def _given_settings(args) -> dict:
+    return {field: getattr(args, flag) for flag, field in TRAIN_SETTINGS.items() if getattr(args, flag) is not None}
+
+
+def _resume_state(args, given: dict):
+    """Model, state and settings of the run in WORKDIR, refusing flags that contradict it."""
+    from . import checkpoint
+    from .train import TrainState, make_optimizer
+
+    loaded = checkpoint.load(args.work_dir, "last")
+    model = loaded.model
+    if args.type is not None and args.type != model.type:
+        raise MakemoreError(f"--resume: {args.work_dir} holds a {model.type} model, not {args.type}")
+    old = model.config.to_json()
+    for field, value in given.items():
+        value = list(value) if isinstance(value, tuple) else value
+        if field != "steps" and old[field] != value:
+            raise MakemoreError(f"--resume: --{field.replace('_', '-')} {value} differs from the saved run's {old[field]}")
+    if "steps" in given:
+        from dataclasses import replace
+
+        model.config = replace(model.config, steps=given["steps"])
+    optimizer = make_optimizer(model.config)
+    path = os.path.join(args.work_dir, "last.json")
+    opt_state = checkpoint.restore_opt_state(loaded, optimizer.init(model.params), path)
+    history = [r for r in checkpoint.read_metrics(args.work_dir) if r.get("step", 0) <= loaded.step]
+    return model, TrainState(model.params, opt_state, loaded.step, loaded.best_dev, history), loaded.training
 
 
 def cmd_train(args) -> None:
-    import numpy as np
-
     from . import checkpoint
-    from .data import read_words
-    from .sampling import sample_names
+    from .config import TrainConfig
+    from .data import Dataset
+    from .evaluate import split_nll
+    from .sampling import generate
     from .seeding import seed_key
-    from .train import Dataset, TrainConfig, logits_table, train_on
+    from .train import Interrupted, fit, new_model
 
-    cfg = TrainConfig(
-        type=args.type, seed=args.seed, split=args.split, smoothing=args.smoothing,
-        l2=args.l2, lr=args.lr, steps=args.steps, batch_size=args.batch_size,
-    ).validate()
-    _check_workdir_writable_target(args.work_dir)
+    if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
+        raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
+    given = _given_settings(args)
     path = _input_path(args)
-    words = read_words(path)
+    if args.resume:
+        model, state, training = _resume_state(args, given)
+        words, digest = _read_input(path)
+        if digest != training.get("input_sha256"):
+            raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
+        cfg = model.config
+    else:
+        cfg = TrainConfig.create(args.type or "bigram", **given).validate()
+        words, digest = _read_input(path)
+        state = None
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    if args.resume and data.vocab != model.vocab:
+        raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
+    if not args.resume:
+        model = new_model(cfg, data)
+        training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words)}
+    sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
+    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
 
-    def progress(r):
-        if not args.quiet:
+    if cfg.type != "counts":
+        def progress(r):
+            if args.quiet:
+                return
             dev = f"  dev {r['dev_nll']:.4f}" if "dev_nll" in r else ""
             note = f", compiled in {r['compile_s']:.2f} s" if "compile_s" in r else ""
             print(f"step {r['step']:>7,}/{cfg.steps:,}  loss {r['loss']:.4f}{dev}  ({r['steps_per_s']:,.0f} steps/s{note})", flush=True)
 
-    data = Dataset.build(words, cfg.seed, cfg.split)
-    sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
-    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
-    result = train_on(data, cfg, progress)
-    m = result.metrics
-    print(f"{cfg.type}: train NLL {_fmt(m['train_nll'])}  dev NLL {_fmt(m['dev_nll'])}  test NLL {_fmt(m['test_nll'])}")
-    training = {
-        "input": os.path.abspath(path), "num_words": len(words),
-        "max_word_len": max(len(w) for w in data.words["train"]),
-        "config": {**cfg.__dict__, "split": list(cfg.split)},
-    }
-    ckpt = checkpoint.Checkpoint(cfg.type, data.vocab, {k: np.asarray(v) for k, v in result.params.items()},
-                                 result.hparams, training, result.metrics)
-    checkpoint.save(args.work_dir, ckpt, result.history)
+        def save(model_now, st, is_best):
+            checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
+            checkpoint.write_metrics(args.work_dir, st.history)
+            if is_best:
+                checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
+
+        try:
+            fit(model, data, state, progress, save)
+        except Interrupted as stop:
+            print(f"makemore train: interrupted at step {stop.step:,}, saved; continue with: "
+                  f"makemore train -o {args.work_dir} --resume", file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        best = checkpoint.load(args.work_dir, "model")  # the best by dev NLL
+        model, step = best.model, best.step
+    else:
+        step = 0
+    metrics = {f"{s}_nll": v for s, v in split_nll(model, data).items()}
+    checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
+    best = f" (best by dev, step {step:,})" if cfg.type != "counts" else ""
+    print(f"{cfg.type}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
     if args.num_samples:
-        table = logits_table(cfg.type, result.params, result.hparams)
-        names = sample_names(seed_key(cfg.seed, "sample"), table, data.vocab, args.num_samples,
-                             max_len=2 * training["max_word_len"])
+        names, _ = generate(model, seed_key(cfg.seed, "sample"), args.num_samples)
         print(f"samples (makemore sample -o {args.work_dir} --seed {cfg.seed}):")
         for name in names:
             print(f"  {name}")
 
 
+def _novelty_report(loaded, names: list[str]) -> str:
+    """How many samples are training words, test words, or new (needs the training input)."""
+    from .data import Dataset
+    from .seeding import seed_key
+
+    path = loaded.training.get("input", "")
+    try:
+        words, digest = _read_input(path)
+    except MakemoreError:
+        return f"({path or 'the training input'} is gone: cannot tell which samples are new)"
+    if digest != loaded.training.get("input_sha256"):
+        return f"({path} changed since training: cannot tell which samples are new)"
+    cfg = loaded.model.config
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    train, test = set(data.words["train"]), set(data.words["test"])
+    n_train = sum(n in train for n in names)
+    n_test = sum(n in test and n not in train for n in names)
+    return f"{n_train} of {len(names)} samples are in the training set, {n_test} in the test set, {len(names) - n_train - n_test} are new"
+
+
 def cmd_sample(args) -> None:
     from . import checkpoint
-    from .sampling import sample_names
+    from .sampling import generate
     from .seeding import seed_key
-    from .train import logits_table
 
-    ckpt = checkpoint.load(args.work_dir)
-    max_len = args.max_len or 2 * int(ckpt.training.get("max_word_len", 25))
-    table = logits_table(ckpt.type, ckpt.params, ckpt.hparams)
-    for name in sample_names(seed_key(args.seed, "sample"), table, ckpt.vocab, args.num_samples,
-                             max_len=max_len, temperature=args.temperature):
+    loaded = checkpoint.load(args.work_dir, "model")
+    names, _ = generate(loaded.model, seed_key(args.seed, "sample"), args.num_samples, max_len=args.max_len,
+                        temperature=args.temperature, top_k=args.top_k)
+    for name in names:
         print(name)
+    if names and not args.no_report:
+        sys.stdout.flush()
+        print(_novelty_report(loaded, names), file=sys.stderr)
 
 
 def cmd_eval(args) -> None:
-    import jax
-
     from . import checkpoint
-    from .counts import count_matrix
-    from .data import bigram_pairs, read_words
-    from .losses import mean_nll_counts
-    from .train import logits_table
+    from .data import Dataset
+    from .evaluate import split_nll
 
-    ckpt = checkpoint.load(args.work_dir)
+    model = checkpoint.load(args.work_dir, "model").model
     path = _input_path(args)
-    words = read_words(path)
+    words, _ = _read_input(path)
+    data = Dataset(model.vocab, {"train": [], "dev": [], "test": words})
     try:
-        xs, ys = bigram_pairs(words, ckpt.vocab)
+        nll = split_nll(model, data, ["test"])["test"]
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
-    logp = jax.nn.log_softmax(logits_table(ckpt.type, ckpt.params, ckpt.hparams), axis=-1)
-    nll = mean_nll_counts(logp, count_matrix(xs, ys, ckpt.vocab.size))
-    print(f"{path}: mean NLL {float(nll):.4f} over {len(xs):,} characters ({len(words):,} words)")
+    n_chars = sum(len(w) + 1 for w in words)
+    print(f"{path}: mean NLL {nll:.4f} over {n_chars:,} characters ({len(words):,} words)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"makemore {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `makemore sample | head`: the reader left; not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

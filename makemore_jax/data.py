@@ -52,17 +52,21 @@ def parse_words(raw: bytes, source: str = "input") -> list[str]:
 
 def read_words(path: str | os.PathLike) -> list[str]:
     """Read a UTF-8 text file of words, one per line (see ``parse_words``)."""
+    return parse_words(read_bytes(path), source=os.fspath(path))
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A file's bytes; MakemoreError naming the file if it cannot be read."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         raise MakemoreError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise MakemoreError(f"{path}: is a directory, not a file") from None
     except OSError as err:
         raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
-    return parse_words(raw, source=path)
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -181,3 +185,62 @@ def validate_split(fractions: Sequence[float]) -> tuple[float, float, float]:
 
 def to_device(xs: np.ndarray) -> jax.Array:
     return jnp.asarray(xs, dtype=jnp.int32)
+
+
+def encode_padded(words: Sequence[str], vocab: Vocabulary, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Words as rows ``[0, c1 .. cn, 0, 0, ...]`` of width block_size + 1, and their lengths.
+
+    Inputs are row[:-1] and targets row[1:]; target position t counts while
+    t <= n (the n characters and the end). Raises MakemoreError for a word
+    longer than block_size - 1 characters.
+    """
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int32, count=len(words))
+    if len(words) and int(lengths.max()) > block_size - 1:
+        longest = words[int(np.argmax(lengths))]
+        raise MakemoreError(
+            f"word {longest[:40]!r} has {len(longest)} characters; the model handles at most {block_size - 1}"
+        )
+    stream = vocab.encode_stream(words)
+    tokens = np.zeros((len(words), block_size + 1), np.int32)
+    # word i's characters sit in the stream right after its leading boundary
+    starts = np.concatenate([[0], np.cumsum(lengths[:-1] + 1)]) + 1
+    col = np.arange(block_size + 1)
+    rows, cols = np.nonzero((col[None, :] >= 1) & (col[None, :] <= lengths[:, None]))
+    tokens[rows, cols] = stream[starts[rows] + cols - 1]
+    return tokens, lengths
+
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class Dataset:
+    """The words of each split and the vocabulary of all of them, with cached encodings."""
+
+    vocab: Vocabulary
+    words: dict[str, list[str]]
+
+    def __post_init__(self):
+        self._cache: dict = {}
+
+    @classmethod
+    def build(cls, words: Sequence[str], key: jax.Array, fractions=(0.8, 0.1, 0.1)) -> "Dataset":
+        vocab = Vocabulary.from_words(words)
+        return cls(vocab, dict(zip(SPLITS, split_words(words, key, fractions))))
+
+    @property
+    def max_word_len(self) -> int:
+        return max(len(w) for ws in self.words.values() for w in ws)
+
+    def nonempty(self) -> list[str]:
+        return [s for s in SPLITS if self.words[s]]
+
+    def pairs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if ("pairs", split) not in self._cache:
+            self._cache[("pairs", split)] = bigram_pairs(self.words[split], self.vocab)
+        return self._cache[("pairs", split)]
+
+    def padded(self, split: str, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        if ("padded", split, block_size) not in self._cache:
+            self._cache[("padded", split, block_size)] = encode_padded(self.words[split], self.vocab, block_size)
+        return self._cache[("padded", split, block_size)]

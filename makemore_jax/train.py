@@ -1,8 +1,11 @@
-"""Training: optax SGD on the neural bigram, many steps per compiled call.
+"""One trainer for every model: many optimizer steps per compiled call.
 
 ``run_steps`` is the whole inner loop: a ``lax.scan`` of value_and_grad plus an
-optimizer update, jitted once per (loss, optimizer, chunk length). Python only
-runs between chunks, to log progress.
+optax update, jitted once per (loss, optimizer, chunk length). Batches are drawn
+inside it from ``fold_in(batch_key, step)``, so the data order depends only on
+the seed and the step: a run resumed from a checkpoint sees exactly the batches
+an uninterrupted run would. Python runs only between chunks, to log, evaluate
+and save.
 """
 
 from __future__ import annotations
@@ -18,15 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import counts as counts_lib
-from .data import Vocabulary, bigram_pairs, split_words, validate_split
+from .config import TrainConfig
+from .counts import count_matrix
+from .data import Dataset
 from .errors import MakemoreError
-from .losses import nll_from_counts
-from .models import bigram
-from .seeding import MAX_SEED, seed_key
-
-MODEL_TYPES = ("counts", "bigram")
-SPLITS = ("train", "dev", "test")
+from .evaluate import masked_nll_sum, split_nll
+from .models import bigram, check_config, get_model
+from .seeding import seed_key
+from .trained import TrainedModel
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer", "num_steps"))
@@ -47,8 +49,14 @@ def run_steps(loss_fn, optimizer, params, opt_state, batch_data, first_step, num
     return params, opt_state, losses
 
 
+def mean_square(params) -> jax.Array:
+    """mean(p²) over every parameter: λ times this is the L2 penalty."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return sum(jnp.sum(jnp.square(p)) for p in leaves) / sum(p.size for p in leaves)
+
+
 def full_batch_loss(l2: float):
-    """Loss over all training pairs, through their count matrix (V×V work per step)."""
+    """Neural bigram over all training pairs, through their count matrix (V×V work per step)."""
 
     def loss_fn(params, batch_data, step):
         return bigram.loss_counts(params, batch_data["counts"], l2)
@@ -56,152 +64,176 @@ def full_batch_loss(l2: float):
     return loss_fn
 
 
-def minibatch_loss(l2: float, batch_size: int):
-    """Loss on batch_size pairs drawn with replacement, keyed by (batch key, step)."""
+def sequence_loss(apply, l2: float, batch_size: int):
+    """Masked cross-entropy of a batch of padded words (+ λ·mean(param²)).
+
+    batch_size words are drawn with replacement from fold_in(key, step); 0
+    means every training word at every step.
+    """
 
     def loss_fn(params, batch_data, step):
-        key = jax.random.fold_in(batch_data["key"], step)
-        idx = jax.random.randint(key, (batch_size,), 0, batch_data["xs"].shape[0])
-        return bigram.loss_gather(params, batch_data["xs"][idx], batch_data["ys"][idx], l2)
+        tokens, lengths = batch_data["tokens"], batch_data["lengths"]
+        if batch_size:
+            key = jax.random.fold_in(batch_data["key"], step)
+            idx = jax.random.randint(key, (batch_size,), 0, tokens.shape[0])
+            tokens, lengths = tokens[idx], lengths[idx]
+        total, count = masked_nll_sum(apply(params, tokens[:, :-1]), tokens[:, 1:], lengths)
+        loss = total / count
+        return loss + l2 * mean_square(params) if l2 else loss
 
     return loss_fn
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run. Defaults train in seconds on a CPU."""
+def learning_rate(cfg: TrainConfig):
+    """Constant, or linear warmup then cosine decay to cfg.min_lr over cfg.steps."""
+    if cfg.lr_schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1), cfg.min_lr
+        )
+    if cfg.warmup_steps:
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), optax.constant_schedule(cfg.lr)],
+            [cfg.warmup_steps],
+        )
+    return cfg.lr
 
-    type: str = "bigram"
-    seed: int = 0
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    smoothing: float = 1.0  # add-k, counting model
-    l2: float = 0.01  # λ in loss = NLL + λ·mean(W²), neural bigram
-    lr: float = 50.0
-    steps: int = 500
-    batch_size: int = 0  # 0: full batch (all training pairs, via their counts)
 
-    def validate(self) -> "TrainConfig":
-        if self.type not in MODEL_TYPES:
-            raise MakemoreError(f"unknown model type {self.type!r} (choose from {', '.join(MODEL_TYPES)})")
-        if not (0 <= self.seed <= MAX_SEED):
-            raise MakemoreError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
-        for name in ("smoothing", "l2", "lr"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise MakemoreError(f"{name} must be a finite number >= 0, got {value}")
-        if self.steps < 0:
-            raise MakemoreError(f"steps must be >= 0, got {self.steps}")
-        if self.batch_size < 0:
-            raise MakemoreError(f"batch size must be >= 0 (0 = full batch), got {self.batch_size}")
-        validate_split(self.split)
-        return self
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """SGD (the lecture) or AdamW with makemore's betas 0.9/0.99 and eps 1e-8; optional clipping."""
+    lr = learning_rate(cfg)
+    if cfg.optimizer == "sgd":
+        opt = optax.sgd(lr)
+    else:
+        opt = optax.adamw(lr, b1=0.9, b2=0.99, eps=1e-8, weight_decay=cfg.weight_decay)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
 
 
 @dataclass
-class Dataset:
-    """Words of each split, the vocabulary (from all words) and each split's pairs."""
-
-    vocab: Vocabulary
-    words: dict[str, list[str]]
-    pairs: dict[str, tuple[jax.Array, jax.Array]]
-
-    @classmethod
-    def build(cls, words: list[str], seed: int, split=(0.8, 0.1, 0.1)) -> "Dataset":
-        vocab = Vocabulary.from_words(words)
-        parts = dict(zip(SPLITS, split_words(words, seed_key(seed, "split"), split)))
-        pairs = {name: tuple(map(jnp.asarray, bigram_pairs(ws, vocab))) for name, ws in parts.items() if ws}
-        return cls(vocab, parts, pairs)
-
-    def counts(self, split: str) -> jax.Array:
-        xs, ys = self.pairs[split]
-        return counts_lib.count_matrix(xs, ys, self.vocab.size)
-
-
-def logits_table(model_type: str, params: dict, hparams: dict) -> jax.Array:
-    """The V×V next-id logits of either bigram model (log P for the counting model)."""
-    if model_type == "counts":
-        return jnp.log(counts_lib.smoothed_probs(params["counts"], hparams["smoothing"]))
-    return params["W"]
-
-
-def split_nll(table_VxV: jax.Array, data: Dataset) -> dict[str, float | None]:
-    """Mean NLL of each split's pairs (None for an empty split)."""
-    logp = jax.nn.log_softmax(table_VxV, axis=-1)
-    return {s: (float(nll_from_counts(logp, data.counts(s))) if s in data.pairs else None) for s in SPLITS}
-
-
-@dataclass
-class TrainResult:
+class TrainState:
     params: dict
-    hparams: dict
+    opt_state: object
+    step: int = 0
+    best_dev: float | None = None
     history: list[dict] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
 
 
-def fit_bigram(
-    params: dict,
-    data: Dataset,
-    cfg: TrainConfig,
-    log: Callable[[dict], None] | None = None,
-    num_chunks: int = 10,
-) -> tuple[dict, list[dict]]:
-    """Train W with optax SGD for cfg.steps steps; log a record after each chunk."""
-    if cfg.batch_size == 0:
-        loss_fn = full_batch_loss(cfg.l2)
-        batch_data = {"counts": data.counts("train")}
-    else:
-        loss_fn = minibatch_loss(cfg.l2, cfg.batch_size)
-        xs, ys = data.pairs["train"]
-        batch_data = {"xs": xs, "ys": ys, "key": seed_key(cfg.seed, "batches")}
-    optimizer = optax.sgd(cfg.lr)
-    opt_state = optimizer.init(params)
-    chunk = max(1, math.ceil(cfg.steps / num_chunks))
-    compiled = {}  # chunk length -> executable; compile time is reported, not mixed into steps/s
-    history, done = [], 0
-    while done < cfg.steps:
-        todo = min(chunk, cfg.steps - done)
-        compile_s = 0.0
-        if todo not in compiled:
-            t0 = time.perf_counter()
-            lowered = run_steps.lower(loss_fn, optimizer, params, opt_state, batch_data, done, todo)
-            compiled[todo] = lowered.compile()
-            compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        params, opt_state, losses = compiled[todo](params, opt_state, batch_data, done)
-        loss = float(losses[-1])
-        elapsed = time.perf_counter() - t0
-        done += todo
-        if not math.isfinite(loss):
-            raise MakemoreError(f"training diverged at step {done} (loss {loss}); lower --lr")
-        record = {"step": done, "loss": loss, "steps_per_s": todo / max(elapsed, 1e-9)}
-        if compile_s:
-            record["compile_s"] = compile_s
-        if "dev" in data.pairs:
-            record["dev_nll"] = split_nll(params["W"], data)["dev"]
-        history.append(record)
-        if log:
-            log(record)
-    return params, history
+class Interrupted(Exception):
+    """Ctrl-C during training; the state of the last finished chunk was handed to on_checkpoint."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
 
 
-def train(words: list[str], cfg: TrainConfig, log: Callable[[dict], None] | None = None) -> tuple[Dataset, TrainResult]:
-    """Split the words with cfg.seed, then ``train_on`` them."""
+def new_model(cfg: TrainConfig, data: Dataset) -> TrainedModel:
+    """An untrained model for the data: vocabulary, block size, initial parameters."""
     cfg.validate()
-    data = Dataset.build(words, cfg.seed, cfg.split)
-    return data, train_on(data, cfg, log)
-
-
-def train_on(data: Dataset, cfg: TrainConfig, log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Build the model of cfg.type, train it, and measure NLL on each split."""
-    cfg.validate()
-    V = data.vocab.size
+    block_size = cfg.block_size or data.max_word_len + 1
+    if block_size < data.max_word_len + 1:
+        raise MakemoreError(
+            f"block size {block_size} is too small: the longest word has {data.max_word_len} characters, "
+            f"so it must be at least {data.max_word_len + 1}"
+        )
     if cfg.type == "counts":
-        params = {"counts": data.counts("train")}
-        hparams = {"smoothing": cfg.smoothing}
-        history = []
-    else:
-        params = bigram.init(seed_key(cfg.seed, "init"), bigram.BigramConfig(V))
-        params, history = fit_bigram(params, data, cfg, log)
-        hparams = {"l2": cfg.l2}
-    metrics = {f"{s}_nll": v for s, v in split_nll(logits_table(cfg.type, params, hparams), data).items()}
-    return TrainResult(params, hparams, history, metrics)
+        xs, ys = data.pairs("train")
+        params = {"counts": count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size)}
+        return TrainedModel(cfg, data.vocab, params, block_size)
+    model = TrainedModel(cfg, data.vocab, {}, block_size)
+    check_config(model.model_config, cfg.type)
+    model.params = get_model(cfg.type).init(seed_key(cfg.seed, "init"), model.model_config)
+    return model
+
+
+def _loss_and_data(model: TrainedModel, data: Dataset):
+    cfg = model.config
+    if cfg.type == "bigram" and cfg.batch_size == 0:
+        xs, ys = data.pairs("train")
+        return full_batch_loss(cfg.l2), {"counts": count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size)}
+    tokens, lengths = data.padded("train", model.block_size)
+    batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), "key": seed_key(cfg.seed, "batches")}
+    return sequence_loss(model.apply, cfg.l2, cfg.batch_size), batch
+
+
+def _next_stop(step: int, cfg: TrainConfig) -> int:
+    def next_multiple(every):
+        return (step // every + 1) * every
+
+    return min(next_multiple(cfg.log_every), next_multiple(cfg.eval_every), cfg.steps)
+
+
+def fit(
+    model: TrainedModel,
+    data: Dataset,
+    state: TrainState | None = None,
+    on_record: Callable[[dict], None] | None = None,
+    on_checkpoint: Callable[[TrainedModel, TrainState, bool], None] | None = None,
+) -> TrainState:
+    """Train model.params in place of state (fresh if None) up to cfg.steps.
+
+    After each chunk a record (step, loss, steps/s, and dev NLL at evaluation
+    steps) goes to on_record; at each evaluation on_checkpoint(model, state,
+    is_best_by_dev) is called. Non-finite loss stops the run with the step
+    named; Ctrl-C hands the last finished state to on_checkpoint and raises
+    Interrupted.
+    """
+    cfg = model.config
+    optimizer = make_optimizer(cfg)
+    if state is None:
+        state = TrainState(model.params, optimizer.init(model.params))
+    loss_fn, batch_data = _loss_and_data(model, data)
+    compiled: dict[int, object] = {}  # chunk length -> executable; compile time reported apart
+    try:
+        while state.step < cfg.steps:
+            todo = _next_stop(state.step, cfg) - state.step
+            record = {"step": state.step + todo}
+            if todo not in compiled:
+                t0 = time.perf_counter()
+                lowered = run_steps.lower(loss_fn, optimizer, state.params, state.opt_state, batch_data, state.step, todo)
+                compiled[todo] = lowered.compile()
+                record["compile_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            params, opt_state, losses = compiled[todo](state.params, state.opt_state, batch_data, state.step)
+            losses = np.asarray(losses)
+            elapsed = time.perf_counter() - t0
+            if not np.isfinite(losses).all():
+                bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
+                raise MakemoreError(
+                    f"loss became {losses[bad - state.step - 1]} at step {bad}; stopped "
+                    f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
+                )
+            state.params, state.opt_state, state.step = params, opt_state, state.step + todo
+            model.params = params
+            record.update(loss=float(losses.mean()), steps_per_s=todo / max(elapsed, 1e-9))
+            is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
+            is_best = False
+            if is_eval:
+                dev = split_nll(model, data, ["dev"])["dev"]
+                if dev is not None:
+                    record["dev_nll"] = dev
+                is_best = dev is None or state.best_dev is None or dev < state.best_dev
+                if is_best:
+                    state.best_dev = dev
+            state.history.append(record)
+            if on_record:
+                on_record(record)
+            if is_eval and on_checkpoint:
+                on_checkpoint(model, state, is_best)
+    except KeyboardInterrupt:
+        model.params = state.params
+        if on_checkpoint:
+            on_checkpoint(model, state, False)
+        raise Interrupted(state.step) from None
+    return state
+
+
+def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = None):
+    """Split the words with cfg.seed, build the model and train it: the whole job from Python.
+
+    Returns (model, state, data); model.params are the final parameters and
+    state is None for the counting model.
+    """
+    cfg.validate()
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    model = new_model(cfg, data)
+    state = fit(model, data, None, on_record) if cfg.type != "counts" else None
+    return model, state, data

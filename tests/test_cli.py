@@ -44,15 +44,17 @@ def test_train_sample_eval_from_any_directory(tmp_path):
     assert code == 0, err
     assert "32,033 words (train 25,627 / dev 3,203 / test 3,203), vocabulary of 27" in out
     assert "step     200/200" in out
-    nll_line = next(line for line in out.splitlines() if line.startswith("bigram: train NLL"))
+    nll_line = next(line for line in out.splitlines() if line.startswith("bigram (best by dev, step 200): train NLL"))
     assert "dev NLL 2.4" in nll_line and "test NLL 2.4" in nll_line
     printed = out.split("samples (makemore sample -o w --seed 0):\n")[1].split()
     assert len(printed) == 10
     files = sorted(os.listdir(tmp_path / "w"))
-    assert files[:2] == ["metrics.jsonl", "model.json"] and files[2].endswith(".npz")
+    assert [f for f in files if not f.endswith(".npz")] == ["last.json", "metrics.jsonl", "model.json"]
+    assert len([f for f in files if f.endswith(".npz")]) == 2
 
-    code, out1, _ = run("sample", "-o", "w", "-n", "10", "--seed", "0", cwd=tmp_path)
+    code, out1, err = run("sample", "-o", "w", "-n", "10", "--seed", "0", cwd=tmp_path)
     assert code == 0 and out1.split() == printed  # the same seed gives the names training showed
+    assert "of 10 samples are in the training set" in err
     code, out2, _ = run("sample", "-o", "w", "-n", "10", "--seed", "1", cwd=tmp_path)
     assert code == 0 and out2.split() != printed
 

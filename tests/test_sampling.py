@@ -10,7 +10,7 @@ import pytest
 from makemore_jax.counts import smoothed_probs
 from makemore_jax.data import Vocabulary
 from makemore_jax.errors import MakemoreError
-from makemore_jax.sampling import draw_next, sample_ids, sample_names, table_next_logits
+from makemore_jax.sampling import TABLE_DECODER, draw_next, sample_ids, sample_names
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +96,13 @@ def test_first_letters_follow_the_table(table, vocab):
 def test_max_len_cuts_names_that_never_end():
     vocab = Vocabulary(("a",))
     never_ends = jnp.log(jnp.array([[0.0, 1.0], [0.0, 1.0]]))
-    ids, ended = sample_ids(table_next_logits, never_ends, jax.random.key(0), 3, 6, jnp.float32(1.0))
+    ids, ended = sample_ids(TABLE_DECODER, None, {"W": never_ends}, jax.random.key(0), 3, 6, jnp.float32(1.0))
     assert not bool(ended.any())
     assert sample_names(jax.random.key(0), never_ends, vocab, 3, max_len=6) == ["aaaaaa"] * 3
 
 
 def test_rows_stay_ended(table):
-    ids, ended = sample_ids(table_next_logits, table, jax.random.key(4), 200, 80, jnp.float32(1.0))
+    ids, ended = sample_ids(TABLE_DECODER, None, {"W": table}, jax.random.key(4), 200, 80, jnp.float32(1.0))
     ids = np.asarray(ids)
     assert ids.shape == (200, 80)
     assert bool(ended.all())

@@ -4,6 +4,7 @@ import optax
 import pytest
 
 from makemore_jax import train
+from makemore_jax.config import TrainConfig
 from makemore_jax.counts import smoothed_probs
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import bigram
@@ -54,43 +55,70 @@ def test_run_steps_in_chunks_equals_one_run(counts):
 
 
 def test_minibatch_training_is_seeded_and_learns(names):
-    cfg = train.TrainConfig(steps=300, batch_size=64, lr=5.0, seed=3)
-    _, a = train.train(names, cfg)
-    _, b = train.train(names, cfg)
-    _, c = train.train(names, train.TrainConfig(steps=300, batch_size=64, lr=5.0, seed=4))
+    cfg = TrainConfig.create("bigram", steps=300, batch_size=64, lr=5.0, seed=3)
+    a, state, _ = train.train(names, cfg)
+    b, _, _ = train.train(names, cfg)
+    c, _, _ = train.train(names, TrainConfig.create("bigram", steps=300, batch_size=64, lr=5.0, seed=4))
     np.testing.assert_array_equal(a.params["W"], b.params["W"])
     assert not np.array_equal(a.params["W"], c.params["W"])
-    assert a.history[-1]["dev_nll"] < a.history[0]["dev_nll"] < 3.5
+    devs = [r["dev_nll"] for r in state.history if "dev_nll" in r]
+    assert devs[-1] < devs[0] < 3.5
 
 
 def test_train_reports_every_split(names):
-    data, result = train.train(names, train.TrainConfig(type="counts", smoothing=1.0))
-    m = result.metrics
-    assert set(m) == {"train_nll", "dev_nll", "test_nll"}
-    assert 2.40 < m["train_nll"] < m["test_nll"] < 2.52
-    assert int(result.params["counts"].sum()) == sum(len(w) + 1 for w in data.words["train"])
+    from makemore_jax.evaluate import split_nll
+
+    model, _, data = train.train(names, TrainConfig.create("counts", smoothing=1.0))
+    m = split_nll(model, data)
+    assert 2.40 < m["train"] < m["test"] < 2.52
+    assert int(model.params["counts"].sum()) == sum(len(w) + 1 for w in data.words["train"])
 
 
 def test_unsmoothed_counts_can_be_infinite_on_dev(names):
-    _, result = train.train(names[:2000], train.TrainConfig(type="counts", smoothing=0.0))
-    assert result.metrics["dev_nll"] == float("inf")
+    from makemore_jax.evaluate import split_nll
+
+    model, _, data = train.train(names[:2000], TrainConfig.create("counts", smoothing=0.0))
+    assert split_nll(model, data)["dev"] == float("inf")
 
 
 def test_default_bigram_trains_close_to_counting_model(names):
-    _, neural = train.train(names, train.TrainConfig())
-    _, counting = train.train(names, train.TrainConfig(type="counts"))
-    assert abs(neural.metrics["test_nll"] - counting.metrics["test_nll"]) < 0.01
+    from makemore_jax.evaluate import split_nll
+
+    neural = split_nll(*train.train(names, TrainConfig.create("bigram"))[::2])
+    counting = split_nll(*train.train(names, TrainConfig.create("counts"))[::2])
+    assert abs(neural["test"] - counting["test"]) < 0.01
+
+
+def test_type_defaults():
+    assert TrainConfig.create("bigram").optimizer == "sgd" and TrainConfig.create("bigram").lr == 50.0
+    t = TrainConfig.create("transformer", lr=1e-3)
+    assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.n_embd) == ("adamw", 1e-3, 0.01, 32, 64)
 
 
 @pytest.mark.parametrize(
     "field,value",
-    [("type", "mlp2"), ("lr", -1.0), ("l2", -0.1), ("smoothing", float("nan")), ("steps", -5), ("batch_size", -1), ("seed", -1)],
+    [("lr", -1.0), ("l2", -0.1), ("smoothing", float("nan")), ("steps", -5), ("batch_size", -1), ("seed", -1),
+     ("optimizer", "adam9"), ("n_head", 0), ("lr_schedule", "wiggly")],
 )
 def test_bad_config_is_refused(field, value):
     with pytest.raises(MakemoreError):
-        train.TrainConfig(**{field: value}).validate()
+        TrainConfig.create("bigram", **{field: value}).validate()
+
+
+def test_unknown_type_is_refused():
+    with pytest.raises(MakemoreError, match="unknown model type 'mlp2'"):
+        TrainConfig.create("mlp2")
+
+
+def test_config_json_round_trip_and_strictness():
+    cfg = TrainConfig.create("transformer", steps=7)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(MakemoreError, match="missing lr"):
+        TrainConfig.from_json({k: v for k, v in cfg.to_json().items() if k != "lr"})
+    with pytest.raises(MakemoreError, match="unexpected colour"):
+        TrainConfig.from_json({**cfg.to_json(), "colour": "red"})
 
 
 def test_divergence_is_reported_with_the_step(names):
-    with pytest.raises(MakemoreError, match="diverged at step"):
-        train.train(names[:300], train.TrainConfig(lr=1e30, steps=20))
+    with pytest.raises(MakemoreError, match="at step"):
+        train.train(names[:300], TrainConfig.create("bigram", lr=1e30, steps=20))

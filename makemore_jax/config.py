@@ -1,0 +1,117 @@
+"""Training settings: one frozen dataclass, with defaults that depend on the model type.
+
+The neural bigram defaults to the lecture's recipe (full-batch SGD, lr 50,
+λ 0.01); every other model to the PyTorch makemore's (AdamW, lr 5e-4, weight
+decay 0.01, batch 32, n_layer/n_head/n_embd/n_embd2 = 4/4/64/64).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .data import validate_split
+from .errors import MakemoreError
+from .models import MODEL_NAMES, ModelConfig
+from .seeding import MAX_SEED
+
+MODEL_TYPES = ("counts",) + MODEL_NAMES
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    type: str = "bigram"
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    smoothing: float = 1.0  # add-k, counting model only
+    optimizer: str = "sgd"
+    lr: float = 50.0
+    weight_decay: float = 0.0  # AdamW's decoupled decay
+    l2: float = 0.01  # λ in loss = NLL + λ·mean(param²)
+    steps: int = 500
+    batch_size: int = 0  # words per step; 0 = the whole training split
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    min_lr: float = 0.0  # where cosine decay ends
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    eval_every: int = 50
+    log_every: int = 50
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 64
+    n_embd2: int = 64
+    block_size: int = 0  # 0 = longest word + 1
+
+    @classmethod
+    def create(cls, type: str = "bigram", **given) -> "TrainConfig":
+        """Defaults for the type, overridden by the given fields (None means not given)."""
+        if type not in MODEL_TYPES:
+            raise MakemoreError(f"unknown model type {type!r} (choose from {', '.join(MODEL_TYPES)})")
+        fields = {**defaults_for(type), **{k: v for k, v in given.items() if v is not None}}
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise MakemoreError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(type=type, **fields)
+
+    def validate(self) -> "TrainConfig":
+        if self.type not in MODEL_TYPES:
+            raise MakemoreError(f"unknown model type {self.type!r} (choose from {', '.join(MODEL_TYPES)})")
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            raise MakemoreError(f"seed must be an integer in 0..{MAX_SEED}, got {self.seed}")
+        for name in ("smoothing", "lr", "weight_decay", "l2", "min_lr", "grad_clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise MakemoreError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("steps", "batch_size", "warmup_steps", "block_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 0):
+                raise MakemoreError(f"{name} must be an integer >= 0, got {value}")
+        for name in ("eval_every", "log_every", "n_layer", "n_head", "n_embd", "n_embd2"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise MakemoreError(f"{name} must be an integer >= 1, got {value}")
+        if self.optimizer not in OPTIMIZERS:
+            raise MakemoreError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise MakemoreError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
+        validate_split(self.split)
+        return self
+
+    def model_config(self, vocab_size: int, block_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size, block_size, self.n_layer, self.n_head, self.n_embd, self.n_embd2)
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "split": list(self.split)}
+
+    @classmethod
+    def from_json(cls, obj) -> "TrainConfig":
+        """Exactly the fields of TrainConfig, validated; MakemoreError otherwise."""
+        if not isinstance(obj, dict):
+            raise MakemoreError("config must be an object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, extra = names - set(obj), set(obj) - names
+        if missing or extra:
+            parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
+                [f"unexpected {', '.join(sorted(extra))}"] if extra else []
+            )
+            raise MakemoreError(f"config fields: {'; '.join(parts)}")
+        split = obj["split"]
+        if not (isinstance(split, list) and len(split) == 3):
+            raise MakemoreError("config split must be a list of three numbers")
+        try:
+            cfg = cls(**{**obj, "split": tuple(split)})
+        except TypeError as err:
+            raise MakemoreError(f"config: {err}") from None
+        return cfg.validate()
+
+
+def defaults_for(model_type: str) -> dict:
+    if model_type in ("counts", "bigram"):
+        return {}
+    return {
+        "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.01, "l2": 0.0, "steps": 10000,
+        "batch_size": 32, "eval_every": 500, "log_every": 100,
+    }

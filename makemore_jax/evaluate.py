@@ -1,0 +1,69 @@
+"""Mean NLL of whole splits, one compiled call per split.
+
+Table models (counts, bigram) are scored from the split's count matrix, V×V
+work. Sequence models run over the padded words in fixed-size chunks with
+``lax.map`` inside one jitted call, summing the NLL of real positions only.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .counts import count_matrix
+from .data import Dataset
+from .errors import MakemoreError
+from .losses import nll_from_counts
+
+EVAL_CHUNK = 512  # words per forward pass: bounds memory, whatever the split's size
+
+
+def masked_nll_sum(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
+    """(sum of -log p(target), number of counted positions); position t counts while t <= length."""
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
+    nll_BxT = -jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
+    mask_BxT = jnp.arange(targets_BxT.shape[1])[None, :] <= lengths_B[:, None]
+    return jnp.where(mask_BxT, nll_BxT, 0.0).sum(), mask_BxT.sum()
+
+
+@partial(jax.jit, static_argnames=("apply", "chunk"))
+def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+    """Mean NLL per position (characters and ends) of all words, in one call."""
+    n_words, width = tokens_WxL.shape
+    n_chunks = -(-n_words // chunk)
+    pad = n_chunks * chunk - n_words
+    tokens = jnp.pad(tokens_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+    # padded rows get length -1: no position of theirs counts
+    lengths = jnp.pad(lengths_W, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
+
+    def score(args):
+        toks, lens = args
+        return masked_nll_sum(apply(params, toks[:, :-1]), toks[:, 1:], lens)
+
+    sums, counts = jax.lax.map(score, (tokens, lengths))
+    return sums.sum() / counts.sum()
+
+
+def table_nll(logits_VxV: jax.Array, xs: np.ndarray, ys: np.ndarray) -> jax.Array:
+    """Mean NLL of pairs under a bigram logits table, via their count matrix."""
+    if len(xs) == 0:
+        raise MakemoreError("mean NLL of an empty set of pairs is undefined")
+    counts = count_matrix(jnp.asarray(xs), jnp.asarray(ys), logits_VxV.shape[0])
+    return nll_from_counts(jax.nn.log_softmax(logits_VxV, axis=-1), counts)
+
+
+def split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
+    """Mean NLL of each split under a ``LoadedModel``-like object (None for an empty split)."""
+    out = {}
+    for split in splits or ("train", "dev", "test"):
+        if not data.words[split]:
+            out[split] = None
+        elif model.table is not None:
+            out[split] = float(table_nll(model.table, *data.pairs(split)))
+        else:
+            tokens, lengths = data.padded(split, model.block_size)
+            out[split] = float(sequence_nll(model.apply, model.params, tokens, lengths))
+    return out
