@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -122,3 +123,117 @@ def test_config_json_round_trip_and_strictness():
 def test_divergence_is_reported_with_the_step(names):
     with pytest.raises(MakemoreError, match="at step"):
         train.train(names[:300], TrainConfig.create("bigram", lr=1e30, steps=20))
+
+
+# ---- the family trainer: masking, resume, interruption, numerics -------------
+
+from makemore_jax import checkpoint  # noqa: E402
+from makemore_jax.data import Dataset, Vocabulary, encode_padded  # noqa: E402
+from makemore_jax.evaluate import masked_nll_sum, sequence_nll, split_nll  # noqa: E402
+from makemore_jax.models import get_model  # noqa: E402
+
+
+def small(names):
+    return names[:3000]
+
+
+def family_cfg(kind="bigram", **kw):
+    base = dict(optimizer="adamw", lr=1e-2, batch_size=16, steps=60, eval_every=20, log_every=10, n_layer=1, n_head=2, n_embd=8, n_embd2=16)
+    return TrainConfig.create(kind, **{**base, **kw})
+
+
+def test_padding_positions_do_not_count():
+    vocab = Vocabulary(tuple("ab"))
+    tokens, lengths = encode_padded(["ab", "b"], vocab, 5)
+    logits = jax.random.normal(jax.random.key(0), (2, 5, 3))
+    total, count = masked_nll_sum(logits, jnp.asarray(tokens[:, 1:]), jnp.asarray(lengths))
+    assert int(count) == 3 + 2
+    garbage = logits.at[0, 3:].set(1e6).at[1, 2:].set(-1e6)  # change only padded positions
+    assert float(masked_nll_sum(garbage, jnp.asarray(tokens[:, 1:]), jnp.asarray(lengths))[0]) == pytest.approx(float(total))
+
+
+def test_sequence_nll_of_bigram_equals_table_nll(names):
+    model, _, data = train.train(small(names), TrainConfig.create("bigram", steps=30))
+    tokens, lengths = data.padded("dev", model.block_size)
+    via_words = float(sequence_nll(model.apply, model.params, tokens, lengths, chunk=100))
+    assert via_words == pytest.approx(split_nll(model, data, ["dev"])["dev"], abs=1e-5)
+
+
+def test_family_trainer_learns(names):
+    model, state, data = train.train(small(names), family_cfg(steps=200, batch_size=32))
+    assert state.step == 200
+    devs = [r["dev_nll"] for r in state.history if "dev_nll" in r]
+    assert len(devs) == 10 and devs[-1] < devs[0] - 0.3
+    assert [r["step"] for r in state.history] == list(range(10, 201, 10))
+
+
+def _run_in(workdir, names, cfg, stop_at=None):
+    """Train like the CLI does (last + best checkpoints); optionally Ctrl-C after step stop_at."""
+    data = Dataset.build(small(names), seed_key(cfg.seed, "split"), cfg.split)
+    model = train.new_model(cfg, data)
+
+    def save(m, st, is_best):
+        checkpoint.save(workdir, "last", m, step=st.step, best_dev=st.best_dev, opt_state=st.opt_state)
+        if is_best:
+            checkpoint.save(workdir, "model", m, step=st.step, best_dev=st.best_dev)
+
+    def record(r):
+        if stop_at is not None and r["step"] == stop_at:
+            raise KeyboardInterrupt
+
+    return train.fit(model, data, None, record, save), data
+
+
+def _resume(workdir, data, steps=None):
+    loaded = checkpoint.load(workdir, "last")
+    model = loaded.model
+    if steps:
+        from dataclasses import replace
+
+        model.config = replace(model.config, steps=steps)
+    opt_state = checkpoint.restore_opt_state(loaded, train.make_optimizer(model.config).init(model.params), workdir)
+    state = train.TrainState(model.params, opt_state, loaded.step, loaded.best_dev)
+    return train.fit(model, data, state)
+
+
+@pytest.mark.parametrize("kind,extra", [("bigram", {}), ("bigram", {"lr_schedule": "cosine", "warmup_steps": 10, "grad_clip": 1.0})])
+def test_interrupted_and_resumed_run_equals_uninterrupted(names, tmp_path, kind, extra):
+    cfg = family_cfg(kind, **extra)
+    full, _ = _run_in(str(tmp_path / "full"), names, cfg)
+    with pytest.raises(train.Interrupted) as stop:
+        _run_in(str(tmp_path / "cut"), names, cfg, stop_at=30)
+    assert stop.value.step == 30
+    assert checkpoint.load(str(tmp_path / "cut"), "last").step == 30
+    _, data = _run_in(str(tmp_path / "probe"), names, family_cfg(kind, steps=0))
+    resumed = _resume(str(tmp_path / "cut"), data)
+    assert resumed.step == full.step == 60
+    for a, b in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(full.opt_state), jax.tree_util.tree_leaves(resumed.opt_state)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(names, tmp_path):
+    from dataclasses import replace
+
+    _, data = _run_in(str(tmp_path), names, family_cfg(steps=20))
+    good = checkpoint.load(str(tmp_path), "last")
+    before = checkpoint.flatten_params(good.model.params)
+    model = good.model
+    model.config = replace(model.config, optimizer="sgd", lr=1e38, steps=200)
+
+    def save(m, st, is_best):
+        checkpoint.save(str(tmp_path), "last", m, step=st.step, opt_state=st.opt_state)
+
+    state = train.TrainState(model.params, train.make_optimizer(model.config).init(model.params), good.step)
+    with pytest.raises(MakemoreError, match=r"loss became \w+ at step \d+"):
+        train.fit(model, data, state, None, save)
+    after = checkpoint.load(str(tmp_path), "last")
+    assert after.step == 20
+    for k, v in checkpoint.flatten_params(after.model.params).items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_block_size_below_longest_word_is_refused(names):
+    with pytest.raises(MakemoreError, match="block size 5 is too small"):
+        train.train(small(names), family_cfg(block_size=5))
