@@ -121,3 +121,54 @@ def test_bad_sampling_arguments(table, vocab, kwargs):
 
 def test_zero_names():
     assert sample_names(jax.random.key(0), jnp.zeros((2, 2)), Vocabulary(("a",)), 0) == []
+
+
+# ---- every model through the one sampler ---------------------------------------
+
+from makemore_jax.config import TrainConfig  # noqa: E402
+from makemore_jax.models import available, get_model  # noqa: E402
+from makemore_jax.sampling import generate  # noqa: E402
+from makemore_jax.trained import TrainedModel  # noqa: E402
+
+SMALL = dict(n_layer=2, n_head=2, n_embd=16, n_embd2=24)
+
+
+def untrained(kind, vocab, block_size=12, seed=0):
+    cfg = TrainConfig.create(kind, **SMALL)
+    model = TrainedModel(cfg, vocab, {}, block_size)
+    model.params = get_model(kind).init(jax.random.key(seed), model.model_config)
+    return model
+
+
+@pytest.mark.parametrize("kind", [k for k in available() if get_model(k).decode_step is not None])
+def test_fast_decoder_gives_exactly_the_names_of_the_recompute_path(kind, vocab):
+    model = untrained(kind, vocab)
+    fast, fast_ended = generate(model, jax.random.key(11), 300, temperature=1.0)
+    slow, slow_ended = generate(model, jax.random.key(11), 300, temperature=1.0, fast=False)
+    assert fast == slow
+    np.testing.assert_array_equal(fast_ended, slow_ended)
+    assert len(set(fast)) > 200  # an untrained model babbles: real, varied draws were compared
+
+
+@pytest.mark.parametrize("kind", available())
+def test_every_model_samples_reproducibly_within_its_block(kind, vocab):
+    model = untrained(kind, vocab, block_size=8)
+    a, _ = generate(model, jax.random.key(3), 50)
+    b, _ = generate(model, jax.random.key(3), 50)
+    limit = 7 if model.table is None else 2 * 7  # tables are not tied to a block; they get twice the longest word
+    assert a == b and all(len(n) <= limit for n in a)
+
+
+def test_top_k_one_is_greedy(vocab, counts):
+    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    top1, _ = generate(model, jax.random.key(0), 5, top_k=1)
+    greedy, _ = generate(model, jax.random.key(0), 5, temperature=0.0)
+    assert top1 == greedy
+
+
+def test_top_k_limits_the_choices(vocab, counts):
+    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    names, _ = generate(model, jax.random.key(0), 3000, top_k=3)
+    table = np.asarray(model.table)
+    allowed_first = {vocab.chars[i - 1] for i in np.argsort(table[0])[-3:] if i}
+    assert {n[0] for n in names if n} <= allowed_first
