@@ -174,3 +174,76 @@ def test_workdir_that_is_a_file_is_refused_before_training(tmp_path, capsys):
     code, _, err = run_inprocess(capsys, "train", "-o", str(target), "--steps", "1")
     assert code == 2 and "not a directory" in err
     assert target.read_text() == "keep me"
+
+
+# ---- the model family from the command line ------------------------------------
+
+TINY_FLAGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "8", "--n-embd2", "16", "--batch-size", "8", "--eval-every", "10", "--log-every", "10", "--num-samples", "3"]
+
+
+@pytest.fixture(scope="module")
+def small_names(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    with open(NAMES) as f:
+        path.write_text("".join(f.readline() for _ in range(400)))
+    return str(path)
+
+
+def test_resume_continues_exactly(tmp_path, capsys, small_names):
+    common = ["--type", "mlp", "-i", small_names, *TINY_FLAGS]
+    assert run_inprocess(capsys, "train", "-o", str(tmp_path / "a"), "--steps", "40", *common)[0] == 0
+    assert run_inprocess(capsys, "train", "-o", str(tmp_path / "b"), "--steps", "20", *common)[0] == 0
+    code, out, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "b"), "--resume", "--steps", "40", "-i", small_names)
+    assert code == 0, err
+    assert "step      30/40" in out and "step      10/" not in out
+    a = snapshot(tmp_path / "a")
+    b = snapshot(tmp_path / "b")
+    assert {k: v for k, v in a.items() if k.startswith("last-")} == {k: v for k, v in b.items() if k.startswith("last-")}
+    assert a["metrics.jsonl"].count(b"\n") == b["metrics.jsonl"].count(b"\n") == 4
+
+
+def test_resume_refuses_what_does_not_match(tmp_path, capsys, small_names):
+    d = str(tmp_path / "w")
+    assert run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "10", "-i", small_names, *TINY_FLAGS)[0] == 0
+    before = snapshot(d)
+    other = tmp_path / "other.txt"
+    other.write_text("zed\nzora\n")
+    cases = [
+        (["--type", "gru"], "holds a mlp model, not gru"),
+        (["--lr", "0.5"], "--lr 0.5 differs from the saved run's 0.0005"),
+        (["-i", str(other)], "is not the input this run was trained on"),
+    ]
+    for extra, message in cases:
+        code, _, err = run_inprocess(capsys, "train", "-o", d, "--resume", "-i", small_names, *extra)
+        assert code == 2 and message in err, (extra, err)
+        assert snapshot(d) == before
+    code, _, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "empty"), "--resume")
+    assert code == 2 and "no such work directory" in err
+
+
+def test_sizes_that_do_not_fit_are_refused(tmp_path, capsys, small_names):
+    cases = [
+        (["--type", "transformer", "--n-embd", "10", "--n-head", "4"], "divisible by n_head"),
+        (["--type", "transformer", "--block-size", "4"], "block size 4 is too small"),
+        (["--type", "mlp", "--n-embd", "0"], "--n-embd: must be an integer >= 1"),
+        (["--type", "rnn", "--optimizer", "adam9"], "invalid choice: 'adam9'"),
+    ]
+    for extra, message in cases:
+        code, _, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "w"), "-i", small_names, "--steps", "1", *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (extra, err)
+        assert not (tmp_path / "w").exists()
+
+
+def test_family_model_trains_samples_and_evaluates(tmp_path, capsys, small_names):
+    d = str(tmp_path / "t")
+    code, out, err = run_inprocess(capsys, "train", "-o", d, "--type", "transformer", "--steps", "30", "-i", small_names, *TINY_FLAGS)
+    assert code == 0, err
+    assert "transformer (best by dev, step" in out
+    code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "4", "--top-k", "5", "--seed", "2")
+    assert code == 0 and len(out.splitlines()) == 4 and "samples are in the training set" in err
+    code, out, err = run_inprocess(capsys, "eval", "-o", d, "-i", small_names)
+    assert code == 0 and "mean NLL" in out
+    long_word = tmp_path / "long.txt"
+    long_word.write_text("a" * 40 + "\n")
+    code, _, err = run_inprocess(capsys, "eval", "-o", d, "-i", str(long_word))
+    assert code == 2 and "has 40 characters; the model handles at most" in err
