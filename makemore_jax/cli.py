@@ -212,7 +212,7 @@ def cmd_train(args) -> None:
         def progress(r):
             if args.quiet:
                 return
-            dev = f"  dev {r['dev_nll']:.4f}" if "dev_nll" in r else ""
+            dev = "".join(f"  {s} {r[f'{s}_nll']:.4f}" for s in ("train", "dev") if f"{s}_nll" in r)
             note = f", compiled in {r['compile_s']:.2f} s" if "compile_s" in r else ""
             print(f"step {r['step']:>7,}/{cfg.steps:,}  loss {r['loss']:.4f}{dev}  ({r['steps_per_s']:,.0f} steps/s{note})", flush=True)
 

@@ -170,8 +170,8 @@ def fit(
 ) -> TrainState:
     """Train model.params in place of state (fresh if None) up to cfg.steps.
 
-    After each chunk a record (step, loss, steps/s, and dev NLL at evaluation
-    steps) goes to on_record; at each evaluation on_checkpoint(model, state,
+    After each chunk a record (step, loss, steps/s, and at evaluation steps the
+    NLL of every split) goes to on_record; at each evaluation on_checkpoint(model, state,
     is_best_by_dev) is called. Non-finite loss stops the run with the step
     named; Ctrl-C hands the last finished state to on_checkpoint and raises
     Interrupted.
@@ -207,9 +207,9 @@ def fit(
             is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
             is_best = False
             if is_eval:
-                dev = split_nll(model, data, ["dev"])["dev"]
-                if dev is not None:
-                    record["dev_nll"] = dev
+                nll = split_nll(model, data)  # whole splits, one compiled call each
+                record.update({f"{s}_nll": v for s, v in nll.items() if v is not None})
+                dev = nll["dev"]
                 is_best = dev is None or state.best_dev is None or dev < state.best_dev
                 if is_best:
                     state.best_dev = dev
