@@ -62,7 +62,7 @@ TRAIN_SETTINGS = {
     "seed": "seed", "split": "split", "smoothing": "smoothing", "optimizer": "optimizer", "lr": "lr",
     "weight_decay": "weight_decay", "l2": "l2", "steps": "steps", "batch_size": "batch_size",
     "warmup_steps": "warmup_steps", "lr_schedule": "lr_schedule", "min_lr": "min_lr", "grad_clip": "grad_clip",
-    "eval_every": "eval_every", "log_every": "log_every", "n_layer": "n_layer", "n_head": "n_head",
+    "dropout": "dropout", "eval_every": "eval_every", "log_every": "log_every", "n_layer": "n_layer", "n_head": "n_head",
     "n_embd": "n_embd", "n_embd2": "n_embd2", "block_size": "block_size",
 }
 
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default) or cosine decay to --min-lr")
     t.add_argument("--min-lr", type=non_negative_float, help="where cosine decay ends (default 0)")
     t.add_argument("--grad-clip", type=non_negative_float, help="clip gradients to this global norm, 0 = off (default)")
+    t.add_argument("--dropout", type=non_negative_float, help="training-time dropout rate, for the transformer (default 0)")
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
     t.add_argument("--log-every", type=positive_int, help="steps between progress lines")
     t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")

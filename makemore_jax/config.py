@@ -37,6 +37,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     min_lr: float = 0.0  # where cosine decay ends
     grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    dropout: float = 0.0  # training-time dropout rate, for models that have it
     eval_every: int = 50
     log_every: int = 50
     n_layer: int = 4
@@ -73,6 +74,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise MakemoreError(f"{name} must be an integer >= 1, got {value}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise MakemoreError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.optimizer not in OPTIMIZERS:
             raise MakemoreError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_schedule not in SCHEDULES:

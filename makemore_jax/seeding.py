@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import jax
 
-_TAGS = {"split": 0, "init": 1, "batches": 2, "sample": 3}
+_TAGS = {"split": 0, "init": 1, "batches": 2, "sample": 3, "dropout": 4}
 MAX_SEED = 2**32 - 1
 
 
 def seed_key(seed: int, purpose: str) -> jax.Array:
-    """The key for one purpose ('split', 'init', 'batches' or 'sample') of a seed."""
+    """The key for one purpose ('split', 'init', 'batches', 'sample' or 'dropout') of a seed."""
     return jax.random.fold_in(jax.random.key(seed), _TAGS[purpose])

@@ -64,11 +64,12 @@ def full_batch_loss(l2: float):
     return loss_fn
 
 
-def sequence_loss(apply, l2: float, batch_size: int):
+def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout: float = 0.0):
     """Masked cross-entropy of a batch of padded words (+ λ·mean(param²)).
 
     batch_size words are drawn with replacement from fold_in(key, step); 0
-    means every training word at every step.
+    means every training word at every step. With dropout > 0 the forward pass
+    is apply_dropout, keyed by fold_in(dropout key, step).
     """
 
     def loss_fn(params, batch_data, step):
@@ -77,7 +78,12 @@ def sequence_loss(apply, l2: float, batch_size: int):
             key = jax.random.fold_in(batch_data["key"], step)
             idx = jax.random.randint(key, (batch_size,), 0, tokens.shape[0])
             tokens, lengths = tokens[idx], lengths[idx]
-        total, count = masked_nll_sum(apply(params, tokens[:, :-1]), tokens[:, 1:], lengths)
+        if dropout:
+            key = jax.random.fold_in(batch_data["dropout_key"], step)
+            logits = apply_dropout(params, tokens[:, :-1], key, dropout)
+        else:
+            logits = apply(params, tokens[:, :-1])
+        total, count = masked_nll_sum(logits, tokens[:, 1:], lengths)
         loss = total / count
         return loss + l2 * mean_square(params) if l2 else loss
 
@@ -140,6 +146,8 @@ def new_model(cfg: TrainConfig, data: Dataset) -> TrainedModel:
         return TrainedModel(cfg, data.vocab, params, block_size)
     model = TrainedModel(cfg, data.vocab, {}, block_size)
     check_config(model.model_config, cfg.type)
+    if cfg.dropout and model.model_def.apply_dropout is None:
+        raise MakemoreError(f"--dropout: the {cfg.type} model has no dropout")
     model.params = get_model(cfg.type).init(seed_key(cfg.seed, "init"), model.model_config)
     return model
 
@@ -150,8 +158,12 @@ def _loss_and_data(model: TrainedModel, data: Dataset):
         xs, ys = data.pairs("train")
         return full_batch_loss(cfg.l2), {"counts": count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size)}
     tokens, lengths = data.padded("train", model.block_size)
-    batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), "key": seed_key(cfg.seed, "batches")}
-    return sequence_loss(model.apply, cfg.l2, cfg.batch_size), batch
+    batch = {
+        "tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths),
+        "key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout"),
+    }
+    loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout)
+    return loss, batch
 
 
 def _next_stop(step: int, cfg: TrainConfig) -> int:

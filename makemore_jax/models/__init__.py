@@ -13,6 +13,8 @@ Every model is a ``ModelDef``:
   Recurrent models carry their hidden state, the Transformer a key/value cache.
   Without them the sampler recomputes ``apply`` over the whole buffer.
 - ``check(config)``: raises MakemoreError for sizes that do not fit.
+- ``apply_dropout(params, idx_BxT, key, rate) -> logits_BxTxV``: optional, the
+  training-time forward pass with dropout; ``apply`` is the evaluation one.
 
 Model files define ``MODELS = {name: ModelDef, ...}``; they are imported on
 first use, so the registry below is the only list of names.
@@ -56,6 +58,7 @@ class ModelDef:
     decode_init: Callable[[Any, ModelConfig, int], Any] | None = None
     decode_step: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]] | None = None
     check: Callable[[ModelConfig], None] = _no_check
+    apply_dropout: Callable[[Any, jax.Array, jax.Array, float], jax.Array] | None = None
 
 
 # name -> module under makemore_jax.models that defines it in MODELS
