@@ -13,9 +13,14 @@ from .errors import MakemoreError
 
 @partial(jax.jit, static_argnames="vocab_size")
 def count_matrix(xs: jax.Array, ys: jax.Array, vocab_size: int) -> jax.Array:
-    """N[i, j] = how many times id j follows id i: an int32 V×V scatter-add over the pairs."""
-    counts_VxV = jnp.zeros((vocab_size, vocab_size), jnp.int32)
-    return counts_VxV.at[xs, ys].add(1)
+    """N[i, j] = how many times id j follows id i: an int32 V×V scatter-add over the pairs.
+
+    Ids must lie in [0, vocab_size). The scatter runs on the flat index
+    x·V + y: a 2-D scatter would first build an (N, 2) index array, which
+    measured about 1.7× slower on CPU (benchmarks, count matrix task).
+    """
+    flat = jnp.zeros((vocab_size * vocab_size,), jnp.int32).at[xs * vocab_size + ys].add(1)
+    return flat.reshape(vocab_size, vocab_size)
 
 
 @jax.jit
