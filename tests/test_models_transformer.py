@@ -1,0 +1,299 @@
+"""Transformer specifics: the maths against a naive reference, positions, the KV cache, training."""
+
+import math
+from collections import Counter
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from makemore_jax.errors import MakemoreError
+from makemore_jax.models import ModelConfig, check_config, get_model
+from makemore_jax.models import transformer
+
+TINY = ModelConfig(vocab_size=7, block_size=8, n_layer=2, n_head=3, n_embd=12)
+MODEL = get_model("transformer")
+apply = jax.jit(MODEL.apply)  # eager dispatch op by op is far slower than compiling
+
+
+def random_ids(key, batch, T, vocab_size=TINY.vocab_size):
+    ids = jax.random.randint(key, (batch, T), 1, vocab_size)
+    return ids.at[:, 0].set(0).astype(jnp.int32)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return MODEL.init(jax.random.key(0), TINY)
+
+
+@pytest.fixture
+def scanned_layers(monkeypatch):
+    """Run the blocks through lax.scan instead of unrolling them (the path for deep models).
+
+    Functions jitted earlier keep their traced path, so tests using this jit afresh.
+    """
+    monkeypatch.setattr(transformer, "UNROLL_UP_TO", 0)
+
+
+def fresh_jit(fn):
+    """jit a new function object, so nothing is reused from an earlier trace."""
+    return jax.jit(lambda *args: fn(*args))
+
+
+def uses_scan(fn, *args) -> bool:
+    return "scan" in str(jax.make_jaxpr(lambda *a: fn(*a))(*args))  # a new function: no cached trace
+
+
+# --- sizes and parameters ---------------------------------------------------
+
+
+@pytest.mark.parametrize("n_embd, n_head", [(10, 4), (64, 5)])
+def test_check_refuses_n_embd_not_divisible_by_n_head(n_embd, n_head):
+    bad = ModelConfig(vocab_size=7, block_size=8, n_head=n_head, n_embd=n_embd)
+    with pytest.raises(MakemoreError, match=rf"n_embd \({n_embd}\).*n_head \({n_head}\)"):
+        check_config(bad, "transformer")
+    with pytest.raises(MakemoreError):
+        MODEL.init(jax.random.key(0), bad)
+
+
+def test_check_accepts_makemore_defaults():
+    check_config(ModelConfig(vocab_size=27, block_size=16), "transformer")
+
+
+def test_parameter_shapes_and_pytorch_default_init(params):
+    L, C, H, V = TINY.n_layer, TINY.n_embd, TINY.n_head, TINY.vocab_size
+    D = C // H
+    shapes = jax.tree_util.tree_map(lambda a: a.shape, params)
+    assert shapes == {
+        "wte": (V, C),
+        "wpe": (TINY.block_size, C),
+        "blocks": {
+            "ln_1": {"scale": (L, C), "bias": (L, C)},
+            "attn": {"c_attn": {"w": (L, C, 3, H, D), "b": (L, 3, H, D)}, "c_proj": {"w": (L, H, D, C), "b": (L, C)}},
+            "ln_2": {"scale": (L, C), "bias": (L, C)},
+            "mlp": {"c_fc": {"w": (L, C, 4 * C), "b": (L, 4 * C)}, "c_proj": {"w": (L, 4 * C, C), "b": (L, C)}},
+        },
+        "ln_f": {"scale": (C,), "bias": (C,)},
+        "lm_head": {"w": (C, V)},
+    }
+    blocks = params["blocks"]
+    # Linear: U(±1/√fan_in); the fan-in of the MLP's output layer is 4C.
+    linears = [(blocks["attn"]["c_attn"]["w"], C), (blocks["mlp"]["c_proj"]["w"], 4 * C), (params["lm_head"]["w"], C)]
+    for w, fan_in in linears:
+        assert float(jnp.abs(w).max()) <= 1 / math.sqrt(fan_in)
+        assert float(jnp.abs(w).max()) > 0.8 / math.sqrt(fan_in)
+    # Layers are initialised independently, not copies of one another.
+    assert not np.allclose(blocks["mlp"]["c_fc"]["w"][0], blocks["mlp"]["c_fc"]["w"][1])
+    np.testing.assert_array_equal(blocks["ln_1"]["scale"], 1.0)
+    np.testing.assert_array_equal(params["ln_f"]["bias"], 0.0)
+    embeddings = jnp.concatenate([params["wte"].ravel(), params["wpe"].ravel()])
+    assert 0.8 < float(jnp.std(embeddings)) < 1.2  # nn.Embedding: N(0, 1)
+
+
+# --- the forward pass against a naive reference ------------------------------
+
+
+def _np_layer_norm(p, x):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * p["scale"] + p["bias"]
+
+
+def _np_gelu(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def reference_forward(params, ids_T):
+    """One sequence, float64, per head and per query with explicit loops: PyTorch makemore's maths."""
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    T = len(ids_T)
+    L, C, _, H, D = p["blocks"]["attn"]["c_attn"]["w"].shape
+    x = p["wte"][ids_T] + p["wpe"][:T]
+    for l in range(L):
+        b = jax.tree_util.tree_map(lambda a: a[l], p["blocks"])
+        # PyTorch's layout: one (C, 3C) matrix, split into q | k | v, each split into heads.
+        qkv = _np_layer_norm(b["ln_1"], x) @ b["attn"]["c_attn"]["w"].reshape(C, 3 * C)
+        qkv = qkv + b["attn"]["c_attn"]["b"].reshape(3 * C)
+        q, k, v = qkv[:, :C], qkv[:, C : 2 * C], qkv[:, 2 * C :]
+        heads = []
+        for h in range(H):
+            cols = slice(h * D, (h + 1) * D)
+            y_h = np.zeros((T, D))
+            for i in range(T):
+                scores = np.array([q[i, cols] @ k[j, cols] / math.sqrt(D) for j in range(i + 1)])
+                weights = np.exp(scores - scores.max())
+                weights /= weights.sum()
+                y_h[i] = weights @ v[: i + 1, cols]
+            heads.append(y_h)
+        y = np.concatenate(heads, axis=1)
+        x = x + y @ b["attn"]["c_proj"]["w"].reshape(C, C) + b["attn"]["c_proj"]["b"]
+        hidden = _np_gelu(_np_layer_norm(b["ln_2"], x) @ b["mlp"]["c_fc"]["w"] + b["mlp"]["c_fc"]["b"])
+        x = x + hidden @ b["mlp"]["c_proj"]["w"] + b["mlp"]["c_proj"]["b"]
+    return _np_layer_norm(p["ln_f"], x) @ p["lm_head"]["w"]
+
+
+@pytest.mark.parametrize("path", ["unrolled", "scanned"])
+def test_forward_matches_naive_per_head_reference(params, path, request):
+    if path == "scanned":
+        request.getfixturevalue("scanned_layers")
+    ids = random_ids(jax.random.key(5), 3, TINY.block_size)
+    # Perturb every parameter: at init the LayerNorms are all identities, so a
+    # mix-up of ln_1 and ln_2 (say) would go unseen; larger weights also make
+    # the attention far from uniform.
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(6), len(leaves))
+    noisy = [1.5 * x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    params = jax.tree_util.tree_unflatten(treedef, noisy)
+    assert uses_scan(MODEL.apply, params, ids) == (path == "scanned")
+    logits = fresh_jit(MODEL.apply)(params, ids)
+    for row in range(ids.shape[0]):
+        expected = reference_forward(params, np.asarray(ids[row]))
+        np.testing.assert_allclose(logits[row], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_shorter_sequences_are_prefixes_of_the_full_one(params):
+    ids = random_ids(jax.random.key(6), 3, TINY.block_size)
+    full = apply(params, ids)
+    for T in (1, 5):
+        np.testing.assert_allclose(apply(params, ids[:, :T]), full[:, :T], rtol=1e-5, atol=1e-5)
+
+
+def test_positions_break_the_symmetry_of_attention(params):
+    ids = jnp.array([[0, 1, 2, 3, 4, 5, 6, 1], [0, 2, 1, 3, 4, 5, 6, 1], [0, 1, 1, 1, 1, 1, 1, 1]], jnp.int32)
+    original, swapped = 0, 1  # ids 1 and 2 trade places
+    later = slice(3, None)
+    logits = apply(params, ids)
+    assert not np.allclose(logits[original, later], logits[swapped, later], atol=1e-4)
+    np.testing.assert_array_equal(logits[original, 0], logits[swapped, 0])
+
+    # One attention layer without position embeddings sees the earlier ids as a
+    # set: swapping two of them leaves a later position's logits unchanged. (Two
+    # layers would not: by then position 1 has seen different prefixes.) wpe is
+    # what tells the model where each id is.
+    one_layer = {**params, "blocks": jax.tree_util.tree_map(lambda a: a[:1], params["blocks"])}
+    logits = apply(one_layer, ids)
+    assert not np.allclose(logits[original, later], logits[swapped, later], atol=1e-4)
+    logits = apply({**one_layer, "wpe": jnp.zeros_like(params["wpe"])}, ids)
+    np.testing.assert_allclose(logits[original, later], logits[swapped, later], rtol=1e-5, atol=1e-5)
+
+
+# --- the key/value cache -----------------------------------------------------
+
+
+def decode_all(params, ids_BxT, state):
+    """Feed whole sequences through decode_step inside a lax.scan over t, as the sampler does."""
+
+    def step(state, t):
+        logits_BxV, state = MODEL.decode_step(params, state, ids_BxT[:, t], t)
+        return state, logits_BxV
+
+    state, logits_TxBxV = jax.lax.scan(step, state, jnp.arange(ids_BxT.shape[1], dtype=jnp.int32))
+    return jnp.swapaxes(logits_TxBxV, 0, 1), state
+
+
+decode_all_jit = jax.jit(decode_all)
+
+
+@pytest.mark.parametrize("path, batch", [("unrolled", 1), ("unrolled", 3), ("scanned", 3)])
+def test_kv_cache_decoding_matches_apply_at_every_position(params, path, batch, request):
+    if path == "scanned":
+        request.getfixturevalue("scanned_layers")
+    ids = random_ids(jax.random.key(7), 3, TINY.block_size)
+    expected = apply(params, ids)[:batch]
+    ids = ids[:batch]
+    state = MODEL.decode_init(params, TINY, batch)
+    assert state["k"].shape == (TINY.n_layer, batch, TINY.n_head, TINY.block_size, TINY.n_embd // TINY.n_head)
+    assert uses_scan(MODEL.decode_step, params, state, ids[:, 0], jnp.int32(0)) == (path == "scanned")
+    decode = decode_all_jit if path == "unrolled" else fresh_jit(decode_all)
+    decoded, _ = decode(params, ids, state)
+    np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kv_cache_ignores_stale_entries(params):
+    # A cache full of another sequence's keys and values gives the same logits:
+    # positions after t are masked, so nothing needs clearing between uses.
+    first = random_ids(jax.random.key(10), 3, TINY.block_size)
+    second = random_ids(jax.random.key(11), 3, TINY.block_size)
+    fresh = MODEL.decode_init(params, TINY, 3)
+    _, used = decode_all_jit(params, first, fresh)
+    assert float(jnp.abs(used["k"]).min()) > 0
+    again, _ = decode_all_jit(params, second, used)
+    np.testing.assert_allclose(again, decode_all_jit(params, second, fresh)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_scanned_and_unrolled_layers_agree(params, monkeypatch):
+    ids = random_ids(jax.random.key(12), 3, TINY.block_size)
+    unrolled = apply(params, ids)
+    monkeypatch.setattr(transformer, "UNROLL_UP_TO", 0)
+    assert uses_scan(MODEL.apply, params, ids)
+    np.testing.assert_allclose(fresh_jit(MODEL.apply)(params, ids), unrolled, rtol=1e-6, atol=1e-6)
+
+
+# --- it learns ---------------------------------------------------------------
+
+WORDS = (
+    "emma olivia ava isabella sophia charlotte mia amelia harper evelyn "
+    "liam noah oliver elijah james william benjamin lucas henry theo"
+).split()
+
+
+def padded_examples(words):
+    """x = [0, c1..cn, 0...], y = [c1..cn, 0, -1...]: -1 marks positions that carry no target."""
+    chars = sorted(set("".join(words)))
+    stoi = {c: i + 1 for i, c in enumerate(chars)}
+    block_size = max(map(len, words)) + 1
+    x = np.zeros((len(words), block_size), np.int32)
+    y = np.full((len(words), block_size), -1, np.int32)
+    for row, word in enumerate(words):
+        ids = [stoi[c] for c in word]
+        x[row, 1 : len(ids) + 1] = ids
+        y[row, : len(ids) + 1] = ids + [0]
+    return jnp.asarray(x), jnp.asarray(y), len(chars) + 1, block_size
+
+
+def masked_cross_entropy(logits_BxTxV, y_BxT):
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
+    nll_BxT = -jnp.take_along_axis(logp_BxTxV, jnp.maximum(y_BxT, 0)[..., None], axis=-1)[..., 0]
+    keep_BxT = y_BxT >= 0
+    return jnp.sum(jnp.where(keep_BxT, nll_BxT, 0.0)) / jnp.sum(keep_BxT)
+
+
+def memorisation_floor(words) -> float:
+    """The lowest mean NLL any model can reach on these words: the entropy left
+    where words share a prefix (the first letter, "oliv" -> i | e, ...)."""
+    prefixes = Counter(w[:i] for w in words for i in range(len(w) + 1))
+    ends = Counter(w[:i] + (w[i] if i < len(w) else ".") for w in words for i in range(len(w) + 1))
+    nll = -sum(n * math.log(n / prefixes[key[:-1]]) for key, n in ends.items())
+    return nll / sum(len(w) + 1 for w in words)
+
+
+def test_overfits_a_handful_of_words():
+    x, y, V, block_size = padded_examples(WORDS)
+    # TINY's layer sizes: their random draws are compiled already.
+    config = ModelConfig(V, block_size, n_layer=TINY.n_layer, n_head=TINY.n_head, n_embd=TINY.n_embd)
+    params = MODEL.init(jax.random.key(0), config)
+    optimizer = optax.adamw(3e-3, weight_decay=0.01)
+
+    def loss_fn(params):
+        return masked_cross_entropy(MODEL.apply(params, x), y)
+
+    @jax.jit
+    def train(params):
+        def step(carry, _):
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            grad_nonzero = jax.tree_util.tree_map(lambda g: jnp.any(g != 0), grads)
+            return (optax.apply_updates(params, updates), opt_state), (loss, grad_nonzero)
+
+        (params, _), (losses, grad_nonzero) = jax.lax.scan(step, (params, optimizer.init(params)), None, length=300)
+        return losses, jax.tree_util.tree_map(lambda any_nonzero: any_nonzero[0], grad_nonzero)
+
+    losses, first_grad_nonzero = train(params)
+    for path, nonzero in jax.tree_util.tree_leaves_with_path(first_grad_nonzero):
+        assert bool(nonzero), f"{jax.tree_util.keystr(path)} gets no gradient"
+    floor = memorisation_floor(WORDS)  # ~0.46 nats here; log V ~3.0
+    assert float(losses[0]) > 0.8 * math.log(V)
+    assert float(losses[-1]) < floor + 0.1, f"final loss {float(losses[-1]):.3f}, floor {floor:.3f}"
