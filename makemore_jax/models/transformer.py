@@ -202,4 +202,8 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
     return _head(params, x_Bx1xC)[:, 0], {"k": k_cache, "v": v_cache}
 
 
-MODELS = {"transformer": ModelDef("transformer", init, apply, decode_init, decode_step, check)}
+MODELS = {
+    "transformer": ModelDef(
+        "transformer", init, apply, decode_init=decode_init, decode_step=decode_step, check=check
+    )
+}
