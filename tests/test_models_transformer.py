@@ -297,3 +297,20 @@ def test_overfits_a_handful_of_words():
     floor = memorisation_floor(WORDS)  # ~0.46 nats here; log V ~3.0
     assert float(losses[0]) > 0.8 * math.log(V)
     assert float(losses[-1]) < floor + 0.1, f"final loss {float(losses[-1]):.3f}, floor {floor:.3f}"
+
+
+def test_dropout_is_keyed_scaled_and_off_at_rate_zero():
+    from makemore_jax.models.transformer import apply, apply_dropout
+
+    config = ModelConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8, n_embd2=8)
+    params = transformer.init(jax.random.key(0), config)
+    idx = jax.random.randint(jax.random.key(1), (3, 6), 0, 7)
+    np.testing.assert_allclose(apply_dropout(params, idx, jax.random.key(2), 0.0), apply(params, idx), rtol=1e-6, atol=1e-6)
+    a = apply_dropout(params, idx, jax.random.key(2), 0.3)
+    b = apply_dropout(params, idx, jax.random.key(2), 0.3)
+    c = apply_dropout(params, idx, jax.random.key(3), 0.3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c) and not np.allclose(a, apply(params, idx))
+    # causal still: dropout masks are per position, so later ids never reach earlier logits
+    changed = idx.at[:, 4].set((idx[:, 4] + 1) % 7)
+    np.testing.assert_array_equal(apply_dropout(params, changed, jax.random.key(2), 0.3)[:, :4], a[:, :4])

@@ -118,10 +118,14 @@ def _attn_out(attn: dict, y_BxTxHxD: jax.Array) -> jax.Array:
     return jnp.einsum("bthd,hdc->btc", y_BxTxHxD, attn["c_proj"]["w"]) + attn["c_proj"]["b"]
 
 
-def _block_rest(block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array) -> jax.Array:
-    """The block after attention: the attention residual, then the MLP one."""
-    x_BxTxC = x_BxTxC + _attn_out(block["attn"], y_BxTxHxD)
-    return x_BxTxC + _mlp(block["mlp"], layers.layer_norm(block["ln_2"], x_BxTxC))
+def _no_dropout(x: jax.Array, site) -> jax.Array:
+    return x
+
+
+def _block_rest(block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array, drop=_no_dropout, l=0) -> jax.Array:
+    """The block after attention: the attention residual, then the MLP one (each branch through drop)."""
+    x_BxTxC = x_BxTxC + drop(_attn_out(block["attn"], y_BxTxHxD), 2 * l + 1)
+    return x_BxTxC + drop(_mlp(block["mlp"], layers.layer_norm(block["ln_2"], x_BxTxC)), 2 * l + 2)
 
 
 # Up to this many layers the blocks are unrolled into straight-line code; past
@@ -152,8 +156,7 @@ def _head(params: dict, x_BxTxC: jax.Array) -> jax.Array:
     return layers.linear(params["lm_head"], layers.layer_norm(params["ln_f"], x_BxTxC))
 
 
-def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
-    """Next-id logits (B, T, V) for int32 ids (B, T), 1 <= T <= block_size; causal."""
+def _forward(params: dict, idx_BxT: jax.Array, drop=_no_dropout) -> jax.Array:
     T = idx_BxT.shape[1]
     causal_TxT = jnp.tril(jnp.ones((T, T), bool))
 
@@ -161,10 +164,30 @@ def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
         qkv_BxTx3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_BxTxC))
         q, k, v = (qkv_BxTx3xHxD[:, :, i] for i in range(3))
         y_BxTxHxD = _attend(q, k, v, causal_TxT)
-        return _block_rest(block, x_BxTxC, y_BxTxHxD)
+        return _block_rest(block, x_BxTxC, y_BxTxHxD, drop, l)
 
-    x_BxTxC = params["wte"][idx_BxT] + params["wpe"][:T]
+    x_BxTxC = drop(params["wte"][idx_BxT] + params["wpe"][:T], 0)
     return _head(params, _for_each_layer(layer, x_BxTxC, params["blocks"]))
+
+
+def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
+    """Next-id logits (B, T, V) for int32 ids (B, T), 1 <= T <= block_size; causal."""
+    return _forward(params, idx_BxT)
+
+
+def apply_dropout(params: dict, idx_BxT: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+    """``apply`` for training with dropout (Srivastava et al. 2014) at GPT-2's places.
+
+    The embedding sum and the output of every attention and MLP branch are
+    zeroed with probability rate and the rest scaled by 1/(1 - rate), each
+    site with its own key fold_in(key, site). Evaluation uses ``apply``.
+    """
+
+    def drop(x, site):
+        keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1.0 - rate, x.shape)
+        return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+    return _forward(params, idx_BxT, drop)
 
 
 def decode_init(params: dict, config: ModelConfig, batch: int) -> dict:
@@ -204,6 +227,7 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
 
 MODELS = {
     "transformer": ModelDef(
-        "transformer", init, apply, decode_init=decode_init, decode_step=decode_step, check=check
+        "transformer", init, apply, decode_init=decode_init, decode_step=decode_step, check=check,
+        apply_dropout=apply_dropout,
     )
 }
