@@ -35,7 +35,6 @@ from . import __version__
 from .config import TrainConfig
 from .data import Vocabulary
 from .errors import MakemoreError
-from .models import get_model
 from .trained import TrainedModel
 
 METRICS_FILE = "metrics.jsonl"

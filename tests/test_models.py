@@ -1,11 +1,19 @@
 """Properties every registered model must have; a new model file is covered by adding it."""
 
+import math
+from collections import Counter
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from makemore_jax import train
+from makemore_jax.counts import count_matrix, smoothed_probs
+from makemore_jax.data import Vocabulary, bigram_pairs, encode_padded
 from makemore_jax.errors import MakemoreError
+from makemore_jax.losses import mean_nll
 from makemore_jax.models import MODEL_NAMES, ModelConfig, available, check_config, get_model
 
 TINY = ModelConfig(vocab_size=7, block_size=9, n_layer=2, n_head=2, n_embd=8, n_embd2=12)
@@ -86,3 +94,53 @@ def test_non_positive_sizes_are_refused(field):
     bad = ModelConfig(**{**TINY.__dict__, field: 0})
     with pytest.raises(MakemoreError, match=field):
         check_config(bad, "bigram")
+
+
+# ---- every model learns, through the package's own trainer -----------------------
+
+WORDS = (
+    "emma olivia ava isabella sophia charlotte mia amelia harper evelyn "
+    "liam noah oliver elijah james william benjamin lucas henry theo"
+).split()
+
+
+def memorisation_floor(words) -> float:
+    """The lowest mean NLL of any model that sees the whole prefix: the entropy of
+    what follows each prefix in these words (only shared prefixes cost anything)."""
+    follows = Counter((w[:i], (w + ".")[i]) for w in words for i in range(len(w) + 1))
+    seen = Counter()
+    for (prefix, _), n in follows.items():
+        seen[prefix] += n
+    nll = [-math.log(follows[w[:i], (w + ".")[i]] / seen[w[:i]]) for w in words for i in range(len(w) + 1)]
+    return sum(nll) / len(nll)
+
+
+def bigram_floor(words, vocab) -> float:
+    """The bigram's optimum: the unsmoothed counting model's NLL of the words."""
+    xs, ys = bigram_pairs(words, vocab)
+    return float(mean_nll(smoothed_probs(count_matrix(xs, ys, vocab.size), 0.0), xs, ys))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learns_a_handful_of_words_to_its_floor(name):
+    model = get_model(name)
+    vocab = Vocabulary.from_words(WORDS)
+    block_size = max(map(len, WORDS)) + 1  # mlp's window and wavenet's 8 both cover every prefix here
+    tokens, lengths = encode_padded(WORDS, vocab, block_size)
+    config = ModelConfig(vocab.size, block_size, n_layer=2, n_head=2, n_embd=16, n_embd2=32)
+    params = model.init(jax.random.key(0), config)
+    lr = {"bigram": 1e-1, "transformer": 3e-3}.get(name, 1e-2)  # W ~ N(0, 1) has far to go
+    optimizer = optax.adamw(lr, weight_decay=0.0)
+    batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths)}
+    loss_fn = train.sequence_loss(model.apply, 0.0, 0)  # every word at every step
+
+    grads = jax.grad(loss_fn)(params, batch, 0)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert bool(jnp.any(g != 0)), f"{jax.tree_util.keystr(path)} gets no gradient"
+
+    _, _, losses = train.run_steps(loss_fn, optimizer, params, optimizer.init(params), batch, 0, 300)
+    first, last = float(losses[0]), float(losses[-1])
+    floor = bigram_floor(WORDS, vocab) if name == "bigram" else memorisation_floor(WORDS)
+    assert abs(first - math.log(vocab.size)) < 1.0 or name == "bigram"  # W ~ N(0, 1) starts above uniform
+    assert floor < 0.8 * first  # the words leave room to show learning
+    assert last < floor + 0.1, f"{name}: {first:.3f} -> {last:.3f}, floor {floor:.3f}"

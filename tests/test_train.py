@@ -130,7 +130,6 @@ def test_divergence_is_reported_with_the_step(names):
 from makemore_jax import checkpoint  # noqa: E402
 from makemore_jax.data import Dataset, Vocabulary, encode_padded  # noqa: E402
 from makemore_jax.evaluate import masked_nll_sum, sequence_nll, split_nll  # noqa: E402
-from makemore_jax.models import get_model  # noqa: E402
 
 
 def small(names):
