@@ -11,8 +11,10 @@ on the dev split. JAX's clock includes its compilation. PyTorch's best effort
 is the same loop with fused AdamW and F.scaled_dot_product_attention.
 
 Each run stops at the first evaluation at or below TARGET_NLL, at STEP_CAP
-steps, or once it has run WALL_CAP_S seconds; a run stopped by a cap gives a
-lower bound on its time to quality.
+steps, or once it has run WALL_CAP_S seconds. If a run stops at a cap, the
+runs are compared at the best dev NLL that every one of them reached (their
+first evaluation at or below it), so the comparison stays one of time to equal
+quality.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ BATCH_SIZE = 32
 SEED = 0
 EVAL_EVERY = 250
 STEP_CAP = 10000
-WALL_CAP_S = 150.0
+WALL_CAP_S = 90.0
 EVAL_CHUNK = 512  # dev words per forward pass, on both sides
 
 
@@ -125,6 +127,11 @@ def summary(run: dict, target: float) -> dict:
     }
 
 
+def first_reaching(run: dict, nll: float) -> dict:
+    """The first evaluation of a run at or below nll."""
+    return next(h for h in run["history"] if h["dev_nll"] <= nll)
+
+
 @register("time_to_quality")
 def time_to_quality(ctx: Context) -> TaskResult:
     words = data.read_words(data.bundled_names_path())
@@ -150,10 +157,15 @@ def time_to_quality(ctx: Context) -> TaskResult:
         Candidate("jax_run_steps", "makemore_jax run_steps + sequence_nll (compile included)", "jax", "package",
                   lambda: None),
     ]
+    # if a run stopped at a cap, compare at the best dev NLL that every run reached instead
+    compared_at = TARGET_NLL
+    if not all(r["reached"] for r in runs.values()):
+        compared_at = max(min(h["dev_nll"] for h in r["history"]) for r in runs.values())
+    at = {name: first_reaching(r, compared_at) for name, r in runs.items()}
     timings = {
-        "makemore": Timing([runs["torch"]["wall_s"]]),
-        "torch_best": Timing([runs["torch_best"]["wall_s"]]),
-        "jax_run_steps": Timing([runs["jax"]["wall_s"]], first_call_s=runs["jax"]["compile_s"]),
+        "makemore": Timing([at["torch"]["wall_s"]]),
+        "torch_best": Timing([at["torch_best"]["wall_s"]]),
+        "jax_run_steps": Timing([at["jax"]["wall_s"]], first_call_s=runs["jax"]["compile_s"]),
     }
     checks = []
     for name, r in runs.items():
@@ -162,8 +174,8 @@ def time_to_quality(ctx: Context) -> TaskResult:
                             if len(devs) > 1 else math.isfinite(devs[0]) and devs[0] < math.log(d.vocab.size),
                             " -> ".join(f"{v:.3f}" for v in devs[:3] + devs[-1:])))
     targets = [
-        Target("JAX vs makemore PyTorch: time to dev NLL 2.00", "jax_run_steps", ("makemore",), at_least=2.0),
-        Target("JAX vs PyTorch best effort: time to dev NLL 2.00", "jax_run_steps", ("torch_best",)),
+        Target("JAX vs makemore PyTorch: time to dev NLL 2.00 (or best common)", "jax_run_steps", ("makemore",), at_least=2.0),
+        Target("JAX vs PyTorch best effort: time to dev NLL 2.00 (or best common)", "jax_run_steps", ("torch_best",)),
     ]
     res = result(
         "Time to quality",
@@ -171,7 +183,7 @@ def time_to_quality(ctx: Context) -> TaskResult:
         f"AdamW lr 5e-4, batch {BATCH_SIZE}, whole dev split ({len(d.words['dev']):,} names) every {eval_every} "
         f"steps, cap {step_cap:,} steps or {wall_cap:.0f} s",
         "run", cands, timings, targets, checks, 1,
-        extra={"target_nll": TARGET_NLL, "eval_every": eval_every, "step_cap": step_cap, "wall_cap_s": wall_cap,
+        extra={"target_nll": TARGET_NLL, "compared_at_nll": compared_at, "compared_at": at, "eval_every": eval_every, "step_cap": step_cap, "wall_cap_s": wall_cap,
                "runs": runs},
     )
     res.notes = notes(res)
@@ -192,12 +204,15 @@ def notes(res: TaskResult) -> list[str]:
         "sides start from different random weights and draw different batches, so they cross the threshold at "
         "different steps.",
     ]
-    for name in ("torch", "torch_best"):
-        if not runs[name]["reached"] and runs["jax"]["reached"]:
-            out.append(f"{name} stopped at a cap before the target: its time, and so the speed-up, is a lower bound.")
-    if not runs["jax"]["reached"]:
-        out.append("makemore_jax stopped at a cap before the target: the ratio compares time to the cap.")
-    main = res.ratio("JAX vs makemore PyTorch: time to dev NLL 2.00")
+    if res.extra["compared_at_nll"] != res.extra["target_nll"]:
+        at = res.extra["compared_at"]
+        out.append(
+            f"Not every run reached {res.extra['target_nll']:.2f} within the cap, so the times and speed-ups compare "
+            f"the first evaluation at or below {res.extra['compared_at_nll']:.4f}, the best dev NLL that every run "
+            "reached: " + "; ".join(f"{n} at step {a['step']:,} after {format_seconds(a['wall_s'])}"
+                                   for n, a in at.items()) + "."
+        )
+    main = res.ratio("JAX vs makemore PyTorch: time to dev NLL 2.00 (or best common)")
     if main["met"] is False:
         out.append(
             f"Target missed ({format_ratio(main['speedup'])}×): the time is steps × step time; a step of the "

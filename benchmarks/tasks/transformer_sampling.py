@@ -127,10 +127,15 @@ def notes(res: TaskResult) -> list[str]:
         out.append(
             f"Target missed ({format_ratio(main['speedup'])}×): makemore's loop takes "
             f"{format_seconds(c('makemore')['median_s'])} for the batch; makemore_jax "
-            f"{format_seconds(c('jax_kv_cache')['median_s'])}. The recompute path makes the whole sequence per "
-            f"step ({format_seconds(c('jax_recompute')['median_s'])}), the cache one position per step; with all "
-            "names in one batch, makemore's per-step cost is a few large batched matmuls, which PyTorch runs "
-            "near the machine's matmul rate, so the gap is the recomputed work (about (T+1)/2 positions per step "
-            "over T = 16) and per-op overhead, not a per-name Python loop."
+            f"{format_seconds(c('jax_kv_cache')['median_s'])}. makemore's loop runs the model over the "
+            f"growing sequence, on average (steps + 1) / 2 = {(res.extra['steps'] + 1) / 2:.0f} positions per "
+            "step, where a cached step runs one; makemore_jax's recompute path runs it over its whole buffer of "
+            f"block_size = {BLOCK_SIZE} positions every step, and its cache saves "
+            f"{format_ratio(res.ratio('JAX KV cache vs JAX recompute')['speedup'])}× over that. Per position, "
+            "makemore_jax's compiled forward pass is slower than PyTorch's eager one on this CPU (its recompute "
+            "path does 2× makemore's positions and takes "
+            f"{format_ratio(1 / res.ratio('JAX recompute vs makemore generate')['speedup'])}× makemore's time), "
+            "the same gap model_training measures for the Transformer, so the cache's saving in positions "
+            "(about 8×) only partly shows as names/s.",
         )
     return out
