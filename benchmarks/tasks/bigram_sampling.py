@@ -114,11 +114,8 @@ def inverse_cdf_ids(probs_VxV: jax.Array, key: jax.Array, n: int, max_len: int) 
 
 def package_sample_ids(logits_VxV: jax.Array, key: jax.Array, n: int, max_len: int) -> jax.Array:
     """makemore_jax.sampling.sample_ids on a bigram logits table: ids (n, max_len) int32."""
-    temperature = jnp.float32(1.0)
-    if hasattr(sampling, "TABLE_DECODER"):  # the model-family interface
-        ids, _ = sampling.sample_ids(sampling.TABLE_DECODER, None, {"W": logits_VxV}, key, n, max_len, temperature)
-    else:  # the bigram-only interface it replaces
-        ids, _ = sampling.sample_ids(sampling.table_next_logits, logits_VxV, key, n, max_len, temperature)
+    params = {"W": logits_VxV}
+    ids, _ = sampling.sample_ids(sampling.TABLE_DECODER, None, params, key, n, max_len, jnp.float32(1.0))
     return ids
 
 
