@@ -57,14 +57,13 @@ def split_fractions(text: str) -> tuple[float, float, float]:
     return values
 
 
-# flag -> TrainConfig field, for the settings whose default depends on --type
-TRAIN_SETTINGS = {
-    "seed": "seed", "split": "split", "smoothing": "smoothing", "optimizer": "optimizer", "lr": "lr",
-    "weight_decay": "weight_decay", "l2": "l2", "steps": "steps", "batch_size": "batch_size",
-    "warmup_steps": "warmup_steps", "lr_schedule": "lr_schedule", "min_lr": "min_lr", "grad_clip": "grad_clip",
-    "dropout": "dropout", "eval_every": "eval_every", "log_every": "log_every", "n_layer": "n_layer", "n_head": "n_head",
-    "n_embd": "n_embd", "n_embd2": "n_embd2", "block_size": "block_size",
-}
+# TrainConfig fields set by flags of the same name; None means not given, so the
+# model type's default applies (and --resume can tell what the user asked for).
+TRAIN_SETTINGS = (
+    "seed", "split", "smoothing", "optimizer", "lr", "weight_decay", "l2", "steps", "batch_size",
+    "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "log_every",
+    "n_layer", "n_head", "n_embd", "n_embd2", "block_size",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +148,7 @@ def _fmt(x) -> str:
 
 
 def _given_settings(args) -> dict:
-    return {field: getattr(args, flag) for flag, field in TRAIN_SETTINGS.items() if getattr(args, flag) is not None}
+    return {name: getattr(args, name) for name in TRAIN_SETTINGS if getattr(args, name) is not None}
 
 
 def _resume_state(args, given: dict):

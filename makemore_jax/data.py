@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .errors import MakemoreError
@@ -181,10 +180,6 @@ def validate_split(fractions: Sequence[float]) -> tuple[float, float, float]:
     if total <= 0 or fractions[0] <= 0:
         raise MakemoreError("the split must give the training set a positive share")
     return tuple(float(f) / total for f in fractions)
-
-
-def to_device(xs: np.ndarray) -> jax.Array:
-    return jnp.asarray(xs, dtype=jnp.int32)
 
 
 def encode_padded(words: Sequence[str], vocab: Vocabulary, block_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -47,13 +47,6 @@ def nll_from_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array
     return -weighted.sum() / counts.sum()
 
 
-def mean_nll_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array:
-    """``nll_from_counts`` with a check that there is at least one pair."""
-    if int(jnp.sum(counts_VxV)) == 0:
-        raise MakemoreError("mean NLL of an empty set of pairs is undefined")
-    return nll_from_counts(logprobs_VxV, counts_VxV)
-
-
 def l2_penalty(weights: jax.Array) -> jax.Array:
     """mean(W²): the regulariser that pulls logits toward 0, i.e. rows toward uniform."""
     return jnp.mean(jnp.square(weights))
