@@ -1,13 +1,15 @@
 """Seeded, batched generation: n names in one compiled call, for every model.
 
-Every name has its own key, ``fold_in(key, i)``, and every position its own
-``fold_in(name_key, t)``, so the first k names of ``n`` are the same for any
+Every name has its own key, ``fold_in(key, i)``, and its own stream of
+uniforms drawn from it, so the first k names of ``n`` are the same for any
 n >= k and nothing depends on batch shape or device.
 
-The next id is ``argmax(logits + T·g)`` with g Gumbel noise. For T > 0 this is
-exactly ``jax.random.categorical(key, logits / T)`` (the Gumbel-max trick, which
-is how categorical samples); written this way T = 0 is greedy decoding and a
-tiny T cannot overflow.
+The next id is drawn by inversion: one uniform u per name and position, and the
+first id whose cumulative probability under softmax(logits / T) exceeds u. That
+is one random number per character where Gumbel-max (``jax.random.categorical``)
+needs V of them, and random bits are most of a small model's sampling cost.
+T = 0 is greedy decoding; a tiny T cannot overflow (logits are shifted by their
+maximum before dividing). The loop stops as soon as every name has ended.
 
 A model is driven through a ``Decoder``: ``init(params, config, n) -> state``
 and ``step(params, state, token_N, t) -> (logits_NxV, state)``. Models with a
@@ -33,9 +35,12 @@ from .models import bigram
 class Decoder(NamedTuple):
     init: Callable[[Any, Any, int], Any]
     step: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+    # For models whose next id depends on the current id alone: params -> logits_VxV.
+    # The sampler then inverts each row of the table once, instead of every name's logits at every step.
+    table: Callable[[Any], jax.Array] | None = None
 
 
-TABLE_DECODER = Decoder(bigram.decode_init, bigram.decode_step)  # params {"W": logits_VxV}
+TABLE_DECODER = Decoder(bigram.decode_init, bigram.decode_step, lambda params: params["W"])  # params {"W": logits_VxV}
 
 
 @lru_cache(maxsize=None)
@@ -52,10 +57,41 @@ def recompute_decoder(apply: Callable) -> Decoder:
     return Decoder(init, step)
 
 
-def draw_next(name_key: jax.Array, t: jax.Array, logits_V: jax.Array, temperature: jax.Array) -> jax.Array:
-    """The id at step t of one name: categorical(fold_in(name_key, t), logits / T), T = 0 greedy."""
-    g_V = jax.random.gumbel(jax.random.fold_in(name_key, t), logits_V.shape, logits_V.dtype)
-    return jnp.argmax(logits_V + temperature * g_V).astype(jnp.int32)
+def tempered_cdf(logits_NxV: jax.Array, temperature: jax.Array) -> jax.Array:
+    """Running sums of exp((logits - max) / T) along each row (unnormalised); T > 0."""
+    shifted_NxV = logits_NxV - jnp.max(logits_NxV, axis=-1, keepdims=True)  # <= 0, max exactly 0: no overflow
+    p_NxV = jnp.exp(shifted_NxV / temperature)
+    # A product with a triangle of ones: XLA's cumsum is a slow reduce-window on CPU.
+    V = logits_NxV.shape[-1]
+    return jnp.dot(p_NxV, jnp.triu(jnp.ones((V, V), p_NxV.dtype)), precision=jax.lax.Precision.HIGHEST)
+
+
+def invert(cdf_NxV: jax.Array, u_N: jax.Array) -> jax.Array:
+    """The first id whose running sum exceeds u·total: an id of probability 0 is never picked."""
+    total_N = cdf_NxV[:, -1]
+    # Strictly below the total, even when u·total rounds up to it.
+    threshold_N = jnp.minimum(u_N * total_N, jnp.nextafter(total_N, jnp.zeros_like(total_N)))
+    return jnp.sum(cdf_NxV <= threshold_N[:, None], axis=-1).astype(jnp.int32)
+
+
+def pick(logits_NxV: jax.Array, u_N: jax.Array, temperature: jax.Array) -> jax.Array:
+    """Draw from softmax(logits / T) for each row by inversion, given u in [0, 1); T = 0 is argmax."""
+    return jax.lax.cond(
+        temperature > 0,
+        lambda l: invert(tempered_cdf(l, temperature), u_N),
+        lambda l: jnp.argmax(l, axis=-1).astype(jnp.int32),
+        logits_NxV,
+    )
+
+
+def name_uniforms(key: jax.Array, n: int, length: int) -> jax.Array:
+    """The uniforms that decide each name, (length, n): name i uses uniform(fold_in(key, i), (length,)).
+
+    With JAX's partitionable Threefry (the default) a longer draw extends a
+    shorter one, so max_len does not change the names that fit in both.
+    """
+    keys_N = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
+    return jax.vmap(lambda k: jax.random.uniform(k, (length,)), out_axes=1)(keys_N)
 
 
 def keep_top_k(logits_NxV: jax.Array, k: int) -> jax.Array:
@@ -82,18 +118,36 @@ def sample_ids(
     Returns ids (n, max_len) int32, each row zero from its end boundary on, and
     ended (n,) bool: False where a row was cut at max_len characters.
     """
-    name_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
+    u_LxN = name_uniforms(key, n, max_len + 1)
+    if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
+        table_VxV = keep_top_k(decoder.table(params), top_k)
+        cdf_VxV = tempered_cdf(table_VxV, jnp.where(temperature > 0, temperature, 1.0))
+        greedy_V = jnp.argmax(table_VxV, axis=-1).astype(jnp.int32)
 
-    def step(carry, t):
-        state, token_N, ended_N = carry
-        logits_NxV, state = decoder.step(params, state, token_N, t)
-        logits_NxV = keep_top_k(logits_NxV, top_k)
-        nxt_N = jax.vmap(draw_next, (0, None, 0, None))(name_keys, t, logits_NxV, temperature)
+        def next_ids(state, token_N, t):
+            drawn_N = invert(cdf_VxV[token_N], u_LxN[t])
+            return jnp.where(temperature > 0, drawn_N, greedy_V[token_N]), state
+
+    else:
+
+        def next_ids(state, token_N, t):
+            logits_NxV, state = decoder.step(params, state, token_N, t)
+            return pick(keep_top_k(logits_NxV, top_k), u_LxN[t], temperature), state
+
+    def going(carry):
+        t, _, _, ended_N, _ = carry
+        return (t <= max_len) & ~jnp.all(ended_N)
+
+    def step(carry):
+        t, state, token_N, ended_N, ids_LxN = carry
+        nxt_N, state = next_ids(state, token_N, t)
         nxt_N = jnp.where(ended_N, BOUNDARY_ID, nxt_N)
-        return (state, nxt_N, ended_N | (nxt_N == BOUNDARY_ID)), nxt_N
+        ids_LxN = jax.lax.dynamic_update_index_in_dim(ids_LxN, nxt_N, t, axis=0)
+        return t + 1, state, nxt_N, ended_N | (nxt_N == BOUNDARY_ID), ids_LxN
 
-    init = (decoder.init(params, config, n), jnp.zeros((n,), jnp.int32), jnp.zeros((n,), bool))
-    (_, _, ended_N), ids_LxN = jax.lax.scan(step, init, jnp.arange(max_len + 1))
+    zeros_N = jnp.zeros((n,), jnp.int32)
+    init = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool), jnp.zeros_like(u_LxN, jnp.int32))
+    _, _, _, ended_N, ids_LxN = jax.lax.while_loop(going, step, init)
     return ids_LxN.T[:, :max_len], ended_N
 
 
