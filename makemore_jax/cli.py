@@ -181,6 +181,7 @@ def cmd_train(args) -> None:
     from .config import TrainConfig
     from .data import Dataset
     from .evaluate import split_nll
+    from .progress import reporter
     from .sampling import generate
     from .seeding import seed_key
     from .train import Interrupted, fit, new_model
@@ -209,13 +210,6 @@ def cmd_train(args) -> None:
     print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
 
     if cfg.type != "counts":
-        def progress(r):
-            if args.quiet:
-                return
-            dev = "".join(f"  {s} {r[f'{s}_nll']:.4f}" for s in ("train", "dev") if f"{s}_nll" in r)
-            note = f", compiled in {r['compile_s']:.2f} s" if "compile_s" in r else ""
-            print(f"step {r['step']:>7,}/{cfg.steps:,}  loss {r['loss']:.4f}{dev}  ({r['steps_per_s']:,.0f} steps/s{note})", flush=True)
-
         def save(model_now, st, is_best):
             checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
             checkpoint.write_metrics(args.work_dir, st.history)
@@ -223,7 +217,9 @@ def cmd_train(args) -> None:
                 checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
 
         try:
-            fit(model, data, state, progress, save)
+            # a live line on a terminal, plain lines in logs or with --log-every
+            with reporter(cfg.steps, quiet=args.quiet, plain="log_every" in given, start_step=state.step if state else 0) as report:
+                fit(model, data, state, report.record, save)
         except Interrupted as stop:
             print(f"makemore train: interrupted at step {stop.step:,}, saved; continue with: "
                   f"makemore train -o {args.work_dir} --resume", file=sys.stderr)

@@ -1,0 +1,142 @@
+"""Training progress: one live status line on a terminal, plain lines in logs.
+
+The trainer hands over a record after every chunk of ``log_every`` steps
+(step, loss, steps/s, and at evaluations each split's NLL). On a terminal the
+record redraws a single line with a carriage return; anywhere else (a CI log,
+a file, a pipe), or when the user asked for ``--log-every``, it becomes one
+plain line, in the format the README shows.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from typing import Callable, TextIO
+
+
+def plain_line(record: dict, total_steps: int) -> str:
+    """``step     50/500  loss 2.6614  train 2.5006  dev 2.4944  (58,602 steps/s, compiled in 0.30 s)``."""
+    nll = "".join(f"  {s} {record[f'{s}_nll']:.4f}" for s in ("train", "dev") if f"{s}_nll" in record)
+    note = f", compiled in {record['compile_s']:.2f} s" if "compile_s" in record else ""
+    return f"step {record['step']:>7,}/{total_steps:,}  loss {record['loss']:.4f}{nll}  ({record['steps_per_s']:,.0f} steps/s{note})"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as ``42 s``, ``3:07`` (m:ss) or ``1:02:03`` (h:mm:ss); ``?`` when unknown (not finite)."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Silent:
+    """--quiet: nothing. Every reporter is a context manager that closes itself."""
+
+    def record(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PlainLines(Silent):
+    """One line per record on ``stream`` (stdout), flushed at once so logs stay live."""
+
+    def __init__(self, total_steps: int, stream: TextIO):
+        self.total_steps, self.stream = total_steps, stream
+
+    def record(self, record: dict) -> None:
+        print(plain_line(record, self.total_steps), file=self.stream, flush=True)
+
+
+class LiveLine(Silent):
+    """A status line redrawn in place with ``\\r``: step, loss, dev NLL @ the step of the last eval, speed, time left.
+
+    Speed and time left are measured on the wall clock from the end of the
+    first chunk on, so they include evaluations and checkpoints and leave out
+    the one-off compilation. ``close`` ends the line, leaving the last state on
+    screen (with the total time when the run got to its last step).
+    """
+
+    BAR = 20
+    WIDE = 110  # columns: room for the bar and the longest line
+
+    def __init__(self, total_steps: int, stream: TextIO, start_step: int = 0,
+                 clock: Callable[[], float] = time.perf_counter, width: int | None = None):
+        self.total_steps, self.stream, self.clock = total_steps, stream, clock
+        self.width = width if width is not None else shutil.get_terminal_size().columns
+        self.started = clock()
+        self.first: tuple[int, float] | None = None  # (step, time) after the first chunk
+        self.step, self.dev, self.dev_step = start_step, None, None
+        self.shown = 0  # characters on the line now
+        self.closed = False
+        self._draw(f"step {start_step:,}/{total_steps:,}  compiling...")
+
+    def _draw(self, text: str) -> None:
+        text = text[: max(self.width - 1, 10)]  # a wrapped line could not be redrawn
+        self.stream.write("\r" + text + " " * max(self.shown - len(text), 0))
+        self.stream.flush()
+        self.shown = len(text)
+
+    def record(self, record: dict) -> None:
+        now = self.clock()
+        self.step = record["step"]
+        if "dev_nll" in record:
+            self.dev, self.dev_step = record["dev_nll"], self.step
+        if self.first is None:
+            self.first = (self.step, now)
+            rate = record["steps_per_s"]
+        else:
+            done, took = self.step - self.first[0], now - self.first[1]
+            rate = done / took if took > 0 else record["steps_per_s"]
+        left = (self.total_steps - self.step) / rate if rate > 0 else float("inf")
+        dev = f"  dev {self.dev:.4f} @{self.dev_step:,}" if self.dev is not None else ""
+        when = f"{duration(now - self.started)} total" if self.step >= self.total_steps else f"{duration(left)} left"
+        text = (f"step {self.step:>{len(f'{self.total_steps:,}')},}/{self.total_steps:,}  loss {record['loss']:.4f}{dev}  "
+                f"{rate:,.0f} steps/s  {when}")
+        if self.width >= self.WIDE:  # a bar only on a wide terminal, decided once so the line does not jump
+            filled = round(self.BAR * self.step / self.total_steps) if self.total_steps else self.BAR
+            text = f"[{'#' * filled}{'.' * (self.BAR - filled)}] {text}"
+        self._draw(text)
+
+    def close(self) -> None:
+        if not self.closed:  # before any message that follows, error or not
+            self.closed = True
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def reporter(total_steps: int, *, quiet: bool = False, plain: bool = False, start_step: int = 0,
+             out: TextIO | None = None, err: TextIO | None = None):
+    """What training progress looks like here: Silent, PlainLines on ``out`` or a LiveLine on ``err``.
+
+    Live only when both streams are a terminal (stdout and stderr by default)
+    and plain lines were not asked for: with stdout redirected to a file the
+    file gets the plain lines, as before.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    if quiet:
+        return Silent()
+    if not plain and _is_terminal(out) and _is_terminal(err):
+        return LiveLine(total_steps, err, start_step)
+    return PlainLines(total_steps, out)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
