@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,plot}")
 
     def workdir(p):
         p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-clip", type=non_negative_float, help="clip gradients to this global norm, 0 = off (default)")
     t.add_argument("--dropout", type=non_negative_float, help="training-time dropout rate, for the transformer (default 0)")
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
-    t.add_argument("--log-every", type=positive_int, help="steps between progress lines")
+    t.add_argument("--log-every", type=positive_int, help="steps between progress lines; when given, plain lines even on a terminal")
     t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")
     t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
     t.add_argument("--n-embd", type=positive_int, help="embedding size (default 64)")
@@ -120,13 +120,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=non_negative_int, default=0, metavar="K", help="draw only from the K most likely characters, 0 = all (default)")
     s.add_argument("--max-len", type=positive_int, default=None, metavar="L", help="cut names at L characters (default: the longest the model allows)")
     s.add_argument("--no-report", action="store_true", help="do not report how many names are in the training or test set")
+    s.add_argument("--log-prob", action="store_true", help="print before each name its log-probability under the model (end included; temperature 1, no top-k)")
     s.set_defaults(run=cmd_sample)
 
     e = sub.add_parser("eval", help="mean NLL of a word list under a trained model", description="Mean negative log-likelihood per character (end included) of the words in FILE.")
     e.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words to score (default: the bundled names.txt)")
     workdir(e)
+    e.add_argument("--per-word", type=positive_int, nargs="?", const=10, default=None, metavar="N",
+                   help="also list the N most and N least likely words, by NLL per character (N default 10)")
     e.set_defaults(run=cmd_eval)
+    _add_plot_parser(sub, workdir)
     return parser
+
+
+def _add_plot_parser(sub, workdir) -> None:
+    p = sub.add_parser(
+        "plot", help="draw a picture: counts, weights, loss or embeddings (needs matplotlib)",
+        description="Draw a picture to a PNG (default) or SVG file. Needs matplotlib: pip install 'makemore-jax[plot]'.",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{counts,weights,loss,embeddings}")
+
+    def image(q, kind):
+        q.add_argument("--save", metavar="FILE", help=f"the image, .png or .svg (default: {kind}.png here)")
+        q.add_argument("--format", choices=("png", "svg"), help="png or svg (default: the suffix of --save, else png)")
+        q.add_argument("--dpi", type=positive_int, default=100, help="pixels per inch of a PNG (default 100)")
+
+    c = kinds.add_parser("counts", help="the bigram count matrix of a word file, each cell labelled",
+                         description="The V×V matrix of bigram counts of all the words in FILE as a heat map, each cell labelled with its pair and count.")
+    c.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words, one per line (default: the bundled names.txt)")
+    c.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
+                   help="label each cell with its pair and count (default: for vocabularies of at most 32)")
+    image(c, "counts")
+    w = kinds.add_parser("weights", help="a trained neural bigram's probabilities beside the counting model's",
+                         description="softmax(W) of the neural bigram in WORKDIR, the add-k counting model of its training split, and their difference.")
+    workdir(w)
+    image(w, "weights")
+    lo = kinds.add_parser("loss", help="train and dev NLL against step, from the metrics of one or more runs",
+                          description="Train and dev NLL against step from WORKDIR/metrics.jsonl, with the counting model's NLL as horizontal lines. Repeat -o to compare runs.")
+    lo.add_argument("-o", "--work-dir", metavar="WORKDIR", action="append", dest="work_dirs",
+                    help=f"a work directory; repeat to put several runs on one chart (default: {DEFAULT_WORKDIR})")
+    lo.add_argument("--log-x", action="store_true", help="logarithmic step axis")
+    image(lo, "loss")
+    e = kinds.add_parser("embeddings", help="a model's character embedding in 2-D, each point labelled",
+                         description="The character embedding (wte) of the model in WORKDIR: its two dimensions when n_embd = 2, else its first two principal components.")
+    workdir(e)
+    image(e, "embeddings")
+    p.set_defaults(run=cmd_plot)
 
 
 def _input_path(args) -> str:
@@ -268,8 +307,14 @@ def cmd_sample(args) -> None:
     loaded = checkpoint.load(args.work_dir, "model")
     names, _ = generate(loaded.model, seed_key(args.seed, "sample"), args.num_samples, max_len=args.max_len,
                         temperature=args.temperature, top_k=args.top_k)
-    for name in names:
-        print(name)
+    if args.log_prob:
+        from .evaluate import word_nll
+
+        for nll, name in zip(word_nll(loaded.model, names), names):
+            print(f"{-nll:9.3f}  {name}")
+    else:
+        for name in names:
+            print(name)
     if names and not args.no_report:
         sys.stdout.flush()
         print(_novelty_report(loaded, names), file=sys.stderr)
@@ -290,6 +335,44 @@ def cmd_eval(args) -> None:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = sum(len(w) + 1 for w in words)
     print(f"{path}: mean NLL {nll:.4f} over {n_chars:,} characters ({len(words):,} words)")
+    if args.per_word:
+        from .evaluate import word_nll
+
+        _print_extremes(words, word_nll(model, words), args.per_word)
+
+
+def _print_extremes(words: list[str], total_nll, n: int) -> None:
+    """The n most and n least likely distinct words, ranked by NLL per character (end included)."""
+    import numpy as np
+
+    first = {w: i for i, w in reversed(list(enumerate(words)))}  # each word once, at its first line
+    idx = np.array(sorted(first.values()))
+    per_char = np.asarray(total_nll, np.float64)[idx] / np.array([len(words[i]) + 1 for i in idx])
+    order = idx[np.argsort(per_char, kind="stable")]
+    per_char_of = dict(zip(idx.tolist(), per_char.tolist()))
+    header = "  NLL/char     log p  word"
+    for what, chosen in (("most", order[:n]), ("least", order[::-1][:n])):
+        print(f"{len(chosen)} {what} likely words (mean NLL per character, the end counted as one; log p = total log-probability):")
+        print(header)
+        for i in chosen:
+            print(f"  {per_char_of[int(i)]:8.4f}  {-float(total_nll[i]):8.3f}  {words[i]}")
+
+
+def cmd_plot(args) -> None:
+    from . import plot
+
+    plot.new_figure(1, 1)  # without matplotlib, say so before any work
+    path, fmt = plot.output_path(args.save, args.format, args.kind)
+    if args.kind == "counts":
+        plot.plot_counts(_input_path(args), path, fmt, args.dpi, args.labels)
+    elif args.kind == "weights":
+        plot.plot_weights(args.work_dir, path, fmt, args.dpi)
+    elif args.kind == "loss":
+        plot.plot_loss(args.work_dirs or [DEFAULT_WORKDIR], path, fmt, args.dpi, args.log_x,
+                       warn=lambda message: print(f"makemore plot: {message}", file=sys.stderr))
+    else:
+        plot.plot_embeddings(args.work_dir, path, fmt, args.dpi)
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

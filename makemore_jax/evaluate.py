@@ -14,19 +14,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from .counts import count_matrix
-from .data import Dataset
+from .data import Dataset, encode_padded
 from .errors import MakemoreError
 from .losses import nll_from_counts
 
 EVAL_CHUNK = 512  # words per forward pass: bounds memory, whatever the split's size
 
 
-def masked_nll_sum(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
-    """(sum of -log p(target), number of counted positions); position t counts while t <= length."""
+def masked_position_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
+    """(-log p(target) at each position, 0 where it does not count; the mask). Position t counts while t <= length."""
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
     nll_BxT = -jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
     mask_BxT = jnp.arange(targets_BxT.shape[1])[None, :] <= lengths_B[:, None]
-    return jnp.where(mask_BxT, nll_BxT, 0.0).sum(), mask_BxT.sum()
+    return jnp.where(mask_BxT, nll_BxT, 0.0), mask_BxT
+
+
+def masked_nll_sum(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
+    """(sum of -log p(target), number of counted positions); position t counts while t <= length."""
+    nll_BxT, mask_BxT = masked_position_nll(logits_BxTxV, targets_BxT, lengths_B)
+    return nll_BxT.sum(), mask_BxT.sum()
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
@@ -67,3 +73,48 @@ def split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
             tokens, lengths = data.padded(split, model.block_size)
             out[split] = float(sequence_nll(model.apply, model.params, tokens, lengths))
     return out
+
+
+@partial(jax.jit, static_argnames=("apply", "chunk"))
+def sequence_nll_per_word(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+    """Total NLL of each word (its characters and its end), (W,) float32, in one call.
+
+    The same chunked pass as ``sequence_nll``, summing each row apart.
+    """
+    n_words, width = tokens_WxL.shape
+    n_chunks = -(-n_words // chunk)
+    pad = n_chunks * chunk - n_words
+    tokens = jnp.pad(tokens_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+    lengths = jnp.pad(lengths_W, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
+
+    def score(args):
+        toks, lens = args
+        nll_BxT, _ = masked_position_nll(apply(params, toks[:, :-1]), toks[:, 1:], lens)
+        return nll_BxT.sum(axis=1)
+
+    return jax.lax.map(score, (tokens, lengths)).reshape(-1)[:n_words]
+
+
+def word_nll(model, words) -> np.ndarray:
+    """Total NLL in nats of each word under a trained model: −log p(c1 … cn, end), shape (len(words),).
+
+    The log-probability of a word is minus this; divided by len(word) + 1 it is
+    the word's mean NLL per character, the figure ``split_nll`` averages.
+    Raises MakemoreError for a character outside the vocabulary, or a word
+    longer than a sequence model was built for. Bigram tables score words of
+    any length.
+    """
+    from .models import bigram
+
+    if len(words) == 0:
+        return np.zeros((0,), np.float32)
+    if model.table is not None:
+        width = max(len(w) for w in words) + 1
+        apply, params = bigram.apply, {"W": model.table}
+    else:
+        width = model.block_size
+        apply, params = model.apply, model.params
+    tokens, lengths = encode_padded(words, model.vocab, width)
+    # one compiled shape per power of two up to EVAL_CHUNK, so ten names do not pay for 512
+    chunk = min(EVAL_CHUNK, 1 << (len(words) - 1).bit_length())
+    return np.asarray(sequence_nll_per_word(apply, params, jnp.asarray(tokens), jnp.asarray(lengths), chunk))
