@@ -134,8 +134,19 @@ def _escape(text: str) -> str:
 
 
 def _title(fig, what: str, details: str) -> None:
-    wrapped = "\n".join(textwrap.wrap(details, 150))
-    fig.suptitle(_escape(f"{what}\n{wrapped}"), fontsize=12)
+    """A title line, then the details ("model: ...; ... · data: ...") broken at the dots or semicolons where they must be."""
+    width = int(10 * fig.get_size_inches()[0])  # about ten characters of 12-point text to the inch
+    pieces = [(" · " if k and not n else "; ", piece)
+              for k, part in enumerate(details.split(" · ")) for n, piece in enumerate(part.split("; "))]
+    lines: list[str] = []
+    for sep, piece in pieces:
+        if lines and len(lines[-1]) + len(sep) + len(piece) <= width:
+            lines[-1] += sep + piece
+        else:
+            if lines and sep == "; ":
+                lines[-1] += ";"
+            lines.extend(textwrap.wrap(piece, width))
+    fig.suptitle(_escape("\n".join([what, *lines])), fontsize=12)
 
 
 def _char_axes(ax, chars: Sequence[str], V: int) -> None:
@@ -373,10 +384,27 @@ def loss_figure(curves: Sequence[Curve], baselines: Sequence[Baseline], title: s
     ax.set_xlabel("step" + (" (log scale)" if log_x else ""))
     ax.set_ylabel("mean NLL per character (nats)")
     ax.grid(True, alpha=0.3)
-    # below the chart, never over a curve: a column per run, then one for the baselines
-    fig.legend(fontsize=8.5, loc="outside lower center", ncols=min(len(curves) + (1 if baselines else 0), 4))
+    _loss_legend(fig, [(palette[n % len(palette)], _escape(c.label)) for n, c in enumerate(curves)], ax.lines[-len(baselines):] if baselines else [])
     _title(fig, title, details)
     return fig
+
+
+def _loss_legend(fig, runs: list[tuple[str, str]], baseline_lines: list) -> None:
+    """Below the chart, never over a curve: runs by colour | line styles | baselines, a column each."""
+    from matplotlib.lines import Line2D
+
+    columns = [
+        [Line2D([], [], color=color, linewidth=2.5, label=label) for color, label in runs],
+        [Line2D([], [], color="0.2", linewidth=2, marker="o", markersize=3.5, label="dev NLL (at evaluations)"),
+         Line2D([], [], color="0.2", linewidth=1.5, linestyle="--", label="train NLL (at evaluations)"),
+         Line2D([], [], color="0.2", alpha=0.3, linewidth=1, label="training loss (mean of each log chunk)")],
+        list(baseline_lines),
+    ]
+    columns = [c for c in columns if c]
+    rows = max(len(c) for c in columns)
+    blank = Line2D([], [], alpha=0, label=" ")
+    handles = [h for c in columns for h in c + [blank] * (rows - len(c))]  # the legend fills column by column
+    fig.legend(handles=handles, fontsize=9, loc="outside lower center", ncols=len(columns))
 
 
 def counting_baselines(loaded, workdir: str) -> list[Baseline]:
