@@ -165,6 +165,10 @@ def _data_name(path: str) -> str:
     return os.path.basename(path) or path
 
 
+def _dir(workdir: str) -> str:
+    return workdir.rstrip("/") + "/"
+
+
 # ---- counts -----------------------------------------------------------------------
 
 
@@ -310,7 +314,7 @@ def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     net = np.asarray(jax.nn.softmax(model.params["W"], axis=-1))
     counted = counting_probs(data, k)
     chars = [shown(model.vocab.itos(i)) for i in range(model.vocab.size)]
-    details = f"model: bigram in {workdir}/, step {loaded.step:,} (best by dev) · {_data_details(loaded, data)}"
+    details = f"model: bigram in {_dir(workdir)}, step {loaded.step:,} (best by dev) · {_data_details(loaded, data)}"
     names = (f"neural bigram: softmax(W), step {loaded.step:,}", f"counting model: add-{k:g} smoothing, training split")
     fig = weights_figure(net, counted, chars, "The network learns the counts: p(next | current), learned and counted", details, names)
     save_figure(fig, save, fmt, dpi)
@@ -441,7 +445,7 @@ def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_
             raise MakemoreError(f"{workdir}: no training curve ({METRICS_FILE} is missing or empty)")
         last = max(r.get("step", 0) for r in records)
         curves.append(curve_from_metrics(records, f"{workdir} ({model.type})"))
-        parts.append(f"{model.type} in {workdir}/ to step {last:,}")
+        parts.append(f"{model.type} in {_dir(workdir)} to step {last:,}")
         if _data_details(loaded) not in data_names:
             data_names.append(_data_details(loaded))
         cfg = model.config
@@ -566,6 +570,6 @@ def plot_embeddings(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
         labels = (f"principal component 1 ({100 * share[0]:.0f}% of variance)", f"principal component 2 ({100 * share[1]:.0f}% of variance)")
         how = f"PCA of its {D} dimensions to 2"
     chars = [shown(model.vocab.itos(i)) for i in range(V)]
-    details = f"model: {model.type} in {workdir}/, step {loaded.step:,} (best by dev) · {_data_details(loaded)}"
+    details = f"model: {model.type} in {_dir(workdir)}, step {loaded.step:,} (best by dev) · {_data_details(loaded)}"
     fig = embeddings_figure(points, chars, labels, f"Character embeddings (wte), {how}; '.' is the start/end boundary", details)
     save_figure(fig, save, fmt, dpi)
