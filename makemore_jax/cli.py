@@ -1,4 +1,4 @@
-"""The `makemore` command: train, sample, eval.
+"""The `makemore` command: train, tune, sample, eval, plot.
 
 Mistakes a user can make end as one line on stderr and exit status 2; nothing
 in the work directory is written before the settings and the input have been
@@ -45,6 +45,8 @@ non_negative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a nu
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
 seed_int = _number(int, lambda v: 0 <= v <= 2**32 - 1, "an integer in 0..4294967295")
+open_unit_float = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
 
 
 def split_fractions(text: str) -> tuple[float, float, float]:
@@ -62,8 +64,9 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 TRAIN_SETTINGS = (
     "seed", "split", "smoothing", "optimizer", "lr", "weight_decay", "l2", "steps", "batch_size",
     "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "log_every",
-    "n_layer", "n_head", "n_embd", "n_embd2", "block_size",
+    "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale",
 )
+NGRAM_FLAGS = {"order": "--order", "smoothing_method": "--kn/--modified-kn", "discount": "--discount", "discount_scale": "--discount-scale"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,eval,plot}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,sample,eval,plot}")
 
     def workdir(p):
         p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
@@ -89,7 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run saved in WORKDIR exactly where it stopped")
     t.add_argument("--seed", type=seed_int, help="fixes split, init, batch order and samples (default 0)")
     t.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
-    t.add_argument("--smoothing", type=non_negative_float, metavar="K", help="add-k smoothing of the counting model (default 1)")
+    smoothing = t.add_mutually_exclusive_group()
+    smoothing.add_argument("--smoothing", type=non_negative_float, metavar="K", help="add-k smoothing of the counting and ngram models (default 1)")
+    smoothing.add_argument("--kn", dest="smoothing_method", action="store_const", const="kn", help="ngram: interpolated Kneser-Ney")
+    smoothing.add_argument("--modified-kn", dest="smoothing_method", action="store_const", const="modified-kn",
+                           help="ngram: modified Kneser-Ney, three discounts per order (the default without --smoothing)")
+    t.add_argument("--order", type=positive_int, metavar="N", help="ngram: characters per n-gram, the context is N-1 of them (default 5)")
+    t.add_argument("--discount", type=open_unit_float, metavar="D", help="with --kn: one discount at every order (default: n1/(n1+2n2) of each order)")
+    t.add_argument("--discount-scale", type=positive_float, metavar="S", help="with --kn or --modified-kn: factor on the count-of-counts discounts (default 1)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (bigram default) or adamw (default for the rest)")
     t.add_argument("--lr", "--learning-rate", type=non_negative_float, help="learning rate (bigram 50, others 5e-4)")
     t.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0.01)")
@@ -112,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     t.set_defaults(run=cmd_train)
 
+    _add_tune_parser(sub, workdir)
+
     s = sub.add_parser("sample", help="print names sampled from a trained model", description="Print names sampled from the model in WORKDIR; the same seed gives the same names.")
     workdir(s)
     s.add_argument("-n", "--num-samples", type=non_negative_int, default=20, metavar="N", help="how many names (default 20)")
@@ -131,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_eval)
     _add_plot_parser(sub, workdir)
     return parser
+
+
+def _add_tune_parser(sub, workdir) -> None:
+    from .tune import DEFAULT_MAX_ORDER
+
+    u = sub.add_parser(
+        "tune", help="choose an n-gram model's order and smoothing on the dev split, save it",
+        description="Count the training split once, score every order 1..MAX_ORDER with add-k, Kneser-Ney and modified "
+        "Kneser-Ney smoothing over a grid on the dev split, print the table, evaluate the best on test once and save it.",
+    )
+    u.add_argument("--type", choices=("ngram",), required=True, help="the model family to tune (ngram)")
+    u.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words, one per line, UTF-8 (default: the bundled names.txt)")
+    workdir(u)
+    u.add_argument("--seed", type=seed_int, help="fixes the split and the printed samples (default 0)")
+    u.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
+    u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N", help=f"try orders 1..N (default {DEFAULT_MAX_ORDER})")
+    u.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print from the chosen model (default 10)")
+    u.set_defaults(run=cmd_tune)
 
 
 def _add_plot_parser(sub, workdir) -> None:
@@ -187,7 +217,34 @@ def _fmt(x) -> str:
 
 
 def _given_settings(args) -> dict:
-    return {name: getattr(args, name) for name in TRAIN_SETTINGS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in TRAIN_SETTINGS if getattr(args, name) is not None}
+    ngram_flags = [flag for field, flag in NGRAM_FLAGS.items() if field in given]
+    if (args.type or "bigram") != "ngram":
+        if ngram_flags:
+            raise MakemoreError(f"{', '.join(ngram_flags)}: only for --type ngram")
+        return given
+    if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
+        given["smoothing_method"] = "add-k"
+    method = given.get("smoothing_method", "modified-kn")
+    if "discount" in given and method != "kn":
+        raise MakemoreError("--discount is plain Kneser-Ney's single discount: use it with --kn")
+    if "discount_scale" in given and method == "add-k":
+        raise MakemoreError("--discount-scale scales Kneser-Ney discounts: use it with --kn or --modified-kn")
+    return given
+
+
+def _describe(cfg) -> str:
+    """The model type, and for an n-gram model its order and smoothing."""
+    if cfg.type != "ngram":
+        return cfg.type
+    smoothing = {
+        "add-k": f"add-k, k = {cfg.smoothing:g}",
+        "kn": "Kneser-Ney, " + (f"D = {cfg.discount:g}" if cfg.discount else "D from the count-of-counts"),
+        "modified-kn": "modified Kneser-Ney",
+    }[cfg.smoothing_method]
+    if cfg.smoothing_method != "add-k" and cfg.discount_scale != 1 and not cfg.discount:
+        smoothing += f", discounts × {cfg.discount_scale:g}"
+    return f"ngram (order {cfg.order}, {smoothing})"
 
 
 def _resume_state(args, given: dict):
@@ -219,6 +276,7 @@ def cmd_train(args) -> None:
     from . import checkpoint
     from .config import TrainConfig
     from .data import Dataset
+    from . import ngram
     from .evaluate import split_nll
     from .progress import reporter
     from .sampling import generate
@@ -243,12 +301,12 @@ def cmd_train(args) -> None:
     if args.resume and data.vocab != model.vocab:
         raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
     if not args.resume:
-        model = new_model(cfg, data)
+        model = ngram.new_model(cfg, data) if cfg.type == "ngram" else new_model(cfg, data)
         training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words)}
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
     print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
 
-    if cfg.type != "counts":
+    if cfg.type not in ("counts", "ngram"):  # the counted models are complete already
         def save(model_now, st, is_best):
             checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
             checkpoint.write_metrics(args.work_dir, st.history)
@@ -267,10 +325,53 @@ def cmd_train(args) -> None:
         model, step = best.model, best.step
     else:
         step = 0
-    metrics = {f"{s}_nll": v for s, v in split_nll(model, data).items()}
+    metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
     checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
-    best = f" (best by dev, step {step:,})" if cfg.type != "counts" else ""
-    print(f"{cfg.type}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
+    best = f" (best by dev, step {step:,})" if cfg.type not in ("counts", "ngram") else ""
+    print(f"{_describe(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
+    print(f"saved to {args.work_dir}/")
+    if args.num_samples:
+        names, _ = generate(model, seed_key(cfg.seed, "sample"), args.num_samples)
+        print(f"samples (makemore sample -o {args.work_dir} --seed {cfg.seed}):")
+        for name in names:
+            print(f"  {name}")
+
+
+def cmd_tune(args) -> None:
+    import time
+
+    from . import checkpoint, ngram, tune
+    from .config import TrainConfig
+    from .data import Dataset
+    from .sampling import generate
+    from .seeding import seed_key
+
+    if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
+        raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
+    given = {k: v for k, v in (("seed", args.seed), ("split", args.split)) if v is not None}
+    cfg = TrainConfig.create("ngram", **given).validate()
+    path = _input_path(args)
+    words, digest = _read_input(path)
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
+    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+    settings = tune.grid(args.max_order)
+    t0 = time.perf_counter()
+    nll = tune.dev_nll(data.words["train"], data.words["dev"], data.vocab, settings)
+    elapsed = time.perf_counter() - t0
+    for line in tune.format_tables(settings, nll):
+        print(line)
+    chosen = tune.best(settings, nll)
+    print(f"{len(settings)} settings, orders 1..{args.max_order}, counted and scored on dev in {elapsed:.1f} s; "
+          f"best: {chosen.describe()}")
+
+    cfg = TrainConfig.create("ngram", **given, **chosen.config_fields()).validate()
+    model = ngram.new_model(cfg, data)
+    metrics = {f"{s}_nll": v for s, v in ngram.split_nll(model, data).items()}  # test: once, for the chosen model
+    grid = [{"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)]
+    training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words), "tuning": grid}
+    checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
+    print(f"{_describe(cfg)}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
     if args.num_samples:
         names, _ = generate(model, seed_key(cfg.seed, "sample"), args.num_samples)
@@ -324,13 +425,14 @@ def cmd_eval(args) -> None:
     from . import checkpoint
     from .data import Dataset
     from .evaluate import split_nll
+    from .ngram import split_nll as ngram_split_nll
 
     model = checkpoint.load(args.work_dir, "model").model
     path = _input_path(args)
     words, _ = _read_input(path)
     data = Dataset(model.vocab, {"train": [], "dev": [], "test": words})
     try:
-        nll = split_nll(model, data, ["test"])["test"]
+        nll = (ngram_split_nll if model.type == "ngram" else split_nll)(model, data, ["test"])["test"]
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = sum(len(w) + 1 for w in words)

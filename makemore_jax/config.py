@@ -16,7 +16,8 @@ from .errors import MakemoreError
 from .models import MODEL_NAMES, ModelConfig
 from .seeding import MAX_SEED
 
-MODEL_TYPES = ("counts",) + MODEL_NAMES
+MODEL_TYPES = ("counts", "ngram") + MODEL_NAMES
+SMOOTHING_METHODS = ("add-k", "kn", "modified-kn")  # the ngram model's
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 
@@ -45,6 +46,10 @@ class TrainConfig:
     n_embd: int = 64
     n_embd2: int = 64
     block_size: int = 0  # 0 = longest word + 1
+    order: int = 2  # ngram: ids per n-gram, the context is order − 1 of them
+    smoothing_method: str = "add-k"  # ngram: add-k (with k = smoothing), kn or modified-kn
+    discount: float = 0.0  # kn: one discount in (0, 1) at every order; 0 = from the count-of-counts
+    discount_scale: float = 1.0  # kn, modified-kn: factor on the count-of-counts discounts
 
     @classmethod
     def create(cls, type: str = "bigram", **given) -> "TrainConfig":
@@ -74,6 +79,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise MakemoreError(f"{name} must be an integer >= 1, got {value}")
+        if not (isinstance(self.order, int) and self.order >= 1):
+            raise MakemoreError(f"order must be an integer >= 1, got {self.order}")
+        if self.smoothing_method not in SMOOTHING_METHODS:
+            raise MakemoreError(f"smoothing method must be one of {', '.join(SMOOTHING_METHODS)}, got {self.smoothing_method!r}")
+        if not (isinstance(self.discount, (int, float)) and (self.discount == 0 or 0 < self.discount < 1)):
+            raise MakemoreError(f"discount must be in (0, 1) (or 0: from the count-of-counts), got {self.discount}")
+        if not (isinstance(self.discount_scale, (int, float)) and math.isfinite(self.discount_scale) and self.discount_scale > 0):
+            raise MakemoreError(f"discount scale must be a finite number > 0, got {self.discount_scale}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise MakemoreError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.optimizer not in OPTIMIZERS:
@@ -95,7 +108,7 @@ class TrainConfig:
         if not isinstance(obj, dict):
             raise MakemoreError("config must be an object")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing, extra = names - set(obj), set(obj) - names
+        missing, extra = names - set(obj) - ADDED_LATER, set(obj) - names
         if missing or extra:
             parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
                 [f"unexpected {', '.join(sorted(extra))}"] if extra else []
@@ -111,9 +124,15 @@ class TrainConfig:
         return cfg.validate()
 
 
+# Fields newer than the first checkpoints: a config without them gets their defaults.
+ADDED_LATER = frozenset({"order", "smoothing_method", "discount", "discount_scale"})
+
+
 def defaults_for(model_type: str) -> dict:
     if model_type in ("counts", "bigram"):
         return {}
+    if model_type == "ngram":
+        return {"order": 5, "smoothing_method": "modified-kn"}
     return {
         "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.01, "l2": 0.0, "steps": 10000,
         "batch_size": 32, "eval_every": 500, "log_every": 100,

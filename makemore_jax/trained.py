@@ -30,6 +30,10 @@ class TrainedModel:
 
     @property
     def model_def(self) -> ModelDef:
+        if self.type == "ngram":
+            from .ngram import MODEL_DEF  # counted, not a registered neural model
+
+            return MODEL_DEF
         return get_model("bigram" if self.type == "counts" else self.type)
 
     @property
