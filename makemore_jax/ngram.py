@@ -12,9 +12,10 @@ that is small (``DENSE_MAX_CELLS``), and otherwise by a jitted sort of the rows
 and a segment sum, which holds only the n-grams that occur. Either way the
 result is the same ``NgramCounts``: the distinct n-grams in *suffix order*
 (sorted by the predicted id, then the id before it, and so on back) with their
-counts. In suffix order the n-grams that share their last n ids are
-neighbours, so every lower order follows from the top one in one pass with no
-further sorting (``all_levels``). ``count_ngrams_streaming`` counts a word list
+counts. Sparse counting ranks the rows in suffix order one id at a time, each
+step one sort of (rank so far, next id back) pairs (``refine_ranks``), so the
+compiled program is the same for every order; the ranks of the shorter
+suffixes are the lower orders (``all_levels``). ``count_ngrams_streaming`` counts a word list
 chunk by chunk, holding one chunk and the table at a time.
 
 Smoothing. Interpolated Kneser–Ney (Kneser & Ney 1995; Chen & Goodman 1999,
@@ -166,20 +167,42 @@ def dense_counts(ngrams_PxN: jax.Array, weights_P: jax.Array, vocab_size: int) -
 
 
 @jax.jit
-def sorted_counts(ngrams_PxN: jax.Array, weights_P: jax.Array):
-    """Sparse counting: sort the rows into suffix order and sum the weights of equal rows.
+def refine_ranks(rank_P: jax.Array, ids_P: jax.Array) -> jax.Array:
+    """Each row's rank among the distinct (rank, id) pairs, in sorted order: one sort and a cumsum.
 
-    Returns the sorted rows (P, N), a mask of the first of each run of equal
-    rows (P,), and the run sums in order, zero-padded to (P,). The caller
-    trims the padding (the number of distinct rows is data, not shape).
+    If rank_P ranks the rows' last n ids in suffix order and ids_P is the id
+    before them, the result ranks their last n + 1 ids in suffix order.
     """
-    P, N = ngrams_PxN.shape
-    keys = tuple(ngrams_PxN[:, j] for j in range(N - 1, -1, -1))  # last id first
-    out = jax.lax.sort(keys + (weights_P,), num_keys=N)
-    rows_PxN = jnp.stack(out[N - 1 :: -1], axis=1)
-    first_P = jnp.concatenate([jnp.ones((1,), bool), jnp.any(rows_PxN[1:] != rows_PxN[:-1], axis=1)])
-    sums_P = jax.ops.segment_sum(out[N], jnp.cumsum(first_P) - 1, num_segments=P)
-    return rows_PxN, first_P, sums_P
+    P = rank_P.shape[0]
+    rank_s, ids_s, pos_s = jax.lax.sort((rank_P, ids_P, jnp.arange(P, dtype=jnp.int32)), num_keys=2)
+    new_s = jnp.concatenate([jnp.ones((1,), bool), (rank_s[1:] != rank_s[:-1]) | (ids_s[1:] != ids_s[:-1])])
+    return jnp.zeros((P,), jnp.int32).at[pos_s].set(jnp.cumsum(new_s, dtype=jnp.int32) - 1)
+
+
+def suffix_ranks(ngrams_PxN: np.ndarray) -> list[jax.Array]:
+    """For n = 1..N, each row's last n ids ranked among the distinct ones in suffix order: N arrays (P,).
+
+    One refine_ranks per order, the same compiled sort whatever N is.
+    """
+    rank_P = jnp.zeros((ngrams_PxN.shape[0],), jnp.int32)
+    ranks = []
+    for j in range(ngrams_PxN.shape[1] - 1, -1, -1):
+        rank_P = refine_ranks(rank_P, jnp.asarray(np.ascontiguousarray(ngrams_PxN[:, j])))
+        ranks.append(rank_P)
+    return ranks
+
+
+@jax.jit
+def group_by_rank(rank_P: jax.Array, weights_P: jax.Array, finer_rank_P: jax.Array):
+    """For each rank r: a row that has it, the summed weights of its rows, and how many
+    distinct finer ranks its rows have. Three (P,) arrays, zeros past the last rank."""
+    P = rank_P.shape[0]
+    pos_P = jnp.arange(P, dtype=jnp.int32)
+    holder_P = jnp.zeros((P,), jnp.int32).at[rank_P].max(pos_P)
+    sums_P = jax.ops.segment_sum(weights_P, rank_P, num_segments=P)
+    finer_holder_P = jnp.zeros((P,), jnp.int32).at[finer_rank_P].max(pos_P)
+    one_per_finer_P = (finer_holder_P[finer_rank_P] == pos_P).astype(jnp.int32)
+    return holder_P, sums_P, jax.ops.segment_sum(one_per_finer_P, rank_P, num_segments=P)
 
 
 def _bucket(n: int) -> int:
@@ -201,13 +224,20 @@ def _padded(ngrams_PxN: np.ndarray, weights_P: np.ndarray):
 
 
 def _count(ngrams_PxN: np.ndarray, weights_P: np.ndarray, vocab_size: int, kind: str) -> NgramCounts:
-    order = ngrams_PxN.shape[1]
+    P, order = ngrams_PxN.shape
     if kind == "dense":
         return _from_table(np.asarray(dense_counts(*_padded(ngrams_PxN, weights_P), vocab_size)), order, vocab_size)
-    rows, first, sums = (np.asarray(a) for a in sorted_counts(*_padded(ngrams_PxN, weights_P)))
-    rows, sums = rows[first], sums[: int(first.sum())]
-    keep = sums > 0  # padding rows, and nothing else, have weight 0
-    return NgramCounts(order, vocab_size, rows[keep], sums[keep].astype(np.int32))
+    # sparse: rank the rows in suffix order, then one segment sum per rank
+    rows = _pad_sorting_last(ngrams_PxN, vocab_size)
+    top = suffix_ranks(rows)[-1]
+    holder, sums, _ = group_by_rank(top, jnp.asarray(np.pad(weights_P, (0, len(rows) - P))), top)
+    m = int(np.asarray(top[:P]).max()) + 1 if P else 0  # padding rows rank after every real one
+    return NgramCounts(order, vocab_size, rows[np.asarray(holder)[:m]], np.asarray(sums)[:m].astype(np.int32))
+
+
+def _pad_sorting_last(ngrams_PxN: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Rows padded to a bucketed length with the id V, which sorts after every real id."""
+    return np.pad(ngrams_PxN, ((0, _bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0)), constant_values=vocab_size)
 
 
 def _from_table(table: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
@@ -304,56 +334,29 @@ class Level:
     suffix: np.ndarray
 
 
-@jax.jit
-def _collapse(ngrams_MxN: jax.Array, counts_M: jax.Array):
-    """For m = 1..N: the first row of each run of equal last-m ids, the run's raw count and
-    how many distinct runs of order m + 1 it holds; all zero-padded to length M."""
-    M, N = ngrams_MxN.shape
-    changed_MxN = jnp.concatenate([jnp.ones((1, N), bool), ngrams_MxN[1:] != ngrams_MxN[:-1]])
-    # a run of the last m ids starts where any of those m ids changed
-    starts_NxM = jnp.stack([jnp.any(changed_MxN[:, N - m :], axis=1) for m in range(1, N + 1)])
-    runs_NxM = jnp.cumsum(starts_NxM, axis=1) - 1
-    raw_NxM = jax.vmap(lambda run: jax.ops.segment_sum(counts_M, run, num_segments=M))(runs_NxM)
-    above_NxM = jnp.concatenate([starts_NxM[1:], jnp.ones((1, M), bool)])  # order N's runs are single rows
-    distinct_NxM = jax.vmap(lambda run, new: jax.ops.segment_sum(new.astype(jnp.int32), run, num_segments=M))(
-        runs_NxM, above_NxM
-    )
-    return starts_NxM, runs_NxM, raw_NxM, distinct_NxM
-
-
 def all_levels(counts: NgramCounts) -> list[Level]:
     """Orders 1..N from the order-N counts; levels[n − 1] is order n.
 
-    Order n's n-grams are the last n ids of order N's. Raw counts add up;
-    continuation counts count the distinct order-(n+1) n-grams that end in
-    each, which is the number of distinct ids seen before it. In suffix
-    order each of these is a run of neighbours: one segment pass, no sort.
+    Order n's n-grams are the distinct last n ids of order N's, ranked in
+    suffix order. Raw counts add up over the rows of a rank; continuation
+    counts count the distinct ranks one order up among them, which is the
+    number of distinct ids seen before the n-gram.
     """
     N, M = counts.order, len(counts.counts)
-    if M == 0:
-        empty = np.zeros((0,), np.int32)
-        return [Level(np.zeros((0, n), np.int32), empty, empty, empty) for n in range(1, N + 1)]
-    padded = _bucket(M)
-    starts, runs, raw, distinct = (
-        np.asarray(a)
-        for a in _collapse(
-            jnp.asarray(np.pad(counts.ngrams, ((0, padded - M), (0, 0)), constant_values=-1)),
-            jnp.asarray(np.pad(counts.counts, (0, padded - M))),
-        )
-    )
+    rows = _pad_sorting_last(counts.ngrams, counts.vocab_size)
+    weights = jnp.asarray(np.pad(counts.counts, (0, len(rows) - M)))
+    ranks = suffix_ranks(rows)
     levels = []
     for n in range(1, N + 1):
-        first = np.flatnonzero(starts[n - 1, :M])  # a top row of each run of order n
-        k = len(first)
-        raw_n = raw[n - 1, :k].astype(np.int32)
-        levels.append(
-            Level(
-                np.ascontiguousarray(counts.ngrams[first, N - n :]),
-                raw_n,
-                raw_n if n == N else distinct[n - 1, :k].astype(np.int32),
-                runs[n - 2, first].astype(np.int32) if n > 1 else np.zeros((k,), np.int32),
-            )
-        )
+        holder, raw, distinct = (np.asarray(a) for a in group_by_rank(ranks[n - 1], weights, ranks[min(n, N - 1)]))
+        m = int(np.asarray(ranks[n - 1][:M]).max()) + 1 if M else 0
+        holder = holder[:m]
+        levels.append(Level(
+            np.ascontiguousarray(counts.ngrams[holder, N - n :]),
+            raw[:m].astype(np.int32),
+            (raw if n == N else distinct)[:m].astype(np.int32),
+            np.asarray(ranks[n - 2])[holder].astype(np.int32) if n > 1 else np.zeros((m,), np.int32),
+        ))
     return levels
 
 
