@@ -100,8 +100,8 @@ def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int) -> np.n
     positions = sum(len(w) + 1 for w in words)
     if positions * order > MAX_NGRAM_CELLS:
         raise MakemoreError(
-            f"order {order} is too large to count: the n-grams of {positions:,} positions would take "
-            f"{positions * order * 4 / 2**30:.1f} GiB of ids, and at most order {max(MAX_NGRAM_CELLS // positions, 1)} "
+            f"order {order:,} is too large to count: the n-grams of {positions:,} positions would take "
+            f"{positions * order * 4 / 2**30:.2f} GiB of ids, and at most order {max(MAX_NGRAM_CELLS // positions, 1):,} "
             f"fits the {MAX_NGRAM_CELLS * 4 // 2**20} MiB budget"
         )
     return ngram_windows(vocab.encode_stream(words), order)
