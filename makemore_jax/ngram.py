@@ -12,10 +12,10 @@ that is small (``DENSE_MAX_CELLS``), and otherwise by a jitted sort of the rows
 and a segment sum, which holds only the n-grams that occur. Either way the
 result is the same ``NgramCounts``: the distinct n-grams in *suffix order*
 (sorted by the predicted id, then the id before it, and so on back) with their
-counts. Sparse counting ranks the rows in suffix order one id at a time, each
-step one sort of (rank so far, next id back) pairs (``refine_ranks``), so the
-compiled program is the same for every order; the ranks of the shorter
-suffixes are the lower orders (``all_levels``). ``count_ngrams_streaming`` counts a word list
+counts. Sparse counting ranks the rows in suffix order one id at a time: each
+step ranks the pairs (rank so far, the id before), by a presence table and a
+cumsum while the pairs are few, by a sort otherwise (``refine_ranks``); the
+ranks of the shorter suffixes are the lower orders (``all_levels``). ``count_ngrams_streaming`` counts a word list
 chunk by chunk, holding one chunk and the table at a time.
 
 Smoothing. Interpolated Kneser–Ney (Kneser & Ney 1995; Chen & Goodman 1999,
@@ -61,6 +61,7 @@ from .models import ModelDef
 
 DENSE_MAX_CELLS = 2**22  # dense tables while V^N is at most this (16 MiB of int32 counts)
 MAX_NGRAM_CELLS = 2**26  # positions × order held at once while counting (256 MiB of int32 ids)
+RANK_TABLE_CELLS = 2**20  # ranking by a presence table of (rank, id) pairs while they fit this many cells
 INT32_LIMIT = 2**31 - 1
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # where the count-of-counts give no usable estimate (KenLM's)
 EVAL_CHUNK = 4096  # positions per step of a whole-split evaluation
@@ -166,43 +167,69 @@ def dense_counts(ngrams_PxN: jax.Array, weights_P: jax.Array, vocab_size: int) -
     return jnp.zeros((cells,), jnp.int32).at[flat_index(ngrams_PxN, vocab_size)].add(weights_P)
 
 
-@jax.jit
-def refine_ranks(rank_P: jax.Array, ids_P: jax.Array) -> jax.Array:
-    """Each row's rank among the distinct (rank, id) pairs, in sorted order: one sort and a cumsum.
+RANKING = ("presence", "sort", "pairs")
+
+
+@partial(jax.jit, static_argnames=("vocab_size", "how"))
+def refine_ranks(rank_P: jax.Array, ids_P: jax.Array, vocab_size: int, how: str = "presence"):
+    """Each row's rank among the distinct (rank, id) pairs in sorted order, and how many there are.
 
     If rank_P ranks the rows' last n ids in suffix order and ids_P is the id
-    before them, the result ranks their last n + 1 ids in suffix order.
+    before them, the result ranks their last n + 1 ids in suffix order. The
+    pair is one key, rank · V + id, ranked by how (see ranking_method):
+    'presence', the number of keys present below a row's own in a table of
+    min(RANK_TABLE_CELLS, P·V) cells (a scatter and a cumsum); 'sort', its
+    position among the sorted distinct keys (a sort and a binary search);
+    'pairs', a sort on rank and id, where the key would overflow int32.
     """
     P = rank_P.shape[0]
-    rank_s, ids_s, pos_s = jax.lax.sort((rank_P, ids_P, jnp.arange(P, dtype=jnp.int32)), num_keys=2)
-    new_s = jnp.concatenate([jnp.ones((1,), bool), (rank_s[1:] != rank_s[:-1]) | (ids_s[1:] != ids_s[:-1])])
-    return jnp.zeros((P,), jnp.int32).at[pos_s].set(jnp.cumsum(new_s, dtype=jnp.int32) - 1)
+    if how == "pairs":
+        rank_s, ids_s, pos_s = jax.lax.sort((rank_P, ids_P, jnp.arange(P, dtype=jnp.int32)), num_keys=2)
+        new_s = jnp.concatenate([jnp.ones((1,), bool), (rank_s[1:] != rank_s[:-1]) | (ids_s[1:] != ids_s[:-1])])
+        ranks_s = jnp.cumsum(new_s, dtype=jnp.int32) - 1
+        return jnp.zeros((P,), jnp.int32).at[pos_s].set(ranks_s), ranks_s[-1] + 1
+    key_P = rank_P * vocab_size + ids_P
+    if how == "presence":
+        present = jnp.zeros((min(RANK_TABLE_CELLS, P * vocab_size),), jnp.int32).at[key_P].set(1)
+        return (jnp.cumsum(present) - present)[key_P], present.sum()
+    key_s = jnp.sort(key_P)
+    ranks_s = jnp.cumsum(jnp.concatenate([jnp.ones((1,), bool), key_s[1:] != key_s[:-1]]), dtype=jnp.int32) - 1
+    return ranks_s[jnp.searchsorted(key_s, key_P)], ranks_s[-1] + 1
 
 
-def suffix_ranks(ngrams_PxN: np.ndarray) -> list[jax.Array]:
+def ranking_method(n_ranks: int, n_rows: int, vocab_size: int) -> str:
+    """How refine_ranks can rank n_rows rows whose ranks so far are below n_ranks."""
+    if n_ranks * vocab_size <= RANK_TABLE_CELLS or n_rows * vocab_size <= RANK_TABLE_CELLS:
+        return "presence"
+    return "sort" if n_ranks * vocab_size <= INT32_LIMIT else "pairs"
+
+
+def suffix_ranks(ngrams_PxN: np.ndarray, vocab_size: int) -> list[jax.Array]:
     """For n = 1..N, each row's last n ids ranked among the distinct ones in suffix order: N arrays (P,).
 
-    One refine_ranks per order, the same compiled sort whatever N is.
+    One refine_ranks per order, compiled once per row count and method.
     """
-    rank_P = jnp.zeros((ngrams_PxN.shape[0],), jnp.int32)
-    ranks = []
+    P = ngrams_PxN.shape[0]
+    rank_P = jnp.zeros((P,), jnp.int32)
+    n_ranks, ranks = 1, []
     for j in range(ngrams_PxN.shape[1] - 1, -1, -1):
-        rank_P = refine_ranks(rank_P, jnp.asarray(np.ascontiguousarray(ngrams_PxN[:, j])))
+        column = jnp.asarray(np.ascontiguousarray(ngrams_PxN[:, j]))
+        rank_P, distinct = refine_ranks(rank_P, column, vocab_size, ranking_method(n_ranks, P, vocab_size))
+        n_ranks = int(distinct)
         ranks.append(rank_P)
     return ranks
 
 
 @jax.jit
-def group_by_rank(rank_P: jax.Array, weights_P: jax.Array, finer_rank_P: jax.Array):
-    """For each rank r: a row that has it, the summed weights of its rows, and how many
-    distinct finer ranks its rows have. Three (P,) arrays, zeros past the last rank."""
-    P = rank_P.shape[0]
-    pos_P = jnp.arange(P, dtype=jnp.int32)
-    holder_P = jnp.zeros((P,), jnp.int32).at[rank_P].max(pos_P)
-    sums_P = jax.ops.segment_sum(weights_P, rank_P, num_segments=P)
-    finer_holder_P = jnp.zeros((P,), jnp.int32).at[finer_rank_P].max(pos_P)
-    one_per_finer_P = (finer_holder_P[finer_rank_P] == pos_P).astype(jnp.int32)
-    return holder_P, sums_P, jax.ops.segment_sum(one_per_finer_P, rank_P, num_segments=P)
+def _run_sums(runs_NxM: jax.Array, counts_M: jax.Array):
+    """Per order n, for rows whose run ids runs_NxM[n − 1] never decrease: which rows start a run,
+    each run's summed counts, and how many runs of order n + 1 it holds. Three (N, M) arrays."""
+    N, M = runs_NxM.shape
+    starts_NxM = jnp.concatenate([jnp.ones((N, 1), bool), runs_NxM[:, 1:] != runs_NxM[:, :-1]], axis=1)
+    raw_NxM = jax.vmap(lambda run: jax.ops.segment_sum(counts_M, run, num_segments=M))(runs_NxM)
+    finer_NxM = jnp.concatenate([starts_NxM[1:], jnp.ones((1, M), bool)]).astype(jnp.int32)
+    distinct_NxM = jax.vmap(lambda run, new: jax.ops.segment_sum(new, run, num_segments=M))(runs_NxM, finer_NxM)
+    return starts_NxM, raw_NxM, distinct_NxM
 
 
 def _bucket(n: int) -> int:
@@ -218,36 +245,40 @@ def padded_rows(ngrams_PxN: np.ndarray) -> jax.Array:
     return jnp.asarray(np.pad(ngrams_PxN, ((0, _bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0))))
 
 
-def _padded(ngrams_PxN: np.ndarray, weights_P: np.ndarray):
-    """Rows and weights padded to a bucketed length, the padding with weight 0."""
-    return padded_rows(ngrams_PxN), jnp.asarray(np.pad(weights_P, (0, _bucket(len(weights_P)) - len(weights_P))))
-
-
 def _count(ngrams_PxN: np.ndarray, weights_P: np.ndarray, vocab_size: int, kind: str) -> NgramCounts:
     P, order = ngrams_PxN.shape
+    if P == 0:
+        return NgramCounts(order, vocab_size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
+    rows, weights = _pad_repeating(ngrams_PxN), np.pad(weights_P, (0, _bucket(P) - P))  # padding: weight 0
     if kind == "dense":
-        return _from_table(np.asarray(dense_counts(*_padded(ngrams_PxN, weights_P), vocab_size)), order, vocab_size)
-    # sparse: rank the rows in suffix order, then one segment sum per rank
-    rows = _pad_sorting_last(ngrams_PxN, vocab_size)
-    top = suffix_ranks(rows)[-1]
-    holder, sums, _ = group_by_rank(top, jnp.asarray(np.pad(weights_P, (0, len(rows) - P))), top)
-    m = int(np.asarray(top[:P]).max()) + 1 if P else 0  # padding rows rank after every real one
-    return NgramCounts(order, vocab_size, rows[np.asarray(holder)[:m]], np.asarray(sums)[:m].astype(np.int32))
+        return _from_flat(np.asarray(dense_counts(jnp.asarray(rows), jnp.asarray(weights), vocab_size)), order, vocab_size)
+    # sparse: rank the rows in suffix order one id at a time, then sum the weights per rank
+    top = suffix_ranks(rows, vocab_size)[-1]
+    n = int(np.asarray(top).max()) + 1
+    holder = np.zeros((n,), np.int64)
+    holder[np.asarray(top)] = np.arange(len(rows))
+    sums = jax.ops.segment_sum(jnp.asarray(weights), top, num_segments=len(rows))
+    return NgramCounts(order, vocab_size, rows[holder], np.asarray(sums)[:n].astype(np.int32))
 
 
-def _pad_sorting_last(ngrams_PxN: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Rows padded to a bucketed length with the id V, which sorts after every real id."""
-    return np.pad(ngrams_PxN, ((0, _bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0)), constant_values=vocab_size)
+def _pad_repeating(rows: np.ndarray) -> np.ndarray:
+    """Rows padded to a bucketed length by repeating the last row (the caller gives the copies weight 0)."""
+    return np.pad(rows, ((0, _bucket(len(rows)) - len(rows)), (0, 0)), mode="edge")
 
 
-def _from_table(table: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
-    """The nonzero cells of a flat dense table, in increasing index, i.e. suffix order."""
-    flat = np.flatnonzero(table)
+def _digits(flat: np.ndarray, order: int, vocab_size: int) -> np.ndarray:
+    """The n-grams of flat indices (see flat_index): int32 (len(flat), order)."""
     ngrams = np.empty((flat.size, order), np.int32)
-    rest = flat
+    rest = flat.astype(np.int64)
     for j in range(order):
         rest, ngrams[:, j] = np.divmod(rest, vocab_size)
-    return NgramCounts(order, vocab_size, ngrams, table[flat].astype(np.int32))
+    return ngrams
+
+
+def _from_flat(table: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
+    """The nonzero cells of a flat dense table, in increasing index, i.e. suffix order."""
+    flat = np.flatnonzero(table)
+    return NgramCounts(order, vocab_size, _digits(flat, order, vocab_size), table[flat].astype(np.int32))
 
 
 def count_ngrams(words: Sequence[str], vocab: Vocabulary, order: int, representation: str = "auto") -> NgramCounts:
@@ -257,9 +288,13 @@ def count_ngrams(words: Sequence[str], vocab: Vocabulary, order: int, representa
     sort and segment sums) or 'auto' (dense while V^order <= DENSE_MAX_CELLS).
     The result is the same whichever is used.
     """
-    kind = choose_representation(representation, vocab.size, order)
-    ngrams = words_to_ngrams(words, vocab, order)
-    return _count(ngrams, np.ones((len(ngrams),), np.int32), vocab.size, kind)
+    return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size, representation)
+
+
+def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, representation: str = "auto") -> NgramCounts:
+    """count_ngrams from the n-gram rows (P, order) int32, e.g. of ``words_to_ngrams``."""
+    kind = choose_representation(representation, vocab_size, ngrams_PxN.shape[1])
+    return _count(np.asarray(ngrams_PxN, np.int32), np.ones((len(ngrams_PxN),), np.int32), vocab_size, kind)
 
 
 def count_ngrams_streaming(
@@ -277,13 +312,16 @@ def count_ngrams_streaming(
     so_far = NgramCounts(order, vocab.size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
     for chunk in chunks:
         ngrams = words_to_ngrams(list(chunk), vocab, order)
+        if not len(ngrams):
+            continue
         ones = np.ones((len(ngrams),), np.int32)
         if kind == "dense":
-            table += np.asarray(dense_counts(*_padded(ngrams, ones), vocab.size))
+            weights = np.pad(ones, (0, _bucket(len(ngrams)) - len(ngrams)))
+            table += np.asarray(dense_counts(jnp.asarray(_pad_repeating(ngrams)), jnp.asarray(weights), vocab.size))
         else:
             rows = np.concatenate([so_far.ngrams, ngrams])
             so_far = _count(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
-    return _from_table(table, order, vocab.size) if kind == "dense" else so_far
+    return _from_flat(table, order, vocab.size) if kind == "dense" else so_far
 
 
 def read_word_chunks(path: str, chunk_words: int) -> Iterator[list[str]]:
@@ -337,25 +375,29 @@ class Level:
 def all_levels(counts: NgramCounts) -> list[Level]:
     """Orders 1..N from the order-N counts; levels[n − 1] is order n.
 
-    Order n's n-grams are the distinct last n ids of order N's, ranked in
-    suffix order. Raw counts add up over the rows of a rank; continuation
-    counts count the distinct ranks one order up among them, which is the
-    number of distinct ids seen before the n-gram.
+    Order n's n-grams are the distinct last n ids of order N's. The rows are
+    in suffix order, so each is a run of neighbours: raw counts add up over
+    the run, and the continuation count is the number of order-(n + 1) runs
+    in it, i.e. of distinct ids seen before the n-gram.
     """
-    N, M = counts.order, len(counts.counts)
-    rows = _pad_sorting_last(counts.ngrams, counts.vocab_size)
+    N, M, V = counts.order, len(counts.counts), counts.vocab_size
+    if M == 0:
+        return [Level(np.zeros((0, n), np.int32), *(np.zeros((0,), np.int32),) * 3) for n in range(1, N + 1)]
+    rows = _pad_repeating(counts.ngrams)  # the copies join the last row's runs, with count 0
     weights = jnp.asarray(np.pad(counts.counts, (0, len(rows) - M)))
-    ranks = suffix_ranks(rows)
+    runs = jnp.stack(suffix_ranks(rows, V))  # in suffix order, so each order's runs are ranks that never decrease
+    starts, raw, distinct = (np.asarray(a) for a in _run_sums(runs, weights))
+    runs = np.asarray(runs)
     levels = []
     for n in range(1, N + 1):
-        holder, raw, distinct = (np.asarray(a) for a in group_by_rank(ranks[n - 1], weights, ranks[min(n, N - 1)]))
-        m = int(np.asarray(ranks[n - 1][:M]).max()) + 1 if M else 0
-        holder = holder[:m]
+        first = np.flatnonzero(starts[n - 1, :M])  # the first row of each run
+        k = len(first)
+        raw_n = raw[n - 1, :k].astype(np.int32)
         levels.append(Level(
-            np.ascontiguousarray(counts.ngrams[holder, N - n :]),
-            raw[:m].astype(np.int32),
-            (raw if n == N else distinct)[:m].astype(np.int32),
-            np.asarray(ranks[n - 2])[holder].astype(np.int32) if n > 1 else np.zeros((m,), np.int32),
+            np.ascontiguousarray(counts.ngrams[first, N - n :]),
+            raw_n,
+            raw_n if n == N else distinct[n - 1, :k].astype(np.int32),
+            runs[n - 2, first].astype(np.int32) if n > 1 else np.zeros((k,), np.int32),
         ))
     return levels
 
