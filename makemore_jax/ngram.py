@@ -8,15 +8,16 @@ Order 1 is the unigram model, order 2 the lecture's bigram counting model.
 Counting. Every predicted position of the words (each character and each
 end) gives one n-gram, a row of N ids: the context, oldest first, then the
 predicted id. They are counted by a jitted scatter-add into a V^N table when
-that is small (``DENSE_MAX_CELLS``), and otherwise by a jitted sort of the rows
-and a segment sum, which holds only the n-grams that occur. Either way the
-result is the same ``NgramCounts``: the distinct n-grams in *suffix order*
-(sorted by the predicted id, then the id before it, and so on back) with their
-counts. Sparse counting ranks the rows in suffix order one id at a time: each
-step ranks the pairs (rank so far, the id before), by a presence table and a
-cumsum while the pairs are few, by a sort otherwise (``refine_ranks``); the
-ranks of the shorter suffixes are the lower orders (``all_levels``). ``count_ngrams_streaming`` counts a word list
-chunk by chunk, holding one chunk and the table at a time.
+that is small (``DENSE_MAX_CELLS``), and otherwise sparsely, holding only the
+n-grams that occur: the rows are ranked in suffix order one id at a time
+(``refine_ranks``: the pairs (rank so far, the id before) ranked by a presence
+table and a cumsum while they are few, by a sort otherwise), then summed per
+rank. Either way the result is the same ``NgramCounts``: the distinct n-grams
+in *suffix order* (sorted by the predicted id, then the id before it, and so
+on back) with their counts. In suffix order the n-grams that end alike are
+neighbours, so every lower order is a run of rows (``all_levels``).
+``count_ngrams_streaming`` counts a word list chunk by chunk, holding one chunk
+and the table at a time.
 
 Smoothing. Interpolated Kneser–Ney (Kneser & Ney 1995; Chen & Goodman 1999,
 "An empirical study of smoothing techniques for language modeling") mixes
@@ -33,14 +34,12 @@ given; modified Kneser–Ney has three, D1, D2 and D3+ for counts 1, 2 and ≥ 3
 from n1..n4 (Chen & Goodman), optionally scaled. Every row sums to 1 by
 construction: the mass taken by the discounts is what the lower order gets.
 
-Parameters. A model's parameters are the count tables of orders 1..N and the
-discounts (or k), a plain pytree that ``next_logprobs`` turns into the
-next-id distributions of a batch of contexts in one jitted call. Order n's
-table is a dense (V^(n−1), V) array while V^N is small, and otherwise sparse:
-one compressed row per context seen (CSR: ``row_start``, ``next_ids``,
-``counts``), found by binary search in the sorted ``ctx_keys``, where a
-context's key is ``row of its suffix one order down × V + its oldest id``, so
-keys stay int32 whatever the order. Order 1 is always a dense (1, V) table.
+Parameters. A model's parameters are its counts of every order 1..N and its
+discounts (or k): a plain pytree that ``next_logprobs`` turns into the
+next-id distributions of a batch of contexts in one jitted call, one
+``lax.scan`` over the orders (see "count tables" below for the layout: dense
+while V^N is small, otherwise one compressed row per context seen, found by
+binary search on int32 keys).
 """
 
 from __future__ import annotations
@@ -241,7 +240,7 @@ def _bucket(n: int) -> int:
 
 
 def padded_rows(ngrams_PxN: np.ndarray) -> jax.Array:
-    """The rows padded with all-boundary rows to a bucketed length (see _bucket)."""
+    """The rows padded with all-boundary rows to a bucketed length (see _bucket), on the device."""
     return jnp.asarray(np.pad(ngrams_PxN, ((0, _bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0))))
 
 
@@ -284,9 +283,9 @@ def _from_flat(table: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
 def count_ngrams(words: Sequence[str], vocab: Vocabulary, order: int, representation: str = "auto") -> NgramCounts:
     """Count the n-grams of every character and end of the words (contexts padded with the boundary).
 
-    representation: 'dense' (a scatter-add into V^order cells), 'sparse' (a
-    sort and segment sums) or 'auto' (dense while V^order <= DENSE_MAX_CELLS).
-    The result is the same whichever is used.
+    representation: 'dense' (a scatter-add into V^order cells), 'sparse'
+    (suffix-order ranks, then a segment sum per rank) or 'auto' (dense while
+    V^order <= DENSE_MAX_CELLS). The result is the same whichever is used.
     """
     return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size, representation)
 
@@ -304,7 +303,7 @@ def count_ngrams_streaming(
 
     Memory holds the table and one chunk, never the whole list. Dense: a V^N
     table that each chunk's scatter-add goes into. Sparse: the distinct
-    n-grams so far, merged with each chunk's by one weighted sort.
+    n-grams so far, ranked together with the chunk's n-grams and summed.
     """
     check_order(order)
     kind = choose_representation(representation, vocab.size, order)
@@ -445,6 +444,10 @@ def smoothing_params(
     D_k <= k so that no count goes negative. Plain Kneser–Ney with discount > 0
     uses that D at every order instead.
     """
+    if not (math.isfinite(k) and k >= 0):
+        raise MakemoreError(f"add-k needs a finite k >= 0, got {k}")
+    if not (discount == 0 or 0 < discount < 1) or not (math.isfinite(discount_scale) and discount_scale > 0):
+        raise MakemoreError(f"discount must be in (0, 1) or 0 and its scale > 0, got {discount} and {discount_scale}")
     if method == "add-k":
         return {"add_k": np.float32(k)}
     if method not in METHODS:
