@@ -50,6 +50,7 @@ class TrainConfig:
     smoothing_method: str = "add-k"  # ngram: add-k (with k = smoothing), kn or modified-kn
     discount: float = 0.0  # kn: one discount in (0, 1) at every order; 0 = from the count-of-counts
     discount_scale: float = 1.0  # kn, modified-kn: factor on the count-of-counts discounts
+    init_scale: float = 1.0  # bigram: W ~ N(0, init_scale²) (the lecture's); 0 = zeros (the PyTorch makemore's)
 
     @classmethod
     def create(cls, type: str = "bigram", **given) -> "TrainConfig":
@@ -67,7 +68,7 @@ class TrainConfig:
             raise MakemoreError(f"unknown model type {self.type!r} (choose from {', '.join(MODEL_TYPES)})")
         if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
             raise MakemoreError(f"seed must be an integer in 0..{MAX_SEED}, got {self.seed}")
-        for name in ("smoothing", "lr", "weight_decay", "l2", "min_lr", "grad_clip"):
+        for name in ("smoothing", "lr", "weight_decay", "l2", "min_lr", "grad_clip", "init_scale"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise MakemoreError(f"{name} must be a finite number >= 0, got {value}")
@@ -87,6 +88,8 @@ class TrainConfig:
             raise MakemoreError(f"discount must be in (0, 1) (or 0: from the count-of-counts), got {self.discount}")
         if not (isinstance(self.discount_scale, (int, float)) and math.isfinite(self.discount_scale) and self.discount_scale > 0):
             raise MakemoreError(f"discount scale must be a finite number > 0, got {self.discount_scale}")
+        if self.init_scale != 1.0 and self.type != "bigram":
+            raise MakemoreError(f"init scale applies to the bigram only (this is {self.type})")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise MakemoreError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.optimizer not in OPTIMIZERS:
@@ -125,7 +128,7 @@ class TrainConfig:
 
 
 # Fields newer than the first checkpoints: a config without them gets their defaults.
-ADDED_LATER = frozenset({"order", "smoothing_method", "discount", "discount_scale"})
+ADDED_LATER = frozenset({"order", "smoothing_method", "discount", "discount_scale", "init_scale"})
 
 
 def defaults_for(model_type: str) -> dict:

@@ -148,6 +148,8 @@ def new_model(cfg: TrainConfig, data: Dataset) -> TrainedModel:
     if cfg.dropout and model.model_def.apply_dropout is None:
         raise MakemoreError(f"--dropout: the {cfg.type} model has no dropout")
     model.params = get_model(cfg.type).init(seed_key(cfg.seed, "init"), model.model_config)
+    if cfg.type == "bigram" and cfg.init_scale != 1.0:
+        model.params = {"W": cfg.init_scale * model.params["W"]}
     return model
 
 

@@ -90,6 +90,23 @@ def test_default_bigram_trains_close_to_counting_model(names):
     assert abs(neural["test"] - counting["test"]) < 0.01
 
 
+def test_bigram_init_scale_scales_the_lecture_init_and_zero_is_makemores(names):
+    data = train.Dataset.build(names[:500], seed_key(0, "split"), (0.8, 0.1, 0.1))
+    W = {s: np.asarray(train.new_model(TrainConfig.create("bigram", init_scale=s), data).params["W"]) for s in (1.0, 0.5, 0.0)}
+    np.testing.assert_allclose(W[0.5], 0.5 * W[1.0], rtol=1e-6)
+    assert not W[0.0].any() and W[1.0].std() > 0.5
+    # From zeros, makemore's AdamW recipe starts at the uniform log V and learns quickly.
+    adamw = dict(optimizer="adamw", lr=5e-4, batch_size=32, l2=0.0, weight_decay=0.01, steps=300, eval_every=300)
+    _, zero_state, _ = train.train(names, TrainConfig.create("bigram", init_scale=0.0, **adamw))
+    _, normal_state, _ = train.train(names, TrainConfig.create("bigram", **adamw))
+    assert zero_state.history[-1]["dev_nll"] < normal_state.history[-1]["dev_nll"] - 0.2
+
+
+def test_init_scale_is_for_the_bigram_only():
+    with pytest.raises(MakemoreError, match="bigram only"):
+        TrainConfig.create("mlp", init_scale=0.0).validate()
+
+
 def test_type_defaults():
     assert TrainConfig.create("bigram").optimizer == "sgd" and TrainConfig.create("bigram").lr == 50.0
     t = TrainConfig.create("transformer", lr=1e-3)
