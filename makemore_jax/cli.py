@@ -440,8 +440,9 @@ def cmd_eval(args) -> None:
     print(f"{path}: mean NLL {nll:.4f} over {n_chars:,} characters ({len(words):,} words)")
     if args.per_word:
         from .evaluate import word_nll
+        from .ngram import word_nll as ngram_word_nll  # n-gram models score words of any length
 
-        _print_extremes(words, word_nll(model, words), args.per_word)
+        _print_extremes(words, (ngram_word_nll if model.type == "ngram" else word_nll)(model, words), args.per_word)
 
 
 def _print_extremes(words: list[str], total_nll, n: int) -> None:

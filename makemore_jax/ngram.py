@@ -788,6 +788,22 @@ def words_nll(params: dict, words: Sequence[str], vocab: Vocabulary) -> float:
     return nll_per_list(params, [words], vocab)[0]
 
 
+def word_nll(model, words: Sequence[str]) -> np.ndarray:
+    """Total NLL in nats of each word under an n-gram TrainedModel, −log p(c1 … cn, end): (len(words),).
+
+    As ``evaluate.word_nll``, but for words of any length, in one compiled call.
+    """
+    if len(words) == 0:
+        return np.zeros((0,), np.float32)
+    rows = words_to_ngrams(words, model.vocab, model_order(model.params))
+    word_P = np.repeat(np.arange(len(words), dtype=np.int32), [len(w) + 1 for w in words])
+    pad = _bucket(len(rows)) - len(rows)
+    sums, _ = ngrams_nll(
+        model.params, padded_rows(rows), jnp.asarray(np.pad(word_P, (0, pad), constant_values=-1)), _bucket(len(words))
+    )
+    return np.asarray(sums)[: len(words)]
+
+
 def split_nll(model, data, splits=None) -> dict[str, float | None]:
     """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split)."""
     splits = list(splits or ("train", "dev", "test"))

@@ -249,6 +249,17 @@ def test_word_nll_is_the_mean_of_next_logprobs(small_model):
         ngram.words_nll(model.params, ["zoë"], data.vocab)
 
 
+def test_per_word_nll_agrees_with_the_sequence_path_and_any_length(small_model):
+    from makemore_jax.evaluate import word_nll
+
+    model, data = small_model
+    words = data.words["dev"][:50]
+    np.testing.assert_allclose(ngram.word_nll(model, words), word_nll(model, words), rtol=1e-5)
+    long_word = "a" * (model.block_size + 5)
+    totals = ngram.word_nll(model, [long_word, words[0]])
+    assert totals[0] / (len(long_word) + 1) == pytest.approx(ngram.words_nll(model.params, [long_word], data.vocab), rel=1e-5)
+
+
 def test_sampling_through_the_decoder_equals_recomputing(small_model):
     model, data = small_model
     key = jax.random.key(11)

@@ -55,9 +55,10 @@ def test_train_ngram_saves_a_model_that_samples_and_evaluates(tmp_path, capsys, 
 
     long_words = tmp_path / "long.txt"
     long_words.write_text("a" * 40 + "\nbob\n")  # longer than any training word: an n-gram model does not mind
-    code, out, err = run(capsys, "eval", "-o", d, "-i", str(long_words))
+    code, out, err = run(capsys, "eval", "-o", d, "-i", str(long_words), "--per-word", "1")
     assert code == 0, err
     assert "over 45 characters (2 words)" in out
+    assert out.rstrip().endswith("a" * 40)  # the least likely word
 
 
 def test_train_ngram_with_each_smoothing(tmp_path, capsys, small_names):
