@@ -151,7 +151,7 @@ def _add_tune_parser(sub, workdir) -> None:
 
     u = sub.add_parser(
         "tune", help="choose an n-gram model's order and smoothing on the dev split, save it",
-        description="Count the training split once, score every order 1..MAX_ORDER with add-k, Kneser-Ney and modified "
+        description="Count the training split once, score every order 1..N (--max-order) with add-k, Kneser-Ney and modified "
         "Kneser-Ney smoothing over a grid on the dev split, print the table, evaluate the best on test once and save it.",
     )
     u.add_argument("--type", choices=("ngram",), required=True, help="the model family to tune (ngram)")

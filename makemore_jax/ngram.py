@@ -323,6 +323,15 @@ def count_ngrams_streaming(
     return _from_flat(table, order, vocab.size) if kind == "dense" else so_far
 
 
+def vocabulary_of_chunks(chunks: Iterable[Sequence[str]]) -> Vocabulary:
+    """The vocabulary of all the words of the chunks (a first pass over a list too large to hold)."""
+    chars: set[str] = set()
+    for chunk in chunks:
+        for word in chunk:
+            chars.update(word)
+    return Vocabulary(tuple(sorted(chars)))
+
+
 def read_word_chunks(path: str, chunk_words: int) -> Iterator[list[str]]:
     """The words of a UTF-8 file (one per line, as ``data.read_words``), chunk_words at a time.
 
