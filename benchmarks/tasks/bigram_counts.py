@@ -191,6 +191,6 @@ def notes(res: TaskResult, floor: dict) -> list[str]:
         out.append(
             f"Target missed ({format_ratio(main['speedup'])}×): count_matrix takes {format_seconds(jax_t)} against "
             f"{format_seconds(torch_t)} for {best_torch}, {(jax_t - torch_t) / n_pairs * 1e9:.2f} ns more per pair "
-            "in the scatter loop XLA:CPU generates than in PyTorch's hand-written histogram."
+            "in the scatter XLA generates than in PyTorch's hand-written histogram."
         )
     return out

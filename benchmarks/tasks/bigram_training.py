@@ -281,7 +281,7 @@ def notes(res: TaskResult, steps: int) -> list[str]:
             f"Target missed against {best['baseline']} ({format_ratio(best['speedup'])}×): on the V×V count "
             f"matrix a step is a few thousand flops, so every implementation is bound by per-op overhead, "
             f"not arithmetic. "
-            f"XLA:CPU runs the scan body as {kernels if kernels is not None else 'several'} separate kernels "
+            f"XLA runs the scan body as {kernels if kernels is not None else 'several'} separate kernels "
             f"(log_softmax's two reductions, exp, log, the loss written into the losses array, the update, loop "
             f"copies): {format_seconds(per_step)} per step. Eager PyTorch's closed-form loop spends "
             f"{format_seconds(manual_step)} per step on its 8 tensor ops; {compiled}."

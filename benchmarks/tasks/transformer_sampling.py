@@ -133,8 +133,10 @@ def notes(res: TaskResult) -> list[str]:
             f"block_size = {BLOCK_SIZE} positions every step (2× makemore's positions, in "
             f"{format_ratio(1 / res.ratio('JAX recompute vs makemore generate')['speedup'])}× makemore's time), "
             f"and its cache saves {format_ratio(res.ratio('JAX KV cache vs JAX recompute')['speedup'])}× over "
-            "that. A cached step still attends over the full block_size cache (masked), writes the cache and "
-            "draws V Gumbel variates per name from its own key (threefry, which bigram_sampling shows is costly "
-            "on XLA:CPU), so its cost does not shrink with the positions it saves.",
+            "that. A cached step still attends over the full block_size cache (masked) and writes the cache; "
+            f"at {res.extra['n']:,} names it is a few small matmuls per layer "
+            f"({format_seconds(c('jax_kv_cache')['median_s'] / res.extra['steps'])} a step here), bound by "
+            "per-kernel overhead (on a GPU, launches) rather than arithmetic, so its cost does not shrink "
+            "with the positions it saves.",
         )
     return out
