@@ -684,6 +684,7 @@ def row_stats(counts_BxV: jax.Array) -> tuple[jax.Array, ...]:
 def probs(params: dict, contexts_BxC: jax.Array) -> jax.Array:
     """p(next id | context) for contexts of N − 1 ids, oldest first: (B, N − 1) -> (B, V), rows sum to 1."""
     N, V = model_order(params), vocab_size_of(params)
+    params = jax.tree_util.tree_map(jnp.asarray, params)  # numpy tables cannot be indexed by traced ids
     if contexts_BxC.shape[1] != N - 1:
         raise ValueError(f"an order-{N} model needs contexts of {N - 1} ids, got {contexts_BxC.shape[1]}")
     B = contexts_BxC.shape[0]
