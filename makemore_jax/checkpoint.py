@@ -225,7 +225,14 @@ def _expected_params(model: TrainedModel, arrays: dict, path: str) -> dict[str, 
 
 
 def load(workdir: str, name: str = "model") -> Loaded:
-    """Read and verify checkpoint NAME; any problem is one MakemoreError naming the file."""
+    """Read and verify checkpoint NAME; any problem is one MakemoreError naming the file.
+
+    The model of a mixture's work directory (see mixture.py) is the mixture.
+    """
+    from . import mixture
+
+    if name == "model" and mixture.is_mixture(workdir):
+        return mixture.load(workdir)
     path, meta = _read_meta(workdir, name)
     try:
         config = TrainConfig.from_json(meta.get("config"))

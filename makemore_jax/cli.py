@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,sample,eval,plot}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,mix,sample,eval,plot}")
 
     def workdir(p):
         p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=cmd_train)
 
     _add_tune_parser(sub, workdir)
+    _add_mix_parser(sub, workdir)
 
     s = sub.add_parser("sample", help="print names sampled from a trained model", description="Print names sampled from the model in WORKDIR; the same seed gives the same names.")
     workdir(s)
@@ -162,6 +163,20 @@ def _add_tune_parser(sub, workdir) -> None:
     u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N", help=f"try orders 1..N (default {DEFAULT_MAX_ORDER})")
     u.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print from the chosen model (default 10)")
     u.set_defaults(run=cmd_tune)
+
+
+def _add_mix_parser(sub, workdir) -> None:
+    m = sub.add_parser(
+        "mix", help="mix trained models, weights fitted on the dev split, and save the mixture",
+        description="p(next) = sum of w_k p_k(next) over the models in MODEL_DIR...; the weights are fitted on the dev "
+        "split of the data the models were trained on (same data, seed and split for all). Prints every split's NLL "
+        "for each model and the mixture, saves the mixture to WORKDIR (sample and eval use it) and prints samples.",
+    )
+    m.add_argument("models", nargs="+", metavar="MODEL_DIR", help="work directories of trained models (at least two)")
+    workdir(m)
+    m.add_argument("--seed", type=seed_int, default=0, help="seed of the printed samples (default 0)")
+    m.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print (default 10)")
+    m.set_defaults(run=cmd_mix)
 
 
 def _add_plot_parser(sub, workdir) -> None:
@@ -477,6 +492,50 @@ def cmd_plot(args) -> None:
     else:
         plot.plot_embeddings(args.work_dir, path, fmt, args.dpi)
     print(f"wrote {path}")
+
+
+def cmd_mix(args) -> None:
+    from . import checkpoint, mixture
+    from .data import Dataset
+    from .sampling import generate
+    from .seeding import seed_key
+
+    out = os.path.abspath(args.work_dir)
+    if out in {os.path.abspath(d) for d in args.models}:
+        raise MakemoreError(f"the mixture's work directory {args.work_dir} is one of its models: choose another -o")
+    if len(args.models) < 2:
+        raise MakemoreError("a mixture needs at least two model directories")
+    loaded = [checkpoint.load(d, "model") for d in args.models]
+    for d, ld in zip(args.models, loaded):
+        if ld.model.type == "mixture":
+            raise MakemoreError(f"{d} holds a mixture: mix its member models instead")
+    mixture.check_members([ld.model for ld in loaded])
+    path, digest = loaded[0].training.get("input"), loaded[0].training.get("input_sha256")
+    for d, ld in zip(args.models, loaded):
+        if ld.training.get("input_sha256") != digest:
+            raise MakemoreError(f"{d} was trained on other data than {args.models[0]}")
+    try:
+        words, now = _read_input(path if isinstance(path, str) else "")
+    except MakemoreError:
+        raise MakemoreError(f"the models' training input {path} is gone: the dev split cannot be rebuilt") from None
+    if now != digest:
+        raise MakemoreError(f"the models' training input {path} changed since training: the dev split cannot be rebuilt")
+    cfg = loaded[0].model.config
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    mix, report = mixture.fit([ld.model for ld in loaded], data)
+    splits = [s for s in ("train", "dev", "test") if s in report["mixture"]]
+    print(f"{'model':<40} {'weight':>7}  " + "  ".join(f"{s + ' NLL':>9}" for s in splits))
+    for k, (d, ld) in enumerate(zip(args.models, loaded)):
+        label = f"{d} ({ld.model.type})"
+        print(f"{label:<40} {report['weights'][k]:7.3f}  " + "  ".join(f"{report['members'][s][k]:9.4f}" for s in splits))
+    print(f"{'mixture':<40} {1:7.3f}  " + "  ".join(f"{report['mixture'][s]:9.4f}" for s in splits))
+    mixture.save(args.work_dir, mix, loaded, args.models, report)
+    print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")
+    if args.num_samples:
+        names, _ = generate(mix, seed_key(args.seed, "sample"), args.num_samples)
+        print(f"samples (makemore sample -o {args.work_dir} --seed {args.seed}):")
+        for name in names:
+            print(f"  {name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,248 @@
+"""Mixtures of trained models: p(next | prefix) = Σ_k w_k p_k(next | prefix).
+
+Linear interpolation of language models (Jelinek & Mercer 1980; for a neural
+model and a Kneser–Ney n-gram, Mikolov et al. 2011): models that err in
+different ways average to a better one. The weights are fitted on the dev
+split by expectation–maximisation over the members' per-position
+probabilities, which never lowers the dev likelihood and needs no step size.
+
+A mixture behaves like any trained model: ``apply`` gives next-id log
+probabilities for id sequences, and its decoder runs every member's own
+decoder (key/value cache, carried state, n-gram context) side by side, so
+``sampling.generate``, ``evaluate.split_nll`` and ``evaluate.word_nll`` work
+on it unchanged.
+
+A mixture's work directory holds ``mixture.json`` (the weights, the figures,
+the member directories) and one ordinary checkpoint per member in
+``member-<k>/``; ``checkpoint.load`` of such a directory returns the mixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import Dataset
+from .errors import MakemoreError
+from .evaluate import EVAL_CHUNK
+from .models import ModelDef
+from .models import bigram
+
+MIXTURE_FILE = "mixture.json"
+FORMAT = "makemore-jax-mixture"
+FORMAT_VERSION = 1
+
+
+def _member_parts(model):
+    """(apply, params, decoder, decoder config) of one trained model."""
+    from .sampling import TABLE_DECODER, Decoder, recompute_decoder
+
+    if model.table is not None:
+        return bigram.apply, {"W": model.table}, TABLE_DECODER._replace(table=None), None
+    md = model.model_def
+    decoder = Decoder(md.decode_init, md.decode_step) if md.decode_step is not None else recompute_decoder(md.apply)
+    return md.apply, model.params, decoder, model.model_config
+
+
+def _mix(logits_per_member, log_w_K: jax.Array) -> jax.Array:
+    """log Σ_k w_k softmax(logits_k) along the last axis."""
+    logp_Kx = jnp.stack([jax.nn.log_softmax(l, axis=-1) for l in logits_per_member])
+    return jax.scipy.special.logsumexp(logp_Kx + log_w_K.reshape((-1,) + (1,) * (logp_Kx.ndim - 1)), axis=0)
+
+
+@dataclass(frozen=True)
+class MixtureConfig:
+    """What the decoders need, hashable for jit: the members' configs, and the shortest block size."""
+
+    block_size: int
+    members: tuple
+
+
+@dataclass(eq=False)  # hashed by identity: its functions are jit's static arguments
+class Mixture:
+    members: tuple
+    weights: np.ndarray  # (K,), positive, sums to 1
+    training: dict = field(default_factory=dict)
+
+    type = "mixture"
+    table = None
+
+    def __post_init__(self):
+        parts = [_member_parts(m) for m in self.members]
+        applies = tuple(p[0] for p in parts)
+        decoders = tuple(p[2] for p in parts)
+
+        def apply(params, idx_BxT):
+            return _mix([f(p, idx_BxT) for f, p in zip(applies, params["members"])], params["log_w"])
+
+        def decode_init(params, config, batch):
+            return tuple(d.init(p, c, batch) for d, p, c in zip(decoders, params["members"], config.members))
+
+        def decode_step(params, states, token_B, t):
+            outs = [d.step(p, s, token_B, t) for d, p, s in zip(decoders, params["members"], states)]
+            return _mix([o[0] for o in outs], params["log_w"]), tuple(o[1] for o in outs)
+
+        self._parts = parts
+        self._model_def = ModelDef("mixture", None, apply, decode_init, decode_step)
+
+    @property
+    def vocab(self):
+        return self.members[0].vocab
+
+    @property
+    def config(self):
+        """The members' shared settings (seed and split) as the first member has them."""
+        return self.members[0].config
+
+    @property
+    def block_size(self) -> int:
+        return min(m.block_size for m in self.members)
+
+    @property
+    def params(self) -> dict:
+        return {"members": tuple(p[1] for p in self._parts), "log_w": jnp.log(jnp.asarray(self.weights, jnp.float32))}
+
+    @property
+    def model_config(self) -> MixtureConfig:
+        return MixtureConfig(self.block_size, tuple(p[3] for p in self._parts))
+
+    @property
+    def model_def(self) -> ModelDef:
+        return self._model_def
+
+    @property
+    def apply(self):
+        return self._model_def.apply
+
+
+def check_members(members) -> None:
+    """Members must share the vocabulary, the seed and the split (so dev means the same words)."""
+    if len(members) < 2:
+        raise MakemoreError(f"a mixture needs at least two models, got {len(members)}")
+    first = members[0]
+    for k, m in enumerate(members[1:], 1):
+        if m.vocab.chars != first.vocab.chars:
+            raise MakemoreError(f"model {k + 1} has another vocabulary than model 1: they were trained on other data")
+        if (m.config.seed, tuple(m.config.split)) != (first.config.seed, tuple(first.config.split)):
+            raise MakemoreError(
+                f"model {k + 1} was trained with seed {m.config.seed} and split {m.config.split}, model 1 with "
+                f"seed {first.config.seed} and split {first.config.split}: their dev splits differ"
+            )
+
+
+@partial(jax.jit, static_argnames=("apply", "chunk"))
+def position_logprobs(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+    """log p(target) at every position of every word, (W, L − 1), and the mask of positions that count."""
+    n_words, width = tokens_WxL.shape
+    n_chunks = -(-n_words // chunk)
+    pad = n_chunks * chunk - n_words
+    tokens = jnp.pad(tokens_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+
+    def score(toks):
+        logp_BxTxV = jax.nn.log_softmax(apply(params, toks[:, :-1]), axis=-1)
+        return jnp.take_along_axis(logp_BxTxV, toks[:, 1:, None], axis=-1)[..., 0]
+
+    logp_WxT = jax.lax.map(score, tokens).reshape(n_chunks * chunk, width - 1)[:n_words]
+    mask_WxT = jnp.arange(width - 1)[None, :] <= lengths_W[:, None]
+    return logp_WxT, mask_WxT
+
+
+def member_logprobs(members, data: Dataset, split: str) -> np.ndarray:
+    """(K, P) log-probabilities each member gives the P positions (characters and ends) of a split."""
+    block_size = min(m.block_size for m in members)
+    tokens, lengths = data.padded(split, block_size)
+    rows = []
+    for m in members:
+        apply, params, _, _ = _member_parts(m)
+        logp, mask = position_logprobs(apply, params, jnp.asarray(tokens), jnp.asarray(lengths))
+        rows.append(np.asarray(logp, np.float64)[np.asarray(mask)])
+    return np.stack(rows)
+
+
+def fit_weights(logp_KxP: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """Mixture weights maximising Σ_p log Σ_k w_k p_k(p), by EM from uniform weights."""
+    K = logp_KxP.shape[0]
+    log_w = np.full(K, -np.log(K))
+    for _ in range(iterations):
+        joint = log_w[:, None] + logp_KxP
+        resp = np.exp(joint - np.logaddexp.reduce(joint, axis=0, keepdims=True))
+        log_w = np.log(np.maximum(resp.mean(axis=1), 1e-300))
+    return np.exp(log_w) / np.exp(log_w).sum()
+
+
+def mixture_nll(logp_KxP: np.ndarray, weights: np.ndarray) -> float:
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(np.logaddexp.reduce(np.log(weights)[:, None] + logp_KxP, axis=0)))
+
+
+def fit(members, data: Dataset) -> tuple[Mixture, dict]:
+    """The mixture of members with weights fitted on dev; and a report of every split's NLL."""
+    check_members(members)
+    if not data.words["dev"]:
+        raise MakemoreError("the weights are fitted on the dev split, which is empty (see --split)")
+    logp = {s: member_logprobs(members, data, s) for s in ("train", "dev", "test") if data.words[s]}
+    weights = fit_weights(logp["dev"])
+    report = {
+        "weights": weights.tolist(),
+        "members": {s: (-lp.mean(axis=1)).tolist() for s, lp in logp.items()},
+        "mixture": {s: mixture_nll(lp, weights) for s, lp in logp.items()},
+    }
+    return Mixture(tuple(members), weights), report
+
+
+def save(workdir: str, mixture: Mixture, loaded_members, sources, report: dict) -> None:
+    """Each member as an ordinary checkpoint in member-<k>/, then mixture.json (the commit point)."""
+    from . import checkpoint
+
+    names = []
+    for k, ld in enumerate(loaded_members):
+        name = f"member-{k}"
+        checkpoint.save(
+            os.path.join(workdir, name), "model", ld.model, step=ld.step, best_dev=ld.best_dev,
+            training=ld.training, metrics=ld.metrics,
+        )
+        names.append(name)
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "members": names, "sources": list(sources),
+        "weights": [float(w) for w in mixture.weights], "report": report,
+    }
+    checkpoint.atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode())
+
+
+def is_mixture(workdir: str) -> bool:
+    return os.path.isfile(os.path.join(workdir, MIXTURE_FILE))
+
+
+def load(workdir: str):
+    """checkpoint.Loaded whose model is the Mixture saved in workdir."""
+    from . import checkpoint
+
+    path = os.path.join(workdir, MIXTURE_FILE)
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MakemoreError(f"{path}: not a readable mixture file ({err.__class__.__name__})") from None
+    if not (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("format_version") == FORMAT_VERSION):
+        raise MakemoreError(f"{path}: not a makemore-jax mixture file of version {FORMAT_VERSION}")
+    names, weights = meta.get("members"), meta.get("weights")
+    if not (
+        isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights) >= 2
+        and all(isinstance(n, str) and n.startswith("member-") and os.sep not in n for n in names)
+        and all(isinstance(w, (int, float)) and w > 0 for w in weights)
+    ):
+        raise MakemoreError(f"{path}: damaged (members and weights do not match)")
+    loaded = [checkpoint.load(os.path.join(workdir, n), "model") for n in names]
+    members = tuple(ld.model for ld in loaded)
+    try:
+        check_members(members)
+    except MakemoreError as err:
+        raise MakemoreError(f"{path}: {err}") from None
+    w = np.asarray(weights, np.float64)
+    return checkpoint.Loaded(Mixture(members, w / w.sum()), training=loaded[0].training)
