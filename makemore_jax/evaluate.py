@@ -35,21 +35,29 @@ def masked_nll_sum(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: j
     return nll_BxT.sum(), mask_BxT.sum()
 
 
+def in_chunks(rows_WxL: jax.Array, fill_W: jax.Array, chunk: int, fill_value) -> tuple[jax.Array, jax.Array]:
+    """Rows (W, L) and a per-row value (W,) padded to whole chunks: (n_chunks, chunk, L), (n_chunks, chunk).
+
+    The padding rows are zeros and their per-row value is fill_value (a length
+    of -1, a group of -1: whatever makes them count for nothing).
+    """
+    n_rows, width = rows_WxL.shape
+    n_chunks = -(-n_rows // chunk)
+    pad = n_chunks * chunk - n_rows
+    rows = jnp.pad(rows_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+    fill = jnp.pad(fill_W, (0, pad), constant_values=fill_value).reshape(n_chunks, chunk)
+    return rows, fill
+
+
 @partial(jax.jit, static_argnames=("apply", "chunk"))
 def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
     """Mean NLL per position (characters and ends) of all words, in one call."""
-    n_words, width = tokens_WxL.shape
-    n_chunks = -(-n_words // chunk)
-    pad = n_chunks * chunk - n_words
-    tokens = jnp.pad(tokens_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
-    # padded rows get length -1: no position of theirs counts
-    lengths = jnp.pad(lengths_W, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
 
     def score(args):
         toks, lens = args
         return masked_nll_sum(apply(params, toks[:, :-1]), toks[:, 1:], lens)
 
-    sums, counts = jax.lax.map(score, (tokens, lengths))
+    sums, counts = jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1))
     return sums.sum() / counts.sum()
 
 
@@ -81,18 +89,13 @@ def sequence_nll_per_word(apply, params, tokens_WxL: jax.Array, lengths_W: jax.A
 
     The same chunked pass as ``sequence_nll``, summing each row apart.
     """
-    n_words, width = tokens_WxL.shape
-    n_chunks = -(-n_words // chunk)
-    pad = n_chunks * chunk - n_words
-    tokens = jnp.pad(tokens_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
-    lengths = jnp.pad(lengths_W, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
 
     def score(args):
         toks, lens = args
         nll_BxT, _ = masked_position_nll(apply(params, toks[:, :-1]), toks[:, 1:], lens)
         return nll_BxT.sum(axis=1)
 
-    return jax.lax.map(score, (tokens, lengths)).reshape(-1)[:n_words]
+    return jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1)).reshape(-1)[: tokens_WxL.shape[0]]
 
 
 def word_nll(model, words) -> np.ndarray:

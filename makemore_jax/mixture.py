@@ -30,7 +30,7 @@ import numpy as np
 
 from .data import Dataset
 from .errors import MakemoreError
-from .evaluate import EVAL_CHUNK
+from .evaluate import EVAL_CHUNK, in_chunks
 from .models import ModelDef
 from .models import bigram
 
@@ -140,15 +140,13 @@ def check_members(members) -> None:
 def position_logprobs(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
     """log p(target) at every position of every word, (W, L − 1), and the mask of positions that count."""
     n_words, width = tokens_WxL.shape
-    n_chunks = -(-n_words // chunk)
-    pad = n_chunks * chunk - n_words
-    tokens = jnp.pad(tokens_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
 
-    def score(toks):
+    def score(args):
+        toks, _ = args
         logp_BxTxV = jax.nn.log_softmax(apply(params, toks[:, :-1]), axis=-1)
         return jnp.take_along_axis(logp_BxTxV, toks[:, 1:, None], axis=-1)[..., 0]
 
-    logp_WxT = jax.lax.map(score, tokens).reshape(n_chunks * chunk, width - 1)[:n_words]
+    logp_WxT = jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1)).reshape(-1, width - 1)[:n_words]
     mask_WxT = jnp.arange(width - 1)[None, :] <= lengths_W[:, None]
     return logp_WxT, mask_WxT
 

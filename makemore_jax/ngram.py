@@ -56,6 +56,7 @@ import numpy as np
 from .config import SMOOTHING_METHODS as METHODS
 from .data import BOUNDARY_ID, Vocabulary
 from .errors import MakemoreError
+from .evaluate import in_chunks
 from .models import ModelDef
 
 DENSE_MAX_CELLS = 2**22  # dense tables while V^N is at most this (16 MiB of int32 counts)
@@ -750,12 +751,6 @@ def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups
     Rows with group −1 are padding. The rows go through ``lax.map`` chunk at a
     time, all in one call: (n_groups,) float32 sums and (n_groups,) int32 counts.
     """
-    P, N = ngrams_PxN.shape
-    n_chunks = -(-P // chunk)
-    pad = n_chunks * chunk - P
-    ngrams_KxCxN = jnp.pad(ngrams_PxN, ((0, pad), (0, 0))).reshape(n_chunks, chunk, N)
-    group_KxC = jnp.pad(group_P, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
-
     def score(args):
         rows_CxN, group_C = args
         p_CxV = probs(params, rows_CxN[:, :-1])
@@ -767,7 +762,7 @@ def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups
             jax.ops.segment_sum(live_C.astype(jnp.int32), where_C, num_segments=n_groups),
         )
 
-    sums, counts = jax.lax.map(score, (ngrams_KxCxN, group_KxC))
+    sums, counts = jax.lax.map(score, in_chunks(ngrams_PxN, group_P, chunk, -1))
     return sums.sum(axis=0), counts.sum(axis=0)
 
 
