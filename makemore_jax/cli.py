@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--block-size", type=non_negative_int, help="longest sequence, 0 = longest word + 1 (default)")
     t.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print after training (default 10)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _add_parallel_flags(t)
     t.set_defaults(run=cmd_train)
 
     _add_tune_parser(sub, workdir)
@@ -145,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_eval)
     _add_plot_parser(sub, workdir)
     return parser
+
+
+def _add_parallel_flags(t) -> None:
+    from .distributed import PLATFORMS
+
+    g = t.add_argument_group("devices and hosts", "Data-parallel training: the batch is split over the devices, the gradients summed by the compiler.")
+    g.add_argument("--devices", type=positive_int, metavar="N", help="devices per process to train on (default: all of them; 1 = the one-device program)")
+    g.add_argument("--device", choices=PLATFORMS, help="kind of device (default: JAX's default backend)")
+    g.add_argument("--shard-params", action="store_true", help="split each weight matrix over the devices instead of copying it to each")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: the address of process 0, the same for every process")
+    g.add_argument("--num-processes", type=positive_int, metavar="P", help="multi-host: how many processes (hosts) take part")
+    g.add_argument("--process-id", type=non_negative_int, metavar="I", help="multi-host: this process, 0..P-1; process 0 saves the model")
 
 
 def _add_tune_parser(sub, workdir) -> None:
@@ -288,6 +301,35 @@ def _resume_state(args, given: dict):
     return model, TrainState(model.params, opt_state, loaded.step, loaded.best_dev, history), loaded.training
 
 
+def _parallel(args):
+    """Join a multi-host run if asked, choose the devices; None for one device (the plain program)."""
+    import jax
+
+    from . import distributed
+
+    multi = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in multi):
+        if None in multi:
+            raise MakemoreError("--coordinator, --num-processes and --process-id go together")
+        distributed.initialize(*multi)
+    devices = distributed.select_devices(args.device, args.devices)
+    if args.device is not None:  # everything outside the training steps (evaluation, sampling) runs there too
+        jax.config.update("jax_default_device", next(d for d in devices if d.process_index == jax.process_index()))
+    if len(devices) == 1:
+        return None
+    return distributed.DataParallel.over(devices, args.shard_params)
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def _is_writer() -> bool:
+    return _process_index() == 0
+
+
 def cmd_train(args) -> None:
     from . import checkpoint
     from .config import TrainConfig
@@ -301,6 +343,8 @@ def cmd_train(args) -> None:
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
+    parallel = _parallel(args)  # before any JAX computation: it may join a multi-host run
+    writer = _is_writer()  # process 0 of a multi-host run, or the only one, saves and prints
     given = _given_settings(args)
     path = _input_path(args)
     if args.resume:
@@ -313,11 +357,13 @@ def cmd_train(args) -> None:
         cfg = TrainConfig.create(args.type or "bigram", **given).validate()
         words, digest = _read_input(path)
         state = None
+    if parallel is not None and cfg.type not in ("counts", "ngram"):
+        parallel.check_batch(cfg.batch_size)
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     if args.resume and data.vocab != model.vocab:
         raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
     if not args.resume:
-        model = ngram.new_model(cfg, data) if cfg.type == "ngram" else new_model(cfg, data)
+        model = ngram.new_model(cfg, data) if cfg.type == "ngram" else new_model(cfg, data, parallel)
         training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words)}
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
     print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
@@ -331,16 +377,22 @@ def cmd_train(args) -> None:
 
         try:
             # a live line on a terminal, plain lines in logs or with --log-every
-            with reporter(cfg.steps, quiet=args.quiet, plain="log_every" in given, start_step=state.step if state else 0) as report:
-                fit(model, data, state, report.record, save)
+            with reporter(cfg.steps, quiet=args.quiet or not writer, plain="log_every" in given, start_step=state.step if state else 0) as report:
+                fit(model, data, state, report.record, save if writer else None, parallel=parallel)
         except Interrupted as stop:
             print(f"makemore train: interrupted at step {stop.step:,}, saved; continue with: "
                   f"makemore train -o {args.work_dir} --resume", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED) from None
+        if not writer:
+            print(f"process {_process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
+            return
         best = checkpoint.load(args.work_dir, "model")  # the best by dev NLL
         model, step = best.model, best.step
     else:
         step = 0
+        if not writer:
+            print(f"process {_process_index()}: counted; process 0 saves the model")
+            return
     metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
     checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
     best = f" (best by dev, step {step:,})" if cfg.type not in ("counts", "ngram") else ""

@@ -11,7 +11,7 @@ and save.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Callable
 
@@ -63,20 +63,26 @@ def full_batch_loss(l2: float):
     return loss_fn
 
 
-def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout: float = 0.0):
+def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout: float = 0.0,
+                  num_words: int | None = None, place_batch=None):
     """Masked cross-entropy of a batch of padded words (+ λ·mean(param²)).
 
     batch_size words are drawn with replacement from fold_in(key, step); 0
     means every training word at every step. With dropout > 0 the forward pass
-    is apply_dropout, keyed by fold_in(dropout key, step).
+    is apply_dropout, keyed by fold_in(dropout key, step). Data-parallel
+    training (see distributed) pads the rows to a multiple of the device
+    count: num_words says how many are real, and place_batch(tokens, lengths)
+    lays the drawn batch out over the devices.
     """
 
     def loss_fn(params, batch_data, step):
         tokens, lengths = batch_data["tokens"], batch_data["lengths"]
         if batch_size:
             key = jax.random.fold_in(batch_data["key"], step)
-            idx = jax.random.randint(key, (batch_size,), 0, tokens.shape[0])
+            idx = jax.random.randint(key, (batch_size,), 0, num_words or tokens.shape[0])
             tokens, lengths = tokens[idx], lengths[idx]
+        if place_batch is not None:
+            tokens, lengths = place_batch(tokens, lengths)
         if dropout:
             key = jax.random.fold_in(batch_data["dropout_key"], step)
             logits = apply_dropout(params, tokens[:, :-1], key, dropout)
@@ -130,8 +136,11 @@ class Interrupted(Exception):
         self.step = step
 
 
-def new_model(cfg: TrainConfig, data: Dataset) -> TrainedModel:
-    """An untrained model for the data: vocabulary, block size, initial parameters."""
+def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
+    """An untrained model for the data: vocabulary, block size, initial parameters.
+
+    With parallel (a distributed.DataParallel) the counting model counts over its devices.
+    """
     cfg.validate()
     block_size = cfg.block_size or data.max_word_len + 1
     if block_size < data.max_word_len + 1:
@@ -141,7 +150,8 @@ def new_model(cfg: TrainConfig, data: Dataset) -> TrainedModel:
         )
     if cfg.type == "counts":
         xs, ys = data.pairs("train")
-        params = {"counts": count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size)}
+        counts = _count_pairs(xs, ys, data.vocab.size, parallel)
+        params = {"counts": counts if parallel is None else parallel.readable(counts)}
         return TrainedModel(cfg, data.vocab, params, block_size)
     model = TrainedModel(cfg, data.vocab, {}, block_size)
     check_config(model.model_config, cfg.type)
@@ -153,18 +163,30 @@ def new_model(cfg: TrainConfig, data: Dataset) -> TrainedModel:
     return model
 
 
-def _loss_and_data(model: TrainedModel, data: Dataset):
+def _count_pairs(xs, ys, vocab_size: int, parallel=None) -> jax.Array:
+    if parallel is None:
+        return count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
+    from . import distributed
+
+    return distributed.count_matrix(xs, ys, vocab_size, parallel)
+
+
+def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
     cfg = model.config
     if cfg.type == "bigram" and cfg.batch_size == 0:
         xs, ys = data.pairs("train")
-        return full_batch_loss(cfg.l2), {"counts": count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size)}
-    tokens, lengths = data.padded("train", model.block_size)
-    batch = {
-        "tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths),
-        "key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout"),
-    }
-    loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout)
-    return loss, batch
+        return full_batch_loss(cfg.l2), {"counts": _count_pairs(xs, ys, data.vocab.size, parallel)}
+    keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
+    if parallel is None:
+        tokens, lengths = data.padded("train", model.block_size)
+        batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), **keys}
+        loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout)
+        return loss, batch
+    parallel.check_batch(cfg.batch_size)
+    tokens, lengths = parallel.shard_rows(data.words["train"], data.vocab, model.block_size)
+    loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout,
+                         num_words=len(data.words["train"]), place_batch=parallel.place_batch)
+    return loss, {"tokens": tokens, "lengths": lengths, **keys}
 
 
 def _next_stop(step: int, cfg: TrainConfig) -> int:
@@ -180,6 +202,7 @@ def fit(
     state: TrainState | None = None,
     on_record: Callable[[dict], None] | None = None,
     on_checkpoint: Callable[[TrainedModel, TrainState, bool], None] | None = None,
+    parallel=None,
 ) -> TrainState:
     """Train model.params in place of state (fresh if None) up to cfg.steps.
 
@@ -187,13 +210,24 @@ def fit(
     NLL of every split) goes to on_record; at each evaluation on_checkpoint(model, state,
     is_best_by_dev) is called. Non-finite loss stops the run with the step
     named; Ctrl-C hands the last finished state to on_checkpoint and raises
-    Interrupted.
+    Interrupted. With parallel (a distributed.DataParallel over several
+    devices) the steps run data-parallel over its mesh, on the very batches a
+    one-device run draws.
     """
     cfg = model.config
     optimizer = make_optimizer(cfg)
     if state is None:
         state = TrainState(model.params, optimizer.init(model.params))
-    loss_fn, batch_data = _loss_and_data(model, data)
+    loss_fn, batch_data = _loss_and_data(model, data, parallel)
+    if parallel is not None:
+        state.params, state.opt_state = parallel.place_state(state.params, state.opt_state)
+        batch_data = parallel.place_inputs(batch_data)
+
+    def readable(st: TrainState) -> TrainState:  # what evaluation and checkpoints read; st itself on one device
+        if parallel is None:
+            return st
+        return replace(st, params=parallel.readable(st.params), opt_state=parallel.readable(st.opt_state))
+
     compiled: dict[int, object] = {}  # chunk length -> executable; compile time reported apart
     try:
         while state.step < cfg.steps:
@@ -201,8 +235,11 @@ def fit(
             record = {"step": state.step + todo}
             if todo not in compiled:
                 t0 = time.perf_counter()
-                lowered = run_steps.lower(loss_fn, optimizer, state.params, state.opt_state, batch_data, state.step, todo)
-                compiled[todo] = lowered.compile()
+                if parallel is None:
+                    lowered = run_steps.lower(loss_fn, optimizer, state.params, state.opt_state, batch_data, state.step, todo)
+                    compiled[todo] = lowered.compile()
+                else:
+                    compiled[todo] = parallel.compile_steps(loss_fn, optimizer, state.params, state.opt_state, batch_data, todo)
                 record["compile_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             params, opt_state, losses = compiled[todo](state.params, state.opt_state, batch_data, state.step)
@@ -215,7 +252,8 @@ def fit(
                     f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
                 )
             state.params, state.opt_state, state.step = params, opt_state, state.step + todo
-            model.params = params
+            view = readable(state)
+            model.params = view.params
             record.update(loss=float(losses.mean()), steps_per_s=todo / max(elapsed, 1e-9))
             is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
             is_best = False
@@ -230,23 +268,25 @@ def fit(
             if on_record:
                 on_record(record)
             if is_eval and on_checkpoint:
-                on_checkpoint(model, state, is_best)
+                view.best_dev = state.best_dev
+                on_checkpoint(model, view, is_best)
     except KeyboardInterrupt:
-        model.params = state.params
+        view = readable(state)
+        model.params = view.params
         if on_checkpoint:
-            on_checkpoint(model, state, False)
+            on_checkpoint(model, view, False)
         raise Interrupted(state.step) from None
     return state
 
 
-def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = None):
+def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, parallel=None):
     """Split the words with cfg.seed, build the model and train it: the whole job from Python.
 
     Returns (model, state, data); model.params are the final parameters and
-    state is None for the counting model.
+    state is None for the counting model. parallel: see fit.
     """
     cfg.validate()
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    model = new_model(cfg, data)
-    state = fit(model, data, None, on_record) if cfg.type != "counts" else None
+    model = new_model(cfg, data, parallel)
+    state = fit(model, data, None, on_record, parallel=parallel) if cfg.type != "counts" else None
     return model, state, data

@@ -1,0 +1,334 @@
+"""Data parallelism with JAX's own sharding: one ``data`` mesh axis over the devices of every host.
+
+Say where each array lives and let the compiler (XLA's SPMD partitioner) insert
+the communication; nothing here calls pmap or psum.
+
+- A ``Mesh`` of D devices with one axis, ``data``. In a multi-host run
+  (``initialize``, i.e. ``jax.distributed``) it spans the devices of every
+  process, each process's devices side by side.
+- The training words, as padded rows, are split by rows over the axis: each
+  device holds about n/D of them, and each process encodes only the rows of
+  its own devices. Batch indices are drawn exactly as on one device
+  (``fold_in(batch key, step)`` over all n words); the rows are gathered from
+  the sharded table and the batch is constrained to ``P("data")``, so every
+  device computes on B/D rows of the very batch a one-device run would see.
+- Parameters and optimizer state are replicated; with ``shard_params`` every
+  matrix (the embedding, the head, the layers' weights) is split along its
+  largest dimension that D divides, ZeRO-3 style, and gathered where it is
+  used. The loss is a mean over the sharded batch, so the gradient of a
+  replicated parameter is a sum over devices: the partitioner adds the
+  all-reduce.
+- Counting (``count_matrix``, ``count_ngram_rows``): the pairs or n-grams are
+  cut into D equal parts, each device scatter-adds its part into a table of
+  its own, and the D tables are summed. Integer sums in any order are the same
+  sum, so the result is exactly the one-device table.
+
+With one device none of this runs: ``train.fit`` without a ``DataParallel``
+compiles the plain program, bit for bit the one it compiled before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from .data import Vocabulary, encode_padded
+from .errors import MakemoreError
+
+DATA_AXIS = "data"
+PLATFORMS = ("cpu", "gpu", "tpu")
+SIMULATE_HINT = "simulate more CPU devices with XLA_FLAGS=--xla_force_host_platform_device_count=N"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def initialize(coordinator: str, num_processes: int, process_id: int, timeout_s: int = 300) -> None:
+    """Join a multi-host run through ``jax.distributed``; call it before any JAX computation.
+
+    coordinator is HOST:PORT of process 0, which serves there. Every process
+    runs the same command with its own process_id in 0..num_processes-1.
+    Raises MakemoreError for bad settings or a coordinator that cannot be reached.
+    """
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise MakemoreError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+    if num_processes < 1:
+        raise MakemoreError(f"--num-processes must be >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise MakemoreError(f"--process-id must be in 0..{num_processes - 1}, got {process_id}")
+    try:
+        jax.distributed.initialize(
+            coordinator, num_processes, process_id,
+            cluster_detection_method="deactivate", initialization_timeout=timeout_s,
+        )
+    except (RuntimeError, ValueError) as err:  # jaxlib's XlaRuntimeError is a RuntimeError
+        raise MakemoreError(
+            f"cannot join {coordinator} as process {process_id} of {num_processes}: {_first_line(err)}"
+        ) from None
+
+
+def select_devices(platform: str | None = None, count: int | None = None) -> list:
+    """count devices of every process (None: all of each process's own) of a platform (None: JAX's default).
+
+    Ordered by process, then id, so each process's devices are neighbours on
+    the mesh and hold neighbouring rows of the data.
+    """
+    if platform is not None and platform not in PLATFORMS:
+        raise MakemoreError(f"--device must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+    try:
+        devices = jax.devices(platform) if platform else jax.devices()
+    except RuntimeError as err:
+        raise MakemoreError(f"--device {platform}: JAX has no {platform} device here ({_first_line(err)})") from None
+    mine = [d for d in devices if d.process_index == jax.process_index()]
+    kind = mine[0].platform if mine else (platform or "default")
+    if count is None:
+        count = len(mine)
+    if count < 1:
+        raise MakemoreError(f"--devices must be >= 1, got {count}")
+    if count > len(mine):
+        hint = f"; {SIMULATE_HINT}" if kind == "cpu" else ""
+        raise MakemoreError(f"--devices {count}: this process sees only {len(mine)} {kind} device(s){hint}")
+    by_process: dict[int, list] = {}
+    for d in sorted(devices, key=lambda d: (d.process_index, d.id)):
+        by_process.setdefault(d.process_index, []).append(d)
+    return [d for p in sorted(by_process) for d in by_process[p][:count]]
+
+
+def _rows_of(index, total: int, offset: int = 0) -> slice:
+    """The rows a shard's index covers (a slice over `total` rows), moved back by offset."""
+    start, stop, _ = index.indices(total)
+    return slice(start - offset, stop - offset)
+
+
+def _put(x, sharding: NamedSharding):
+    """x (host or device, key arrays too) laid out by sharding; in a multi-host run x must agree on every process."""
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: np.asarray(host[index]))
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """Where training runs: a one-axis mesh (``data``) over the devices; shard_params splits the matrices too."""
+
+    mesh: Mesh
+    shard_params: bool = False
+
+    @classmethod
+    def over(cls, devices: Sequence, shard_params: bool = False) -> "DataParallel":
+        """A mesh over these devices (see select_devices), the batch axis named ``data``."""
+        grid = np.empty(len(devices), dtype=object)
+        grid[:] = list(devices)
+        return cls(Mesh(grid, (DATA_AXIS,), axis_types=(AxisType.Auto,)), shard_params)
+
+    @property
+    def size(self) -> int:
+        """D, the devices on the mesh (of every process)."""
+        return int(self.mesh.devices.size)
+
+    def sharding(self, *spec) -> NamedSharding:
+        """NamedSharding on the mesh: () is replicated, (DATA_AXIS,) splits the first dimension."""
+        return NamedSharding(self.mesh, PartitionSpec(*spec))
+
+    def check_batch(self, batch_size: int) -> None:
+        """MakemoreError unless a batch of batch_size words (0: all of them) splits evenly over the devices."""
+        if batch_size and batch_size % self.size:
+            raise MakemoreError(
+                f"batch size {batch_size} does not divide among {self.size} devices: "
+                f"use a multiple of {self.size}, or fewer --devices"
+            )
+
+    # ---- parameters and optimizer state ------------------------------------------
+
+    def param_sharding(self, x) -> NamedSharding:
+        """Replicated; with shard_params a matrix is split along its largest dimension that D divides."""
+        shape = tuple(np.shape(x))
+        if self.shard_params and len(shape) >= 2:
+            for dim in sorted(range(len(shape)), key=lambda i: -shape[i]):
+                if shape[dim] % self.size == 0:
+                    spec = [None] * len(shape)
+                    spec[dim] = DATA_AXIS
+                    return self.sharding(*spec)
+        return self.sharding()
+
+    def place_state(self, params, opt_state):
+        """Parameters and optimizer state on the mesh; a moment gets its parameter's layout (same shape, same rule)."""
+        place = partial(jax.tree.map, lambda x: _put(x, self.param_sharding(x)))
+        return place(params), place(opt_state)
+
+    def readable(self, tree):
+        """The tree as the rest of the package may read it (save, evaluate, sample).
+
+        One process: unchanged, every array is addressable. Several: numpy
+        copies of the global values (a collective: every process calls it).
+        """
+        if jax.process_count() == 1:
+            return tree
+        from jax.experimental import multihost_utils
+
+        def host(x):
+            if x.is_fully_addressable or x.is_fully_replicated:
+                return np.asarray(x)
+            return multihost_utils.process_allgather(x, tiled=True)
+
+        return jax.tree.map(host, tree)
+
+    # ---- the training data ---------------------------------------------------------
+
+    def shard_rows(self, words: Sequence[str], vocab: Vocabulary, block_size: int):
+        """The words as padded rows split over the data axis: tokens (R, block_size + 1), lengths (R,).
+
+        R is len(words) rounded up to a multiple of D; the extra rows have
+        length -1, so no position of theirs counts. This process encodes only
+        the rows its own devices hold.
+        """
+        n = len(words)
+        total = -(-n // self.size) * self.size
+        by_rows, by_row = self.sharding(DATA_AXIS, None), self.sharding(DATA_AXIS)
+        shape = (total, block_size + 1)
+        spans = [_rows_of(index[0], total) for index in by_rows.addressable_devices_indices_map(shape).values()]
+        lo, hi = min(s.start for s in spans), max(s.stop for s in spans)
+        tokens, lengths = encode_padded(list(words[lo:min(hi, n)]), vocab, block_size)
+        pad = hi - lo - len(lengths)
+        tokens = np.pad(tokens, ((0, pad), (0, 0)))
+        lengths = np.pad(lengths, (0, pad), constant_values=-1)
+        return (
+            jax.make_array_from_callback(shape, by_rows, lambda index: tokens[_rows_of(index[0], total, lo)]),
+            jax.make_array_from_callback((total,), by_row, lambda index: lengths[_rows_of(index[0], total, lo)]),
+        )
+
+    def place_batch(self, tokens_BxL: jax.Array, lengths_B: jax.Array):
+        """Inside the step: the drawn batch split by rows over the devices."""
+        constrain = jax.lax.with_sharding_constraint
+        return constrain(tokens_BxL, self.sharding(DATA_AXIS, None)), constrain(lengths_B, self.sharding(DATA_AXIS))
+
+    def place_inputs(self, batch_data: dict) -> dict:
+        """The step's other inputs (keys, a count table) replicated; arrays already on the mesh stay as they are."""
+        return jax.tree.map(lambda x: _put(x, x.sharding if _on_mesh(x, self.mesh) else self.sharding()), batch_data)
+
+    def compile_steps(self, loss_fn, optimizer, params, opt_state, batch_data, num_steps: int):
+        """``train.run_steps`` compiled over the mesh for these inputs' layouts.
+
+        Called as (params, opt_state, batch_data, first_step): params and
+        optimizer state come back laid out as they went in, the losses replicated.
+        """
+        from .train import run_steps
+
+        layout = partial(jax.tree.map, lambda x: x.sharding)
+        p_s, o_s, b_s = layout(params), layout(opt_state), layout(batch_data)
+        replicated = self.sharding()
+        steps = jax.jit(
+            lambda p, o, b, first: run_steps(loss_fn, optimizer, p, o, b, first, num_steps),
+            in_shardings=(p_s, o_s, b_s, replicated), out_shardings=(p_s, o_s, replicated),
+        )
+        return steps.lower(params, opt_state, batch_data, 0).compile()
+
+
+def _on_mesh(x, mesh: Mesh) -> bool:
+    return isinstance(x, jax.Array) and isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
+
+
+# ---- counting over a sharded set of pairs ------------------------------------------------
+
+
+@partial(jax.jit, static_argnames=("cells", "parts", "whole"))
+def _summed_tables(flat_DxM: jax.Array, cells: int, parts: NamedSharding, whole: NamedSharding) -> jax.Array:
+    """Row d of flat_DxM scatter-added into table d (on device d), then the D tables summed."""
+    flat_DxM = jax.lax.with_sharding_constraint(flat_DxM, parts)
+    # index `cells` (the padding) is out of range: mode="drop" leaves it out
+    tables_DxC = jax.vmap(lambda flat_M: jnp.zeros((cells,), jnp.int32).at[flat_M].add(1, mode="drop"))(flat_DxM)
+    tables_DxC = jax.lax.with_sharding_constraint(tables_DxC, parts)
+    return jax.lax.with_sharding_constraint(tables_DxC.sum(axis=0), whole)
+
+
+def count_flat(flat_P: np.ndarray, cells: int, parallel: DataParallel) -> jax.Array:
+    """How often each flat index 0..cells-1 occurs, int32 (cells,), each device counting 1/D of them."""
+    flat_P = np.asarray(flat_P, np.int64)
+    if flat_P.size and (flat_P.min() < 0 or flat_P.max() >= cells):
+        raise MakemoreError(f"ids out of range: flat indices must lie in [0, {cells})")
+    per_device = max(-(-flat_P.size // parallel.size), 1)
+    flat_DxM = np.full((parallel.size * per_device,), cells, np.int32)
+    flat_DxM[: flat_P.size] = flat_P
+    flat_DxM = flat_DxM.reshape(parallel.size, per_device)
+    parts = parallel.sharding(DATA_AXIS, None)
+    placed = jax.make_array_from_callback(flat_DxM.shape, parts, lambda index: flat_DxM[index])
+    return _summed_tables(placed, cells, parts, parallel.sharding())
+
+
+def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: DataParallel | None = None) -> jax.Array:
+    """counts.count_matrix (N[i, j] = how often j follows i, int32 V×V), counted over the devices.
+
+    Without parallel (or with one device) it is counts.count_matrix itself.
+    """
+    from . import counts
+
+    if parallel is None or parallel.size == 1:
+        return counts.count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
+    flat = np.asarray(xs, np.int64) * vocab_size + np.asarray(ys, np.int64)
+    return count_flat(flat, vocab_size * vocab_size, parallel).reshape(vocab_size, vocab_size)
+
+
+def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None):
+    """ngram.count_ngram_rows counted over the devices: the same NgramCounts.
+
+    Dense tables (V^N within ngram.DENSE_MAX_CELLS) are counted sharded;
+    a sparse table is counted on one device, as ngram does it.
+    """
+    from . import ngram
+
+    ngrams_PxN = np.asarray(ngrams_PxN, np.int32)
+    order = ngrams_PxN.shape[1]
+    if parallel is None or parallel.size == 1 or not ngram.dense_fits(vocab_size, order):
+        return ngram.count_ngram_rows(ngrams_PxN, vocab_size)
+    # ngram.flat_index's order: column j weighs V^j, so increasing index is suffix order
+    flat = (ngrams_PxN.astype(np.int64) * vocab_size ** np.arange(order, dtype=np.int64)).sum(axis=1)
+    table = count_flat(flat, vocab_size**order, parallel)
+    return ngram._from_flat(np.asarray(table), order, vocab_size)
+
+
+# ---- sampling with the batch of names split over the devices ----------------------------
+
+
+def generate(model, key: jax.Array, n: int, parallel: DataParallel, *, max_len: int | None = None,
+             temperature: float = 1.0, top_k: int = 0) -> tuple[list[str], np.ndarray]:
+    """sampling.generate with the names split over the data axis; the same names for the same key.
+
+    Every name has its own key (``fold_in(key, i)``), so the names do not
+    depend on how the batch is laid out. n is rounded up to a multiple of D and
+    the extra names dropped. One process only (the names are read back here).
+    """
+    from .sampling import TABLE_DECODER, Decoder, decode_rows, recompute_decoder, sample_ids, validate_sampling
+
+    if model.table is None:
+        max_len = model.block_size - 1 if max_len is None else min(max_len, model.block_size - 1)
+    elif max_len is None:
+        max_len = 2 * (model.block_size - 1)
+    validate_sampling(n, max_len, temperature, top_k)
+    if n == 0:
+        return [], np.zeros((0,), bool)
+    if model.table is not None:
+        decoder, config, params = TABLE_DECODER, None, {"W": model.table}
+    else:
+        md = model.model_def
+        decoder = Decoder(md.decode_init, md.decode_step) if md.decode_step is not None else recompute_decoder(md.apply)
+        config, params = model.model_config, model.params
+    padded = -(-n // parallel.size) * parallel.size
+    params, _ = parallel.place_state(params, ())
+    run = jax.jit(
+        lambda p, k, t: sample_ids(decoder, config, p, k, padded, max_len, t, top_k),
+        out_shardings=(parallel.sharding(DATA_AXIS, None), parallel.sharding(DATA_AXIS)),
+    )
+    ids, ended = run(params, key, jnp.float32(temperature))
+    return decode_rows(np.asarray(ids)[:n], model.vocab), np.asarray(ended)[:n]

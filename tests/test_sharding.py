@@ -1,0 +1,277 @@
+"""Data-parallel training, sharded counting and sampling over several simulated CPU devices.
+
+JAX fixes its device count when it starts, so everything that needs four
+devices runs in a child process started with
+XLA_FLAGS=--xla_force_host_platform_device_count=4 (``python
+tests/test_sharding.py worker`` runs the checks and prints their results as
+JSON); the rest of the suite keeps its single device.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = os.path.join(ROOT, "names.txt")
+FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
+TOLERANCE = 2e-5  # float32: the sharded sums add in another order
+
+
+def env_with_devices(flag: str = FOUR_DEVICES) -> dict:
+    return {**os.environ, "PYTHONPATH": ROOT, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+
+
+def makemore(*args, flag=FOUR_DEVICES, timeout=120):
+    proc = subprocess.run([sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True,
+                          env=env_with_devices(flag), cwd=ROOT, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+# ---- the child process -------------------------------------------------------------------
+
+
+def family(kind, **kw):
+    from makemore_jax.config import TrainConfig
+
+    base = dict(optimizer="adamw", lr=1e-2, batch_size=16, steps=20, eval_every=20, log_every=10,
+                n_layer=1, n_head=2, n_embd=8, n_embd2=16)
+    return TrainConfig.create(kind, **{**base, **kw})
+
+
+def worker() -> dict:
+    import jax
+
+    from makemore_jax import counts, data, distributed, ngram, sampling, train
+    from makemore_jax.seeding import seed_key
+
+    devices = jax.devices()
+    assert len(devices) == 4, devices
+    words = data.read_words(NAMES)
+    small = words[:3001]  # 2,401 training words: the rows do not split evenly over 2 or 4 devices
+    on = {d: distributed.DataParallel.over(devices[:d]) for d in (2, 3, 4)}
+    out = {"device_count": len(devices)}
+
+    def max_diff(a, b):
+        return max((float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))), default=0.0)
+
+    # training: the same global batches on 1, 2 and 4 devices
+    # SGD for the Transformer: AdamW divides by sqrt(v), which turns rounding noise in a near-zero
+    # gradient into a full-size step (its moments and losses still agree to 1e-8; see the MLP's)
+    layouts = {"2": on[2], "4": on[4], "4_shard_params": distributed.DataParallel.over(devices, shard_params=True)}
+    runs = {
+        "transformer_dropout": (family("transformer", dropout=0.1, optimizer="sgd", lr=0.5, steps=10, eval_every=10, log_every=5),
+                                ("4", "4_shard_params")),
+        "mlp_all_words": (family("mlp", batch_size=0, steps=6, eval_every=6, log_every=3), ("2", "4")),
+        "bigram_full_batch": (family("bigram", optimizer="sgd", lr=10.0, batch_size=0), ("4",)),
+    }
+    out["train"] = {}
+    for name, (cfg, labels) in runs.items():
+        one, state1, _ = train.train(small, cfg)
+        row = {"changed": max_diff(one.params, jax.tree.map(lambda x: 0 * x, one.params))}
+        for label in labels:
+            many, state, _ = train.train(small, cfg, parallel=layouts[label])
+            row[label] = {
+                "params": max_diff(one.params, many.params),
+                "opt_state": max_diff(state1.opt_state, state.opt_state),
+                "losses": max(abs(a["loss"] - b["loss"]) for a, b in zip(state1.history, state.history)),
+            }
+        out["train"][name] = row
+        if name == "transformer_dropout":
+            model = one
+
+    # the compiled step of 4 devices sums over them (the gradients) and holds a quarter batch each
+    cfg = family("mlp")
+    dataset = data.Dataset.build(small, seed_key(cfg.seed, "split"), cfg.split)
+    mlp = train.new_model(cfg, dataset)
+    optimizer = train.make_optimizer(cfg)
+    params, opt_state = on[4].place_state(mlp.params, optimizer.init(mlp.params))
+    loss_fn, batch = train._loss_and_data(mlp, dataset, on[4])
+    batch = on[4].place_inputs(batch)
+    step_text = on[4].compile_steps(loss_fn, optimizer, params, opt_state, batch, 1).as_text()
+    out["step_has_all_reduce"] = "all-reduce" in step_text
+    out["token_rows_per_device"] = [s.data.shape[0] for s in batch["tokens"].addressable_shards]
+    out["train_words"] = len(dataset.words["train"])
+
+    # counting: each device its share, the tables summed, equal to one device's table
+    xs, ys = data.bigram_pairs(words, data.Vocabulary.from_words(words))
+    V = data.Vocabulary.from_words(words).size
+    single = np.asarray(counts.count_matrix(xs, ys, V))
+    out["counts"] = {
+        str(d): bool(np.array_equal(single, np.asarray(distributed.count_matrix(xs, ys, V, on[d])))) for d in (2, 3, 4)
+    }
+    out["counts_total"] = int(single.sum())
+    flat = np.asarray(xs, np.int64) * V + ys
+    parts = on[4].sharding(distributed.DATA_AXIS, None)
+    placed = np.full((4, -(-len(flat) // 4)), V * V, np.int32)
+    placed.reshape(-1)[: len(flat)] = flat
+    text = distributed._summed_tables.lower(placed, V * V, parts, on[4].sharding()).compile().as_text()
+    out["count_has_all_reduce"] = "all-reduce" in text
+    vocab = data.Vocabulary.from_words(words)
+    rows = ngram.words_to_ngrams(words, vocab, 3)
+    out["ngram3"] = bool(ngram.count_ngram_rows(rows, V) == distributed.count_ngram_rows(rows, V, on[4]))
+
+    # sampling: per-name keys, so the same names however the batch of names is split
+    key = seed_key(7, "sample")
+    names = {"1": sampling.generate(model, key, 30)[0]}
+    for d in (2, 4):
+        names[str(d)] = distributed.generate(model, key, 30, on[d])[0]
+    out["names"] = names
+    table_model = train.train(small, family("bigram", steps=5, eval_every=5, log_every=5))[0]
+    out["table_names"] = {
+        "1": sampling.generate(table_model, key, 10)[0],
+        "4": distributed.generate(table_model, key, 10, on[4])[0],
+    }
+    return out
+
+
+# ---- the tests ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four():
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "worker"], capture_output=True, text=True,
+                          env=env_with_devices(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_child_sees_four_devices(four):
+    assert four["device_count"] == 4
+
+
+@pytest.mark.parametrize("run", ["transformer_dropout", "mlp_all_words", "bigram_full_batch"])
+def test_data_parallel_training_equals_one_device(four, run):
+    row = four["train"][run]
+    assert row["changed"] > 1e-3  # the runs trained: equality is not of untouched parameters
+    layouts = [k for k in row if k != "changed"]
+    assert layouts
+    for layout in layouts:
+        assert row[layout]["params"] < TOLERANCE, (layout, row[layout])
+        assert row[layout]["opt_state"] < TOLERANCE, (layout, row[layout])
+        assert row[layout]["losses"] < TOLERANCE, (layout, row[layout])
+
+
+def test_the_compiler_splits_the_batch_and_sums_the_gradients(four):
+    assert four["step_has_all_reduce"]
+    n = four["train_words"]
+    assert four["token_rows_per_device"] == [-(-n // 4)] * 4
+
+
+def test_sharded_counts_equal_one_device_counts_exactly(four):
+    assert four["counts"] == {"2": True, "3": True, "4": True}
+    assert four["counts_total"] == 228146
+    assert four["count_has_all_reduce"]
+    assert four["ngram3"]
+
+
+def test_names_are_the_same_whatever_the_device_count(four):
+    names = four["names"]
+    assert len(names["1"]) == 30 and len(set(names["1"])) > 20
+    assert names["2"] == names["1"] and names["4"] == names["1"]
+    assert four["table_names"]["4"] == four["table_names"]["1"]
+
+
+# ---- the command -------------------------------------------------------------------------
+
+
+def test_batch_that_does_not_divide_among_the_devices_is_one_line_and_exit_2(tmp_path):
+    work = tmp_path / "w"
+    code, _, err = makemore("train", "-o", str(work), "--type", "mlp", "--batch-size", "30", timeout=60)
+    assert code == 2, err
+    assert err.strip() == ("makemore train: error: batch size 30 does not divide among 4 devices: "
+                           "use a multiple of 4, or fewer --devices")
+    assert not work.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--devices", "64"], "--devices 64: this process sees only"),
+    (["--device", "tpu"], "--device tpu: JAX has no tpu device here"),
+    (["--coordinator", "localhost:1234"], "--coordinator, --num-processes and --process-id go together"),
+    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "--coordinator must be HOST:PORT"),
+    (["--coordinator", "localhost:1", "--num-processes", "2", "--process-id", "2"], "--process-id must be in 0..1"),
+    (["--devices", "0"], "--devices: must be an integer >= 1"),
+])
+def test_bad_device_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    from makemore_jax.cli import main
+
+    work = tmp_path / "w"
+    try:
+        code = main(["train", "-o", str(work), "--steps", "1", *args])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not work.exists()
+
+
+def _last_params(workdir):
+    from makemore_jax import checkpoint
+
+    return checkpoint.flatten_params(checkpoint.load(str(workdir), "last").model.params)
+
+
+TRAIN = ["--type", "mlp", "--steps", "20", "--batch-size", "16", "--eval-every", "20", "--n-embd", "8",
+         "--n-embd2", "16", "--num-samples", "0", "-q"]
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("one") / "w"
+    code, _, err = makemore("train", "-o", str(work), *TRAIN, "--devices", "1")
+    assert code == 0, err
+    return _last_params(work)
+
+
+def test_cli_trains_on_four_devices_like_on_one(tmp_path, one_device_run):
+    code, _, err = makemore("train", "-o", str(tmp_path / "w"), *TRAIN, "--shard-params")
+    assert code == 0, err
+    many = _last_params(tmp_path / "w")
+    assert many.keys() == one_device_run.keys()
+    for name, value in one_device_run.items():
+        np.testing.assert_allclose(many[name], value, atol=TOLERANCE, rtol=0, err_msg=name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_train_like_one_device(tmp_path, one_device_run):
+    """Two processes of two CPU devices each, joined by jax.distributed (gloo collectives on CPU)."""
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = []
+    for pid in (0, 1):
+        cmd = [sys.executable, "-m", "makemore_jax", "train", "-o", str(tmp_path / f"w{pid}"), *TRAIN,
+               "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(pid)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=env_with_devices("--xla_force_host_platform_device_count=2"), cwd=ROOT))
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            results.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    assert "process 1: trained to step 20" in results[1][1]
+    assert not (tmp_path / "w1").exists()  # process 0 alone writes
+    many = _last_params(tmp_path / "w0")
+    for name, value in one_device_run.items():
+        np.testing.assert_allclose(many[name], value, atol=TOLERANCE, rtol=0, err_msg=name)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
+    sys.path.insert(0, ROOT)
+    print(json.dumps(worker()))
