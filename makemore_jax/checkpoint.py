@@ -11,10 +11,13 @@ A checkpoint NAME (``model``: the best by dev NLL, what sample and eval use;
 
 plus WORKDIR/metrics.jsonl, one JSON record per logged chunk of training.
 
-Every file is written to a temporary name and moved into place with
-``os.replace``. NAME.json is written last and is the commit point: until it is
-replaced it names the previous, complete array file, so a crash at any moment
-leaves the previous checkpoint loadable.
+Every file is written to a temporary name (``.tmp-*``) and moved into place
+with ``os.replace``. NAME.json is written last and is the commit point: until
+it is replaced it names the previous, complete array file, so a crash at any
+moment leaves the previous checkpoint loadable. NAME.json also holds the
+SHA-256 of its own other fields (format 2), so a hand-edited file is refused
+like a damaged one. Nothing is unpickled: arrays are read with
+allow_pickle=False, metadata with json.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from .trained import TrainedModel
 
 METRICS_FILE = "metrics.jsonl"
 FORMAT = "makemore-jax"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: NAME.json carries meta_sha256; format 1 files (without it) still load
+READABLE_VERSIONS = (1, 2)
+TEMP_PREFIX = ".tmp-"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -57,7 +62,7 @@ class Loaded:
 def atomic_write(path: str, payload: bytes) -> None:
     """Write bytes to path so that readers see the old file or the new one, never half."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix="-" + os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual mode
@@ -110,9 +115,37 @@ def unflatten_params(flat: dict[str, np.ndarray], prefix: str = "params") -> dic
     return tree
 
 
+def _cannot_write(workdir: str, err: OSError) -> MakemoreError:
+    return MakemoreError(f"cannot write to {workdir}: {err.strerror or err} (what was saved there before is kept)")
+
+
+def prepare_workdir(workdir: str) -> None:
+    """Before a run writes to workdir (holding its lock): drop the temporary files of a
+    killed run, and fail now, not after training, if nothing can be written there."""
+    try:
+        names = os.listdir(workdir)
+    except OSError as err:
+        raise MakemoreError(f"cannot read the work directory {workdir}: {err.strerror or err}") from None
+    for name in names:
+        if name.startswith(TEMP_PREFIX):
+            try:
+                os.unlink(os.path.join(workdir, name))
+            except OSError:
+                pass
+    try:
+        fd, probe = tempfile.mkstemp(dir=workdir, prefix=TEMP_PREFIX)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise _cannot_write(workdir, err) from None
+
+
 def write_metrics(workdir: str, history: list[dict]) -> None:
     lines = "".join(json.dumps({k: json_number(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in history)
-    atomic_write(os.path.join(workdir, METRICS_FILE), lines.encode("utf-8"))
+    try:
+        atomic_write(os.path.join(workdir, METRICS_FILE), lines.encode("utf-8"))
+    except OSError as err:
+        raise _cannot_write(workdir, err) from None
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -123,7 +156,7 @@ def read_metrics(workdir: str) -> list[dict]:
             for line in f:
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     break
                 if not isinstance(record, dict):
                     break
@@ -172,16 +205,24 @@ def save(
             "arrays_file": arrays_file,
             "arrays_sha256": digest,
         }
+        meta["meta_sha256"] = _meta_digest(meta)
         text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         atomic_write(os.path.join(workdir, f"{name}.json"), text.encode("utf-8"))
     except OSError as err:
-        raise MakemoreError(f"cannot write to {workdir}: {err.strerror or err}") from None
+        raise _cannot_write(workdir, err) from None
     for other in os.listdir(workdir):  # array files of this checkpoint no longer referenced
         if other.startswith(f"{name}-") and other.endswith(".npz") and other != arrays_file:
             try:
                 os.unlink(os.path.join(workdir, other))
             except OSError:
                 pass
+
+
+def _meta_digest(meta: dict) -> str:
+    """SHA-256 of every field but meta_sha256, in a canonical JSON form (sorted keys, no spaces)."""
+    fields = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))  # ASCII: \u escapes
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _corrupt(path: str, why: str) -> MakemoreError:
@@ -197,14 +238,17 @@ def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
             meta = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
         raise MakemoreError(f"{workdir}: no checkpoint here ({name}.json is missing; train a model first)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deep
         raise _corrupt(path, f"unreadable JSON ({err})") from None
     except OSError as err:
         raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _corrupt(path, "not a makemore-jax checkpoint")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise _corrupt(path, f"format version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise _corrupt(path, f"format version {version!r}, expected one of {', '.join(map(str, READABLE_VERSIONS))}")
+    if not isinstance(meta.get("makemore_jax_version"), str):
+        raise _corrupt(path, "makemore_jax_version (the version that wrote it) is missing")
     return path, meta
 
 
@@ -237,7 +281,7 @@ def load(workdir: str, name: str = "model") -> Loaded:
     try:
         config = TrainConfig.from_json(meta.get("config"))
         vocab = Vocabulary.from_json(meta.get("vocab"))
-    except MakemoreError as err:
+    except (MakemoreError, TypeError, ValueError, OverflowError) as err:  # a field of the wrong JSON type, too
         raise _corrupt(path, str(err)) from None
     if meta.get("type") != config.type:
         raise _corrupt(path, f"type {meta.get('type')!r} does not match its config ({config.type!r})")
@@ -250,11 +294,13 @@ def load(workdir: str, name: str = "model") -> Loaded:
         if not isinstance(meta.get(key), dict):
             raise _corrupt(path, f"field {key!r} is missing or not an object")
     best_dev = meta.get("best_dev_nll")
-    if best_dev is not None and not isinstance(best_dev, (int, float, str)):
-        raise _corrupt(path, "best_dev_nll must be a number")
+    try:
+        best = None if best_dev is None else float(best_dev)  # a number, or "inf"/"nan" as written
+    except (TypeError, ValueError, OverflowError):
+        raise _corrupt(path, "best_dev_nll must be a number") from None
 
     arrays_file = meta.get("arrays_file")
-    if not isinstance(arrays_file, str) or os.path.basename(arrays_file) != arrays_file:
+    if not isinstance(arrays_file, str) or os.path.basename(arrays_file) != arrays_file or "\x00" in arrays_file:
         raise _corrupt(path, "arrays_file is missing or not a plain file name")
     arrays_path = os.path.join(workdir, arrays_file)
     try:
@@ -267,7 +313,10 @@ def load(workdir: str, name: str = "model") -> Loaded:
     arrays = _read_arrays(arrays_path, payload)
 
     model = TrainedModel(config, vocab, {}, block_size)
-    expected = _expected_params(model, arrays, arrays_path)
+    try:
+        expected = _expected_params(model, arrays, arrays_path)
+    except (TypeError, ValueError, OverflowError) as err:  # sizes no model can have
+        raise _corrupt(path, f"its settings do not describe a {config.type} model ({err})") from None
     got = {k: v for k, v in arrays.items() if k.startswith("params/")}
     if set(got) != set(expected):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
@@ -278,7 +327,10 @@ def load(workdir: str, name: str = "model") -> Loaded:
     model.params = unflatten_params(got)
     opt_keys = sorted(k for k in arrays if k.startswith("opt/"))
     opt_leaves = [arrays[k] for k in opt_keys] if opt_keys else None
-    best = float(best_dev) if best_dev is not None else None
+    # checked last, so that a damaged field gets the precise message above; an
+    # edit that leaves a well-formed file is still refused here
+    if meta["format_version"] >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+        raise _corrupt(path, "its fields do not match their checksum (meta_sha256): edited by hand or damaged")
     return Loaded(model, step, best, meta["training"], meta["metrics"], opt_leaves)
 
 

@@ -16,7 +16,8 @@ import sys
 from .errors import MakemoreError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 DEFAULT_WORKDIR = "out"
 
 
@@ -330,6 +331,22 @@ def _is_writer() -> bool:
     return _process_index() == 0
 
 
+def _hold_workdir(workdir: str) -> None:
+    """Lock workdir for this command (one writer at a time), drop a killed run's temporary
+    files, and check that it can be written, all before any work is done."""
+    from . import checkpoint, lock
+
+    lock.hold(workdir)
+    checkpoint.prepare_workdir(workdir)
+
+
+def _resume_command(args) -> str:
+    import shlex
+
+    given_input = f" -i {shlex.quote(args.input_file)}" if args.input_file is not None else ""
+    return f"makemore train -o {shlex.quote(args.work_dir)} --resume{given_input}"
+
+
 def cmd_train(args) -> None:
     from . import checkpoint
     from .config import TrainConfig
@@ -340,6 +357,8 @@ def cmd_train(args) -> None:
     from .sampling import generate
     from .seeding import seed_key
     from .train import Interrupted, fit, new_model
+    from . import interrupt
+    import signal
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
@@ -348,6 +367,8 @@ def cmd_train(args) -> None:
     given = _given_settings(args)
     path = _input_path(args)
     if args.resume:
+        if os.path.isdir(args.work_dir) and writer:  # else loading says there is no such work directory
+            _hold_workdir(args.work_dir)
         model, state, training = _resume_state(args, given)
         words, digest = _read_input(path)
         if digest != training.get("input_sha256"):
@@ -365,24 +386,31 @@ def cmd_train(args) -> None:
     if not args.resume:
         model = ngram.new_model(cfg, data) if cfg.type == "ngram" else new_model(cfg, data, parallel)
         training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words)}
+        if writer:
+            _hold_workdir(args.work_dir)
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
     print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
 
     if cfg.type not in ("counts", "ngram"):  # the counted models are complete already
         def save(model_now, st, is_best):
-            checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
+            # last.json goes last: a kill between these writes leaves metrics for every step
+            # up to it, and a best model no older than it, so --resume loses nothing
             checkpoint.write_metrics(args.work_dir, st.history)
             if is_best:
                 checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
+            checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
 
+        stop_signal = interrupt.Deferred()  # Ctrl-C or SIGTERM: finish the chunk, save, stop
         try:
             # a live line on a terminal, plain lines in logs or with --log-every
-            with reporter(cfg.steps, quiet=args.quiet or not writer, plain="log_every" in given, start_step=state.step if state else 0) as report:
-                fit(model, data, state, report.record, save if writer else None, parallel=parallel)
+            with stop_signal.active(), reporter(cfg.steps, quiet=args.quiet or not writer, plain="log_every" in given,
+                                                start_step=state.step if state else 0) as report:
+                fit(model, data, state, report.record, save if writer else None, stop_requested=stop_signal, parallel=parallel)
         except Interrupted as stop:
-            print(f"makemore train: interrupted at step {stop.step:,}, saved; continue with: "
-                  f"makemore train -o {args.work_dir} --resume", file=sys.stderr)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            signum = stop_signal.signum or signal.SIGINT
+            print(f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
+                  f"{_resume_command(args)}", file=sys.stderr)
+            raise SystemExit(interrupt.exit_status(signum)) from None
         if not writer:
             print(f"process {_process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
             return
@@ -438,6 +466,7 @@ def cmd_tune(args) -> None:
     metrics = {f"{s}_nll": v for s, v in ngram.split_nll(model, data).items()}  # test: once, for the chosen model
     grid = [{"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)]
     training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words), "tuning": grid}
+    _hold_workdir(args.work_dir)
     checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
     print(f"{_describe(cfg)}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
@@ -454,6 +483,8 @@ def _novelty_report(loaded, names: list[str]) -> str:
     from .seeding import seed_key
 
     path = loaded.training.get("input", "")
+    if not isinstance(path, str):
+        path = ""
     try:
         words, digest = _read_input(path)
     except MakemoreError:
@@ -581,6 +612,7 @@ def cmd_mix(args) -> None:
         label = f"{d} ({ld.model.type})"
         print(f"{label:<40} {report['weights'][k]:7.3f}  " + "  ".join(f"{report['members'][s][k]:9.4f}" for s in splits))
     print(f"{'mixture':<40} {1:7.3f}  " + "  ".join(f"{report['mixture'][s]:9.4f}" for s in splits))
+    _hold_workdir(args.work_dir)
     mixture.save(args.work_dir, mix, loaded, args.models, report)
     print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")
     if args.num_samples:
@@ -591,18 +623,31 @@ def cmd_mix(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import interrupt, lock
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        with interrupt.stop_raises():  # SIGTERM ends a command the way Ctrl-C does
+            args.run(args)
     except MakemoreError as err:
         print(f"makemore {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"makemore {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", 2)  # a plain KeyboardInterrupt is SIGINT's
+        print(f"makemore {args.command}: {interrupt.describe(signum)}", file=sys.stderr)
+        return interrupt.exit_status(signum)
+    except MemoryError:
+        print(f"makemore {args.command}: error: out of memory (a smaller model, --batch-size or input needs less)", file=sys.stderr)
+        return EXIT_USAGE
+    except UnicodeEncodeError as err:  # a name the terminal's encoding cannot show
+        print(f"makemore {args.command}: error: cannot print {err.object[err.start:err.end]!r} in this terminal's "
+              f"encoding ({err.encoding}); set PYTHONIOENCODING=utf-8", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         # `makemore sample | head`: the reader left; not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        lock.release_all()
     return 0

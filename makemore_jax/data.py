@@ -28,25 +28,48 @@ def bundled_names_path() -> str:
     return str(importlib.resources.files("makemore_jax").joinpath("names.txt"))
 
 
+MAX_WORD_LEN = 1000  # characters; a longer line is not a word (and would blow up the padded batches)
+
+
 def parse_words(raw: bytes, source: str = "input") -> list[str]:
     """Decode UTF-8 bytes into words: one per line, whitespace stripped, blank lines dropped.
 
-    A leading byte-order mark is ignored. Raises MakemoreError naming the line
-    of the first invalid byte, or if no word is left.
+    The rules, applied to every file the tool reads: a byte-order mark at the
+    start is dropped; lines end at \\n, \\r\\n or a lone \\r (so no word holds a
+    line break); surrounding whitespace (str.isspace) is stripped; a character
+    is one Unicode code point, with no normalisation (é and e + U+0301 differ).
+    Refused with a MakemoreError naming the line: bytes that are not UTF-8, a
+    NUL character (a binary or UTF-16 file), a word longer than MAX_WORD_LEN
+    characters, and a file with no word at all.
     """
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
         raise MakemoreError(
-            f"{source}: line {line} is not valid UTF-8 (byte 0x{raw[err.start]:02x})"
+            f"{source}: line {_line_of(raw[: err.start])} is not valid UTF-8 (byte 0x{raw[err.start]:02x})"
         ) from None
-    words = [w for w in (line.strip() for line in text.split("\n")) if w]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise MakemoreError(f"{source}: line {line} holds a NUL character (is it a binary or UTF-16 file?)")
+    lines = [line.strip() for line in text.split("\n")]
+    if lines and max(map(len, lines)) > MAX_WORD_LEN:
+        i = next(i for i, line in enumerate(lines) if len(line) > MAX_WORD_LEN)
+        raise MakemoreError(
+            f"{source}: line {i + 1} has {len(lines[i]):,} characters; a word may have at most {MAX_WORD_LEN:,}"
+        )
+    words = [w for w in lines if w]
     if not words:
         raise MakemoreError(f"{source}: no words (the file is empty or holds only blank lines)")
     return words
+
+
+def _line_of(prefix: bytes) -> int:
+    """The line number at the end of prefix, lines ending at \\n, \\r\\n or \\r."""
+    return prefix.count(b"\n") + prefix.count(b"\r") - prefix.count(b"\r\n") + 1
 
 
 def read_words(path: str | os.PathLike) -> list[str]:
@@ -89,6 +112,8 @@ class Vocabulary:
             raise MakemoreError("vocabulary must be sorted and without repeats")
         if _SEPARATOR in self.chars:
             raise MakemoreError("vocabulary cannot hold a newline")
+        if any("\ud800" <= c <= "\udfff" for c in self.chars):
+            raise MakemoreError("vocabulary cannot hold a lone surrogate (not a Unicode character)")
 
     @classmethod
     def from_words(cls, words: Sequence[str]) -> "Vocabulary":

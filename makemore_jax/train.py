@@ -202,6 +202,7 @@ def fit(
     state: TrainState | None = None,
     on_record: Callable[[dict], None] | None = None,
     on_checkpoint: Callable[[TrainedModel, TrainState, bool], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
     parallel=None,
 ) -> TrainState:
     """Train model.params in place of state (fresh if None) up to cfg.steps.
@@ -209,7 +210,9 @@ def fit(
     After each chunk a record (step, loss, steps/s, and at evaluation steps the
     NLL of every split) goes to on_record; at each evaluation on_checkpoint(model, state,
     is_best_by_dev) is called. Non-finite loss stops the run with the step
-    named; Ctrl-C hands the last finished state to on_checkpoint and raises
+    named, after handing the last good state to on_checkpoint. Ctrl-C, or
+    stop_requested() turning true after a chunk (a signal deferred by the
+    caller), hands the last finished state to on_checkpoint and raises
     Interrupted. With parallel (a distributed.DataParallel over several
     devices) the steps run data-parallel over its mesh, on the very batches a
     one-device run draws.
@@ -247,6 +250,8 @@ def fit(
             elapsed = time.perf_counter() - t0
             if not np.isfinite(losses).all():
                 bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
+                if on_checkpoint:
+                    on_checkpoint(model, readable(state), False)  # model.params are state.params, all finite
                 raise MakemoreError(
                     f"loss became {losses[bad - state.step - 1]} at step {bad}; stopped "
                     f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
@@ -270,6 +275,8 @@ def fit(
             if is_eval and on_checkpoint:
                 view.best_dev = state.best_dev
                 on_checkpoint(model, view, is_best)
+            if stop_requested is not None and stop_requested():
+                raise KeyboardInterrupt  # saved below, at this step
     except KeyboardInterrupt:
         view = readable(state)
         model.params = view.params
