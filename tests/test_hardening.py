@@ -129,6 +129,24 @@ def test_a_deferred_stop_ends_training_after_the_chunk_and_saves_it(small_names,
     assert stop.value.step == 15 and saved == [15]  # saved at the step reached, not the last evaluation
 
 
+def test_signals_are_deferred_once_then_raise_and_handlers_are_restored():
+    from makemore_jax import interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop = interrupt.Deferred()
+    with stop.active():
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, nothing raised
+        assert stop() and stop.signum == signal.SIGTERM
+        with pytest.raises(interrupt.Stop) as second:
+            os.kill(os.getpid(), signal.SIGINT)  # the user insists: at once
+        assert second.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(KeyboardInterrupt) as raised, interrupt.stop_raises():
+        os.kill(os.getpid(), signal.SIGTERM)  # outside training SIGTERM raises like Ctrl-C
+    assert raised.value.signum == signal.SIGTERM and interrupt.exit_status(raised.value.signum) == EXIT_TERMINATED
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 # ---- SIGKILL at random moments --------------------------------------------------------
 
 KILL_TRIALS = 24
