@@ -205,7 +205,7 @@ def save(
             "arrays_file": arrays_file,
             "arrays_sha256": digest,
         }
-        meta["meta_sha256"] = _meta_digest(meta)
+        meta["meta_sha256"] = meta_digest(meta)
         text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         atomic_write(os.path.join(workdir, f"{name}.json"), text.encode("utf-8"))
     except OSError as err:
@@ -218,7 +218,7 @@ def save(
                 pass
 
 
-def _meta_digest(meta: dict) -> str:
+def meta_digest(meta: dict) -> str:
     """SHA-256 of every field but meta_sha256, in a canonical JSON form (sorted keys, no spaces)."""
     fields = {k: v for k, v in meta.items() if k != "meta_sha256"}
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))  # ASCII: \u escapes
@@ -329,7 +329,7 @@ def load(workdir: str, name: str = "model") -> Loaded:
     opt_leaves = [arrays[k] for k in opt_keys] if opt_keys else None
     # checked last, so that a damaged field gets the precise message above; an
     # edit that leaves a well-formed file is still refused here
-    if meta["format_version"] >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+    if meta["format_version"] >= 2 and meta.get("meta_sha256") != meta_digest(meta):
         raise _corrupt(path, "its fields do not match their checksum (meta_sha256): edited by hand or damaged")
     return Loaded(model, step, best, meta["training"], meta["metrics"], opt_leaves)
 

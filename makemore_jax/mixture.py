@@ -210,6 +210,7 @@ def save(workdir: str, mixture: Mixture, loaded_members, sources, report: dict) 
         "format": FORMAT, "format_version": FORMAT_VERSION, "members": names, "sources": list(sources),
         "weights": [float(w) for w in mixture.weights], "report": report,
     }
+    meta["meta_sha256"] = checkpoint.meta_digest(meta)  # a hand edit of the weights is refused on loading
     checkpoint.atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode())
 
 
@@ -225,7 +226,7 @@ def load(workdir: str):
     try:
         with open(path, "rb") as f:
             meta = json.loads(f.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise MakemoreError(f"{path}: not a readable mixture file ({err.__class__.__name__})") from None
     if not (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("format_version") == FORMAT_VERSION):
         raise MakemoreError(f"{path}: not a makemore-jax mixture file of version {FORMAT_VERSION}")
@@ -233,9 +234,11 @@ def load(workdir: str):
     if not (
         isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights) >= 2
         and all(isinstance(n, str) and n.startswith("member-") and os.sep not in n for n in names)
-        and all(isinstance(w, (int, float)) and w > 0 for w in weights)
+        and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
     ):
         raise MakemoreError(f"{path}: damaged (members and weights do not match)")
+    if meta.get("meta_sha256") != checkpoint.meta_digest(meta):
+        raise MakemoreError(f"{path}: its fields do not match their checksum (meta_sha256): edited by hand or damaged")
     loaded = [checkpoint.load(os.path.join(workdir, n), "model") for n in names]
     members = tuple(ld.model for ld in loaded)
     try:

@@ -285,7 +285,7 @@ def test_any_value_in_any_field_loads_or_is_refused_naming_the_file(saved_model,
         meta["config"][field.split(".", 1)[1]] = value
     else:
         meta[field] = value
-    meta["meta_sha256"] = checkpoint._meta_digest(meta)  # resealed: the loader must judge every field itself
+    meta["meta_sha256"] = checkpoint.meta_digest(meta)  # resealed: the loader must judge every field itself
     with tempfile.TemporaryDirectory() as d:
         for name in os.listdir(work):
             if name.endswith(".npz"):

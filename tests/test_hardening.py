@@ -338,7 +338,7 @@ def _rewrite_meta(work, name="model", **changes):
 def _reseal(work, name="model"):
     """Recompute meta_sha256 after an edit: what a careful forger would do."""
     meta = json.loads((work / f"{name}.json").read_text())
-    meta["meta_sha256"] = checkpoint._meta_digest(meta)
+    meta["meta_sha256"] = checkpoint.meta_digest(meta)
     (work / f"{name}.json").write_text(json.dumps(meta))
 
 
@@ -454,3 +454,19 @@ def test_names_the_terminal_cannot_show_are_one_line(tmp_path, capsys):
     assert proc.stderr.strip().splitlines()[-1] == (
         "makemore sample: error: cannot print '\\U0001f642' in this terminal's encoding (ascii); set PYTHONIOENCODING=utf-8"
     )
+
+
+def test_a_hand_edited_mixture_is_refused(tmp_path, small_names, trained, capsys):
+    counts = tmp_path / "counts"
+    assert run_inprocess(capsys, "train", "--type", "counts", "-o", str(counts), "-i", small_names, "--num-samples", "0")[0] == 0
+    mix = tmp_path / "mix"
+    code, _, err = run_inprocess(capsys, "mix", str(trained), str(counts), "-o", str(mix), "--num-samples", "0")
+    assert code == 0, err
+    assert run_inprocess(capsys, "sample", "-o", str(mix), "-n", "2")[0] == 0
+    path = mix / "mixture.json"
+    meta = json.loads(path.read_text())
+    for weights, message in (([0.5, 0.5], "its fields do not match their checksum (meta_sha256): edited by hand or damaged"),
+                             ([float("inf"), 1.0], "damaged (members and weights do not match)")):
+        path.write_text(json.dumps({**meta, "weights": weights}))
+        code, out, err = run_inprocess(capsys, "sample", "-o", str(mix), "-n", "2")
+        assert code == 2 and out == "" and err.strip().splitlines() == [f"makemore sample: error: {path}: {message}"], err
