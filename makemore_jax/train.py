@@ -136,6 +136,9 @@ class Interrupted(Exception):
         self.step = step
 
 
+MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 MiB each at this size
+
+
 def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
     """An untrained model for the data: vocabulary, block size, initial parameters.
 
@@ -147,6 +150,12 @@ def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
         raise MakemoreError(
             f"block size {block_size} is too small: the longest word has {data.max_word_len} characters, "
             f"so it must be at least {data.max_word_len + 1}"
+        )
+    V = data.vocab.size
+    if cfg.type in ("counts", "bigram") and V > MAX_TABLE_VOCAB:
+        raise MakemoreError(
+            f"a vocabulary of {V:,} characters needs {V:,}×{V:,} tables ({V * V * 4 / 2**30:.1f} GiB each); "
+            f"the {cfg.type} model takes at most {MAX_TABLE_VOCAB:,} (the other models have no such table)"
         )
     if cfg.type == "counts":
         xs, ys = data.pairs("train")

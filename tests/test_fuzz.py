@@ -306,3 +306,19 @@ def test_any_bytes_as_model_json_are_refused(raw):
             f.write(raw)
         with pytest.raises(MakemoreError, match=re.escape(d)):
             checkpoint.load(d)
+
+
+def test_a_vocabulary_too_large_for_a_table_is_refused_and_other_models_take_it(tmp_path):
+    from makemore_jax.train import MAX_TABLE_VOCAB
+
+    chars = [chr(0x4E00 + i) for i in range(MAX_TABLE_VOCAB + 10)]  # CJK ideographs
+    path = tmp_path / "cjk.txt"
+    path.write_text("\n".join(a + b for a, b in zip(chars, chars[1:] + chars[:1])) + "\n")
+    for kind in ("counts", "bigram"):
+        code, _, err = cli("train", "--type", kind, "-i", str(path), "-o", str(tmp_path / kind))
+        assert_one_line_error(code, err, "train")
+        assert f"a vocabulary of {MAX_TABLE_VOCAB + 11:,} characters needs" in err and f"the {kind} model takes at most" in err
+        assert not (tmp_path / kind).exists()
+    code, out, err = cli("train", "--type", "mlp", "-i", str(path), "-o", str(tmp_path / "mlp"), "--steps", "2",
+                         "--eval-every", "2", "--n-embd", "4", "--n-embd2", "8", "--num-samples", "2")
+    assert code == 0, err
