@@ -309,21 +309,12 @@ def generate(model, key: jax.Array, n: int, parallel: DataParallel, *, max_len: 
     depend on how the batch is laid out. n is rounded up to a multiple of D and
     the extra names dropped. One process only (the names are read back here).
     """
-    from .sampling import TABLE_DECODER, Decoder, decode_rows, recompute_decoder, sample_ids, validate_sampling
+    from .sampling import decode_rows, plan, sample_ids, validate_sampling
 
-    if model.table is None:
-        max_len = model.block_size - 1 if max_len is None else min(max_len, model.block_size - 1)
-    elif max_len is None:
-        max_len = 2 * (model.block_size - 1)
+    decoder, config, params, max_len = plan(model, max_len)
     validate_sampling(n, max_len, temperature, top_k)
     if n == 0:
         return [], np.zeros((0,), bool)
-    if model.table is not None:
-        decoder, config, params = TABLE_DECODER, None, {"W": model.table}
-    else:
-        md = model.model_def
-        decoder = Decoder(md.decode_init, md.decode_step) if md.decode_step is not None else recompute_decoder(md.apply)
-        config, params = model.model_config, model.params
     padded = -(-n // parallel.size) * parallel.size
     params, _ = parallel.place_state(params, ())
     run = jax.jit(

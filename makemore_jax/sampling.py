@@ -190,6 +190,26 @@ def sample_names(
     return decode_rows(ids, vocab)
 
 
+def plan(model, max_len: int | None, fast: bool = True):
+    """(decoder, config, params, max_len) for sample_ids to draw from a trained model.
+
+    Sequence models generate at most block_size - 1 characters (the longest
+    word they were built for); max_len may lower that. Tables have no such
+    limit and default to twice the longest training word. fast=False takes the
+    recompute path even where the model has its own decoder.
+    """
+    if model.table is None:
+        max_len = model.block_size - 1 if max_len is None else min(max_len, model.block_size - 1)
+    elif max_len is None:
+        max_len = 2 * (model.block_size - 1)
+    if model.table is not None:
+        return TABLE_DECODER, None, {"W": model.table}, max_len
+    md = model.model_def
+    use_own = fast and md.decode_step is not None
+    decoder = Decoder(md.decode_init, md.decode_step) if use_own else recompute_decoder(md.apply)
+    return decoder, model.model_config, model.params, max_len
+
+
 def generate(
     model,
     key: jax.Array,
@@ -206,19 +226,9 @@ def generate(
     word they were built for); max_len may lower that. fast=False forces the
     recompute path, to check the model's incremental decoder against it.
     """
-    if model.table is None:
-        max_len = model.block_size - 1 if max_len is None else min(max_len, model.block_size - 1)
-    elif max_len is None:
-        max_len = 2 * (model.block_size - 1)
+    decoder, config, params, max_len = plan(model, max_len, fast)
     validate_sampling(n, max_len, temperature, top_k)
     if n == 0:
         return [], np.zeros((0,), bool)
-    if model.table is not None:
-        decoder, config, params = TABLE_DECODER, None, {"W": model.table}
-    else:
-        md = model.model_def
-        use_own = fast and md.decode_step is not None
-        decoder = Decoder(md.decode_init, md.decode_step) if use_own else recompute_decoder(md.apply)
-        config, params = model.model_config, model.params
     ids, ended = sample_ids(decoder, config, params, key, n, max_len, jnp.float32(temperature), top_k)
     return decode_rows(ids, model.vocab), np.asarray(ended)

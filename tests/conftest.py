@@ -5,6 +5,23 @@ import pytest
 from makemore_jax import data
 from makemore_jax.counts import count_matrix
 
+def run_inprocess(capsys, *args):
+    """Run `makemore ARGS` in this process; (exit code, stdout, stderr)."""
+    from makemore_jax.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(d):
+    """Every file of a directory, name -> bytes."""
+    return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = os.path.join(ROOT, "names.txt")
 

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from conftest import NAMES, ROOT
-from makemore_jax.cli import main
+from conftest import NAMES, ROOT, run_inprocess, snapshot
 
 
 def run(*args, cwd=None):
@@ -16,19 +15,6 @@ def run(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": ROOT}
     proc = subprocess.run([sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def run_inprocess(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(d):
-    return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
 
 
 @pytest.fixture(scope="module")

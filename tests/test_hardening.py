@@ -18,9 +18,9 @@ import fcntl
 import numpy as np
 import pytest
 
-from conftest import NAMES, ROOT
+from conftest import NAMES, ROOT, run_inprocess, snapshot
 from makemore_jax import checkpoint, lock
-from makemore_jax.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, main
+from makemore_jax.cli import EXIT_INTERRUPTED, EXIT_TERMINATED
 from makemore_jax.errors import MakemoreError
 
 # a tiny minibatch model with AdamW moments: cheap to compile, every part of a checkpoint
@@ -63,19 +63,6 @@ def wait_for_step_lines(proc, out_path, n=1, timeout=60.0):
             return False
         time.sleep(0.01)
     raise AssertionError("the training process printed no progress in time")
-
-
-def run_inprocess(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(d):
-    return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
 
 
 def checkpoint_files(d):

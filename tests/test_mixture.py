@@ -17,6 +17,7 @@ from makemore_jax.models import get_model
 from makemore_jax.sampling import generate
 from makemore_jax.seeding import seed_key
 from makemore_jax.trained import TrainedModel
+from conftest import run_inprocess as cli
 
 
 def test_em_weights_maximise_the_dev_likelihood():
@@ -74,15 +75,6 @@ def test_the_mixed_decoder_draws_the_names_of_the_recompute_path(mixed):
 
 
 # ---- the command ----------------------------------------------------------------------
-
-
-def cli(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

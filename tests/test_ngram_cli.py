@@ -5,21 +5,8 @@ import os
 
 import pytest
 
-from conftest import NAMES
+from conftest import NAMES, run_inprocess as run, snapshot
 from makemore_jax.cli import main
-
-
-def run(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(d):
-    return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
 
 
 @pytest.fixture(scope="module")

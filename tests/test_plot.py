@@ -12,7 +12,7 @@ import matplotlib  # the plot extra: CI installs it, so these tests never skip
 import numpy as np
 import pytest
 
-from conftest import NAMES, ROOT
+from conftest import NAMES, ROOT, run_inprocess as run
 from makemore_jax import checkpoint, plot
 from makemore_jax.cli import main
 from makemore_jax.counts import count_matrix, smoothed_probs
@@ -23,15 +23,6 @@ from makemore_jax.seeding import seed_key
 
 TINY = ["--steps", "20", "--eval-every", "10", "--log-every", "10", "--num-samples", "0", "--quiet"]
 MLP = ["--type", "mlp", "--n-embd", "3", "--n-embd2", "8", "--batch-size", "8", *TINY]
-
-
-def run(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
