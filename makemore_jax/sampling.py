@@ -57,12 +57,17 @@ def recompute_decoder(apply: Callable) -> Decoder:
     return Decoder(init, step)
 
 
+TRIANGLE_MAX_V = 512  # running sums by a V×V triangle product up to this vocabulary size (1 MiB), cumsum beyond
+
+
 def tempered_cdf(logits_NxV: jax.Array, temperature: jax.Array) -> jax.Array:
     """Running sums of exp((logits - max) / T) along each row (unnormalised); T > 0."""
     shifted_NxV = logits_NxV - jnp.max(logits_NxV, axis=-1, keepdims=True)  # <= 0, max exactly 0: no overflow
     p_NxV = jnp.exp(shifted_NxV / temperature)
-    # A product with a triangle of ones: XLA's cumsum is a slow reduce-window on CPU.
     V = logits_NxV.shape[-1]
+    if V > TRIANGLE_MAX_V:
+        return jnp.cumsum(p_NxV, axis=-1)
+    # A product with a triangle of ones: XLA's cumsum is a slow reduce-window on CPU.
     return jnp.dot(p_NxV, jnp.triu(jnp.ones((V, V), p_NxV.dtype)), precision=jax.lax.Precision.HIGHEST)
 
 
