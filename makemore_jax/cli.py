@@ -354,7 +354,6 @@ def cmd_train(args) -> None:
     from . import ngram
     from .evaluate import split_nll
     from .progress import reporter
-    from .sampling import generate
     from .seeding import seed_key
     from .train import Interrupted, fit, new_model
     from . import interrupt
@@ -426,11 +425,7 @@ def cmd_train(args) -> None:
     best = f" (best by dev, step {step:,})" if cfg.type not in ("counts", "ngram") else ""
     print(f"{_describe(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
-    if args.num_samples:
-        names, _ = generate(model, seed_key(cfg.seed, "sample"), args.num_samples)
-        print(f"samples (makemore sample -o {args.work_dir} --seed {cfg.seed}):")
-        for name in names:
-            print(f"  {name}")
+    _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
 
 
 def cmd_tune(args) -> None:
@@ -439,7 +434,6 @@ def cmd_tune(args) -> None:
     from . import checkpoint, ngram, tune
     from .config import TrainConfig
     from .data import Dataset
-    from .sampling import generate
     from .seeding import seed_key
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
@@ -470,9 +464,17 @@ def cmd_tune(args) -> None:
     checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
     print(f"{_describe(cfg)}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
-    if args.num_samples:
-        names, _ = generate(model, seed_key(cfg.seed, "sample"), args.num_samples)
-        print(f"samples (makemore sample -o {args.work_dir} --seed {cfg.seed}):")
+    _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
+
+
+def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
+    """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved."""
+    from .sampling import generate
+    from .seeding import seed_key
+
+    if n:
+        names, _ = generate(model, seed_key(seed, "sample"), n)
+        print(f"samples (makemore sample -o {work_dir} --seed {seed}):")
         for name in names:
             print(f"  {name}")
 
@@ -580,7 +582,6 @@ def cmd_plot(args) -> None:
 def cmd_mix(args) -> None:
     from . import checkpoint, mixture
     from .data import Dataset
-    from .sampling import generate
     from .seeding import seed_key
 
     out = os.path.abspath(args.work_dir)
@@ -615,11 +616,7 @@ def cmd_mix(args) -> None:
     _hold_workdir(args.work_dir)
     mixture.save(args.work_dir, mix, loaded, args.models, report)
     print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")
-    if args.num_samples:
-        names, _ = generate(mix, seed_key(args.seed, "sample"), args.num_samples)
-        print(f"samples (makemore sample -o {args.work_dir} --seed {args.seed}):")
-        for name in names:
-            print(f"  {name}")
+    _print_samples(mix, args.work_dir, args.seed, args.num_samples)
 
 
 def main(argv: list[str] | None = None) -> int:
