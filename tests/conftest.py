@@ -22,6 +22,14 @@ def snapshot(d):
     return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
 
 
+def first_names(tmp_path_factory, n: int) -> str:
+    """A file of the first n names of names.txt, for tests that train small models quickly."""
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    with open(NAMES) as f:
+        path.write_text("".join(f.readline() for _ in range(n)))
+    return str(path)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = os.path.join(ROOT, "names.txt")
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import NAMES, ROOT, run_inprocess, snapshot
+from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot
 
 
 def run(*args, cwd=None):
@@ -169,10 +169,7 @@ TINY_FLAGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "8", "--n-embd2", "
 
 @pytest.fixture(scope="module")
 def small_names(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    with open(NAMES) as f:
-        path.write_text("".join(f.readline() for _ in range(400)))
-    return str(path)
+    return first_names(tmp_path_factory, 400)
 
 
 def test_resume_continues_exactly(tmp_path, capsys, small_names):

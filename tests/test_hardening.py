@@ -18,7 +18,7 @@ import fcntl
 import numpy as np
 import pytest
 
-from conftest import NAMES, ROOT, run_inprocess, snapshot
+from conftest import ROOT, first_names, run_inprocess, snapshot
 from makemore_jax import checkpoint, lock
 from makemore_jax.cli import EXIT_INTERRUPTED, EXIT_TERMINATED
 from makemore_jax.errors import MakemoreError
@@ -30,10 +30,7 @@ ENV = {**os.environ, "PYTHONPATH": ROOT}
 
 @pytest.fixture(scope="module")
 def small_names(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    with open(NAMES) as f:
-        path.write_text("".join(f.readline() for _ in range(300)))
-    return str(path)
+    return first_names(tmp_path_factory, 300)
 
 
 def start(args, out_path, env=ENV):

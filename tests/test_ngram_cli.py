@@ -5,16 +5,13 @@ import os
 
 import pytest
 
-from conftest import NAMES, run_inprocess as run, snapshot
+from conftest import NAMES, first_names, run_inprocess as run, snapshot
 from makemore_jax.cli import main
 
 
 @pytest.fixture(scope="module")
 def small_names(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    with open(NAMES) as f:
-        path.write_text("".join(f.readline() for _ in range(2000)))
-    return str(path)
+    return first_names(tmp_path_factory, 2000)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import NAMES
+from conftest import first_names
 from makemore_jax import progress
 from makemore_jax.cli import main
 
@@ -77,10 +77,7 @@ def test_live_line_fits_a_narrow_terminal():
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    with open(NAMES) as f:
-        path.write_text("".join(f.readline() for _ in range(200)))
-    return str(path)
+    return first_names(tmp_path_factory, 200)
 
 
 def train_on(monkeypatch, capsys, tmp_path, small, *flags, terminal=True):
