@@ -321,6 +321,23 @@ def _parallel(args):
     return distributed.DataParallel.over(devices, args.shard_params)
 
 
+def _devices_line(parallel) -> str:
+    """Where this run computes, e.g. ``device: gpu (NVIDIA H200)`` or ``devices: 4 × cpu, data-parallel``."""
+    import jax
+    import jax.numpy as jnp
+
+    if parallel is None:
+        (device,) = jnp.zeros(()).devices()  # where an uncommitted array lands: the default device
+        kind = f" ({device.device_kind})" if device.device_kind != device.platform else ""
+        return f"device: {device.platform}{kind}"
+    devices = list(parallel.mesh.devices.flat)
+    kinds = sorted({d.device_kind for d in devices} - {devices[0].platform})
+    kind = f" ({', '.join(kinds)})" if kinds else ""
+    hosts = len({d.process_index for d in devices})
+    where = f" on {hosts} hosts" if hosts > 1 else ""
+    return f"devices: {len(devices)} × {devices[0].platform}{kind}{where}, data-parallel"
+
+
 def _process_index() -> int:
     import jax
 
@@ -389,6 +406,8 @@ def cmd_train(args) -> None:
             _hold_workdir(args.work_dir)
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
     print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+    if writer:
+        print(_devices_line(parallel), flush=True)
 
     if cfg.type not in ("counts", "ngram"):  # the counted models are complete already
         def save(model_now, st, is_best):

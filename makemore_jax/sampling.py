@@ -123,37 +123,41 @@ def sample_ids(
     Returns ids (n, max_len) int32, each row zero from its end boundary on, and
     ended (n,) bool: False where a row was cut at max_len characters.
     """
-    u_LxN = name_uniforms(key, n, max_len + 1)
-    if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
-        table_VxV = keep_top_k(decoder.table(params), top_k)
-        cdf_VxV = tempered_cdf(table_VxV, jnp.where(temperature > 0, temperature, 1.0))
-        greedy_V = jnp.argmax(table_VxV, axis=-1).astype(jnp.int32)
+    # float32 products in full, on GPUs too (whose default is TF32, ~1e-3 off): a name flips wherever a
+    # uniform falls between the two machines' running sums, so without this the same key would give
+    # other names on a GPU than on a CPU
+    with jax.default_matmul_precision("highest"):
+        u_LxN = name_uniforms(key, n, max_len + 1)
+        if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
+            table_VxV = keep_top_k(decoder.table(params), top_k)
+            cdf_VxV = tempered_cdf(table_VxV, jnp.where(temperature > 0, temperature, 1.0))
+            greedy_V = jnp.argmax(table_VxV, axis=-1).astype(jnp.int32)
 
-        def next_ids(state, token_N, t):
-            drawn_N = invert(cdf_VxV[token_N], u_LxN[t])
-            return jnp.where(temperature > 0, drawn_N, greedy_V[token_N]), state
+            def next_ids(state, token_N, t):
+                drawn_N = invert(cdf_VxV[token_N], u_LxN[t])
+                return jnp.where(temperature > 0, drawn_N, greedy_V[token_N]), state
 
-    else:
+        else:
 
-        def next_ids(state, token_N, t):
-            logits_NxV, state = decoder.step(params, state, token_N, t)
-            return pick(keep_top_k(logits_NxV, top_k), u_LxN[t], temperature), state
+            def next_ids(state, token_N, t):
+                logits_NxV, state = decoder.step(params, state, token_N, t)
+                return pick(keep_top_k(logits_NxV, top_k), u_LxN[t], temperature), state
 
-    def going(carry):
-        t, _, _, ended_N, _ = carry
-        return (t <= max_len) & ~jnp.all(ended_N)
+        def going(carry):
+            t, _, _, ended_N, _ = carry
+            return (t <= max_len) & ~jnp.all(ended_N)
 
-    def step(carry):
-        t, state, token_N, ended_N, ids_LxN = carry
-        nxt_N, state = next_ids(state, token_N, t)
-        nxt_N = jnp.where(ended_N, BOUNDARY_ID, nxt_N)
-        ids_LxN = jax.lax.dynamic_update_index_in_dim(ids_LxN, nxt_N, t, axis=0)
-        return t + 1, state, nxt_N, ended_N | (nxt_N == BOUNDARY_ID), ids_LxN
+        def step(carry):
+            t, state, token_N, ended_N, ids_LxN = carry
+            nxt_N, state = next_ids(state, token_N, t)
+            nxt_N = jnp.where(ended_N, BOUNDARY_ID, nxt_N)
+            ids_LxN = jax.lax.dynamic_update_index_in_dim(ids_LxN, nxt_N, t, axis=0)
+            return t + 1, state, nxt_N, ended_N | (nxt_N == BOUNDARY_ID), ids_LxN
 
-    zeros_N = jnp.zeros((n,), jnp.int32)
-    init = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool), jnp.zeros_like(u_LxN, jnp.int32))
-    _, _, _, ended_N, ids_LxN = jax.lax.while_loop(going, step, init)
-    return ids_LxN.T[:, :max_len], ended_N
+        zeros_N = jnp.zeros((n,), jnp.int32)
+        init = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool), jnp.zeros_like(u_LxN, jnp.int32))
+        _, _, _, ended_N, ids_LxN = jax.lax.while_loop(going, step, init)
+        return ids_LxN.T[:, :max_len], ended_N
 
 
 def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0) -> None:

@@ -218,3 +218,17 @@ def test_top_k_limits_the_choices(vocab, counts):
     table = np.asarray(model.table)
     allowed_first = {vocab.chars[i - 1] for i in np.argsort(table[0])[-3:] if i}
     assert {n[0] for n in names if n} <= allowed_first
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mlp", "gru"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_every_product_in_the_sampler_asks_for_full_float32_precision(kind, fast, vocab):
+    # A GPU's default float32 product is TF32 (~1e-3 off), which moves a name wherever a uniform
+    # falls between the two machines' running sums; the CPU cannot show the flip, the program can.
+    from makemore_jax.sampling import plan
+
+    decoder, config, params, max_len = plan(untrained(kind, vocab), None, fast)
+    text = sample_ids.lower(decoder, config, params, jax.random.key(0), 4, max_len, jnp.float32(1.0)).as_text()
+    products = [line for line in text.splitlines() if "dot_general" in line]
+    assert products, "the sampler has no matrix product to check"
+    assert all("HIGHEST" in line for line in products), next(l for l in products if "HIGHEST" not in l)
