@@ -242,6 +242,37 @@ def _read_input(path: str) -> tuple[list[str], str]:
     return parse_words(raw, source=path), hashlib.sha256(raw).hexdigest()
 
 
+def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
+    """(Dataset, SHA-256 of the input, number of words) for a run of cfg; the batch checked against the devices.
+
+    One process reads the whole file. In a multi-host run each process reads
+    and parses only its part (hostdata), and every process hashes the file.
+    expect_sha256 (a resumed run's input) is checked before any word is parsed.
+    """
+    import jax
+
+    from .data import Dataset
+    from .seeding import seed_key
+
+    if parallel is not None and cfg.type not in ("counts", "ngram"):
+        parallel.check_batch(cfg.batch_size)
+
+    def check(digest: str) -> None:
+        if expect_sha256 is not None and digest != expect_sha256:
+            raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
+
+    if parallel is not None and jax.process_count() > 1:
+        from . import hostdata
+
+        digest = hostdata.file_sha256(path)
+        check(digest)
+        data = hostdata.build(path, seed_key(cfg.seed, "split"), cfg.split, len(parallel.local_devices()))
+        return data, digest, sum(data.sizes.values())
+    words, digest = _read_input(path)
+    check(digest)
+    return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{float(x):.4f}"
 
@@ -323,7 +354,6 @@ def _parallel(args):
 
 def _devices_line(parallel) -> str:
     """Where this run computes, e.g. ``device: gpu (NVIDIA H200)`` or ``devices: 4 × cpu, data-parallel``."""
-    import jax
     import jax.numpy as jnp
 
     if parallel is None:
@@ -367,11 +397,9 @@ def _resume_command(args) -> str:
 def cmd_train(args) -> None:
     from . import checkpoint
     from .config import TrainConfig
-    from .data import Dataset
     from . import ngram
     from .evaluate import split_nll
     from .progress import reporter
-    from .seeding import seed_key
     from .train import Interrupted, fit, new_model
     from . import interrupt
     import signal
@@ -386,28 +414,27 @@ def cmd_train(args) -> None:
         if os.path.isdir(args.work_dir) and writer:  # else loading says there is no such work directory
             _hold_workdir(args.work_dir)
         model, state, training = _resume_state(args, given)
-        words, digest = _read_input(path)
-        if digest != training.get("input_sha256"):
-            raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
         cfg = model.config
+        data, digest, num_words = _load_data(path, cfg, parallel, expect_sha256=training.get("input_sha256"))
+        if data.vocab != model.vocab:
+            raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
     else:
         cfg = TrainConfig.create(args.type or "bigram", **given).validate()
-        words, digest = _read_input(path)
         state = None
-    if parallel is not None and cfg.type not in ("counts", "ngram"):
-        parallel.check_batch(cfg.batch_size)
-    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    if args.resume and data.vocab != model.vocab:
-        raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
+        data, digest, num_words = _load_data(path, cfg, parallel)
     if not args.resume:
-        model = ngram.new_model(cfg, data) if cfg.type == "ngram" else new_model(cfg, data, parallel)
-        training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words)}
+        model = ngram.new_model(cfg, data, parallel) if cfg.type == "ngram" else new_model(cfg, data, parallel)
+        training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": num_words}
         if writer:
             _hold_workdir(args.work_dir)
-    sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
-    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+    sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
     if writer:
+        print(f"data: {path}: {num_words:,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
         print(_devices_line(parallel), flush=True)
+    if data.local_only:
+        parsed, first, end = data.parsed
+        print(f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
+              f"(bytes {first:,} to {end:,} of {path})", flush=True)
 
     if cfg.type not in ("counts", "ngram"):  # the counted models are complete already
         def save(model_now, st, is_best):
@@ -423,7 +450,8 @@ def cmd_train(args) -> None:
             # a live line on a terminal, plain lines in logs or with --log-every
             with stop_signal.active(), reporter(cfg.steps, quiet=args.quiet or not writer, plain="log_every" in given,
                                                 start_step=state.step if state else 0) as report:
-                fit(model, data, state, report.record, save if writer else None, stop_requested=stop_signal, parallel=parallel)
+                state = fit(model, data, state, report.record, save if writer else None, stop_requested=stop_signal,
+                            parallel=parallel)
         except Interrupted as stop:
             signum = stop_signal.signum or signal.SIGINT
             print(f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
@@ -434,12 +462,18 @@ def cmd_train(args) -> None:
             return
         best = checkpoint.load(args.work_dir, "model")  # the best by dev NLL
         model, step = best.model, best.step
+        if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
+            scored = next(r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r))
+            metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
     else:
         step = 0
+        if data.local_only:  # every process scores its part (a collective)
+            metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
         if not writer:
             print(f"process {_process_index()}: counted; process 0 saves the model")
             return
-    metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
+    if not data.local_only:
+        metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
     checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
     best = f" (best by dev, step {step:,})" if cfg.type not in ("counts", "ngram") else ""
     print(f"{_describe(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")

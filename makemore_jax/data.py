@@ -31,7 +31,7 @@ def bundled_names_path() -> str:
 MAX_WORD_LEN = 1000  # characters; a longer line is not a word (and would blow up the padded batches)
 
 
-def parse_words(raw: bytes, source: str = "input") -> list[str]:
+def parse_words(raw: bytes, source: str = "input", *, allow_empty: bool = False, byte_order_mark: bool = True) -> list[str]:
     """Decode UTF-8 bytes into words: one per line, whitespace stripped, blank lines dropped.
 
     The rules, applied to every file the tool reads: a byte-order mark at the
@@ -40,9 +40,11 @@ def parse_words(raw: bytes, source: str = "input") -> list[str]:
     is one Unicode code point, with no normalisation (é and e + U+0301 differ).
     Refused with a MakemoreError naming the line: bytes that are not UTF-8, a
     NUL character (a binary or UTF-16 file), a word longer than MAX_WORD_LEN
-    characters, and a file with no word at all.
+    characters, and a file with no word at all (unless allow_empty: one
+    process's part of a file may hold none). byte_order_mark=False keeps a
+    leading U+FEFF as a character (a part that does not start the file).
     """
-    if raw.startswith(b"\xef\xbb\xbf"):
+    if byte_order_mark and raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")
@@ -62,7 +64,7 @@ def parse_words(raw: bytes, source: str = "input") -> list[str]:
             f"{source}: line {i + 1} has {len(lines[i]):,} characters; a word may have at most {MAX_WORD_LEN:,}"
         )
     words = [w for w in lines if w]
-    if not words:
+    if not words and not allow_empty:
         raise MakemoreError(f"{source}: no words (the file is empty or holds only blank lines)")
     return words
 
@@ -240,8 +242,19 @@ class Dataset:
     vocab: Vocabulary
     words: dict[str, list[str]]
 
+    local_only = False  # True for a process's part of a multi-host run (hostdata.SlicedDataset)
+
     def __post_init__(self):
         self._cache: dict = {}
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Words in each split (of the whole list, also where this process holds a part)."""
+        return {s: len(self.words[s]) for s in SPLITS}
+
+    def combine(self, x):
+        """Sums over the processes that hold parts of the data: here, x itself."""
+        return x
 
     @classmethod
     def build(cls, words: Sequence[str], key: jax.Array, fractions=(0.8, 0.1, 0.1)) -> "Dataset":
@@ -253,7 +266,7 @@ class Dataset:
         return max(len(w) for ws in self.words.values() for w in ws)
 
     def nonempty(self) -> list[str]:
-        return [s for s in SPLITS if self.words[s]]
+        return [s for s in SPLITS if self.sizes[s]]
 
     def pairs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if ("pairs", split) not in self._cache:

@@ -209,6 +209,28 @@ class DataParallel:
             jax.make_array_from_callback((total,), by_row, lambda index: lengths[_rows_of(index[0], total, lo)]),
         )
 
+    def local_devices(self) -> list:
+        """This process's devices on the mesh, in mesh order."""
+        return [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
+
+    def hold_rows(self, data, block_size: int):
+        """A multi-host run's training rows where they were parsed: tokens (P·m, block_size + 1), lengths (P·m,).
+
+        data is this process's hostdata.SlicedDataset: its training words go,
+        in row order, to rows p·m … of the table (m = data.held_per_process),
+        which are its own devices' rows; the rest of its block has length -1.
+        data.row_of maps a training row to its row here.
+        """
+        tokens, lengths = encode_padded(data.words["train"], data.vocab, block_size)
+        m = data.held_per_process
+        tokens = np.pad(tokens, ((0, m - len(lengths)), (0, 0)))
+        lengths = np.pad(lengths, (0, m - len(lengths)), constant_values=-1)
+        rows = jax.process_count() * m
+        return (
+            jax.make_array_from_process_local_data(self.sharding(DATA_AXIS, None), tokens, (rows, block_size + 1)),
+            jax.make_array_from_process_local_data(self.sharding(DATA_AXIS), lengths, (rows,)),
+        )
+
     def place_batch(self, tokens_BxL: jax.Array, lengths_B: jax.Array):
         """Inside the step: the drawn batch split by rows over the devices."""
         constrain = jax.lax.with_sharding_constraint
@@ -253,48 +275,78 @@ def _summed_tables(flat_DxM: jax.Array, cells: int, parts: NamedSharding, whole:
     return jax.lax.with_sharding_constraint(tables_DxC.sum(axis=0), whole)
 
 
-def count_flat(flat_P: np.ndarray, cells: int, parallel: DataParallel) -> jax.Array:
-    """How often each flat index 0..cells-1 occurs, int32 (cells,), each device counting 1/D of them."""
+def count_flat(flat_P: np.ndarray, cells: int, parallel: DataParallel, process_local: bool = False) -> jax.Array:
+    """How often each flat index 0..cells-1 occurs, int32 (cells,), each device counting its share of them.
+
+    flat_P is the same on every process (each then counts 1/P of it), or with
+    process_local each process's own indices (a multi-host run where each
+    process parsed its part of the input): the table counts them all.
+    """
     flat_P = np.asarray(flat_P, np.int64)
     if flat_P.size and (flat_P.min() < 0 or flat_P.max() >= cells):
         raise MakemoreError(f"ids out of range: flat indices must lie in [0, {cells})")
-    per_device = max(-(-flat_P.size // parallel.size), 1)
-    flat_DxM = np.full((parallel.size * per_device,), cells, np.int32)
-    flat_DxM[: flat_P.size] = flat_P
-    flat_DxM = flat_DxM.reshape(parallel.size, per_device)
+    processes = jax.process_count()
+    if processes > 1 and not process_local:
+        flat_P = np.array_split(flat_P, processes)[jax.process_index()]
+    mine = len(parallel.local_devices())
+    most = flat_P.size
+    if processes > 1:
+        from .hostdata import allgather
+
+        most = int(allgather(np.int64(flat_P.size)).max())
+    per_device = max(-(-most // mine), 1)
+    local_dxM = np.full((mine * per_device,), cells, np.int32)
+    local_dxM[: flat_P.size] = flat_P
     parts = parallel.sharding(DATA_AXIS, None)
-    placed = jax.make_array_from_callback(flat_DxM.shape, parts, lambda index: flat_DxM[index])
+    placed = jax.make_array_from_process_local_data(
+        parts, local_dxM.reshape(mine, per_device), (parallel.size, per_device)
+    )
     return _summed_tables(placed, cells, parts, parallel.sharding())
 
 
-def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: DataParallel | None = None) -> jax.Array:
+def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: DataParallel | None = None,
+                 process_local: bool = False) -> jax.Array:
     """counts.count_matrix (N[i, j] = how often j follows i, int32 V×V), counted over the devices.
 
     Without parallel (or with one device) it is counts.count_matrix itself.
+    process_local: see count_flat.
     """
     from . import counts
 
     if parallel is None or parallel.size == 1:
         return counts.count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
     flat = np.asarray(xs, np.int64) * vocab_size + np.asarray(ys, np.int64)
-    return count_flat(flat, vocab_size * vocab_size, parallel).reshape(vocab_size, vocab_size)
+    return count_flat(flat, vocab_size * vocab_size, parallel, process_local).reshape(vocab_size, vocab_size)
 
 
-def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None):
+def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None,
+                     process_local: bool = False):
     """ngram.count_ngram_rows counted over the devices: the same NgramCounts.
 
     Dense tables (V^N within ngram.DENSE_MAX_CELLS) are counted sharded;
-    a sparse table is counted on one device, as ngram does it.
+    a sparse table is counted on one device, as ngram does it. With
+    process_local (each process passes the rows of its own part of the
+    input) a sparse table is counted by each process and the distinct
+    n-grams with their counts are gathered and summed.
     """
     from . import ngram
 
     ngrams_PxN = np.asarray(ngrams_PxN, np.int32)
     order = ngrams_PxN.shape[1]
-    if parallel is None or parallel.size == 1 or not ngram.dense_fits(vocab_size, order):
+    if parallel is None or parallel.size == 1:
         return ngram.count_ngram_rows(ngrams_PxN, vocab_size)
+    if not ngram.dense_fits(vocab_size, order):
+        mine = ngram.count_ngram_rows(ngrams_PxN, vocab_size)
+        if not process_local or jax.process_count() == 1:
+            return mine
+        from .hostdata import allgather_ragged
+
+        rows = np.concatenate(allgather_ragged(mine.ngrams))
+        weights = np.concatenate(allgather_ragged(mine.counts))
+        return ngram._count(rows, weights, vocab_size, "sparse")
     # ngram.flat_index's order: column j weighs V^j, so increasing index is suffix order
     flat = (ngrams_PxN.astype(np.int64) * vocab_size ** np.arange(order, dtype=np.int64)).sum(axis=1)
-    table = count_flat(flat, vocab_size**order, parallel)
+    table = count_flat(flat, vocab_size**order, parallel, process_local)
     return ngram._from_flat(np.asarray(table), order, vocab_size)
 
 

@@ -50,15 +50,21 @@ def in_chunks(rows_WxL: jax.Array, fill_W: jax.Array, chunk: int, fill_value) ->
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
-def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
-    """Mean NLL per position (characters and ends) of all words, in one call."""
+def sequence_nll_sum(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+    """(Total NLL, number of positions) of all words (characters and ends), in one call."""
 
     def score(args):
         toks, lens = args
         return masked_nll_sum(apply(params, toks[:, :-1]), toks[:, 1:], lens)
 
     sums, counts = jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1))
-    return sums.sum() / counts.sum()
+    return sums.sum(), counts.sum()
+
+
+def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+    """Mean NLL per position (characters and ends) of all words, in one call."""
+    total, count = sequence_nll_sum(apply, params, tokens_WxL, lengths_W, chunk)
+    return total / count
 
 
 def table_nll(logits_VxV: jax.Array, xs: np.ndarray, ys: np.ndarray) -> jax.Array:
@@ -70,7 +76,33 @@ def table_nll(logits_VxV: jax.Array, xs: np.ndarray, ys: np.ndarray) -> jax.Arra
 
 
 def split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
-    """Mean NLL of each split under a ``LoadedModel``-like object (None for an empty split)."""
+    """Mean NLL of each split under a ``LoadedModel``-like object (None for an empty split).
+
+    Where the data is one process's part (hostdata.SlicedDataset) each
+    process sums its own words and the sums are added over the processes:
+    every process must call this.
+    """
+    if not data.local_only:
+        return _split_nll_whole(model, data, splits)
+    splits = list(splits or ("train", "dev", "test"))
+    sums = np.zeros((len(splits), 2), np.float64)  # (total NLL, positions) of each split, this process's part
+    for i, split in enumerate(splits):
+        if not data.words[split]:
+            continue
+        if model.table is not None:
+            xs, ys = data.pairs(split)
+            counts = count_matrix(jnp.asarray(xs), jnp.asarray(ys), model.table.shape[0])
+            total = -(counts * jax.nn.log_softmax(model.table, axis=-1)).sum()
+            sums[i] = float(total), len(xs)
+        else:
+            tokens, lengths = data.padded(split, model.block_size)
+            total, count = sequence_nll_sum(model.apply, model.params, tokens, lengths)
+            sums[i] = float(total), int(count)
+    sums = data.combine(sums)
+    return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
+
+
+def _split_nll_whole(model, data: Dataset, splits=None) -> dict[str, float | None]:
     out = {}
     for split in splits or ("train", "dev", "test"):
         if not data.words[split]:

@@ -773,6 +773,12 @@ def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocab
     model gives a character probability 0 (add-k with k = 0). MakemoreError
     for a character outside the vocabulary.
     """
+    sums = nll_sums_per_list(params, word_lists, vocab)
+    return [float(t) / int(c) if c else None for t, c in sums]
+
+
+def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary) -> np.ndarray:
+    """(total NLL, positions) of each list of words: float64 (len(word_lists), 2); see nll_per_list."""
     if any(isinstance(words, str) for words in word_lists):
         raise TypeError("nll_per_list takes lists of words (see words_nll for one list)")
     order = model_order(params)
@@ -783,7 +789,7 @@ def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocab
     sums, counts = ngrams_nll(
         params, padded_rows(rows), jnp.asarray(np.pad(group, (0, pad), constant_values=-1)), len(word_lists)
     )
-    return [float(s) / int(c) if c else None for s, c in zip(np.asarray(sums, np.float64), np.asarray(counts))]
+    return np.stack([np.asarray(sums, np.float64), np.asarray(counts, np.float64)], axis=1)
 
 
 def words_nll(params: dict, words: Sequence[str], vocab: Vocabulary) -> float:
@@ -812,7 +818,11 @@ def word_nll(model, words: Sequence[str]) -> np.ndarray:
 def split_nll(model, data, splits=None) -> dict[str, float | None]:
     """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split)."""
     splits = list(splits or ("train", "dev", "test"))
-    return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab)))
+    if not data.local_only:
+        return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab)))
+    # one process's part of a multi-host run: its sums, added over the processes (every process calls this)
+    sums = data.combine(nll_sums_per_list(model.params, [data.words[s] for s in splits], data.vocab))
+    return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
 
 
 # ---- the model as the rest of the package sees it ---------------------------------------
@@ -851,17 +861,28 @@ def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax
 MODEL_DEF = ModelDef("ngram", _init, apply, decode_init, decode_step)
 
 
-def new_model(cfg, data):
-    """Count the training split of a Dataset into an n-gram TrainedModel with cfg's settings."""
+def new_model(cfg, data, parallel=None):
+    """Count the training split of a Dataset into an n-gram TrainedModel with cfg's settings.
+
+    With parallel (a distributed.DataParallel) the n-grams are counted over
+    its devices; where data is one process's part of a multi-host run, the
+    counts of every process are added (the same table as one process's).
+    """
     from .trained import TrainedModel
 
     cfg.validate()
     block_size = cfg.block_size or data.max_word_len + 1
     if block_size < 2:
         raise MakemoreError(f"block size must be at least 2, got {block_size}")
-    params = fit(
-        data.words["train"], data.vocab, cfg.order, cfg.smoothing_method, cfg.smoothing, cfg.discount, cfg.discount_scale
-    )
+    settings = (cfg.order, data.vocab.size, cfg.smoothing_method, cfg.smoothing, cfg.discount, cfg.discount_scale)
+    if parallel is None:
+        params = fit(data.words["train"], data.vocab, *settings[:1], *settings[2:])
+    else:
+        from . import distributed
+
+        rows = words_to_ngrams(data.words["train"], data.vocab, cfg.order)
+        counts = distributed.count_ngram_rows(rows, data.vocab.size, parallel, data.local_only)
+        params = build_params(all_levels(counts), *settings)
     return TrainedModel(cfg, data.vocab, params, block_size)
 
 

@@ -80,6 +80,8 @@ def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout
         if batch_size:
             key = jax.random.fold_in(batch_data["key"], step)
             idx = jax.random.randint(key, (batch_size,), 0, num_words or tokens.shape[0])
+            if "row_of" in batch_data:  # a multi-host run's rows sit where they were parsed
+                idx = batch_data["row_of"][idx]
             tokens, lengths = tokens[idx], lengths[idx]
         if place_batch is not None:
             tokens, lengths = place_batch(tokens, lengths)
@@ -159,7 +161,7 @@ def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
         )
     if cfg.type == "counts":
         xs, ys = data.pairs("train")
-        counts = _count_pairs(xs, ys, data.vocab.size, parallel)
+        counts = _count_pairs(xs, ys, data.vocab.size, parallel, data.local_only)
         params = {"counts": counts if parallel is None else parallel.readable(counts)}
         return TrainedModel(cfg, data.vocab, params, block_size)
     model = TrainedModel(cfg, data.vocab, {}, block_size)
@@ -172,19 +174,19 @@ def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
     return model
 
 
-def _count_pairs(xs, ys, vocab_size: int, parallel=None) -> jax.Array:
+def _count_pairs(xs, ys, vocab_size: int, parallel=None, process_local: bool = False) -> jax.Array:
     if parallel is None:
         return count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
     from . import distributed
 
-    return distributed.count_matrix(xs, ys, vocab_size, parallel)
+    return distributed.count_matrix(xs, ys, vocab_size, parallel, process_local)
 
 
 def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
     cfg = model.config
     if cfg.type == "bigram" and cfg.batch_size == 0:
         xs, ys = data.pairs("train")
-        return full_batch_loss(cfg.l2), {"counts": _count_pairs(xs, ys, data.vocab.size, parallel)}
+        return full_batch_loss(cfg.l2), {"counts": _count_pairs(xs, ys, data.vocab.size, parallel, data.local_only)}
     keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
     if parallel is None:
         tokens, lengths = data.padded("train", model.block_size)
@@ -192,9 +194,13 @@ def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
         loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout)
         return loss, batch
     parallel.check_batch(cfg.batch_size)
-    tokens, lengths = parallel.shard_rows(data.words["train"], data.vocab, model.block_size)
+    if data.local_only:  # each process holds the rows it parsed; row_of says where each training row is
+        tokens, lengths = parallel.hold_rows(data, model.block_size)
+        keys["row_of"] = data.row_of
+    else:
+        tokens, lengths = parallel.shard_rows(data.words["train"], data.vocab, model.block_size)
     loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout,
-                         num_words=len(data.words["train"]), place_batch=parallel.place_batch)
+                         num_words=data.sizes["train"], place_batch=parallel.place_batch)
     return loss, {"tokens": tokens, "lengths": lengths, **keys}
 
 

@@ -244,32 +244,90 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_on_loopback_train_like_one_device(tmp_path, one_device_run):
-    """Two processes of two CPU devices each, joined by jax.distributed (gloo collectives on CPU)."""
+def two_processes(tmp_path, *args, timeout=120):
+    """`makemore train ARGS` as two processes of two CPU devices each, joined on 127.0.0.1: [(code, out, err)]."""
     coordinator = f"127.0.0.1:{_free_port()}"
     procs = []
     for pid in (0, 1):
-        cmd = [sys.executable, "-m", "makemore_jax", "train", "-o", str(tmp_path / f"w{pid}"), *TRAIN,
+        cmd = [sys.executable, "-m", "makemore_jax", "train", "-o", str(tmp_path / f"w{pid}"), *args,
                "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(pid)]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env=env_with_devices("--xla_force_host_platform_device_count=2"), cwd=ROOT))
     results = []
     try:
         for p in procs:
-            out, err = p.communicate(timeout=120)
+            out, err = p.communicate(timeout=timeout)
             results.append((p.returncode, out, err))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    return results
+
+
+def parsed_parts(results) -> list[tuple[int, int]]:
+    """(words parsed, of how many) from each process's 'process I: parsed A of the N words' line."""
+    import re
+
+    parts = []
+    for pid, (_, out, _) in enumerate(results):
+        found = re.search(rf"^process {pid}: parsed ([\d,]+) of the ([\d,]+) words", out, re.M)
+        assert found, out
+        parts.append(tuple(int(g.replace(",", "")) for g in found.groups()))
+    return parts
+
+
+def test_two_processes_on_loopback_train_like_one_device(tmp_path, one_device_run):
+    """Two processes of two CPU devices each, joined by jax.distributed (gloo collectives on CPU)."""
+    results = two_processes(tmp_path, *TRAIN)
     for code, out, err in results:
         assert code == 0, err[-3000:]
     assert "process 1: trained to step 20" in results[1][1]
     assert not (tmp_path / "w1").exists()  # process 0 alone writes
+    # each process parsed its own part of names.txt, and the parts make the whole list
+    (mine, total), (theirs, total1) = parsed_parts(results)
+    assert total == total1 == 32033 and mine + theirs == total and 0 < mine < total
     many = _last_params(tmp_path / "w0")
     for name, value in one_device_run.items():
         np.testing.assert_allclose(many[name], value, atol=TOLERANCE, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("model", [["counts"], ["ngram", "--order", "5"]])  # a V×V count table; a sparse n-gram table
+def test_two_processes_count_the_table_of_one_process_exactly(tmp_path, model):
+    from makemore_jax import checkpoint
+
+    args = ["--type", *model, "--num-samples", "0", "-q"]
+    results = two_processes(tmp_path, *args)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    (mine, total), (theirs, _) = parsed_parts(results)
+    assert mine + theirs == total and 0 < mine < total
+    code, _, err = makemore("train", "-o", str(tmp_path / "one"), *args, "--devices", "1", flag="")
+    assert code == 0, err
+    one, two = (checkpoint.load(str(tmp_path / d), "model") for d in ("one", "w0"))
+    a, b = checkpoint.flatten_params(one.model.params), checkpoint.flatten_params(two.model.params)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # every process scored its part of each split and the sums were added: float32 sums in another order
+    assert one.metrics.keys() == two.metrics.keys()
+    for name, value in one.metrics.items():
+        assert two.metrics[name] == pytest.approx(value, rel=1e-6, abs=0), name
+
+
+def test_a_bad_part_stops_both_processes_with_one_line_each(tmp_path):
+    words = open(NAMES, encoding="utf-8").read().split()[:400]
+    bad = tmp_path / "bad.txt"
+    # the bad byte sits three quarters of the way in: in process 1's part, which process 0 never parses
+    bad.write_bytes("\n".join(words[:300]).encode() + b"\nab\xff\n" + "\n".join(words[300:]).encode())
+    results = two_processes(tmp_path, "-i", str(bad), "--type", "counts", "-q", timeout=60)
+    (code0, _, err0), (code1, _, err1) = results
+    assert code0 == 2 and code1 == 2, (err0, err1)
+    ours = [[line for line in err.strip().splitlines() if not line.startswith("[Gloo]")] for err in (err0, err1)]
+    assert ours[0] == [f"makemore train: error: process 1 could not read its part of {bad} (its error says why)"]
+    assert len(ours[1]) == 1 and "part 2 of 2" in ours[1][0] and "is not valid UTF-8 (byte 0xff)" in ours[1][0], err1
+    assert not (tmp_path / "w0").exists()
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
