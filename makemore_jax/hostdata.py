@@ -198,9 +198,9 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
 
     # the split of a one-process run: shuffled position of every word of the file
     n_train, n_dev, _ = _split_sizes(n, fractions)
-    order = np.asarray(jax.random.permutation(key, n)).astype(np.int64)  # shuffled position -> file index
+    order = np.asarray(jax.random.permutation(key, n))  # shuffled position -> file index (int32: 4 B a word)
     first = np.concatenate([[0], np.cumsum(counts)])  # file index of each process's first word
-    position = np.empty(n, np.int64)
+    position = np.empty(n, order.dtype)
     position[order] = np.arange(n)
     mine = position[first[index] : first[index + 1]]  # shuffled position of each of my words
     starts = {"train": 0, "dev": n_train, "test": n_train + n_dev}
