@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-len", type=positive_int, default=None, metavar="L", help="cut names at L characters (default: the longest the model allows)")
     s.add_argument("--no-report", action="store_true", help="do not report how many names are in the training or test set")
     s.add_argument("--log-prob", action="store_true", help="print before each name its log-probability under the model (end included; temperature 1, no top-k)")
+    _add_device_flag(s)
     s.set_defaults(run=cmd_sample)
 
     e = sub.add_parser("eval", help="mean NLL of a word list under a trained model", description="Mean negative log-likelihood per character (end included) of the words in FILE.")
@@ -144,9 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
     workdir(e)
     e.add_argument("--per-word", type=positive_int, nargs="?", const=10, default=None, metavar="N",
                    help="also list the N most and N least likely words, by NLL per character (N default 10)")
+    _add_device_flag(e)
     e.set_defaults(run=cmd_eval)
     _add_plot_parser(sub, workdir)
     return parser
+
+
+def _add_device_flag(p) -> None:
+    from .distributed import PLATFORMS
+
+    p.add_argument("--device", choices=PLATFORMS, help="kind of device to compute on (default: JAX's default backend)")
+
+
+def _use_device(platform: str | None) -> None:
+    """Make the first device of this kind JAX's default for the command (MakemoreError if there is none)."""
+    if platform is None:
+        return
+    import jax
+
+    from . import distributed
+
+    jax.config.update("jax_default_device", distributed.select_devices(platform, 1)[0])
 
 
 def _add_parallel_flags(t) -> None:
@@ -176,6 +195,7 @@ def _add_tune_parser(sub, workdir) -> None:
     u.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
     u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N", help=f"try orders 1..N (default {DEFAULT_MAX_ORDER})")
     u.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print from the chosen model (default 10)")
+    _add_device_flag(u)
     u.set_defaults(run=cmd_tune)
 
 
@@ -190,6 +210,7 @@ def _add_mix_parser(sub, workdir) -> None:
     workdir(m)
     m.add_argument("--seed", type=seed_int, default=0, help="seed of the printed samples (default 0)")
     m.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print (default 10)")
+    _add_device_flag(m)
     m.set_defaults(run=cmd_mix)
 
 
@@ -679,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with interrupt.stop_raises():  # SIGTERM ends a command the way Ctrl-C does
+            if args.command != "train":  # train chooses its devices itself (it may join several hosts first)
+                _use_device(getattr(args, "device", None))
             args.run(args)
     except MakemoreError as err:
         print(f"makemore {args.command}: error: {err}", file=sys.stderr)

@@ -211,6 +211,30 @@ def test_bad_device_settings_are_one_line_and_exit_2(tmp_path, capsys, args, mes
     assert not work.exists()
 
 
+@pytest.mark.parametrize("command", ["sample", "eval", "tune", "mix"])
+def test_other_commands_take_a_device_kind_too(tmp_path, capsys, command):
+    from makemore_jax.cli import build_parser, main
+
+    assert build_parser().parse_args([command, "--device", "cpu"] + (["a", "b"] if command == "mix" else [])
+                                     + (["--type", "ngram"] if command == "tune" else [])).device == "cpu"
+    code = main([command, "-o", str(tmp_path / "none"), "--device", "tpu"] + (["a", "b"] if command == "mix" else [])
+                + (["--type", "ngram"] if command == "tune" else []))
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--device tpu: JAX has no tpu device here" in err, err
+
+
+def test_sample_runs_on_the_device_it_is_given(tmp_path, capsys):
+    from makemore_jax.cli import main
+
+    work = str(tmp_path / "w")
+    assert main(["train", "-o", work, "--type", "counts", "--num-samples", "0", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "-o", work, "-n", "5", "--no-report"]) == 0
+    default = capsys.readouterr().out
+    assert main(["sample", "-o", work, "-n", "5", "--no-report", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == default and len(default.split()) == 5
+
+
 def _last_params(workdir):
     from makemore_jax import checkpoint
 
