@@ -1,5 +1,7 @@
 """End-to-end tests of the `makemore` command, as a user runs it."""
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import pytest
 
 from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot
+from makemore_jax.cli import main
 
 
 def run(*args, cwd=None):
@@ -19,13 +22,16 @@ def run(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
+    """A bigram trained on names.txt, in this process (the tests of real processes are below)."""
     d = str(tmp_path_factory.mktemp("work") / "model")
-    code, out, err = run("train", "-o", d, "--steps", "100", "--num-samples", "3", "--quiet")
-    assert code == 0, err
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["train", "-o", d, "--steps", "100", "--num-samples", "3", "--quiet"])
+    assert code == 0, err.getvalue()
     return d
 
 
-def test_train_sample_eval_from_any_directory(tmp_path):
+def test_train_sample_eval_from_any_directory(tmp_path, capsys, monkeypatch):
     code, out, err = run("train", "-o", "w", "--steps", "200", cwd=tmp_path)
     assert code == 0, err
     assert "32,033 words (train 25,627 / dev 3,203 / test 3,203), vocabulary of 27" in out
@@ -41,10 +47,12 @@ def test_train_sample_eval_from_any_directory(tmp_path):
     code, out1, err = run("sample", "-o", "w", "-n", "10", "--seed", "0", cwd=tmp_path)
     assert code == 0 and out1.split() == printed  # the same seed gives the names training showed
     assert "of 10 samples are in the training set" in err
-    code, out2, _ = run("sample", "-o", "w", "-n", "10", "--seed", "1", cwd=tmp_path)
+    # two real processes above; the rest in this one (a fresh process each costs seconds), from the same directory
+    monkeypatch.chdir(tmp_path)
+    code, out2, _ = run_inprocess(capsys, "sample", "-o", "w", "-n", "10", "--seed", "1")
     assert code == 0 and out2.split() != printed
 
-    code, out, err = run("eval", "-o", "w", cwd=tmp_path)
+    code, out, err = run_inprocess(capsys, "eval", "-o", "w")
     assert code == 0, err
     assert "mean NLL 2.4" in out and "228,146 characters (32,033 words)" in out
 

@@ -3,12 +3,14 @@ directory, unwritable directories and the file-size limit, damaged, edited or
 planted checkpoints, numerics. Real processes wherever the fault is a process's.
 """
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import pytest
 
 from conftest import ROOT, first_names, run_inprocess, snapshot
 from makemore_jax import checkpoint, lock
-from makemore_jax.cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+from makemore_jax.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, main
 from makemore_jax.errors import MakemoreError
 
 # a tiny minibatch model with AdamW moments: cheap to compile, every part of a checkpoint
@@ -133,7 +135,7 @@ def test_signals_are_deferred_once_then_raise_and_handlers_are_restored():
 
 # ---- SIGKILL at random moments --------------------------------------------------------
 
-KILL_TRIALS = 24
+KILL_TRIALS = 12  # 3 of them at any moment from the start, 9 while training and saving
 
 
 def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_and_resumes_exactly(tmp_path, small_names, capsys):
@@ -263,11 +265,22 @@ if os.geteuid() == 0:
 """
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory, small_names):
+    """A tiny model trained once for the module; every test gets its own copy (see trained)."""
+    work = tmp_path_factory.mktemp("trained") / "w"
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["train", "-o", str(work), "-i", small_names, *TINY, "--steps", "10", "--eval-every", "10"])
+    assert code == 0, err.getvalue()
+    return work
+
+
 @pytest.fixture
-def trained(tmp_path, small_names, capsys):
+def trained(trained_once, tmp_path):
+    """A fresh copy of the module's trained work directory, for a test to damage as it likes."""
     work = tmp_path / "w"
-    code, _, err = run_inprocess(capsys, "train", "-o", str(work), "-i", small_names, *TINY, "--steps", "10", "--eval-every", "10")
-    assert code == 0, err
+    shutil.copytree(trained_once, work)
     return work
 
 

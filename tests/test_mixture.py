@@ -37,7 +37,7 @@ def test_em_weights_maximise_the_dev_likelihood():
 def untrained(kind, vocab, seed, block_size=16, **sizes):
     cfg = TrainConfig.create(kind, **sizes)
     model = TrainedModel(cfg, vocab, {}, block_size)
-    model.params = get_model(kind).init(jax.random.key(seed), model.model_config)
+    model.params = jax.jit(get_model(kind).init, static_argnums=1)(jax.random.key(seed), model.model_config)  # op by op: seconds
     return model
 
 
@@ -55,10 +55,11 @@ def mixed(vocab, counts):
 def test_apply_is_the_weighted_sum_of_the_members_distributions(mixed, names, vocab):
     tokens, _ = encode_padded(names[:40], vocab, 16)
     idx = jnp.asarray(tokens[:, :-1])
-    got = np.exp(np.asarray(mixed.apply(mixed.params, idx), np.float64))
+    # compiled, as evaluation runs them: op by op the two networks take seconds
+    got = np.exp(np.asarray(jax.jit(mixed.apply)(mixed.params, idx), np.float64))
     parts = [
-        jax.nn.softmax(mixed.members[0].apply(mixed.members[0].params, idx)),
-        jax.nn.softmax(mixed.members[1].apply(mixed.members[1].params, idx)),
+        jax.nn.softmax(jax.jit(mixed.members[0].apply)(mixed.members[0].params, idx)),
+        jax.nn.softmax(jax.jit(mixed.members[1].apply)(mixed.members[1].params, idx)),
         jax.nn.softmax(mixed.members[2].table[idx]),
     ]
     expected = sum(w * np.asarray(p, np.float64) for w, p in zip(mixed.weights, parts))

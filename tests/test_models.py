@@ -72,7 +72,8 @@ def test_every_position_uses_its_own_id(model):
     params = model.init(jax.random.key(0), TINY)
     ids = random_ids(jax.random.key(3))
     changed = ids.at[:, 4].set((ids[:, 4] % (TINY.vocab_size - 1)) + 1)
-    a, b = model.apply(params, ids), model.apply(params, changed)
+    apply = jax.jit(model.apply)  # op by op, a model's first call takes seconds
+    a, b = apply(params, ids), apply(params, changed)
     assert not np.allclose(a[:, 4], b[:, 4])
 
 
@@ -81,7 +82,7 @@ def test_incremental_decoding_matches_apply(name):
     model = get_model(name)
     params = model.init(jax.random.key(0), TINY)
     ids = random_ids(jax.random.key(4), batch=2)
-    full = model.apply(params, ids)
+    full = jax.jit(model.apply)(params, ids)
     state = model.decode_init(params, TINY, 2)
     step = jax.jit(model.decode_step)
     for t in range(TINY.block_size):
@@ -134,7 +135,7 @@ def test_learns_a_handful_of_words_to_its_floor(name):
     batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths)}
     loss_fn = train.sequence_loss(model.apply, 0.0, 0)  # every word at every step
 
-    grads = jax.grad(loss_fn)(params, batch, 0)
+    grads = jax.jit(jax.grad(loss_fn))(params, batch, 0)  # compiled: op by op it takes seconds
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
         assert bool(jnp.any(g != 0)), f"{jax.tree_util.keystr(path)} gets no gradient"
 

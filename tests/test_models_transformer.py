@@ -23,7 +23,7 @@ def random_ids(key, batch, T, vocab_size=TINY.vocab_size):
 
 @pytest.fixture(scope="module")
 def params():
-    return MODEL.init(jax.random.key(0), TINY)
+    return jax.jit(MODEL.init, static_argnums=1)(jax.random.key(0), TINY)  # compiled: far cheaper than op by op
 
 
 @pytest.fixture
@@ -132,6 +132,13 @@ def reference_forward(params, ids_T):
     return _np_layer_norm(p["ln_f"], x) @ p["lm_head"]["w"]
 
 
+def perturbed(params, seed):
+    """1.5 × every parameter + N(0, 0.3²) noise (numpy's: JAX's random draws compile for seconds per shape)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(1.5 * np.asarray(x) + 0.3 * rng.standard_normal(x.shape), jnp.float32), params)
+
+
 @pytest.mark.parametrize("path", ["unrolled", "scanned"])
 def test_forward_matches_naive_per_head_reference(params, path, request):
     if path == "scanned":
@@ -140,10 +147,7 @@ def test_forward_matches_naive_per_head_reference(params, path, request):
     # Perturb every parameter: at init the LayerNorms are all identities, so a
     # mix-up of ln_1 and ln_2 (say) would go unseen; larger weights also make
     # the attention far from uniform.
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(6), len(leaves))
-    noisy = [1.5 * x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
-    params = jax.tree_util.tree_unflatten(treedef, noisy)
+    params = perturbed(params, 6)
     assert uses_scan(MODEL.apply, params, ids) == (path == "scanned")
     logits = fresh_jit(MODEL.apply)(params, ids)
     for row in range(ids.shape[0]):
@@ -229,12 +233,10 @@ def test_scanned_and_unrolled_layers_agree(params, monkeypatch):
     np.testing.assert_allclose(fresh_jit(MODEL.apply)(params, ids), unrolled, rtol=1e-6, atol=1e-6)
 
 
-def test_dropout_is_keyed_scaled_and_off_at_rate_zero():
-    from makemore_jax.models.transformer import apply, apply_dropout
-
-    config = ModelConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8, n_embd2=8)
-    params = transformer.init(jax.random.key(0), config)
-    idx = jax.random.randint(jax.random.key(1), (3, 6), 0, 7)
+def test_dropout_is_keyed_scaled_and_off_at_rate_zero(params):
+    # compiled, as training runs it (one program for every rate): op by op these calls take seconds
+    apply_dropout = jax.jit(transformer.apply_dropout)
+    idx = jax.random.randint(jax.random.key(1), (3, TINY.block_size), 0, TINY.vocab_size)
     np.testing.assert_allclose(apply_dropout(params, idx, jax.random.key(2), 0.0), apply(params, idx), rtol=1e-6, atol=1e-6)
     a = apply_dropout(params, idx, jax.random.key(2), 0.3)
     b = apply_dropout(params, idx, jax.random.key(2), 0.3)
