@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -81,10 +82,17 @@ def read_words(path: str | os.PathLike) -> list[str]:
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     """A file's bytes; MakemoreError naming the file if it cannot be read."""
+    with reading(path) as f:
+        return f.read()
+
+
+@contextmanager
+def reading(path: str | os.PathLike):
+    """The file opened for reading bytes; an OSError opening or reading it becomes a MakemoreError naming it."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            return f.read()
+            yield f
     except FileNotFoundError:
         raise MakemoreError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -30,7 +30,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from .data import SPLITS, Dataset, Vocabulary, parse_words, validate_split
+from .data import SPLITS, Dataset, Vocabulary, parse_words, reading, validate_split
 from .errors import MakemoreError
 
 BLOCK = 1 << 16  # bytes read at a time looking for a line's start
@@ -65,30 +65,20 @@ def read_part(path: str, index: int, count: int) -> tuple[bytes, int, int]:
     The cut after part i is the cut before part i + 1, so the parts cover the
     file once. A file with no \\n at all is one part (process 0's).
     """
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            lo, hi = part_bounds(size, index, count)
-            start, end = _line_start(f, lo, size), _line_start(f, hi, size)
-            f.seek(start)
-            return f.read(end - start), start, end
-    except FileNotFoundError:
-        raise MakemoreError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MakemoreError(f"{path}: is a directory, not a file") from None
-    except OSError as err:
-        raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
+    with reading(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        lo, hi = part_bounds(size, index, count)
+        start, end = _line_start(f, lo, size), _line_start(f, hi, size)
+        f.seek(start)
+        return f.read(end - start), start, end
 
 
 def file_sha256(path: str) -> str:
     """SHA-256 of a file's bytes, read a block at a time (memory stays flat)."""
     h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError as err:
-        raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
+    with reading(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 
