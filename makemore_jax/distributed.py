@@ -240,7 +240,7 @@ class DataParallel:
         """The step's other inputs (keys, a count table) replicated; arrays already on the mesh stay as they are."""
         return jax.tree.map(lambda x: _put(x, x.sharding if _on_mesh(x, self.mesh) else self.sharding()), batch_data)
 
-    def compile_steps(self, loss_fn, optimizer, params, opt_state, batch_data, num_steps: int):
+    def compile_steps(self, loss_fn, optimizer, params, opt_state, batch_data, num_steps: int, unroll: int = 1):
         """``train.run_steps`` compiled over the mesh for these inputs' layouts.
 
         Called as (params, opt_state, batch_data, first_step): params and
@@ -252,7 +252,7 @@ class DataParallel:
         p_s, o_s, b_s = layout(params), layout(opt_state), layout(batch_data)
         replicated = self.sharding()
         steps = jax.jit(
-            lambda p, o, b, first: run_steps(loss_fn, optimizer, p, o, b, first, num_steps),
+            lambda p, o, b, first: run_steps(loss_fn, optimizer, p, o, b, first, num_steps, unroll),
             in_shardings=(p_s, o_s, b_s, replicated), out_shardings=(p_s, o_s, replicated),
         )
         return steps.lower(params, opt_state, batch_data, 0).compile()

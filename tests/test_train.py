@@ -55,6 +55,20 @@ def test_run_steps_in_chunks_equals_one_run(counts):
     np.testing.assert_array_equal(one["W"], p["W"])
 
 
+@pytest.mark.parametrize("unroll", [7, train.GPU_FULL_BATCH_UNROLL])
+def test_unrolling_the_loop_gives_the_same_parameters(counts, unroll):
+    # 40 steps: neither 7 nor 25 divides them, so the scan also runs a remainder, whose
+    # loss values XLA may fuse differently (a float32 rounding apart); the updates are the same
+    opt = optax.sgd(10.0)
+    loss_fn = train.full_batch_loss(0.01)
+    p0 = bigram.init(seed_key(1, "init"), bigram.BigramConfig(27))
+    one, _, losses = train.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40)
+    many, _, losses_u = train.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40, unroll)
+    np.testing.assert_array_equal(one["W"], many["W"])
+    np.testing.assert_allclose(losses, losses_u, rtol=1e-6, atol=0)
+    assert float(losses[-1]) < float(losses[0])
+
+
 def test_minibatch_training_is_seeded_and_learns(names):
     cfg = TrainConfig.create("bigram", steps=300, batch_size=64, lr=5.0, seed=3)
     a, state, _ = train.train(names, cfg)
