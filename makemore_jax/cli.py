@@ -268,7 +268,7 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
 
     One process reads the whole file. In a multi-host run each process reads
     and parses only its part (hostdata), and every process hashes the file.
-    expect_sha256 (a resumed run's input) is checked before any word is parsed.
+    expect_sha256 (a resumed run's input) is checked before the words are split.
     """
     import jax
 
@@ -457,6 +457,9 @@ def cmd_train(args) -> None:
         print(f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
               f"(bytes {first:,} to {end:,} of {path})", flush=True)
 
+    def score(scored) -> dict:
+        return {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(scored, data).items()}
+
     if cfg.type not in ("counts", "ngram"):  # the counted models are complete already
         def save(model_now, st, is_best):
             # last.json goes last: a kill between these writes leaves metrics for every step
@@ -484,17 +487,17 @@ def cmd_train(args) -> None:
         best = checkpoint.load(args.work_dir, "model")  # the best by dev NLL
         model, step = best.model, best.step
         if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
-            scored = next(r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r))
+            scored = next((r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r)), {})
             metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
     else:
         step = 0
         if data.local_only:  # every process scores its part (a collective)
-            metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
+            metrics = score(model)
         if not writer:
             print(f"process {_process_index()}: counted; process 0 saves the model")
             return
     if not data.local_only:
-        metrics = {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(model, data).items()}
+        metrics = score(model)
     checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
     best = f" (best by dev, step {step:,})" if cfg.type not in ("counts", "ngram") else ""
     print(f"{_describe(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
