@@ -195,14 +195,18 @@ def split_words(
     Dev and test get floor(fraction * n) words each; train gets the rest, so a
     tiny list still trains. The same key always gives the same split.
     """
-    fractions = validate_split(fractions)
     n = len(words)
-    n_dev = int(fractions[1] * n)
-    n_test = int(fractions[2] * n)
+    n_train, n_dev, _ = split_sizes(n, fractions)
     order = np.asarray(jax.random.permutation(key, n))
     shuffled = [words[i] for i in order]
-    n_train = n - n_dev - n_test
     return shuffled[:n_train], shuffled[n_train : n_train + n_dev], shuffled[n_train + n_dev :]
+
+
+def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """(train, dev, test) sizes of n words: floor(fraction * n) for dev and test, the rest for train."""
+    fractions = validate_split(fractions)
+    n_dev, n_test = int(fractions[1] * n), int(fractions[2] * n)
+    return n - n_dev - n_test, n_dev, n_test
 
 
 def validate_split(fractions: Sequence[float]) -> tuple[float, float, float]:

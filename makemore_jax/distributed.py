@@ -109,6 +109,13 @@ def _rows_of(index, total: int, offset: int = 0) -> slice:
     return slice(start - offset, stop - offset)
 
 
+def _encode_rows(words: Sequence[str], vocab: Vocabulary, block_size: int, rows: int):
+    """encode_padded of the words, then rows - len(words) empty rows of length -1 (no position counts)."""
+    tokens, lengths = encode_padded(list(words), vocab, block_size)
+    pad = rows - len(lengths)
+    return np.pad(tokens, ((0, pad), (0, 0))), np.pad(lengths, (0, pad), constant_values=-1)
+
+
 def _put(x, sharding: NamedSharding):
     """x (host or device, key arrays too) laid out by sharding; in a multi-host run x must agree on every process."""
     if isinstance(x, jax.Array) and x.sharding == sharding:
@@ -200,10 +207,7 @@ class DataParallel:
         shape = (total, block_size + 1)
         spans = [_rows_of(index[0], total) for index in by_rows.addressable_devices_indices_map(shape).values()]
         lo, hi = min(s.start for s in spans), max(s.stop for s in spans)
-        tokens, lengths = encode_padded(list(words[lo:min(hi, n)]), vocab, block_size)
-        pad = hi - lo - len(lengths)
-        tokens = np.pad(tokens, ((0, pad), (0, 0)))
-        lengths = np.pad(lengths, (0, pad), constant_values=-1)
+        tokens, lengths = _encode_rows(words[lo:min(hi, n)], vocab, block_size, hi - lo)
         return (
             jax.make_array_from_callback(shape, by_rows, lambda index: tokens[_rows_of(index[0], total, lo)]),
             jax.make_array_from_callback((total,), by_row, lambda index: lengths[_rows_of(index[0], total, lo)]),
@@ -221,10 +225,8 @@ class DataParallel:
         which are its own devices' rows; the rest of its block has length -1.
         data.row_of maps a training row to its row here.
         """
-        tokens, lengths = encode_padded(data.words["train"], data.vocab, block_size)
         m = data.held_per_process
-        tokens = np.pad(tokens, ((0, m - len(lengths)), (0, 0)))
-        lengths = np.pad(lengths, (0, m - len(lengths)), constant_values=-1)
+        tokens, lengths = _encode_rows(data.words["train"], data.vocab, block_size, m)
         rows = jax.process_count() * m
         return (
             jax.make_array_from_process_local_data(self.sharding(DATA_AXIS, None), tokens, (rows, block_size + 1)),

@@ -30,7 +30,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from .data import SPLITS, Dataset, Vocabulary, parse_words, reading, validate_split
+from .data import SPLITS, Dataset, Vocabulary, parse_words, reading, split_sizes
 from .errors import MakemoreError
 
 BLOCK = 1 << 16  # bytes read at a time looking for a line's start
@@ -154,12 +154,6 @@ class SlicedDataset(Dataset):
         return sum_over_processes(x)
 
 
-def _split_sizes(n: int, fractions) -> tuple[int, int, int]:
-    fractions = validate_split(fractions)
-    n_dev, n_test = int(fractions[1] * n), int(fractions[2] * n)
-    return n - n_dev - n_test, n_dev, n_test
-
-
 def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_process: int) -> SlicedDataset:
     """Read and parse this process's part of path; agree with the others on the rest (collectives).
 
@@ -187,7 +181,7 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     longest = int(allgather(np.int64(max(map(len, words), default=0))).max())
 
     # the split of a one-process run: shuffled position of every word of the file
-    n_train, n_dev, _ = _split_sizes(n, fractions)
+    n_train, n_dev, _ = split_sizes(n, fractions)
     order = np.asarray(jax.random.permutation(key, n))  # shuffled position -> file index (int32: 4 B a word)
     first = np.concatenate([[0], np.cumsum(counts)])  # file index of each process's first word
     position = np.empty(n, order.dtype)
