@@ -65,7 +65,7 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 TRAIN_SETTINGS = (
     "seed", "split", "smoothing", "optimizer", "lr", "weight_decay", "l2", "steps", "batch_size",
     "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "log_every",
-    "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale", "init_scale",
+    "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale", "init_scale", "pack",
 )
 NGRAM_FLAGS = {"order": "--order", "smoothing_method": "--kn/--modified-kn", "discount": "--discount", "discount_scale": "--discount-scale"}
 
@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--min-lr", type=non_negative_float, help="where cosine decay ends (default 0)")
     t.add_argument("--grad-clip", type=non_negative_float, help="clip gradients to this global norm, 0 = off (default)")
     t.add_argument("--dropout", type=non_negative_float, help="training-time dropout rate, for the transformer (default 0)")
+    t.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="transformer: pack each batch's words end to end instead of padding each to the block size; "
+                   "the same loss, less work (default on; --no-pack trains on padded rows)")
     t.add_argument("--init-scale", type=non_negative_float, metavar="S", help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), 0 = zeros, as the PyTorch makemore")
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
     t.add_argument("--log-every", type=positive_int, help="steps between progress lines; when given, plain lines even on a terminal")

@@ -51,6 +51,7 @@ class TrainConfig:
     discount: float = 0.0  # kn: one discount in (0, 1) at every order; 0 = from the count-of-counts
     discount_scale: float = 1.0  # kn, modified-kn: factor on the count-of-counts discounts
     init_scale: float = 1.0  # bigram: W ~ N(0, init_scale²) (the lecture's); 0 = zeros (the PyTorch makemore's)
+    pack: bool = True  # sequence models that can: batches packed end to end instead of padded (same loss)
 
     @classmethod
     def create(cls, type: str = "bigram", **given) -> "TrainConfig":
@@ -96,6 +97,8 @@ class TrainConfig:
             raise MakemoreError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_schedule not in SCHEDULES:
             raise MakemoreError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
+        if not isinstance(self.pack, bool):
+            raise MakemoreError(f"pack must be true or false, got {self.pack!r}")
         validate_split(self.split)
         return self
 
@@ -110,6 +113,7 @@ class TrainConfig:
         """Exactly the fields of TrainConfig, validated; MakemoreError otherwise."""
         if not isinstance(obj, dict):
             raise MakemoreError("config must be an object")
+        obj = {**{k: v for k, v in OLD_MEANING.items() if k not in obj}, **obj}
         names = {f.name for f in dataclasses.fields(cls)}
         missing, extra = names - set(obj) - ADDED_LATER, set(obj) - names
         if missing or extra:
@@ -129,6 +133,9 @@ class TrainConfig:
 
 # Fields newer than the first checkpoints: a config without them gets their defaults.
 ADDED_LATER = frozenset({"order", "smoothing_method", "discount", "discount_scale", "init_scale"})
+# Fields newer still, whose absence means what the code that wrote the config did:
+# runs saved before packing trained on padded batches, and resume that way.
+OLD_MEANING = {"pack": False}
 
 
 def defaults_for(model_type: str) -> dict:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import packing
 from .config import TrainConfig
 from .counts import count_matrix
 from .data import Dataset
@@ -81,8 +82,8 @@ def full_batch_loss(l2: float):
 
 
 def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout: float = 0.0,
-                  num_words: int | None = None, place_batch=None):
-    """Masked cross-entropy of a batch of padded words (+ λ·mean(param²)).
+                  num_words: int | None = None, place_batch=None, apply_packed=None, capacity: int = 0):
+    """Mean cross-entropy per position of a batch of words (+ λ·mean(param²)).
 
     batch_size words are drawn with replacement from fold_in(key, step); 0
     means every training word at every step. With dropout > 0 the forward pass
@@ -90,7 +91,33 @@ def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout
     training (see distributed) pads the rows to a multiple of the device
     count: num_words says how many are real, and place_batch(tokens, lengths)
     lays the drawn batch out over the devices.
+
+    With apply_packed and a capacity (see ``packing``), the drawn words are
+    packed end to end into capacity slots instead of one padded row each; a
+    batch that does not fit runs padded. Both give the same loss and gradients
+    (float32 rounding apart).
     """
+    if capacity and apply_packed is None:
+        raise ValueError("a packing capacity needs the model's apply_packed")
+
+    def padded_sums(params, tokens, lengths, dropout_key):
+        if dropout:
+            logits = apply_dropout(params, tokens[:, :-1], dropout_key, dropout)
+        else:
+            logits = apply(params, tokens[:, :-1])
+        return masked_nll_sum(logits, tokens[:, 1:], lengths)
+
+    def packed_or_padded_sums(params, tokens, lengths, dropout_key):
+        row_len = tokens.shape[1] - 1
+        packed = packing.pack(tokens, lengths, capacity, row_len)
+
+        def packed_sums(params):
+            logits = apply_packed(params, packed.inputs, packed.positions, packed.segments, dropout_key, dropout)
+            return packing.packed_nll_sum(logits, packed)
+
+        return jax.lax.cond(packed.fits, packed_sums, lambda p: padded_sums(p, tokens, lengths, dropout_key), params)
+
+    sums = packed_or_padded_sums if capacity else padded_sums
 
     def loss_fn(params, batch_data, step):
         tokens, lengths = batch_data["tokens"], batch_data["lengths"]
@@ -102,12 +129,8 @@ def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout
             tokens, lengths = tokens[idx], lengths[idx]
         if place_batch is not None:
             tokens, lengths = place_batch(tokens, lengths)
-        if dropout:
-            key = jax.random.fold_in(batch_data["dropout_key"], step)
-            logits = apply_dropout(params, tokens[:, :-1], key, dropout)
-        else:
-            logits = apply(params, tokens[:, :-1])
-        total, count = masked_nll_sum(logits, tokens[:, 1:], lengths)
+        dropout_key = jax.random.fold_in(batch_data["dropout_key"], step) if dropout else None
+        total, count = sums(params, tokens, lengths, dropout_key)
         loss = total / count
         return loss + l2 * mean_square(params) if l2 else loss
 
@@ -208,7 +231,10 @@ def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
     if parallel is None:
         tokens, lengths = data.padded("train", model.block_size)
         batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), **keys}
-        loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout)
+        model_def = model.model_def
+        capacity = packing_capacity(cfg, model_def, lengths, model.block_size)
+        loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model_def.apply_dropout, cfg.dropout,
+                             apply_packed=model_def.apply_packed, capacity=capacity)
         return loss, batch
     parallel.check_batch(cfg.batch_size)
     if data.local_only:  # each process holds the rows it parsed; row_of says where each training row is
@@ -219,6 +245,21 @@ def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
     loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout,
                          num_words=data.sizes["train"], place_batch=parallel.place_batch)
     return loss, {"tokens": tokens, "lengths": lengths, **keys}
+
+
+def packing_capacity(cfg: TrainConfig, model_def, lengths: np.ndarray, block_size: int) -> int:
+    """Slots of a packed batch, or 0 for padded batches (packing off, not offered, or no smaller).
+
+    A batch of the whole split (batch_size 0) is packed into exactly the
+    slots it needs; a drawn batch into packing.capacity_for's bound.
+    """
+    if not cfg.pack or model_def.apply_packed is None or len(lengths) == 0:
+        return 0
+    if cfg.batch_size == 0:
+        capacity = -(-int(np.sum(lengths + 1)) // block_size) * block_size
+        return capacity if capacity < len(lengths) * block_size else 0
+    capacity = packing.capacity_for(lengths, cfg.batch_size, block_size)
+    return capacity if capacity < cfg.batch_size * block_size else 0
 
 
 def _next_stop(step: int, cfg: TrainConfig) -> int:

@@ -15,6 +15,10 @@ Every model is a ``ModelDef``:
 - ``check(config)``: raises MakemoreError for sizes that do not fit.
 - ``apply_dropout(params, idx_BxT, key, rate) -> logits_BxTxV``: optional, the
   training-time forward pass with dropout; ``apply`` is the evaluation one.
+- ``apply_packed(params, ids_RxS, positions_RxS, segments_RxS, key=None, rate=0.0)
+  -> logits_RxSxV``: optional, the forward pass over words packed end to end
+  (see ``makemore_jax.packing``), each word seeing only its own earlier
+  positions; with it the trainer skips the padding of its batches.
 
 Model files define ``MODELS = {name: ModelDef, ...}``; they are imported on
 first use, so the registry below is the only list of names.
@@ -59,6 +63,7 @@ class ModelDef:
     decode_step: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]] | None = None
     check: Callable[[ModelConfig], None] = _no_check
     apply_dropout: Callable[[Any, jax.Array, jax.Array, float], jax.Array] | None = None
+    apply_packed: Callable[..., jax.Array] | None = None
 
 
 # name -> module under makemore_jax.models that defines it in MODELS

@@ -156,18 +156,41 @@ def _head(params: dict, x_BxTxC: jax.Array) -> jax.Array:
     return layers.linear(params["lm_head"], layers.layer_norm(params["ln_f"], x_BxTxC))
 
 
-def _forward(params: dict, idx_BxT: jax.Array, drop=_no_dropout) -> jax.Array:
-    T = idx_BxT.shape[1]
-    causal_TxT = jnp.tril(jnp.ones((T, T), bool))
+def _same_row(k_BxTxHxD: jax.Array) -> jax.Array:
+    return k_BxTxHxD
+
+
+def _with_previous_row(k_RxSxHxD: jax.Array) -> jax.Array:
+    """Each row's slots preceded by the previous row's: (R, S, ...) -> (R, 2S, ...); row 0's are zeros."""
+    previous = jnp.concatenate([jnp.zeros_like(k_RxSxHxD[:1]), k_RxSxHxD[:-1]], axis=0)
+    return jnp.concatenate([previous, k_RxSxHxD], axis=1)
+
+
+def _blocks_and_head(params: dict, x_BxTxC: jax.Array, allowed, keys_of=_same_row, drop=_no_dropout) -> jax.Array:
+    """Every block, then the head. keys_of maps a layer's (B, T, H, D) keys or values to the ones each row attends over."""
 
     def layer(x_BxTxC, block, l):
         qkv_BxTx3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_BxTxC))
         q, k, v = (qkv_BxTx3xHxD[:, :, i] for i in range(3))
-        y_BxTxHxD = _attend(q, k, v, causal_TxT)
+        y_BxTxHxD = _attend(q, keys_of(k), keys_of(v), allowed)
         return _block_rest(block, x_BxTxC, y_BxTxHxD, drop, l)
 
-    x_BxTxC = drop(params["wte"][idx_BxT] + params["wpe"][:T], 0)
     return _head(params, _for_each_layer(layer, x_BxTxC, params["blocks"]))
+
+
+def _forward(params: dict, idx_BxT: jax.Array, drop=_no_dropout) -> jax.Array:
+    T = idx_BxT.shape[1]
+    causal_TxT = jnp.tril(jnp.ones((T, T), bool))
+    x_BxTxC = drop(params["wte"][idx_BxT] + params["wpe"][:T], 0)
+    return _blocks_and_head(params, x_BxTxC, causal_TxT, drop=drop)
+
+
+def _dropout(key: jax.Array, rate: float):
+    def drop(x, site):
+        keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1.0 - rate, x.shape)
+        return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+    return drop
 
 
 def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
@@ -182,12 +205,30 @@ def apply_dropout(params: dict, idx_BxT: jax.Array, key: jax.Array, rate: float)
     zeroed with probability rate and the rest scaled by 1/(1 - rate), each
     site with its own key fold_in(key, site). Evaluation uses ``apply``.
     """
+    return _forward(params, idx_BxT, _dropout(key, rate))
 
-    def drop(x, site):
-        keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1.0 - rate, x.shape)
-        return jnp.where(keep, x / (1.0 - rate), 0.0)
 
-    return _forward(params, idx_BxT, drop)
+def apply_packed(params: dict, ids_RxS: jax.Array, positions_RxS: jax.Array, segments_RxS: jax.Array,
+                 key: jax.Array | None = None, rate: float = 0.0) -> jax.Array:
+    """Logits (R, S, V) of words packed end to end in rows of S slots (see ``packing``).
+
+    Slot s of row r attends to the slots of rows r - 1 and r that belong to
+    its own word (segments equal) and come no later than itself, which with
+    S >= block_size is all of its word's earlier positions: each word gets the
+    logits ``apply`` gives it in a padded row. positions restart at 0 at each
+    word. With rate > 0 the dropout of ``apply_dropout``, drawn in this layout.
+    """
+    R, S = ids_RxS.shape
+    slot_RxS = jnp.arange(R * S, dtype=jnp.int32).reshape(R, S)
+    # row 0 has no previous row: its stand-in slots get segment -1, which no slot has
+    key_segments_Rx2S = _with_previous_row(segments_RxS[..., None])[..., 0].at[0, :S].set(-1)
+    key_slots_Rx2S = _with_previous_row(slot_RxS[..., None])[..., 0]
+    allowed_RxSx2S = (key_segments_Rx2S[:, None, :] == segments_RxS[:, :, None]) & (
+        key_slots_Rx2S[:, None, :] <= slot_RxS[:, :, None]
+    )
+    drop = _no_dropout if not rate else _dropout(key, rate)
+    x_RxSxC = drop(params["wte"][ids_RxS] + params["wpe"][positions_RxS], 0)
+    return _blocks_and_head(params, x_RxSxC, allowed_RxSx2S[:, None], _with_previous_row, drop)
 
 
 def decode_init(params: dict, config: ModelConfig, batch: int) -> dict:
@@ -228,6 +269,6 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
 MODELS = {
     "transformer": ModelDef(
         "transformer", init, apply, decode_init=decode_init, decode_step=decode_step, check=check,
-        apply_dropout=apply_dropout,
+        apply_dropout=apply_dropout, apply_packed=apply_packed,
     )
 }
