@@ -2,7 +2,9 @@
 
 Table models (counts, bigram) are scored from the split's count matrix, V×V
 work. Sequence models run over the padded words in fixed-size chunks with
-``lax.map`` inside one jitted call, summing the NLL of real positions only.
+``lax.map`` inside one jitted call, summing the NLL of real positions only;
+a model whose ModelDef has ``apply_packed`` is scored on the words packed end
+to end instead (``packing.pack_words``), the same sums without the padding.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import packing
 from .counts import count_matrix
 from .data import Dataset, encode_padded
 from .errors import MakemoreError
 from .losses import nll_from_counts
 
 EVAL_CHUNK = 512  # words per forward pass: bounds memory, whatever the split's size
+PACKED_ROWS = 256  # rows of block_size slots per forward pass of packed words (about 550 names)
 
 
 def masked_position_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
@@ -61,6 +65,28 @@ def sequence_nll_sum(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array,
     return sums.sum(), counts.sum()
 
 
+@partial(jax.jit, static_argnames=("apply_packed",))
+def packed_nll_sum(apply_packed, params, chunks: packing.Packed):
+    """(Total NLL, number of positions) of a split packed by ``packing.pack_words``, one chunk per pass."""
+
+    def score(chunk):
+        logits = apply_packed(params, chunk.inputs, chunk.positions, chunk.segments)
+        return packing.packed_nll_sum(logits, chunk)
+
+    sums, counts = jax.lax.map(score, chunks._replace(fits=jnp.zeros(chunks.inputs.shape[0], bool)))
+    return sums.sum(), counts.sum()
+
+
+def sequence_nll_sums(model, tokens_WxL: np.ndarray, lengths_W: np.ndarray):
+    """(Total NLL, positions) of padded words under a model: packed where its ModelDef can, else padded."""
+    model_def = getattr(model, "model_def", None)
+    apply_packed = getattr(model_def, "apply_packed", None)
+    if apply_packed is None:
+        return sequence_nll_sum(model.apply, model.params, tokens_WxL, lengths_W)
+    chunks = packing.pack_words(tokens_WxL, lengths_W, model.block_size, PACKED_ROWS)
+    return packed_nll_sum(apply_packed, model.params, chunks)
+
+
 def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
     """Mean NLL per position (characters and ends) of all words, in one call."""
     total, count = sequence_nll_sum(apply, params, tokens_WxL, lengths_W, chunk)
@@ -96,7 +122,7 @@ def split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
             sums[i] = float(total), len(xs)
         else:
             tokens, lengths = data.padded(split, model.block_size)
-            total, count = sequence_nll_sum(model.apply, model.params, tokens, lengths)
+            total, count = sequence_nll_sums(model, tokens, lengths)
             sums[i] = float(total), int(count)
     sums = data.combine(sums)
     return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
@@ -111,7 +137,8 @@ def _split_nll_whole(model, data: Dataset, splits=None) -> dict[str, float | Non
             out[split] = float(table_nll(model.table, *data.pairs(split)))
         else:
             tokens, lengths = data.padded(split, model.block_size)
-            out[split] = float(sequence_nll(model.apply, model.params, tokens, lengths))
+            total, count = sequence_nll_sums(model, tokens, lengths)
+            out[split] = float(total / count)
     return out
 
 

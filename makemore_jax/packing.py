@@ -84,3 +84,38 @@ def packed_nll_sum(logits_RxSxV: jax.Array, packed: Packed) -> tuple[jax.Array, 
     logp_RxSxV = jax.nn.log_softmax(logits_RxSxV, axis=-1)
     nll_RxS = -jnp.take_along_axis(logp_RxSxV, packed.targets[..., None], axis=-1)[..., 0]
     return jnp.where(packed.counted, nll_RxS, 0.0).sum(), packed.counted.sum()
+
+
+def pack_words(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int, rows_per_chunk: int) -> Packed:
+    """A whole split packed on the host: arrays (chunks, rows_per_chunk, row_len), ``fits`` True.
+
+    Words run from row to row within a chunk but never from one chunk into the
+    next, so each chunk can be scored on its own (a word that would cross
+    starts the next chunk; that chunk's tail stays idle).
+    """
+    lengths = np.asarray(lengths_W, np.int64)
+    n_W = lengths + 1
+    per_chunk = rows_per_chunk * row_len
+    if len(n_W) and n_W.max() > row_len:
+        raise ValueError(f"a word needs {int(n_W.max())} slots; rows hold {row_len}")
+    ends = np.cumsum(n_W)
+    first_slot = np.zeros(len(n_W), np.int64)  # where each word starts in the chunked slot space
+    word, chunk = 0, 0
+    while word < len(n_W):
+        before = ends[word - 1] if word else 0
+        last = int(np.searchsorted(ends, before + per_chunk, side="right"))  # words word..last-1 fit
+        first_slot[word:last] = chunk * per_chunk + (ends[word:last] - n_W[word:last] - before)
+        word, chunk = last, chunk + 1
+    n_chunks = max(chunk, 1)
+    word_of = np.repeat(np.arange(len(n_W)), n_W)
+    pos = np.arange(int(n_W.sum())) - np.repeat(ends - n_W, n_W)
+    slot = first_slot[word_of] + pos
+    size = n_chunks * per_chunk
+    inputs, targets, positions = (np.zeros(size, np.int32) for _ in range(3))
+    segments = (len(n_W) + np.arange(size)).astype(np.int32)  # idle: a segment each
+    counted = np.zeros(size, bool)
+    tokens = np.asarray(tokens_WxL)
+    inputs[slot], targets[slot] = tokens[word_of, pos], tokens[word_of, pos + 1]
+    positions[slot], segments[slot], counted[slot] = pos, word_of, True
+    shape = (n_chunks, rows_per_chunk, row_len)
+    return Packed(*(a.reshape(shape) for a in (inputs, targets, positions, segments, counted)), np.bool_(True))

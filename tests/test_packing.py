@@ -148,3 +148,42 @@ def test_a_config_saved_before_packing_resumes_padded():
     del cfg["pack"]
     assert TrainConfig.from_json(cfg).pack is False
     assert TrainConfig.from_json(TrainConfig.create("transformer").to_json()).pack is True
+
+
+def test_pack_words_keeps_words_inside_their_chunk():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(0, 8, 300)
+    tokens = np.zeros((300, 10), np.int32)
+    for i, n in enumerate(lengths):
+        tokens[i, 1 : n + 1] = rng.integers(1, 9, n)
+    p = packing.pack_words(tokens, lengths, 9, 4)
+    assert p.inputs.shape[1:] == (4, 9)
+    seg, pos, counted = (np.asarray(a).reshape(p.inputs.shape[0], -1) for a in (p.segments, p.positions, p.counted))
+    inputs, targets = (np.asarray(a).reshape(p.inputs.shape[0], -1) for a in (p.inputs, p.targets))
+    seen = 0
+    for c in range(seg.shape[0]):
+        for w in np.unique(seg[c][counted[c]]):
+            slots = np.flatnonzero(seg[c] == w)
+            n = lengths[w] + 1
+            assert len(slots) == n and (np.diff(slots) == 1).all() and (seg[:c] != w).all()
+            np.testing.assert_array_equal(pos[c, slots], np.arange(n))
+            np.testing.assert_array_equal(inputs[c, slots], tokens[w, :n])
+            np.testing.assert_array_equal(targets[c, slots], tokens[w, 1 : n + 1])
+            seen += 1
+    assert seen == 300 and counted.sum() == (lengths + 1).sum()
+
+
+def test_split_nll_of_a_packing_model_equals_the_padded_sums(batch, transformer):
+    from makemore_jax import evaluate
+
+    tokens, lengths, _ = batch
+    model, params = transformer
+
+    class Trained:  # what split_nll reads of a trained model
+        model_def, apply, block_size = model, model.apply, BLOCK
+
+    Trained.params = params
+    want_total, want_count = evaluate.sequence_nll_sum(model.apply, params, tokens, lengths, 4)
+    got_total, got_count = evaluate.sequence_nll_sums(Trained, np.asarray(tokens), np.asarray(lengths))
+    assert int(got_count) == int(want_count) == int((lengths + 1).sum())
+    assert abs(float(got_total) - float(want_total)) < 1e-4 * float(want_total)
