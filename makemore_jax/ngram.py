@@ -9,15 +9,19 @@ Counting. Every predicted position of the words (each character and each
 end) gives one n-gram, a row of N ids: the context, oldest first, then the
 predicted id. They are counted by a jitted scatter-add into a V^N table when
 that is small (``DENSE_MAX_CELLS``), and otherwise sparsely, holding only the
-n-grams that occur: the rows are ranked in suffix order one id at a time
-(``refine_ranks``: the pairs (rank so far, the id before) ranked by a presence
-table and a cumsum while they are few, by a sort otherwise), then summed per
-rank. Either way the result is the same ``NgramCounts``: the distinct n-grams
-in *suffix order* (sorted by the predicted id, then the id before it, and so
-on back) with their counts. In suffix order the n-grams that end alike are
-neighbours, so every lower order is a run of rows (``all_levels``).
-``count_ngrams_streaming`` counts a word list chunk by chunk, holding one chunk
-and the table at a time.
+n-grams that occur. While V^N keys fit int32 (``key_fits``: V = 27 up to
+order 6) each row is one key, its flat index, and one sort of the keys counts
+them (``count_by_keys``; on the host: numpy sorts int32 keys in about a
+millisecond per 200,000, XLA:CPU's sort takes over ten times as long). Beyond
+that the rows are ranked in suffix order one id at a time (``refine_ranks``:
+the pairs (rank so far, the id before) ranked by a presence table and a cumsum
+while they are few, by a sort otherwise), then summed per rank. Every way
+gives the same ``NgramCounts``: the distinct n-grams in *suffix order* (sorted
+by the predicted id, then the id before it, and so on back) with their
+counts. In suffix order the n-grams that end alike are neighbours, so every
+lower order is a run of rows (``all_levels``); with keys, order n − 1's key is
+order n's divided by V. ``count_ngrams_streaming`` counts a word list chunk by
+chunk, holding one chunk and the table at a time.
 
 Smoothing. Interpolated Kneser–Ney (Kneser & Ney 1995; Chen & Goodman 1999,
 "An empirical study of smoothing techniques for language modeling") mixes
@@ -167,6 +171,56 @@ def dense_counts(ngrams_PxN: jax.Array, weights_P: jax.Array, vocab_size: int) -
     return jnp.zeros((cells,), jnp.int32).at[flat_index(ngrams_PxN, vocab_size)].add(weights_P)
 
 
+def key_fits(vocab_size: int, order: int) -> bool:
+    """Whether every n-gram of `order` ids below vocab_size has an int32 key (its flat index): V^order <= 2^31."""
+    return vocab_size**order - 1 <= INT32_LIMIT
+
+
+def sparse_method(vocab_size: int, order: int) -> str:
+    """How the sparse path counts: 'keys' (one sort of int32 keys) where they fit, else 'ranks'."""
+    return "keys" if key_fits(vocab_size, order) else "ranks"
+
+
+def ngram_keys(ngrams_PxN: np.ndarray, vocab_size: int) -> np.ndarray:
+    """flat_index of each row on the host: int32 (P,). Needs key_fits (no step of the sum overflows)."""
+    key_P = np.zeros((ngrams_PxN.shape[0],), np.int32)
+    for j in range(ngrams_PxN.shape[1] - 1, -1, -1):
+        key_P *= vocab_size
+        key_P += ngrams_PxN[:, j]
+    return key_P
+
+
+def run_starts(sorted_M: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array begins: int64 indices, 0 first (none if empty)."""
+    new_M = np.empty(sorted_M.shape, bool)
+    new_M[:1] = True
+    np.not_equal(sorted_M[1:], sorted_M[:-1], out=new_M[1:])
+    return np.flatnonzero(new_M)
+
+
+def count_by_keys(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int) -> NgramCounts:
+    """The sparse counts by one sort of int32 keys; weights_P None counts each row once.
+
+    Increasing key is suffix order, so the sorted distinct keys are the
+    n-grams in the order NgramCounts keeps, and each count is the length (or
+    the summed weights) of a run of equal keys. Needs key_fits.
+    """
+    P, order = ngrams_PxN.shape
+    if P == 0:
+        return NgramCounts(order, vocab_size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
+    keys_P = ngram_keys(ngrams_PxN, vocab_size)
+    if weights_P is None:
+        keys_P.sort()
+        first = run_starts(keys_P)
+        counts = np.diff(first, append=P)
+    else:
+        by_key = np.argsort(keys_P)
+        keys_P = keys_P[by_key]
+        first = run_starts(keys_P)
+        counts = np.add.reduceat(np.asarray(weights_P)[by_key], first)
+    return NgramCounts(order, vocab_size, _digits(keys_P[first], order, vocab_size), counts.astype(np.int32))
+
+
 RANKING = ("presence", "sort", "pairs")
 
 
@@ -245,14 +299,24 @@ def padded_rows(ngrams_PxN: np.ndarray) -> jax.Array:
     return jnp.asarray(np.pad(ngrams_PxN, ((0, _bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0))))
 
 
-def _count(ngrams_PxN: np.ndarray, weights_P: np.ndarray, vocab_size: int, kind: str) -> NgramCounts:
+def _count(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int, kind: str) -> NgramCounts:
+    """The counts of the rows by kind: 'dense', 'keys', 'ranks', or 'sparse' (keys where they fit, else ranks).
+
+    weights_P: each row's weight (how often it occurred), None for once each.
+    """
     P, order = ngrams_PxN.shape
+    if kind == "sparse":
+        kind = sparse_method(vocab_size, order)
     if P == 0:
         return NgramCounts(order, vocab_size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
+    if kind == "keys":
+        return count_by_keys(ngrams_PxN, weights_P, vocab_size)
+    if weights_P is None:
+        weights_P = np.ones((P,), np.int32)
     rows, weights = _pad_repeating(ngrams_PxN), np.pad(weights_P, (0, _bucket(P) - P))  # padding: weight 0
     if kind == "dense":
         return _from_flat(np.asarray(dense_counts(jnp.asarray(rows), jnp.asarray(weights), vocab_size)), order, vocab_size)
-    # sparse: rank the rows in suffix order one id at a time, then sum the weights per rank
+    # ranks: rank the rows in suffix order one id at a time, then sum the weights per rank
     top = suffix_ranks(rows, vocab_size)[-1]
     n = int(np.asarray(top).max()) + 1
     holder = np.zeros((n,), np.int64)
@@ -269,9 +333,11 @@ def _pad_repeating(rows: np.ndarray) -> np.ndarray:
 def _digits(flat: np.ndarray, order: int, vocab_size: int) -> np.ndarray:
     """The n-grams of flat indices (see flat_index): int32 (len(flat), order)."""
     ngrams = np.empty((flat.size, order), np.int32)
-    rest = flat.astype(np.int64)
+    rest = flat.astype(np.int32 if key_fits(vocab_size, order) else np.int64)
     for j in range(order):
-        rest, ngrams[:, j] = np.divmod(rest, vocab_size)
+        above = rest // vocab_size  # numpy divides by a scalar with SIMD; its divmod and % do not
+        ngrams[:, j] = rest - above * vocab_size
+        rest = above
     return ngrams
 
 
@@ -285,16 +351,19 @@ def count_ngrams(words: Sequence[str], vocab: Vocabulary, order: int, representa
     """Count the n-grams of every character and end of the words (contexts padded with the boundary).
 
     representation: 'dense' (a scatter-add into V^order cells), 'sparse'
-    (suffix-order ranks, then a segment sum per rank) or 'auto' (dense while
-    V^order <= DENSE_MAX_CELLS). The result is the same whichever is used.
+    (one sort of int32 keys while V^order fits them, else suffix-order ranks
+    and a segment sum per rank) or 'auto' (sparse: sorting the keys beats
+    filling and reading back a dense table at every order of names.txt). The
+    result is the same whichever is used.
     """
     return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size, representation)
 
 
 def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, representation: str = "auto") -> NgramCounts:
     """count_ngrams from the n-gram rows (P, order) int32, e.g. of ``words_to_ngrams``."""
-    kind = choose_representation(representation, vocab_size, ngrams_PxN.shape[1])
-    return _count(np.asarray(ngrams_PxN, np.int32), np.ones((len(ngrams_PxN),), np.int32), vocab_size, kind)
+    order = ngrams_PxN.shape[1]
+    kind = "sparse" if representation == "auto" else choose_representation(representation, vocab_size, order)
+    return _count(np.asarray(ngrams_PxN, np.int32), None, vocab_size, kind)
 
 
 def count_ngrams_streaming(
@@ -381,17 +450,49 @@ class Level:
     suffix: np.ndarray
 
 
-def all_levels(counts: NgramCounts) -> list[Level]:
+def all_levels(counts: NgramCounts, how: str = "auto") -> list[Level]:
     """Orders 1..N from the order-N counts; levels[n − 1] is order n.
 
     Order n's n-grams are the distinct last n ids of order N's. The rows are
     in suffix order, so each is a run of neighbours: raw counts add up over
     the run, and the continuation count is the number of order-(n + 1) runs
-    in it, i.e. of distinct ids seen before the n-gram.
+    in it, i.e. of distinct ids seen before the n-gram. how: 'keys' (the runs
+    of int32 keys, key_fits), 'ranks' (the runs of suffix ranks, any
+    vocabulary) or 'auto' (keys where they fit); the levels are the same.
     """
     N, M, V = counts.order, len(counts.counts), counts.vocab_size
     if M == 0:
         return [Level(np.zeros((0, n), np.int32), *(np.zeros((0,), np.int32),) * 3) for n in range(1, N + 1)]
+    if how == "auto":
+        how = sparse_method(V, N)
+    return levels_by_keys(counts) if how == "keys" else _levels_by_ranks(counts)
+
+
+def levels_by_keys(counts: NgramCounts) -> list[Level]:
+    """all_levels from the sorted int32 keys, one order at a time from the top (needs key_fits).
+
+    An n-gram's key divided by V is the key of its last n − 1 ids, so order
+    n − 1's runs are runs of equal quotients of order n's sorted keys.
+    """
+    V, N = counts.vocab_size, counts.order
+    keys, raw = ngram_keys(counts.ngrams, V), np.asarray(counts.counts, np.int32)
+    ngrams, continuation = np.array(counts.ngrams, np.int32), raw
+    levels = []
+    for n in range(N, 1, -1):
+        lower = keys // V  # the key of ngrams[:, 1:]
+        first = run_starts(lower)
+        sizes = np.diff(first, append=len(lower))  # order n − 1's continuation counts
+        levels.append(Level(ngrams, raw, continuation, np.repeat(np.arange(len(first), dtype=np.int32), sizes)))
+        ends = np.cumsum(raw, dtype=np.int64)[first + sizes - 1]  # the raw counts summed up to each run's end
+        keys = lower[first]
+        ngrams, raw, continuation = _digits(keys, n - 1, V), np.diff(ends, prepend=0).astype(np.int32), sizes.astype(np.int32)
+    levels.append(Level(ngrams, raw, continuation, np.zeros((len(keys),), np.int32)))
+    return levels[::-1]
+
+
+def _levels_by_ranks(counts: NgramCounts) -> list[Level]:
+    """all_levels by suffix_ranks of the rows: for vocabularies whose keys overflow int32."""
+    N, M, V = counts.order, len(counts.counts), counts.vocab_size
     rows = _pad_repeating(counts.ngrams)  # the copies join the last row's runs, with count 0
     weights = jnp.asarray(np.pad(counts.counts, (0, len(rows) - M)))
     runs = jnp.stack(suffix_ranks(rows, V))  # in suffix order, so each order's runs are ranks that never decrease

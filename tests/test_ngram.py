@@ -133,6 +133,60 @@ def test_lower_orders_follow_from_the_top_order(small):
             assert np.array_equal(levels[n - 2].ngrams[level.suffix], level.ngrams[:, 1:])
 
 
+def reference_levels(ngrams_PxN, weights_P):
+    """Every order's (n-grams, raw, continuation) by numpy's unique on the reversed rows (suffix order)."""
+    N = ngrams_PxN.shape[1]
+    levels, above = {}, None
+    for n in range(N, 0, -1):
+        grams, inverse = np.unique(ngrams_PxN[:, N - n :][:, ::-1], axis=0, return_inverse=True)
+        raw = np.bincount(inverse.ravel(), weights_P, minlength=len(grams)).astype(np.int64)
+        distinct = np.unique(above[:, :-1], axis=0, return_counts=True)[1] if above is not None else raw
+        levels[n] = (grams[:, ::-1], raw, distinct)
+        above = grams  # reversed: the last id first
+    return levels
+
+
+@pytest.mark.parametrize("vocab_size,order", [(3, 4), (27, 6), (1290, 3), (1291, 3)])
+def test_key_path_and_rank_path_count_the_same(vocab_size, order):
+    rng = np.random.default_rng(vocab_size + order)
+    rows = rng.integers(0, min(vocab_size, 6), (900, order)).astype(np.int32)  # few ids: many repeats
+    rows[::7] = rng.integers(vocab_size - 3, vocab_size, (len(rows[::7]), order))  # the largest keys
+    weights = rng.integers(1, 4, len(rows)).astype(np.int32)
+    expected = reference_levels(rows, weights)
+    methods = ["keys", "ranks"] if ngram.key_fits(vocab_size, order) else ["ranks"]
+    assert (vocab_size, order) != (1291, 3) or methods == ["ranks"]  # 1291^3 − 1 overflows int32
+    for method in methods:
+        once = ngram._count(rows, None, vocab_size, method)
+        assert once == ngram.count_ngram_rows(rows, vocab_size) and once.counts.sum() == len(rows), method
+        counts = ngram._count(rows, weights, vocab_size, method)
+        assert np.array_equal(counts.ngrams, expected[order][0]) and np.array_equal(counts.counts, expected[order][1])
+        for how in methods:
+            levels = ngram.all_levels(counts, how)
+            for n, level in enumerate(levels, start=1):
+                grams, raw, distinct = expected[n]
+                assert level.ngrams.dtype == level.raw.dtype == level.continuation.dtype == level.suffix.dtype == np.int32
+                assert np.array_equal(level.ngrams, grams) and np.array_equal(level.raw, raw), (method, how, n)
+                assert np.array_equal(level.continuation, distinct), (method, how, n)
+                if n > 1:
+                    assert np.array_equal(levels[n - 2].ngrams[level.suffix], level.ngrams[:, 1:])
+
+
+def test_the_key_path_is_taken_exactly_while_keys_fit_int32(monkeypatch):
+    assert ngram.key_fits(27, 6) and not ngram.key_fits(27, 7)
+    assert ngram.key_fits(1290, 3) and not ngram.key_fits(1291, 3)  # 1290^3 = 2,146,689,000 <= 2^31
+    assert ngram.key_fits(2, 31) and not ngram.key_fits(2, 32)  # keys up to 2^31 − 1 exactly
+    calls = []
+    for name in ("count_by_keys", "levels_by_keys"):
+        real = getattr(ngram, name)
+        monkeypatch.setattr(ngram, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    rows = np.array([[0, 1, 2], [0, 1, 2], [1, 1, 0]], np.int32)
+    for vocab_size, keyed in [(1290, True), (1291, False)]:
+        calls.clear()
+        levels = ngram.all_levels(ngram.count_ngram_rows(rows, vocab_size))
+        assert calls == (["count_by_keys", "levels_by_keys"] if keyed else []), vocab_size
+        assert [level.raw.tolist() for level in levels] == [[1, 2], [1, 2], [1, 2]]
+
+
 def test_streamed_counts_equal_in_memory_counts(tmp_path):
     rng = np.random.default_rng(7)
     letters = np.array(list("abcdefghij"))
