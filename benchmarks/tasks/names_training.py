@@ -30,6 +30,7 @@ from makemore_jax.seeding import seed_key
 
 from ..context import Context
 from ..harness import Candidate, Target, TaskResult, check, measure, register, result
+from ..step_profile import profile_by_kind, table
 from . import makemore_torch
 
 BLOCK_SIZE = 16
@@ -136,13 +137,15 @@ def names_training(ctx: Context) -> TaskResult:
         Target("packing's own gain: JAX packed vs JAX padded", "jax_packed", ("jax_padded",)),
     ]
     padded_slots = steps * cfg.batch_size * BLOCK_SIZE
+    profiles = {"packed step": profile_by_kind(packed_run, 2, steps),
+                "padded step": profile_by_kind(padded_run, 2, steps)}
     res = result(
         "Transformer training on names (real characters/s)",
         f"{steps} AdamW steps of the Transformer (makemore sizes) on {BATCH_SIZE} names drawn per step from the "
         f"training split; work = characters plus ends of the drawn names (padding excluded)",
         "character", cands, timings, targets, checks, rounds,
         extra={"capacity": capacity, "jax_chars": jax_chars, "torch_chars": torch_chars,
-               "padded_slots": padded_slots},
+               "padded_slots": padded_slots, "profiles": profiles},
     )
     res.notes = [
         f"A padded step computes {cfg.batch_size} × {BLOCK_SIZE} = {cfg.batch_size * BLOCK_SIZE} positions; the drawn "
@@ -151,5 +154,8 @@ def names_training(ctx: Context) -> TaskResult:
         "padded) and each row attends over itself and the row before, masked to each name's own earlier positions.",
         "The two sides draw different random batches of the same training words; each side's characters are "
         "counted from its own draws.",
+        "Where makemore_jax's step time goes (jax.profiler trace of 2 calls of "
+        f"{steps} steps, XLA's thunks grouped by kind, thread time summed over XLA's worker threads):\n\n  "
+        + "\n  ".join(table(profiles)),
     ]
     return res
