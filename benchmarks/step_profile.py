@@ -50,11 +50,11 @@ def profile_by_kind(run: Callable[[], object], calls: int, steps_per_call: int) 
     """
     run()  # warm: compiled, caches filled
     with tempfile.TemporaryDirectory() as trace_dir:
-        t0 = time.perf_counter()
         with jax.profiler.trace(trace_dir):
+            t0 = time.perf_counter()
             for _ in range(calls):
                 run()
-        wall = time.perf_counter() - t0
+            wall = time.perf_counter() - t0
         (path,) = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
         profile = jax.profiler.ProfileData.from_file(path)
     per_kind, thunks = Counter(), 0
