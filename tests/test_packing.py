@@ -187,3 +187,27 @@ def test_split_nll_of_a_packing_model_equals_the_padded_sums(batch, transformer)
     got_total, got_count = evaluate.sequence_nll_sums(Trained, np.asarray(tokens), np.asarray(lengths))
     assert int(got_count) == int(want_count) == int((lengths + 1).sum())
     assert abs(float(got_total) - float(want_total)) < 1e-4 * float(want_total)
+
+
+def test_a_packed_run_resumed_midway_equals_the_uninterrupted_run():
+    from dataclasses import replace
+
+    from makemore_jax.data import Dataset
+    from makemore_jax.seeding import seed_key
+
+    words = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"] * 8
+    cfg = TrainConfig.create("transformer", steps=20, eval_every=10, log_every=10, n_layer=1, n_head=2, n_embd=8,
+                             batch_size=16, block_size=16, dropout=0.1)
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    assert train.packing_capacity(cfg, get_model("transformer"), np.asarray([len(w) for w in data.words["train"]]), 16)
+    whole = train.new_model(cfg, data)
+    full = train.fit(whole, data)
+    first = train.new_model(cfg, data)
+    first.config = replace(cfg, steps=10)
+    part = train.fit(first, data)
+    first.config = cfg
+    resumed = train.fit(first, data, train.TrainState(part.params, part.opt_state, part.step, part.best_dev))
+    assert resumed.step == full.step == 20
+    for a, b in zip(jax.tree_util.tree_leaves((full.params, full.opt_state)),
+                    jax.tree_util.tree_leaves((resumed.params, resumed.opt_state))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
