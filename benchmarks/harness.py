@@ -220,6 +220,12 @@ def result(
     return TaskResult(title, description, work_unit, rows, ratios, checks, extra or {}, notes or [], rounds)
 
 
+def error_line(err: BaseException) -> str:
+    """An exception as one line, for a note saying why a candidate was left out."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def format_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "–"

@@ -120,6 +120,22 @@ def test_training_losses_agree(record):
     assert max(losses.values()) - min(losses.values()) <= 1e-4
 
 
+def test_model_training_has_a_torch_compile_candidate_or_says_why(record):
+    task = record["tasks"]["model_training"]
+    from benchmarks.tasks.model_training import QUICK_COMPILED
+
+    for name in QUICK_COMPILED:
+        (tag,) = [t for t in task["extra"]["models"] if t.startswith(f"{name}_b")]
+        info = task["extra"]["models"][tag]["torch_compile"]
+        names = {c["name"] for c in task["candidates"]}
+        if info["error"]:
+            assert f"torch_compile_{tag}" not in names and any(info["error"] in n for n in task["notes"])
+            continue
+        compiled = next(c for c in task["candidates"] if c["name"] == f"torch_compile_{tag}")
+        assert compiled["kind"] == "best_effort" and compiled["first_call_s"] > 0
+        assert any(r["baseline"] == f"torch_compile_{tag}" for r in task["ratios"])
+
+
 def test_markdown_lists_every_task(quick_run, record):
     _, written, _ = quick_run
     (md_path,) = [p for p in written if p.endswith(".md")]

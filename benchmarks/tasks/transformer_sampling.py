@@ -6,9 +6,17 @@ batch, as its print_samples does. makemore_jax.sampling.generate keeps a
 key/value cache and feeds one id per step (the model's decode_step), all inside
 one jitted scan; with fast=False it recomputes the model over its buffer at
 each step, as makemore does. Both sides produce strings.
+
+PyTorch's best effort is makemore's loop with F.scaled_dot_product_attention,
+eager and with the module under torch.compile. The sequence grows by one id a
+step, so torch.compile compiles twice, not once per length: for the first
+length, then (automatic dynamic shapes) one graph for every length after it.
+Both compilations fall in its first call, reported apart.
 """
 
 from __future__ import annotations
+
+import time
 
 import jax
 import numpy as np
@@ -19,12 +27,35 @@ from makemore_jax.models import get_model
 from makemore_jax.trained import TrainedModel
 
 from ..context import Context
-from ..harness import Candidate, Target, TaskResult, check, format_ratio, format_seconds, measure, register, result
+from ..harness import (
+    Candidate, Target, TaskResult, check, error_line, format_ratio, format_seconds, measure, register, result,
+)
 from . import makemore_torch
 
 BLOCK_SIZE = 16
 SEED = 1337
 MIN_AGREEMENT = 0.99  # fast and recompute paths: same key, same names (float rounding may flip a rare draw)
+
+
+def compiled_sampler(ctx: Context, model, run, n: int):
+    """A candidate running run(torch.compile(model)) for n names, or None; and how its compilation went."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    compiled = torch.compile(model)
+    graphs = counters["stats"]["unique_graphs"]
+    try:
+        t0 = time.perf_counter()
+        run(compiled)
+        ctx.torch_sync()
+        first_call_s = time.perf_counter() - t0
+    except Exception as err:  # e.g. no C++ compiler here
+        why = error_line(err)
+        ctx.log(f"  torch.compile failed, candidate left out: {why}")
+        return None, {"error": why}
+    cand = Candidate("torch_compile", "the SDPA loop, model under torch.compile", "torch", "best_effort",
+                     ctx.torch_synced(lambda: run(compiled)), work=n, first_call_s=first_call_s)
+    return cand, {"error": None, "first_call_s": first_call_s, "graphs": counters["stats"]["unique_graphs"] - graphs}
 
 
 def makemore_generate(torch, F, model, n: int, steps: int, block_size: int, device):
@@ -71,11 +102,15 @@ def transformer_sampling(ctx: Context) -> TaskResult:
     def jax_names(fast):
         return sampling.generate(model, key, n, fast=fast)[0]
 
+    compiled, compile_info = None, {"error": "not compiled in --quick runs"}
+    if not ctx.quick:
+        compiled, compile_info = compiled_sampler(ctx, best_model, torch_names, n)
     cands = [
         Candidate("makemore", "makemore generate: recompute, softmax, multinomial", "torch", "lecture",
                   ctx.torch_synced(lambda: torch_names(torch_model)), work=n),
         Candidate("torch_sdpa", "the same loop with F.scaled_dot_product_attention", "torch", "best_effort",
                   ctx.torch_synced(lambda: torch_names(best_model)), work=n),
+        *([compiled] if compiled else []),
         Candidate("jax_kv_cache", "makemore_jax sampling.generate (KV cache, jit)", "jax", "package",
                   lambda: jax_names(True), work=n),
         Candidate("jax_recompute", "makemore_jax sampling.generate(fast=False) (recompute)", "jax", "package",
@@ -91,15 +126,16 @@ def transformer_sampling(ctx: Context) -> TaskResult:
               f"{agreement:.1%} of {n:,} names equal"),
     ]
     lengths = {}
-    for name in ("makemore", "torch_sdpa", "jax_kv_cache", "jax_recompute"):
+    for name in [c.name for c in cands]:
         out = timings[name].output
         ok = len(out) == n and all(set(s) <= alphabet and len(s) <= steps for s in out)
         checks.append(check(f"{name}: {n:,} names of the vocabulary, at most {steps} characters", ok,
                             f"{len(out):,} names"))
         lengths[name] = float(np.mean([len(s) for s in out]))
+    best_loops = ("makemore", "torch_sdpa") + (("torch_compile",) if compiled else ())
     targets = [
         Target("JAX KV cache vs makemore generate (names/s)", "jax_kv_cache", ("makemore",), at_least=10.0),
-        Target("JAX KV cache vs best PyTorch loop", "jax_kv_cache", ("makemore", "torch_sdpa")),
+        Target("JAX KV cache vs best PyTorch loop", "jax_kv_cache", best_loops),
         Target("JAX recompute vs makemore generate", "jax_recompute", ("makemore",)),
         Target("JAX KV cache vs JAX recompute", "jax_kv_cache", ("jax_recompute",)),
     ]
@@ -108,7 +144,7 @@ def transformer_sampling(ctx: Context) -> TaskResult:
         f"{n:,} names from the Transformer (n_layer {cfg.n_layer}, n_head {cfg.n_head}, n_embd {cfg.n_embd}, "
         f"random init), {steps} ids each, all names in one batch",
         "name", cands, timings, targets, checks, rounds,
-        extra={"n": n, "steps": steps, "mean_lengths": lengths, "agreement": agreement},
+        extra={"n": n, "steps": steps, "mean_lengths": lengths, "agreement": agreement, "torch_compile": compile_info},
     )
     res.notes = notes(res)
     return res
@@ -121,6 +157,15 @@ def notes(res: TaskResult) -> list[str]:
         f"{res.extra['steps']} steps for every name (makemore's loop never stops early either). makemore_jax's "
         "time includes decoding the ids to strings; so does makemore's."
     ]
+    compile_info = res.extra["torch_compile"]
+    if compile_info["error"]:
+        out.append(f"No torch.compile candidate: {compile_info['error']}.")
+    else:
+        out.append(
+            f"torch.compile of the SDPA module compiled {compile_info['graphs']} graph(s) for the "
+            f"{res.extra['steps']} sequence lengths (a length seen second makes the length dynamic); its first "
+            f"call, compilation included, took {format_seconds(compile_info['first_call_s'])}, not in its median."
+        )
     main = res.ratio("JAX KV cache vs makemore generate (names/s)")
     if main["met"] is False:
         c = res.candidate
