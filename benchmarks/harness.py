@@ -10,6 +10,11 @@ machine that slows down mid-run slows every candidate alike. Each candidate is
 warmed up before the first round; its first call (compilation included) is
 reported on its own and never enters the median. A short candidate is called
 twice per round and timed on the second call (see REWARM_BELOW_S).
+
+A task may also hand ``result`` a Timing that is ``missing``, with the reason
+(a run that never reached its target within its cap): its candidate row has no
+times, and every ratio that needs it has no speed-up, never an invented one,
+and counts as missed where it has a target.
 """
 
 from __future__ import annotations
@@ -59,10 +64,11 @@ class Timing:
     times_s: list[float] = field(default_factory=list)
     first_call_s: float | None = None
     output: Any = None
+    missing: str | None = None  # why there is no time, e.g. "did not reach dev NLL 2.00 within 30,000 steps"
 
     @property
-    def median_s(self) -> float:
-        return statistics.median(self.times_s)
+    def median_s(self) -> float | None:
+        return statistics.median(self.times_s) if self.times_s else None
 
 
 def schedule(repeats: int, rounds: int) -> list[int]:
@@ -168,6 +174,40 @@ def seconds_per_unit(c: Candidate, t: Timing) -> float:
     return t.median_s / c.work
 
 
+def candidate_row(c: Candidate, t: Timing) -> dict:
+    """One candidate's line of the results: its medians per call and per unit, or None where it is missing."""
+    timed = not t.missing
+    return {
+        "name": c.name, "label": c.label, "framework": c.framework, "kind": c.kind, "work": c.work,
+        "repeats": len(t.times_s),
+        "median_s": t.median_s if timed else None,
+        "min_s": min(t.times_s) if timed else None,
+        "max_s": max(t.times_s) if timed else None,
+        "first_call_s": t.first_call_s,
+        "per_unit_s": seconds_per_unit(c, t) if timed else None,
+        "per_second": c.work / t.median_s if timed else None,
+        "missing": t.missing,
+    }
+
+
+def ratio_row(target: Target, by_name: dict[str, Candidate], timings: dict[str, Timing]) -> dict:
+    """subject's speed-up over the fastest baseline with a time; none if the subject or every baseline is missing."""
+    row = {"label": target.label, "subject": target.subject, "target": target.at_least}
+    present = [n for n in target.baselines if not timings[n].missing]
+    if timings[target.subject].missing or not present:
+        gone = [n for n in (target.subject, *target.baselines) if timings[n].missing]
+        return {
+            **row, "baseline": present[0] if present else target.baselines[0], "speedup": None,
+            "met": None if target.at_least is None else False,
+            "missing": "; ".join(f"{n} {timings[n].missing}" for n in gone),
+        }
+    baseline = min(present, key=lambda n: seconds_per_unit(by_name[n], timings[n]))
+    subject = seconds_per_unit(by_name[target.subject], timings[target.subject])
+    speedup = seconds_per_unit(by_name[baseline], timings[baseline]) / subject
+    met = None if target.at_least is None else speedup >= target.at_least
+    return {**row, "baseline": baseline, "speedup": speedup, "met": met, "missing": None}
+
+
 def result(
     title: str,
     description: str,
@@ -181,42 +221,9 @@ def result(
     notes: list[str] | None = None,
 ) -> TaskResult:
     """Summarise timings: per candidate median/min/max, per target the speed-up and verdict."""
-    rows = []
-    for c in candidates:
-        t = timings[c.name]
-        rows.append(
-            {
-                "name": c.name,
-                "label": c.label,
-                "framework": c.framework,
-                "kind": c.kind,
-                "work": c.work,
-                "repeats": len(t.times_s),
-                "median_s": t.median_s,
-                "min_s": min(t.times_s),
-                "max_s": max(t.times_s),
-                "first_call_s": t.first_call_s,
-                "per_unit_s": seconds_per_unit(c, t),
-                "per_second": c.work / t.median_s,
-            }
-        )
+    rows = [candidate_row(c, timings[c.name]) for c in candidates]
     by_name = {c.name: c for c in candidates}
-    ratios = []
-    for target in targets:
-        subject = seconds_per_unit(by_name[target.subject], timings[target.subject])
-        baseline = min(target.baselines, key=lambda n: seconds_per_unit(by_name[n], timings[n]))
-        speedup = seconds_per_unit(by_name[baseline], timings[baseline]) / subject
-        met = None if target.at_least is None else speedup >= target.at_least
-        ratios.append(
-            {
-                "label": target.label,
-                "subject": target.subject,
-                "baseline": baseline,
-                "speedup": speedup,
-                "target": target.at_least,
-                "met": met,
-            }
-        )
+    ratios = [ratio_row(target, by_name, timings) for target in targets]
     return TaskResult(title, description, work_unit, rows, ratios, checks, extra or {}, notes or [], rounds)
 
 
@@ -238,8 +245,10 @@ def format_seconds(s: float | None) -> str:
     return f"{s * 1e6:.2f} µs"
 
 
-def format_ratio(x: float) -> str:
-    """Speed-ups: 2 significant digits below 10 (0.043, 2.5), whole or one decimal above."""
+def format_ratio(x: float | None) -> str:
+    """Speed-ups: 2 significant digits below 10 (0.043, 2.5), whole or one decimal above; – for none."""
+    if x is None:
+        return "–"
     return f"{x:.2g}" if x < 10 else f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 

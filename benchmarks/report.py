@@ -49,13 +49,17 @@ def merge(path: str, header: dict, tasks: dict[str, dict], order: list[str]) -> 
 
 def _speed(c: dict, unit: str) -> str:
     per_s = c["per_second"]
+    if per_s is None:
+        return "–"
     return f"{per_s:,.0f} {unit}s/s" if per_s >= 10 else f"{per_s:.2f} {unit}s/s"
 
 
 def _verdict(r: dict) -> str:
+    missing = r.get("missing")  # a run without a time: no speed-up, and the target missed
     if r["target"] is None:
-        return ""
-    return f"≥ {r['target']:g}×: " + ("met" if r["met"] else "**missed**")
+        return f"no speed-up: {missing}" if missing else ""
+    verdict = f"≥ {r['target']:g}×: " + ("met" if r["met"] else "**missed**")
+    return verdict + (f" ({missing})" if missing else "")
 
 
 BUSY_SHARE = 0.05  # other processes using more than this share of all cores make a run suspect
@@ -83,8 +87,9 @@ def render_task(name: str, task: dict) -> list[str]:
     ]
     for c in task["candidates"]:
         per_call = "" if c["work"] == 1 else f" ({c['work']:,} {unit}s)"
+        missing = f" — {c['missing']}" if c.get("missing") else ""
         lines.append(
-            f"| {c['label']}{per_call} | {KIND_NAMES[c['kind']]} | {format_seconds(c['median_s'])} | "
+            f"| {c['label']}{per_call}{missing} | {KIND_NAMES[c['kind']]} | {format_seconds(c['median_s'])} | "
             f"{format_seconds(c['min_s'])} | {format_seconds(c['max_s'])} | {_speed(c, unit)} | "
             f"{format_seconds(c['first_call_s'])} |"
         )

@@ -91,10 +91,17 @@ def test_every_task_has_timings_and_targets(record):
     for name, task in record["tasks"].items():
         assert "package" in {c["kind"] for c in task["candidates"]}, name
         for c in task["candidates"]:
+            if c.get("missing"):  # a run without a time (time_to_quality: target not reached) says why
+                assert c["median_s"] is None and c["per_second"] is None, (name, c["name"])
+                continue
             assert c["repeats"] >= 1
             assert 0 < c["min_s"] <= c["median_s"] <= c["max_s"], (name, c["name"])
         for r in task["ratios"]:
-            assert r["speedup"] > 0 and r["baseline"] in {c["name"] for c in task["candidates"]}
+            assert r["baseline"] in {c["name"] for c in task["candidates"]}
+            if r.get("missing"):
+                assert r["speedup"] is None and r["met"] is (None if r["target"] is None else False)
+                continue
+            assert r["speedup"] > 0
             assert r["met"] is None if r["target"] is None else isinstance(r["met"], bool)
         assert any(r["target"] is not None for r in task["ratios"]), name
         assert len(task["machine_load"]["load_average_before"]) == 3
@@ -134,6 +141,39 @@ def test_model_training_has_a_torch_compile_candidate_or_says_why(record):
         compiled = next(c for c in task["candidates"] if c["name"] == f"torch_compile_{tag}")
         assert compiled["kind"] == "best_effort" and compiled["first_call_s"] > 0
         assert any(r["baseline"] == f"torch_compile_{tag}" for r in task["ratios"])
+
+
+def test_time_to_quality_compares_the_same_recipe_and_makemore_jax_own(record):
+    task = record["tasks"]["time_to_quality"]
+    subjects = {r["subject"]: r for r in task["ratios"]}
+    assert subjects["jax_best_recipe"]["baseline"] == "makemore" and subjects["jax_best_recipe"]["target"] == 2.0
+    assert {r["baseline"] for r in task["ratios"] if r["subject"] == "jax_run_steps"} == {"makemore", "torch_best"}
+    assert set(task["extra"]["runs"]) == {"jax", "torch", "torch_best", "jax_best"}
+    for run in task["extra"]["runs"].values():  # a time only where the run reached the target
+        assert run["reached"] == (run["dev_nll"] <= task["extra"]["target_nll"])
+
+
+def test_a_missing_time_gives_no_speedup_and_a_missed_target():
+    from benchmarks.harness import Candidate, Target, Timing, format_ratio, result
+    from benchmarks.report import render_task
+
+    cands = [Candidate(n, n, "jax", "package", lambda: None) for n in ("fast", "slow", "never")]
+    timings = {"fast": Timing([1.0]), "slow": Timing([3.0]), "never": Timing(missing="did not reach 2.00")}
+    targets = [
+        Target("fast vs slow", "fast", ("slow",), at_least=2.0),
+        Target("fast vs never", "fast", ("never",), at_least=2.0),
+        Target("never vs slow", "never", ("slow",)),
+        Target("fast vs the fastest that finished", "fast", ("never", "slow")),
+    ]
+    res = result("t", "d", "run", cands, timings, targets, [], 1)
+    assert res.candidate("never")["median_s"] is None and res.candidate("never")["missing"] == "did not reach 2.00"
+    assert res.ratio("fast vs slow")["speedup"] == 3.0 and res.ratio("fast vs slow")["met"] is True
+    assert res.ratio("fast vs never")["speedup"] is None and res.ratio("fast vs never")["met"] is False
+    assert res.ratio("never vs slow")["speedup"] is None and res.ratio("never vs slow")["met"] is None
+    assert res.ratio("fast vs the fastest that finished")["baseline"] == "slow"
+    text = "\n".join(render_task("t", {**json.loads(json.dumps(res.to_json())), "finished": "now"}))
+    assert "did not reach 2.00" in text and "**missed**" in text
+    assert format_ratio(None) == "–"
 
 
 def test_markdown_lists_every_task(quick_run, record):
