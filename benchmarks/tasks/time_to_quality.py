@@ -20,9 +20,11 @@ evaluation at or below TARGET_NLL. Two comparisons:
 
 What the JAX side runs: ``train.run_steps`` chunks of eval_every steps over
 the loss that ``jax_training_loss`` builds, ``train.sequence_loss`` of the
-drawn words as padded rows (block_size + 1 ids each), then
-``evaluate.sequence_nll`` on the padded dev words. Its clock starts before
-compilation and includes it.
+drawn words packed end to end (what ``makemore train`` does by default: the
+padded batch's loss without its padding; see ``makemore_jax.packing``), then
+the dev NLL of the dev words packed the same way (``evaluate.packed_nll_sum``).
+Its clock starts before compilation and includes it. makemore's side pads
+every word to block_size, as makemore does.
 
 A run that has not reached the target after STEP_CAP steps or WALL_CAP_S
 seconds stops there and is reported as not reached: it has no time, and every
@@ -38,7 +40,7 @@ from functools import partial
 import jax
 import numpy as np
 
-from makemore_jax import data, evaluate, train
+from makemore_jax import data, evaluate, packing, train
 from makemore_jax.config import TrainConfig
 from makemore_jax.models import get_model
 from makemore_jax.seeding import seed_key
@@ -74,12 +76,26 @@ JAX_BEST_RECIPE = {
 
 
 def jax_training_loss(model_def, cfg: TrainConfig, train_lengths: np.ndarray):
-    """The loss run_steps differentiates: train.sequence_loss of cfg.batch_size padded words drawn per step.
+    """The loss run_steps differentiates: train.sequence_loss of cfg.batch_size words drawn per step.
 
-    train_lengths (the training words' lengths) are what a packed batch's
-    capacity is sized from; the padded batches run here do not need them.
+    As ``makemore train`` does by default, the drawn words are packed end to
+    end (``packing``; capacity sized from the training words' lengths) unless
+    cfg.pack is off; the loss is the padded batch's either way.
     """
-    return train.sequence_loss(model_def.apply, cfg.l2, cfg.batch_size)
+    capacity = train.packing_capacity(cfg, model_def, train_lengths, BLOCK_SIZE)
+    return train.sequence_loss(model_def.apply, cfg.l2, cfg.batch_size, apply_packed=model_def.apply_packed,
+                               capacity=capacity)
+
+
+def jax_dev_nll(model_def, dev_tokens: np.ndarray, dev_lengths: np.ndarray):
+    """dev_nll(params): the mean NLL of the whole dev split, its words packed end to end as evaluate does."""
+    chunks = packing.pack_words(dev_tokens, dev_lengths, BLOCK_SIZE, evaluate.PACKED_ROWS)
+
+    def dev_nll(params):
+        total, count = evaluate.packed_nll_sum(model_def.apply_packed, params, chunks)
+        return float(total / count)
+
+    return dev_nll
 
 
 def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wall_cap: float) -> dict:
@@ -90,7 +106,7 @@ def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wal
     optimizer = train.make_optimizer(cfg)
     opt_state = optimizer.init(params)
     tokens, lengths = d.padded("train", BLOCK_SIZE)
-    dev_tokens, dev_lengths = (jax.numpy.asarray(a) for a in d.padded("dev", BLOCK_SIZE))
+    dev_nll = jax_dev_nll(model_def, *d.padded("dev", BLOCK_SIZE))
     batch = {"tokens": jax.numpy.asarray(tokens), "lengths": jax.numpy.asarray(lengths),
              "key": seed_key(cfg.seed, "batches")}
     loss_fn = jax_training_loss(model_def, cfg, lengths)
@@ -101,7 +117,7 @@ def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wal
     while True:
         params, opt_state, _ = run(params, opt_state, batch, step)
         step += cfg.eval_every
-        dev = float(evaluate.sequence_nll(model_def.apply, params, dev_tokens, dev_lengths, EVAL_CHUNK))
+        dev = dev_nll(params)
         evals.append((step, time.perf_counter() - t0, dev))
         if dev <= target or step >= step_cap or evals[-1][1] >= wall_cap:
             break
@@ -234,7 +250,7 @@ def time_to_quality(ctx: Context) -> TaskResult:
         Candidate("torch_best", "PyTorch loop, SDPA, " + (
             "fused AdamW, loss under torch.compile (compile included)" if runs["torch_best"]["compiled"]
             else "fused AdamW, eager") + ", makemore's recipe", "torch", "best_effort", lambda: None),
-        Candidate("jax_run_steps", "makemore_jax run_steps + sequence_nll, makemore's recipe (compile included)",
+        Candidate("jax_run_steps", "makemore_jax run_steps, packed batches, makemore's recipe (compile included)",
                   "jax", "package", lambda: None),
         Candidate("jax_best_recipe", "makemore_jax, its own recipe (compile included)", "jax", "package",
                   lambda: None),
