@@ -9,7 +9,11 @@ first id whose cumulative probability under softmax(logits / T) exceeds u. That
 is one random number per character where Gumbel-max (``jax.random.categorical``)
 needs V of them, and random bits are most of a small model's sampling cost.
 T = 0 is greedy decoding; a tiny T cannot overflow (logits are shifted by their
-maximum before dividing). The loop stops as soon as every name has ended.
+maximum before dividing). The loop stops as soon as every name has ended, and
+names that have ended stop costing work: the loop runs in stages of shrinking
+batch size, and the names still running move into the next stage when they
+fit. Uniforms are drawn for the names that need them: the first few of every
+name, the rest only for the names still running after the first stage.
 
 A model is driven through a ``Decoder``: ``init(params, config, n) -> state``
 and ``step(params, state, token_N, t) -> (logits_NxV, state)``. Models with a
@@ -71,12 +75,21 @@ def tempered_cdf(logits_NxV: jax.Array, temperature: jax.Array) -> jax.Array:
     return jnp.dot(p_NxV, jnp.triu(jnp.ones((V, V), p_NxV.dtype)), precision=jax.lax.Precision.HIGHEST)
 
 
+def threshold(total_N: jax.Array, u_N: jax.Array) -> jax.Array:
+    """u·total, strictly below the total even when the product rounds up to it."""
+    return jnp.minimum(u_N * total_N, jnp.nextafter(total_N, jnp.zeros_like(total_N)))
+
+
 def invert(cdf_NxV: jax.Array, u_N: jax.Array) -> jax.Array:
     """The first id whose running sum exceeds u·total: an id of probability 0 is never picked."""
-    total_N = cdf_NxV[:, -1]
-    # Strictly below the total, even when u·total rounds up to it.
-    threshold_N = jnp.minimum(u_N * total_N, jnp.nextafter(total_N, jnp.zeros_like(total_N)))
-    return jnp.sum(cdf_NxV <= threshold_N[:, None], axis=-1).astype(jnp.int32)
+    return jnp.sum(cdf_NxV <= threshold(cdf_NxV[:, -1], u_N)[:, None], axis=-1).astype(jnp.int32)
+
+
+def invert_rows(cdf_VxV: jax.Array, row_N: jax.Array, u_N: jax.Array) -> jax.Array:
+    """invert(cdf_VxV[row_N], u_N), counting over the transposed table: on a CPU the count then runs
+    along the names, contiguous, and takes about two thirds of the time."""
+    below_VxN = cdf_VxV.T[:, row_N] <= threshold(cdf_VxV[row_N, -1], u_N)[None, :]
+    return jnp.sum(below_VxN, axis=0, dtype=jnp.int32)
 
 
 def pick(logits_NxV: jax.Array, u_N: jax.Array, temperature: jax.Array) -> jax.Array:
@@ -95,8 +108,18 @@ def name_uniforms(key: jax.Array, n: int, length: int) -> jax.Array:
     With JAX's partitionable Threefry (the default) a longer draw extends a
     shorter one, so max_len does not change the names that fit in both.
     """
-    keys_N = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
-    return jax.vmap(lambda k: jax.random.uniform(k, (length,)), out_axes=1)(keys_N)
+    return names_uniforms(key, jnp.arange(n), length)
+
+
+def names_uniforms(key: jax.Array, names_B: jax.Array, length: int) -> jax.Array:
+    """name_uniforms of the names names_B only: (length, B)."""
+    keys_B = jax.vmap(jax.random.fold_in, (None, 0))(key, names_B)
+    return jax.vmap(lambda k: jax.random.uniform(k, (length,)), out_axes=1)(keys_B)
+
+
+def draws_extend(key: jax.Array) -> bool:
+    """Whether a shorter draw of uniforms from this key is the start of a longer one (partitionable Threefry)."""
+    return jax.config.jax_threefry_partitionable and str(jax.random.key_impl(key)) == "threefry2x32"
 
 
 def keep_top_k(logits_NxV: jax.Array, k: int) -> jax.Array:
@@ -105,6 +128,36 @@ def keep_top_k(logits_NxV: jax.Array, k: int) -> jax.Array:
         return logits_NxV
     kth_Nx1 = jax.lax.top_k(logits_NxV, k)[0][:, -1:]
     return jnp.where(logits_NxV < kth_Nx1, -jnp.inf, logits_NxV)
+
+
+STAGE_SHRINK = 8  # each stage of the sampling loop holds an eighth of the names of the one before
+STAGE_MIN = 256  # and at least this many; fewer names run in one stage
+FIRST_HORIZON = 16  # the first stage draws each name's first 16 uniforms only (most names end before)
+
+
+def stage_sizes(n: int) -> tuple[int, ...]:
+    """The batch sizes of the sampling loop's stages: n, then shrinking by STAGE_SHRINK down to STAGE_MIN."""
+    sizes = [n]
+    while sizes[-1] // STAGE_SHRINK >= STAGE_MIN:
+        sizes.append(-(-sizes[-1] // STAGE_SHRINK))
+    return tuple(sizes)
+
+
+def batch_axes(decoder: Decoder, config, params) -> tuple[int | None, ...] | None:
+    """The batch axis of each leaf of the decoder state (None for a leaf that no name owns), in leaf order.
+
+    Found by building the state's shapes for two batch sizes. None for the
+    whole state when some leaf's batch is not one axis of the batch's size
+    (e.g. batch × heads folded into one): then names are not compacted.
+    """
+    two, three = (jax.tree_util.tree_leaves(jax.eval_shape(lambda: decoder.init(params, config, b))) for b in (2, 3))
+    axes = []
+    for x, y in zip(two, three):
+        moved = [i for i, (p, q) in enumerate(zip(x.shape, y.shape)) if p != q]
+        if moved and (len(moved) > 1 or (x.shape[moved[0]], y.shape[moved[0]]) != (2, 3)):
+            return None
+        axes.append(moved[0] if moved else None)
+    return tuple(axes)
 
 
 @partial(jax.jit, static_argnames=("decoder", "config", "n", "max_len", "top_k"))
@@ -122,42 +175,126 @@ def sample_ids(
 
     Returns ids (n, max_len) int32, each row zero from its end boundary on, and
     ended (n,) bool: False where a row was cut at max_len characters.
+
+    The loop runs in stages of shrinking batch size (``stage_sizes``): once
+    the names still running fit the next stage, they and their decoder state
+    move into it, so finished names stop costing steps. The first stage draws
+    each name's first FIRST_HORIZON uniforms only; the names still running
+    after it go on in groups the size of the second stage (one group unless
+    they run long), each group drawing its names' uniforms in full. A name's
+    draws depend only on its own uniforms, so the stages change no name.
     """
     # float32 products in full, on GPUs too (whose default is TF32, ~1e-3 off): a name flips wherever a
     # uniform falls between the two machines' running sums, so without this the same key would give
     # other names on a GPU than on a CPU
     with jax.default_matmul_precision("highest"):
-        u_LxN = name_uniforms(key, n, max_len + 1)
         if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
             table_VxV = keep_top_k(decoder.table(params), top_k)
             cdf_VxV = tempered_cdf(table_VxV, jnp.where(temperature > 0, temperature, 1.0))
             greedy_V = jnp.argmax(table_VxV, axis=-1).astype(jnp.int32)
 
-            def next_ids(state, token_N, t):
-                drawn_N = invert(cdf_VxV[token_N], u_LxN[t])
-                return jnp.where(temperature > 0, drawn_N, greedy_V[token_N]), state
+            def next_ids(state, token_B, t, u_B):
+                drawn_B = invert_rows(cdf_VxV, token_B, u_B)
+                return jnp.where(temperature > 0, drawn_B, greedy_V[token_B]), state
 
+            sizes, axes = stage_sizes(n), ()
         else:
 
-            def next_ids(state, token_N, t):
-                logits_NxV, state = decoder.step(params, state, token_N, t)
-                return pick(keep_top_k(logits_NxV, top_k), u_LxN[t], temperature), state
+            def next_ids(state, token_B, t, u_B):
+                logits_BxV, state = decoder.step(params, state, token_B, t)
+                return pick(keep_top_k(logits_BxV, top_k), u_B, temperature), state
 
-        def going(carry):
-            t, _, _, ended_N, _ = carry
-            return (t <= max_len) & ~jnp.all(ended_N)
+            axes = batch_axes(decoder, config, params)
+            sizes = stage_sizes(n) if axes is not None else (n,)
 
-        def step(carry):
-            t, state, token_N, ended_N, ids_LxN = carry
-            nxt_N, state = next_ids(state, token_N, t)
-            nxt_N = jnp.where(ended_N, BOUNDARY_ID, nxt_N)
-            ids_LxN = jax.lax.dynamic_update_index_in_dim(ids_LxN, nxt_N, t, axis=0)
-            return t + 1, state, nxt_N, ended_N | (nxt_N == BOUNDARY_ID), ids_LxN
-
+        length = max_len + 1  # ids drawn per name at most: max_len characters and the end
         zeros_N = jnp.zeros((n,), jnp.int32)
-        init = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool), jnp.zeros_like(u_LxN, jnp.int32))
-        _, _, _, ended_N, ids_LxN = jax.lax.while_loop(going, step, init)
-        return ids_LxN.T[:, :max_len], ended_N
+        slots = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool))  # t, state, id, ended
+        ids_LxN = jnp.zeros((length, n), jnp.int32)
+        if len(sizes) == 1:
+            _, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, length), None, None, length, None, slots, ids_LxN)
+        else:
+            # a short draw is the start of the full one only with partitionable Threefry
+            horizon = min(FIRST_HORIZON, length) if draws_extend(key) else length
+            slots, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, horizon), None, None, horizon, sizes[1], slots, ids_LxN)
+            ids_LxN = _run_groups(next_ids, key, sizes[1:], axes, length, slots, ids_LxN)
+        # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
+        return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
+
+
+def _run_stage(next_ids, u_HxC, cols_B, names_B, horizon: int, next_size: int | None, slots, ids_LxN):
+    """Step the slots of one stage while t < horizon, some name runs and, before the last stage, more run
+    than next_size slots hold. Returns the slots and ids_LxN.
+
+    slots: (t, decoder state, current id, ended) of the stage's B slots;
+    slot b reads uniforms u_HxC[t, cols_B[b]] and writes its ids at column
+    names_B[b] of ids_LxN (n for an empty slot, whose writes are dropped);
+    None for either: slot b's column is b.
+    """
+
+    def going(carry):
+        t, _, _, ended_B, _ = carry
+        go = (t < horizon) & ~jnp.all(ended_B)
+        return go if next_size is None else go & (jnp.sum(~ended_B) > next_size)
+
+    def step(carry):
+        t, state, token_B, ended_B, ids_LxN = carry
+        nxt_B, state = next_ids(state, token_B, t, u_HxC[t] if cols_B is None else u_HxC[t][cols_B])
+        nxt_B = jnp.where(ended_B, BOUNDARY_ID, nxt_B)
+        if names_B is None:
+            ids_LxN = jax.lax.dynamic_update_index_in_dim(ids_LxN, nxt_B, t, axis=0)
+        else:
+            ids_LxN = ids_LxN.at[t, names_B].set(nxt_B, mode="drop")
+        return t + 1, state, nxt_B, ended_B | (nxt_B == BOUNDARY_ID), ids_LxN
+
+    *slots, ids_LxN = jax.lax.while_loop(going, step, (*slots, ids_LxN))
+    return tuple(slots), ids_LxN
+
+
+def _run_groups(next_ids, key, sizes, axes, length: int, first, ids_LxN):
+    """The names still running after the first stage, in groups of sizes[0] (a while loop over the groups,
+    usually one), each through the stages `sizes` with its names' uniforms drawn in full."""
+    t, state, token_N, ended_N = first
+    n, G = token_N.shape[0], sizes[0]
+    order = jnp.nonzero(~ended_N, size=-(-n // G) * G, fill_value=n)[0]  # the running names, then n
+    running = jnp.sum(~ended_N)
+
+    def group(carry):
+        g, ids_LxN = carry
+        names_G = jax.lax.dynamic_slice_in_dim(order, g * G, G)
+        filled_G = names_G < n
+        pos_G = jnp.where(filled_G, names_G, 0)
+        slots = (t, _take_slots(state, pos_G, axes), token_N[pos_G], ~filled_G)
+        u_LxG = names_uniforms(key, names_G, length)
+        cols_B, names_B = None, names_G
+        for next_size in sizes[1:] + (None,):
+            slots, ids_LxN = _run_stage(next_ids, u_LxG, cols_B, names_B, length, next_size, slots, ids_LxN)
+            if next_size is not None:
+                slots, cols_B, names_B = _compact(slots, cols_B, names_B, axes, next_size, n)
+        return g + 1, ids_LxN
+
+    return jax.lax.while_loop(lambda carry: carry[0] * G < running, group, (jnp.int32(0), ids_LxN))[1]
+
+
+def _take_slots(state, pos_S: jax.Array, axes):
+    """The decoder state of the slots pos_S, along each leaf's batch axis."""
+    leaves, tree = jax.tree_util.tree_flatten(state)
+    return jax.tree_util.tree_unflatten(tree, [x if ax is None else jnp.take(x, pos_S, axis=ax) for x, ax in zip(leaves, axes)])
+
+
+def _compact(slots, cols_B, names_B, axes, size: int, n: int):
+    """The running slots moved into a stage of `size` slots (they fit); the rest empty and ended.
+
+    Returns the new slots and each new slot's uniform column and name.
+    """
+    t, state, token_B, ended_B = slots
+    B = token_B.shape[0]
+    pos_S = jnp.nonzero(~ended_B, size=size, fill_value=B)[0]
+    filled_S = pos_S < B
+    pos_S = jnp.where(filled_S, pos_S, 0)
+    cols_S = pos_S if cols_B is None else cols_B[pos_S]
+    slots = (t, _take_slots(state, pos_S, axes), token_B[pos_S], ~filled_S)
+    return slots, cols_S, jnp.where(filled_S, names_B[pos_S], n)
 
 
 def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0) -> None:

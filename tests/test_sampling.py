@@ -157,6 +157,70 @@ def test_rows_stay_ended(table):
         assert (row[end:] == 0).all()
 
 
+def staged_and_single(monkeypatch, make_decoder, params, n, max_len, temperature, top_k=0, config=None, single=True):
+    """sample_ids with stages shrinking 8-fold down to 8 names, and in one stage (the loop without compaction)."""
+    import makemore_jax.sampling as sampling
+
+    out = []
+    monkeypatch.setattr(sampling, "STAGE_SHRINK", 8)
+    for stage_min in (8, 10**9) if single else (8,):
+        monkeypatch.setattr(sampling, "STAGE_MIN", stage_min)
+        # a new decoder each time: jit's cache must not hand back the program of the other setting
+        ids, ended = sample_ids(make_decoder(), config, params, jax.random.key(9), n, max_len, jnp.float32(temperature), top_k)
+        out.append((np.asarray(ids), np.asarray(ended)))
+    return out
+
+
+def running_per_step(ids_NxL) -> np.ndarray:
+    """How many names are still running at each step t (the step that draws id t)."""
+    lengths = np.where((ids_NxL == 0).any(axis=1), (ids_NxL == 0).argmax(axis=1), ids_NxL.shape[1])
+    return np.array([(lengths >= t).sum() for t in range(ids_NxL.shape[1] + 1)])
+
+
+def compacted(ids_NxL, size: int) -> bool:
+    """Whether the names still running fell to `size` or fewer (so moved into a stage that small) before all ended."""
+    running = running_per_step(ids_NxL)
+    return bool(((running > 0) & (running <= size)).any())
+
+
+@pytest.mark.parametrize("temperature,top_k,partitionable", [(0.6, 4, True), (1.8, 0, True), (1.0, 0, False)])
+def test_stages_of_shrinking_batches_change_no_name(monkeypatch, table, temperature, top_k, partitionable):
+    from makemore_jax.sampling import FIRST_HORIZON
+
+    with jax.threefry_partitionable(partitionable):  # without it a short draw is not a long one's start
+        (staged, staged_ended), (single, single_ended) = staged_and_single(
+            monkeypatch, lambda: TABLE_DECODER._replace(table=lambda p: p["W"]), {"W": table}, 1200, 25, temperature, top_k
+        )
+    np.testing.assert_array_equal(staged, single)
+    np.testing.assert_array_equal(staged_ended, single_ended)
+    if temperature > 1:  # long names: more than the 150 of the next stage run past the first stage's 16 uniforms
+        assert running_per_step(staged)[FIRST_HORIZON] > 150 and compacted(staged, 150) and not staged_ended.all()
+    else:
+        assert compacted(staged, 19)  # 1200 -> 150 -> 19
+
+
+def test_names_are_compacted_along_each_state_leafs_batch_axis(monkeypatch, table):
+    from makemore_jax.models import bigram
+    from makemore_jax.sampling import Decoder, batch_axes
+
+    def decoder_with(state_of):
+        def step(params, state, token_B, t):  # carries the state through, counting steps in the batch leaf
+            logits, _ = bigram.decode_step(params, (), token_B, t)
+            return logits, {**state, "steps": state["steps"] + 1}
+
+        return lambda: Decoder(lambda params, config, n: state_of(n), step)
+
+    along_1 = decoder_with(lambda n: {"steps": jnp.zeros((3, n)), "shared": jnp.zeros((5,))})
+    folded = decoder_with(lambda n: {"steps": jnp.zeros((2 * n,)), "shared": jnp.zeros((5,))})
+    assert batch_axes(along_1(), None, {"W": table}) == (None, 1)  # leaves in key order: shared, steps
+    assert batch_axes(folded(), None, {"W": table}) is None  # batch × 2 in one axis: not compacted
+    reference, _ = sample_ids(TABLE_DECODER, None, {"W": table}, jax.random.key(9), 600, 25, jnp.float32(1.0))
+    assert compacted(np.asarray(reference), 9)  # 600 -> 75 -> 10
+    for make in (along_1, folded):
+        ((staged, _),) = staged_and_single(monkeypatch, make, {"W": table}, 600, 25, 1.0, single=False)
+        np.testing.assert_array_equal(staged, reference)
+
+
 @pytest.mark.parametrize("kwargs", [{"n": -1}, {"temperature": -0.1}, {"temperature": float("nan")}, {"max_len": 0}])
 def test_bad_sampling_arguments(table, vocab, kwargs):
     args = {"n": 3, **kwargs}
@@ -232,3 +296,29 @@ def test_every_product_in_the_sampler_asks_for_full_float32_precision(kind, fast
     products = [line for line in text.splitlines() if "dot_general" in line]
     assert products, "the sampler has no matrix product to check"
     assert all("HIGHEST" in line for line in products), next(l for l in products if "HIGHEST" not in l)
+
+
+def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab):
+    from makemore_jax.sampling import Decoder, plan
+
+    # the Transformer's state: key and value caches, the batch on axis 1
+    cfg = TrainConfig.create("transformer", n_layer=1, n_head=2, n_embd=16)
+    model = TrainedModel(cfg, vocab, {}, 12)
+    shapes = jax.eval_shape(lambda key: get_model("transformer").init(key, model.model_config), jax.random.key(0))
+    rng = np.random.default_rng(0)  # random weights without compiling init (seconds on this CPU)
+    model.params = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(0, 0.02, x.shape), x.dtype), shapes)
+    decoder, config, params, max_len = plan(model, None)
+
+    def ending_often():  # untrained names rarely end; a raised end logit makes most end within a few steps
+        def step(params, state, token_B, t):
+            logits_BxV, state = decoder.step(params, state, token_B, t)
+            return logits_BxV.at[:, 0].add(2.5), state
+
+        return Decoder(decoder.init, step)
+
+    (staged, staged_ended), (single, single_ended) = staged_and_single(
+        monkeypatch, ending_often, params, 300, max_len, 1.0, config=config
+    )
+    np.testing.assert_array_equal(staged, single)
+    np.testing.assert_array_equal(staged_ended, single_ended)
+    assert compacted(staged, 38)  # 300 -> 38
