@@ -20,6 +20,17 @@ def test_count_matrix_equals_numpy_histogram(pairs, counts, vocab):
     assert int(counts[0, 0]) == 0  # no empty word
 
 
+@pytest.mark.parametrize("n,V", [(0, 3), (1, 3), (2, 5), (7, 27), (1001, 300)])
+def test_count_matrix_of_any_length_split_in_parts(n, V):
+    rng = np.random.default_rng(n)
+    xs, ys = rng.integers(0, V, n).astype(np.int32), rng.integers(0, V, n).astype(np.int32)
+    expected = np.zeros((V, V), np.int64)
+    np.add.at(expected, (xs, ys), 1)
+    got = count_matrix(jnp.asarray(xs), jnp.asarray(ys), V)
+    assert got.dtype == jnp.int32 and got.shape == (V, V)
+    np.testing.assert_array_equal(np.asarray(got), expected)
+
+
 def test_count_matrix_is_a_scatter_add_not_a_loop():
     jaxpr = str(jax.make_jaxpr(count_matrix, static_argnums=2)(jnp.zeros(5, jnp.int32), jnp.zeros(5, jnp.int32), 3))
     assert "scatter-add" in jaxpr or "scatter_add" in jaxpr
