@@ -268,7 +268,7 @@ def test_hand_written_gradients_match_autodiff(params, path, request, monkeypatc
     loss, grads = fresh_jit(jax.value_and_grad(objective))(params)
     _autodiff_everywhere(monkeypatch)
     ref_loss, ref_grads = fresh_jit(jax.value_and_grad(objective))(params)
-    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)  # the forward numbers are the same
     for path_, g, ref in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(grads),
                              jax.tree_util.tree_leaves(ref_grads)):
         scale = float(jnp.abs(ref).max())

@@ -18,6 +18,7 @@ the batches each side drew are counted exactly.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import jax
@@ -93,8 +94,12 @@ def names_training(ctx: Context) -> TaskResult:
         torch.manual_seed(SEED)
         model = makemore_torch.make_model("transformer", config, best=best).to(ctx.torch_device)
         optimizer = makemore_torch.make_optimizer(model, fused=best)
+        # every call trains from the same start, as the JAX calls do (the tensors copied: state_dict shares them)
+        start = ({k: v.clone() for k, v in model.state_dict().items()}, copy.deepcopy(optimizer.state_dict()))
 
         def run():
+            model.load_state_dict(start[0])
+            optimizer.load_state_dict(start[1])
             gen.manual_seed(SEED)
             losses = []
             for _ in range(steps):
