@@ -248,6 +248,43 @@ def make_model(name: str, config: ModelConfig, best: bool = False):
     return builders[name]()
 
 
+def load_jax_transformer(model, params: dict) -> None:
+    """Copy makemore_jax Transformer parameters into ``make_model("transformer")``'s module, in place.
+
+    The layouts map one to one (see makemore_jax.models.transformer): a JAX
+    (fan_in, fan_out) matrix is nn.Linear's weight transposed, and the per-head
+    shapes of c_attn and c_proj flatten to PyTorch's (C, 3C) and (C, C).
+    """
+    import torch
+
+    def t(x):
+        return torch.from_numpy(np.array(x, dtype=np.float32))
+
+    blocks = params["blocks"]
+    n_layer, C = blocks["ln_1"]["scale"].shape
+    state = {"transformer.wte.weight": t(params["wte"]), "transformer.wpe.weight": t(params["wpe"]),
+             "transformer.ln_f.weight": t(params["ln_f"]["scale"]), "transformer.ln_f.bias": t(params["ln_f"]["bias"]),
+             "lm_head.weight": t(params["lm_head"]["w"]).T}
+    for l in range(n_layer):
+        h = f"transformer.h.{l}."
+        for ln in ("ln_1", "ln_2"):
+            state[h + ln + ".weight"], state[h + ln + ".bias"] = t(blocks[ln]["scale"][l]), t(blocks[ln]["bias"][l])
+        attn, mlp = blocks["attn"], blocks["mlp"]
+        state[h + "attn.c_attn.weight"] = t(attn["c_attn"]["w"][l]).reshape(C, 3 * C).T
+        state[h + "attn.c_attn.bias"] = t(attn["c_attn"]["b"][l]).reshape(3 * C)
+        state[h + "attn.c_proj.weight"] = t(attn["c_proj"]["w"][l]).reshape(C, C).T
+        state[h + "attn.c_proj.bias"] = t(attn["c_proj"]["b"][l])
+        for name in ("c_fc", "c_proj"):
+            state[h + f"mlp.{name}.weight"] = t(mlp[name]["w"][l]).T
+            state[h + f"mlp.{name}.bias"] = t(mlp[name]["b"][l])
+    full = model.state_dict()
+    missing = set(k for k in full if not k.endswith(".attn.bias")) - set(state)  # .attn.bias: the causal mask
+    if missing:
+        raise ValueError(f"no JAX parameter for {sorted(missing)}")
+    full.update({k: v.to(full[k].device) for k, v in state.items()})
+    model.load_state_dict(full)
+
+
 def make_optimizer(model, fused: bool = False):
     """torch.optim.AdamW at makemore's settings; fused=True for PyTorch's single-kernel version."""
     import torch

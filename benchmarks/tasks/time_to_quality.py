@@ -7,9 +7,15 @@ evaluation at or below TARGET_NLL. Two comparisons:
 
 1. The same recipe on both sides, makemore's (MAKEMORE_RECIPE: AdamW lr 5e-4,
    weight decay 0.01, betas 0.9/0.99, eps 1e-8, a constant learning rate, 32
-   words drawn at random each step). PyTorch runs makemore's loop
-   (torch.randint batch, zero_grad, forward, backward, step; model.eval() +
-   no_grad for the evaluation); PyTorch's best effort is the same loop with
+   words drawn at random each step), from the same start: PyTorch's model gets
+   makemore_jax's initial weights and trains on the batches makemore_jax draws
+   (their indices computed beforehand, outside every clock), so both sides
+   follow one path, float32 rounding apart, and the time ratio is the speed
+   ratio. (Left to their own seeds, two runs of this recipe differ by more
+   than the margin: its best dev NLL is about 2.00, and one seed reaches the
+   target while another stalls at 2.003 and then overfits.) PyTorch runs
+   makemore's loop (index the batch, zero_grad, forward, backward, step;
+   model.eval() + no_grad for the evaluation); PyTorch's best effort is the same loop with
    F.scaled_dot_product_attention, fused AdamW and the loss under
    torch.compile (makemore_torch.compiled_loss, compiled inside its clock;
    eager where torch.compile fails).
@@ -115,19 +121,37 @@ def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wal
     compile_s = time.perf_counter() - t_compile
     step, evals = 0, []
     while True:
-        params, opt_state, _ = run(params, opt_state, batch, step)
+        params, opt_state, losses = run(params, opt_state, batch, step)
+        if not step:
+            first_loss = float(losses[0])
         step += cfg.eval_every
         dev = dev_nll(params)
         evals.append((step, time.perf_counter() - t0, dev))
         if dev <= target or step >= step_cap or evals[-1][1] >= wall_cap:
             break
-    return {"evals": evals, "compile_s": compile_s}
+    return {"evals": evals, "compile_s": compile_s, "first_loss": first_loss}
+
+
+def jax_start(cfg: TrainConfig, d: data.Dataset, steps: int) -> dict:
+    """What jax_run starts from and draws: the initial parameters and every step's batch indices (steps, B)."""
+    config = cfg.model_config(d.vocab.size, BLOCK_SIZE)
+    params = get_model("transformer").init(seed_key(cfg.seed, "init"), config)
+    num_words = len(d.words["train"])
+    key = seed_key(cfg.seed, "batches")
+
+    @jax.jit
+    def draws(steps_S):  # as train.sequence_loss draws them
+        return jax.vmap(lambda s: jax.random.randint(jax.random.fold_in(key, s), (cfg.batch_size,), 0, num_words))(
+            steps_S)
+
+    return {"params": params, "batches": np.asarray(draws(jax.numpy.arange(steps, dtype=jax.numpy.int32)))}
 
 
 def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wall_cap: float,
-              best: bool = False, compiled: bool = False) -> dict:
+              start: dict, best: bool = False, compiled: bool = False) -> dict:
     """makemore's loop to the target, dev NLL over the whole split every cfg.eval_every steps. A history dict.
 
+    start (jax_start): the weights to begin from and the batch of each step.
     best: F.scaled_dot_product_attention and fused AdamW, otherwise the same
     loop; compiled: the loss (forward, cross-entropy and their backward)
     under torch.compile, compiled by the first step, inside the clock.
@@ -139,7 +163,9 @@ def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, st
     torch.manual_seed(SEED)
     config = cfg.model_config(d.vocab.size, BLOCK_SIZE)
     model = makemore_torch.make_model("transformer", config, best=best).to(ctx.torch_device)
+    makemore_torch.load_jax_transformer(model, start["params"])
     optimizer = makemore_torch.make_optimizer(model, fused=best)
+    batches = ctx.to_torch(start["batches"].astype(np.int64))
     loss_fn = makemore_torch.compiled_loss(model) if compiled else partial(makemore_torch.loss_of, model)
     tokens, lengths = d.padded("train", BLOCK_SIZE)
     X = ctx.to_torch(tokens[:, :-1].astype(np.int64))
@@ -149,7 +175,7 @@ def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, st
     dev_Y = ctx.to_torch(makemore_torch.torch_targets(dev_tokens, dev_lengths))
     step, evals, first_step_s = 0, [], None
     while True:
-        ix = torch.randint(0, X.size(0), (cfg.batch_size,), device=ctx.torch_device)
+        ix = batches[step]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(X[ix], Y[ix])
         loss.backward()
@@ -157,6 +183,7 @@ def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, st
         step += 1
         if step == 1:  # set-up and the first step: torch.compile's compilation, if any
             first_step_s = time.perf_counter() - t0
+            first_loss = loss.item()
         if step % cfg.eval_every:
             continue
         model.eval()
@@ -171,20 +198,20 @@ def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, st
         evals.append((step, time.perf_counter() - t0, total / count))
         if evals[-1][2] <= target or step >= step_cap or evals[-1][1] >= wall_cap:
             break
-    return {"evals": evals, "first_step_s": first_step_s, "compile_error": None}
+    return {"evals": evals, "first_step_s": first_step_s, "compile_error": None, "first_loss": first_loss}
 
 
 def torch_best_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int,
-                   wall_cap: float) -> dict:
+                   wall_cap: float, start: dict) -> dict:
     """PyTorch's best effort: SDPA, fused AdamW and the compiled loss; eager where torch.compile fails, or --quick."""
     if ctx.quick:  # compiling even the tiny model takes longer than its whole run
-        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, best=True), "compiled": False}
+        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, start, best=True), "compiled": False}
     try:
-        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, best=True, compiled=True), "compiled": True}
+        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, start, best=True, compiled=True), "compiled": True}
     except Exception as err:  # e.g. no C++ compiler: the run starts again, eager
         why = error_line(err)
         ctx.log(f"  torch.compile failed, the best effort runs eager: {why}")
-        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, best=True), "compiled": False,
+        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, start, best=True), "compiled": False,
                 "compile_error": why}
 
 
@@ -235,10 +262,11 @@ def time_to_quality(ctx: Context) -> TaskResult:
                               **{**JAX_BEST_RECIPE, **quick_eval})
     ctx.log(f"time_to_quality: dev NLL <= {target}, cap {step_cap:,} steps / {wall_cap:.0f} s per run")
     runs = {}
+    start = jax_start(same, d, step_cap + same.eval_every)  # a run stops at the first evaluation past the cap
     for name, fn in (
         ("jax", lambda: jax_run(same, d, target, step_cap, wall_cap)),
-        ("torch", lambda: torch_run(ctx, same, d, target, step_cap, wall_cap)),
-        ("torch_best", lambda: torch_best_run(ctx, same, d, target, step_cap, wall_cap)),
+        ("torch", lambda: torch_run(ctx, same, d, target, step_cap, wall_cap, start)),
+        ("torch_best", lambda: torch_best_run(ctx, same, d, target, step_cap, wall_cap, start)),
         ("jax_best", lambda: jax_run(best, d, target, step_cap, wall_cap)),
     ):
         runs[name] = summary(fn(), target)
@@ -257,7 +285,12 @@ def time_to_quality(ctx: Context) -> TaskResult:
     ]
     run_of = {"makemore": "torch", "torch_best": "torch_best", "jax_run_steps": "jax", "jax_best_recipe": "jax_best"}
     timings = {c: timing(runs[r], target) for c, r in run_of.items()}
-    checks = []
+    checks = [
+        check(f"{name} starts where makemore_jax does (same weights, same first batch): first loss",
+              abs(runs[name]["first_loss"] - runs["jax"]["first_loss"]) < 1e-4,
+              f"{runs[name]['first_loss']:.6f} against {runs['jax']['first_loss']:.6f}")
+        for name in ("torch", "torch_best")
+    ]
     for name, r in runs.items():
         devs = [h["dev_nll"] for h in r["history"]]
         falling = devs[-1] < devs[0] if len(devs) > 1 else devs[0] < math.log(d.vocab.size)
@@ -305,9 +338,10 @@ def notes(res: TaskResult) -> list[str]:
             for name, r in runs.items()
         )
         + f". makemore_jax's compilation ({format_seconds(runs['jax']['compile_s'])} for makemore's recipe, "
-        f"{format_seconds(runs['jax_best']['compile_s'])} for its own) is inside its time. The two sides start "
-        "from different random weights and draw different batches, so they cross the threshold at different "
-        "steps; a crossing is seen at the first evaluation after it.",
+        f"{format_seconds(runs['jax_best']['compile_s'])} for its own) is inside its time. With makemore's recipe "
+        "both sides start from makemore_jax's initial weights and train on the same batches, so they follow one "
+        "path up to float32 rounding (which grows over thousands of steps: they may still cross the threshold "
+        "an evaluation apart); a crossing is seen at the first evaluation after it.",
         torch_best_note(runs["torch_best"]),
     ]
     main = res.ratio(f"JAX vs makemore PyTorch: time to dev NLL {target:.2f}, same recipe")
