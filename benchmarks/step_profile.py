@@ -23,7 +23,7 @@ import jax
 # (kind, test on the thunk's name); the first that matches names the kind
 KINDS = (
     ("matmuls and reductions in YNNPACK", lambda n: n.startswith("ynn_fusion")),
-    ("matmuls in Eigen", lambda n: re.fullmatch(r"dot(\.\d+)?", n) is not None),
+    ("matmuls in Eigen", lambda n: re.fullmatch(r"dot(_general)?(\.\d+)?", n) is not None),
     ("layout copies (transposes)", lambda n: "copy" in n or "transpose" in n),
     ("other elementwise fusions", lambda n: n.endswith("_fusion") or "fusion" in n or n.startswith("wrapped_")),
 )
