@@ -97,15 +97,13 @@ def _cond_sums(pred, true_sums, false_sums, params, true_args: tuple, false_args
         pred, true_args, false_args = operands
         return jax.lax.cond(pred, lambda p: true_sums(p, *true_args), lambda p: false_sums(p, *false_args), params)
 
-    def sums_fwd(params, operands):
+    def sums_fwd(params, operands):  # ((total, count), gradient of total) of the branch pred picks
         pred, true_args, false_args = operands
 
         def with_gradient(fn, args):
-            return lambda p: jax.value_and_grad(lambda q: fn(q, *args), has_aux=True)(p)
+            return jax.value_and_grad(lambda p: fn(p, *args), has_aux=True)
 
-        (total, count), grads = jax.lax.cond(
-            pred, with_gradient(true_sums, true_args), with_gradient(false_sums, false_args), params)
-        return (total, count), grads
+        return jax.lax.cond(pred, with_gradient(true_sums, true_args), with_gradient(false_sums, false_args), params)
 
     def sums_bwd(grads, cotangents):
         g_total = cotangents[0]
