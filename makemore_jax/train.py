@@ -81,6 +81,11 @@ def full_batch_loss(l2: float):
     return loss_fn
 
 
+def drawn_rows(batch_key: jax.Array, step, batch_size: int, num_words: int) -> jax.Array:
+    """The rows of the words that step's batch draws: batch_size of [0, num_words), with replacement."""
+    return jax.random.randint(jax.random.fold_in(batch_key, step), (batch_size,), 0, num_words)
+
+
 def _cond_sums(pred, true_sums, false_sums, params, true_args: tuple, false_args: tuple):
     """lax.cond between two (total, count) functions of params, each branch differentiated inside itself.
 
@@ -154,8 +159,7 @@ def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout
     def loss_fn(params, batch_data, step):
         tokens, lengths = batch_data["tokens"], batch_data["lengths"]
         if batch_size:
-            key = jax.random.fold_in(batch_data["key"], step)
-            idx = jax.random.randint(key, (batch_size,), 0, num_words or tokens.shape[0])
+            idx = drawn_rows(batch_data["key"], step, batch_size, num_words or tokens.shape[0])
             if "row_of" in batch_data:  # a multi-host run's rows sit where they were parsed
                 idx = batch_data["row_of"][idx]
             tokens, lengths = tokens[idx], lengths[idx]

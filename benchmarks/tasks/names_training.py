@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from functools import partial
 
 import jax
 import numpy as np
@@ -41,9 +42,9 @@ TARGET = 2.0  # real characters/s, makemore_jax packed vs makemore's padded loop
 
 
 def drawn_lengths(lengths: np.ndarray, key: jax.Array, batch_size: int, steps: int) -> np.ndarray:
-    """The lengths of the words sequence_loss draws at steps 0..steps-1 (its own fold_in draw)."""
-    draw = jax.jit(lambda s: jax.random.randint(jax.random.fold_in(key, s), (batch_size,), 0, len(lengths)))
-    return np.stack([lengths[np.asarray(draw(s))] for s in range(steps)])
+    """The lengths of the words sequence_loss draws at steps 0..steps-1 (train.drawn_rows): (steps, batch_size)."""
+    draws = jax.jit(jax.vmap(partial(train.drawn_rows, key, batch_size=batch_size, num_words=len(lengths))))
+    return lengths[np.asarray(draws(np.arange(steps, dtype=np.int32)))]
 
 
 def jax_candidate(ctx, cfg, config, tokens, lengths, steps: int, pack: bool):

@@ -136,15 +136,9 @@ def jax_start(cfg: TrainConfig, d: data.Dataset, steps: int) -> dict:
     """What jax_run starts from and draws: the initial parameters and every step's batch indices (steps, B)."""
     config = cfg.model_config(d.vocab.size, BLOCK_SIZE)
     params = get_model("transformer").init(seed_key(cfg.seed, "init"), config)
-    num_words = len(d.words["train"])
-    key = seed_key(cfg.seed, "batches")
-
-    @jax.jit
-    def draws(steps_S):  # as train.sequence_loss draws them
-        return jax.vmap(lambda s: jax.random.randint(jax.random.fold_in(key, s), (cfg.batch_size,), 0, num_words))(
-            steps_S)
-
-    return {"params": params, "batches": np.asarray(draws(jax.numpy.arange(steps, dtype=jax.numpy.int32)))}
+    draws = jax.jit(jax.vmap(partial(train.drawn_rows, seed_key(cfg.seed, "batches"), batch_size=cfg.batch_size,
+                                     num_words=len(d.words["train"]))))
+    return {"params": params, "batches": np.asarray(draws(np.arange(steps, dtype=np.int32)))}
 
 
 def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wall_cap: float,
