@@ -24,41 +24,16 @@ carried state or a key/value cache supply their own; for the others
 from __future__ import annotations
 
 import math
-from functools import lru_cache, partial
-from typing import Any, Callable, NamedTuple
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import BOUNDARY_ID, Vocabulary
+from .data.words import BOUNDARY_ID, Vocabulary
 from .errors import MakemoreError
-from .models import bigram
-
-
-class Decoder(NamedTuple):
-    init: Callable[[Any, Any, int], Any]
-    step: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
-    # For models whose next id depends on the current id alone: params -> logits_VxV.
-    # The sampler then inverts each row of the table once, instead of every name's logits at every step.
-    table: Callable[[Any], jax.Array] | None = None
-
-
-TABLE_DECODER = Decoder(bigram.decode_init, bigram.decode_step, lambda params: params["W"])  # params {"W": logits_VxV}
-
-
-@lru_cache(maxsize=None)
-def recompute_decoder(apply: Callable) -> Decoder:
-    """The plain path: keep the ids so far, run apply on all of them, read position t."""
-
-    def init(params, config, n):
-        return jnp.zeros((n, config.block_size), jnp.int32)
-
-    def step(params, buf_NxT, token_N, t):
-        buf_NxT = buf_NxT.at[:, t].set(token_N)
-        return jnp.take(apply(params, buf_NxT), t, axis=1), buf_NxT
-
-    return Decoder(init, step)
+from .training.parallel import DATA_AXIS, DataParallel
+from .models.decoding import TABLE_DECODER, Decoder, recompute_decoder
 
 
 TRIANGLE_MAX_V = 512  # running sums by a V×V triangle product up to this vocabulary size (1 MiB), cumsum beyond
@@ -378,3 +353,28 @@ def generate(
         return [], np.zeros((0,), bool)
     ids, ended = sample_ids(decoder, config, params, key, n, max_len, jnp.float32(temperature), top_k)
     return decode_rows(ids, model.vocab), np.asarray(ended)
+
+
+# ---- sampling with the batch of names split over the devices ----------------------------
+
+
+def generate_over_devices(model, key: jax.Array, n: int, parallel: DataParallel, *, max_len: int | None = None,
+             temperature: float = 1.0, top_k: int = 0) -> tuple[list[str], np.ndarray]:
+    """generate with the names split over the data axis of parallel (a training.parallel.DataParallel); the same names for the same key.
+
+    Every name has its own key (``fold_in(key, i)``), so the names do not
+    depend on how the batch is laid out. n is rounded up to a multiple of D and
+    the extra names dropped. One process only (the names are read back here).
+    """
+    decoder, config, params, max_len = plan(model, max_len)
+    validate_sampling(n, max_len, temperature, top_k)
+    if n == 0:
+        return [], np.zeros((0,), bool)
+    padded = -(-n // parallel.size) * parallel.size
+    params, _ = parallel.place_state(params, ())
+    run = jax.jit(
+        lambda p, k, t: sample_ids(decoder, config, p, k, padded, max_len, t, top_k),
+        out_shardings=(parallel.sharding(DATA_AXIS, None), parallel.sharding(DATA_AXIS)),
+    )
+    ids, ended = run(params, key, jnp.float32(temperature))
+    return decode_rows(np.asarray(ids)[:n], model.vocab), np.asarray(ended)[:n]

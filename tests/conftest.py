@@ -2,12 +2,12 @@ import os
 
 import pytest
 
-from makemore_jax import data
-from makemore_jax.counts import count_matrix
+from makemore_jax.data import words as data
+from makemore_jax.models.counts import count_matrix
 
 def run_inprocess(capsys, *args):
     """Run `makemore ARGS` in this process; (exit code, stdout, stderr)."""
-    from makemore_jax.cli import main
+    from makemore_jax.cli.commands import main
 
     try:
         code = main(list(args))

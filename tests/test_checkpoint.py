@@ -7,12 +7,12 @@ import numpy as np
 import optax
 import pytest
 
-from makemore_jax import checkpoint
-from makemore_jax.config import TrainConfig
-from makemore_jax.data import Vocabulary
+from makemore_jax.store import checkpoint
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.data.words import Vocabulary
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import get_model
-from makemore_jax.trained import TrainedModel
+from makemore_jax.training.trained import TrainedModel
 
 VOCAB = Vocabulary(tuple("abc"))
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot
-from makemore_jax.cli import main
+from makemore_jax.cli.commands import main
 
 
 def run(*args, cwd=None):

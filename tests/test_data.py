@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import NAMES
-from makemore_jax import data
+from makemore_jax.data import words as data
 from makemore_jax.errors import MakemoreError
 from makemore_jax.seeding import seed_key
 

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from makemore_jax import checkpoint
-from makemore_jax.cli import main
-from makemore_jax.data import MAX_WORD_LEN, Vocabulary, parse_words
+from makemore_jax.store import checkpoint
+from makemore_jax.cli.commands import main
+from makemore_jax.data.words import MAX_WORD_LEN, Vocabulary, parse_words
 from makemore_jax.errors import MakemoreError
 
 QUICK = settings(max_examples=300, deadline=None)
@@ -260,8 +260,8 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    from makemore_jax.config import TrainConfig
-    from makemore_jax.trained import TrainedModel
+    from makemore_jax.training.config import TrainConfig
+    from makemore_jax.training.trained import TrainedModel
     import jax
 
     from makemore_jax.models import get_model
@@ -311,7 +311,7 @@ def test_any_bytes_as_model_json_are_refused(raw):
 
 
 def test_a_vocabulary_too_large_for_a_table_is_refused_and_other_models_take_it(tmp_path):
-    from makemore_jax.train import MAX_TABLE_VOCAB
+    from makemore_jax.training.trainer import MAX_TABLE_VOCAB
 
     chars = [chr(0x4E00 + i) for i in range(MAX_TABLE_VOCAB + 10)]  # CJK ideographs
     path = tmp_path / "cjk.txt"

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, first_names, run_inprocess, snapshot
-from makemore_jax import checkpoint, lock
-from makemore_jax.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, main
+from makemore_jax.store import checkpoint
+from makemore_jax.store import lock
+from makemore_jax.cli.commands import EXIT_INTERRUPTED, EXIT_TERMINATED, main
 from makemore_jax.errors import MakemoreError
 
 # a tiny minibatch model with AdamW moments: cheap to compile, every part of a checkpoint
@@ -99,9 +100,9 @@ def test_stop_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, sma
 
 
 def test_a_deferred_stop_ends_training_after_the_chunk_and_saves_it(small_names, tmp_path):
-    from makemore_jax import train
-    from makemore_jax.config import TrainConfig
-    from makemore_jax.data import Dataset, read_words
+    from makemore_jax.training import trainer as train
+    from makemore_jax.training.config import TrainConfig
+    from makemore_jax.data.words import Dataset, read_words
     from makemore_jax.seeding import seed_key
 
     cfg = TrainConfig.create("bigram", optimizer="adamw", lr=0.05, batch_size=16, steps=100, eval_every=50, log_every=5)
@@ -116,7 +117,7 @@ def test_a_deferred_stop_ends_training_after_the_chunk_and_saves_it(small_names,
 
 
 def test_signals_are_deferred_once_then_raise_and_handlers_are_restored():
-    from makemore_jax import interrupt
+    from makemore_jax.cli import interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     stop = interrupt.Deferred()
@@ -427,7 +428,7 @@ def test_non_finite_loss_from_the_command_line_names_the_step_and_keeps_a_good_s
 def test_mean_nll_of_nothing_is_an_error():
     import jax.numpy as jnp
 
-    from makemore_jax import losses
+    from makemore_jax.models import losses
 
     with pytest.raises(MakemoreError, match="empty set"):
         losses.mean_nll(jnp.full((3, 3), 1 / 3), jnp.zeros(0, jnp.int32), jnp.zeros(0, jnp.int32))

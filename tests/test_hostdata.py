@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from makemore_jax import hostdata
-from makemore_jax.data import Dataset, parse_words, read_words
+from makemore_jax.data import hosts as hostdata
+from makemore_jax.data.words import Dataset, parse_words, read_words
 from makemore_jax.seeding import seed_key
 
 FILES = {

@@ -8,15 +8,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax import checkpoint, mixture
-from makemore_jax.cli import main
-from makemore_jax.config import TrainConfig
-from makemore_jax.data import Dataset, encode_padded
+from makemore_jax.store import checkpoint
+
+from makemore_jax.models import mixture
+from makemore_jax.cli.commands import main
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.data.words import Dataset, encode_padded
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import get_model
 from makemore_jax.sampling import generate
 from makemore_jax.seeding import seed_key
-from makemore_jax.trained import TrainedModel
+from makemore_jax.training.trained import TrainedModel
 from conftest import run_inprocess as cli
 
 
@@ -99,7 +101,7 @@ def test_mix_fits_beats_its_members_on_dev_and_saves_a_model_sample_and_eval_use
     out_dir = str(base / "mixed")
     code, out, err = cli(capsys, "mix", d["bigram"], d["ngram"], d["mlp"], "-o", out_dir, "--num-samples", "3")
     assert code == 0, err
-    saved = json.load(open(os.path.join(out_dir, mixture.MIXTURE_FILE)))
+    saved = json.load(open(os.path.join(out_dir, checkpoint.MIXTURE_FILE)))
     report = saved["report"]
     assert abs(sum(report["weights"]) - 1) < 1e-9 and min(report["weights"]) > 0
     assert report["mixture"]["dev"] < min(report["members"]["dev"])
@@ -137,14 +139,14 @@ def test_mix_refuses_what_cannot_be_mixed(trained_dirs, capsys, which, message):
     dirs = [out_dir if w == "OUT" else d[w] for w in which]
     code, out, err = cli(capsys, "mix", *dirs, "-o", out_dir)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
-    assert not os.path.exists(os.path.join(out_dir, mixture.MIXTURE_FILE))
+    assert not os.path.exists(os.path.join(out_dir, checkpoint.MIXTURE_FILE))
 
 
 def test_a_damaged_mixture_file_is_refused(trained_dirs, capsys):
     base, d = trained_dirs
     out_dir = str(base / "damaged")
     assert cli(capsys, "mix", d["bigram"], d["ngram"], "-o", out_dir, "--num-samples", "0")[0] == 0
-    path = os.path.join(out_dir, mixture.MIXTURE_FILE)
+    path = os.path.join(out_dir, checkpoint.MIXTURE_FILE)
     meta = json.load(open(path))
     meta["weights"] = meta["weights"][:1]
     json.dump(meta, open(path, "w"))

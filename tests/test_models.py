@@ -9,11 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from makemore_jax import train
-from makemore_jax.counts import count_matrix, smoothed_probs
-from makemore_jax.data import Vocabulary, bigram_pairs, encode_padded
+
+from makemore_jax.training import steps as train_steps
+from makemore_jax.models.counts import count_matrix, smoothed_probs
+from makemore_jax.data.words import Vocabulary, bigram_pairs, encode_padded
 from makemore_jax.errors import MakemoreError
-from makemore_jax.losses import mean_nll
+from makemore_jax.models.losses import mean_nll
 from makemore_jax.models import MODEL_NAMES, ModelConfig, available, check_config, get_model
 
 TINY = ModelConfig(vocab_size=7, block_size=9, n_layer=2, n_head=2, n_embd=8, n_embd2=12)
@@ -133,13 +134,13 @@ def test_learns_a_handful_of_words_to_its_floor(name):
     lr = {"bigram": 1e-1, "transformer": 3e-3}.get(name, 1e-2)  # W ~ N(0, 1) has far to go
     optimizer = optax.adamw(lr, weight_decay=0.0)
     batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths)}
-    loss_fn = train.sequence_loss(model.apply, 0.0, 0)  # every word at every step
+    loss_fn = train_steps.sequence_loss(model.apply, 0.0, 0)  # every word at every step
 
     grads = jax.jit(jax.grad(loss_fn))(params, batch, 0)  # compiled: op by op it takes seconds
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
         assert bool(jnp.any(g != 0)), f"{jax.tree_util.keystr(path)} gets no gradient"
 
-    _, _, losses = train.run_steps(loss_fn, optimizer, params, optimizer.init(params), batch, 0, 300)
+    _, _, losses = train_steps.run_steps(loss_fn, optimizer, params, optimizer.init(params), batch, 0, 300)
     first, last = float(losses[0]), float(losses[-1])
     floor = bigram_floor(WORDS, vocab) if name == "bigram" else memorisation_floor(WORDS)
     assert abs(first - math.log(vocab.size)) < 1.0 or name == "bigram"  # W ~ N(0, 1) starts above uniform

@@ -12,15 +12,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax import checkpoint, ngram, tune
-from makemore_jax.config import TrainConfig
-from makemore_jax.counts import count_matrix, smoothed_probs
-from makemore_jax.data import Dataset, Vocabulary, read_words
+from makemore_jax.store import checkpoint
+
+from makemore_jax.models import ngram
+
+from makemore_jax.training import tune
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.models.counts import count_matrix, smoothed_probs
+from makemore_jax.data.words import Dataset, Vocabulary, read_words
 from makemore_jax.errors import MakemoreError
-from makemore_jax.evaluate import split_nll
+from makemore_jax.training.evaluate import sequence_split_nll, split_nll
 from makemore_jax.sampling import generate, sample_ids, Decoder
 from makemore_jax.seeding import seed_key
-from makemore_jax.trained import TrainedModel
+from makemore_jax.training.trained import TrainedModel
+from makemore_jax.training.trainer import new_model
 
 
 # ---- literal references: the lecture's loops over characters, dictionaries of tuples --------
@@ -156,9 +161,9 @@ def test_key_path_and_rank_path_count_the_same(vocab_size, order):
     methods = ["keys", "ranks"] if ngram.key_fits(vocab_size, order) else ["ranks"]
     assert (vocab_size, order) != (1291, 3) or methods == ["ranks"]  # 1291^3 − 1 overflows int32
     for method in methods:
-        once = ngram._count(rows, None, vocab_size, method)
+        once = ngram.count_weighted_rows(rows, None, vocab_size, method)
         assert once == ngram.count_ngram_rows(rows, vocab_size) and once.counts.sum() == len(rows), method
-        counts = ngram._count(rows, weights, vocab_size, method)
+        counts = ngram.count_weighted_rows(rows, weights, vocab_size, method)
         assert np.array_equal(counts.ngrams, expected[order][0]) and np.array_equal(counts.counts, expected[order][1])
         for how in methods:
             levels = ngram.all_levels(counts, how)
@@ -280,13 +285,13 @@ def small_model(small):
     words, vocab = small
     data = Dataset.build(words, seed_key(3, "split"), (0.8, 0.1, 0.1))
     cfg = TrainConfig.create("ngram", order=4, seed=3).validate()
-    return ngram.new_model(cfg, data), data
+    return new_model(cfg, data), data
 
 
 def test_split_nll_agrees_with_the_sequence_path(small_model):
     model, data = small_model
     ours = ngram.split_nll(model, data)
-    through_apply = split_nll(model, data)  # evaluate.py: padded words through model.apply
+    through_apply = sequence_split_nll(model, data)  # evaluate.py: padded words through model.apply
     assert ours.keys() == through_apply.keys()
     for s in ours:
         assert ours[s] == pytest.approx(through_apply[s], rel=1e-5)
@@ -304,11 +309,12 @@ def test_word_nll_is_the_mean_of_next_logprobs(small_model):
 
 
 def test_per_word_nll_agrees_with_the_sequence_path_and_any_length(small_model):
-    from makemore_jax.evaluate import word_nll
+    from makemore_jax.training.evaluate import sequence_word_nll, word_nll
 
     model, data = small_model
     words = data.words["dev"][:50]
-    np.testing.assert_allclose(ngram.word_nll(model, words), word_nll(model, words), rtol=1e-5)
+    np.testing.assert_allclose(ngram.word_nll(model, words), sequence_word_nll(model, words), rtol=1e-5)
+    np.testing.assert_array_equal(word_nll(model, words), ngram.word_nll(model, words))  # the model's own scoring
     long_word = "a" * (model.block_size + 5)
     totals = ngram.word_nll(model, [long_word, words[0]])
     assert totals[0] / (len(long_word) + 1) == pytest.approx(ngram.words_nll(model.params, [long_word], data.vocab), rel=1e-5)

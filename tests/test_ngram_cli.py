@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import NAMES, first_names, run_inprocess as run, snapshot
-from makemore_jax.cli import main
+from makemore_jax.cli.commands import main
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax import packing, train
-from makemore_jax.config import TrainConfig
-from makemore_jax.data import Vocabulary, encode_padded
-from makemore_jax.evaluate import masked_nll_sum
+from makemore_jax.data import packing
+
+from makemore_jax.training import trainer as train
+
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.data.words import Vocabulary, encode_padded
+from makemore_jax.training.evaluate import masked_nll_sum
 from makemore_jax.models import ModelConfig, get_model
 
 BLOCK = 8
@@ -99,9 +103,9 @@ def test_sequence_loss_packed_or_overflowing_equals_padded(batch, transformer, d
     model, params = transformer
     data = {"tokens": tokens, "lengths": lengths, "key": jax.random.key(0), "dropout_key": jax.random.key(1)}
     args = (model.apply, 0.0, 6, model.apply_dropout, dropout)
-    padded = train.sequence_loss(*args)
-    packed = train.sequence_loss(*args, apply_packed=model.apply_packed, capacity=6 * BLOCK - BLOCK)
-    tiny = train.sequence_loss(*args, apply_packed=model.apply_packed, capacity=BLOCK)
+    padded = train_steps.sequence_loss(*args)
+    packed = train_steps.sequence_loss(*args, apply_packed=model.apply_packed, capacity=6 * BLOCK - BLOCK)
+    tiny = train_steps.sequence_loss(*args, apply_packed=model.apply_packed, capacity=BLOCK)
     padded, packed, tiny = (jax.jit(jax.value_and_grad(f)) for f in (padded, packed, tiny))
     fits = []
     for step in range(6):
@@ -138,9 +142,9 @@ def test_training_packs_by_default_and_no_pack_trains_padded():
         assert abs(packed.history[-1][name] - padded.history[-1][name]) < 1e-4
     model_def = get_model("transformer")
     lengths = np.array([len(w) for w in words])
-    assert 0 < train.packing_capacity(TrainConfig.create("transformer", **base), model_def, lengths, 16) < 16 * 16
-    assert train.packing_capacity(TrainConfig.create("transformer", pack=False, **base), model_def, lengths, 16) == 0
-    assert train.packing_capacity(TrainConfig.create("gru", **base), get_model("gru"), lengths, 16) == 0
+    assert 0 < train_steps.packing_capacity(TrainConfig.create("transformer", **base), model_def, lengths, 16) < 16 * 16
+    assert train_steps.packing_capacity(TrainConfig.create("transformer", pack=False, **base), model_def, lengths, 16) == 0
+    assert train_steps.packing_capacity(TrainConfig.create("gru", **base), get_model("gru"), lengths, 16) == 0
 
 
 def test_a_config_saved_before_packing_resumes_padded():
@@ -174,7 +178,7 @@ def test_pack_words_keeps_words_inside_their_chunk():
 
 
 def test_split_nll_of_a_packing_model_equals_the_padded_sums(batch, transformer):
-    from makemore_jax import evaluate
+    from makemore_jax.training import evaluate
 
     tokens, lengths, _ = batch
     model, params = transformer
@@ -192,14 +196,14 @@ def test_split_nll_of_a_packing_model_equals_the_padded_sums(batch, transformer)
 def test_a_packed_run_resumed_midway_equals_the_uninterrupted_run():
     from dataclasses import replace
 
-    from makemore_jax.data import Dataset
+    from makemore_jax.data.words import Dataset
     from makemore_jax.seeding import seed_key
 
     words = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"] * 8
     cfg = TrainConfig.create("transformer", steps=20, eval_every=10, log_every=10, n_layer=1, n_head=2, n_embd=8,
                              batch_size=16, block_size=16, dropout=0.1)
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    assert train.packing_capacity(cfg, get_model("transformer"), np.asarray([len(w) for w in data.words["train"]]), 16)
+    assert train_steps.packing_capacity(cfg, get_model("transformer"), np.asarray([len(w) for w in data.words["train"]]), 16)
     whole = train.new_model(cfg, data)
     full = train.fit(whole, data)
     first = train.new_model(cfg, data)

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from conftest import NAMES, ROOT, run_inprocess as run
-from makemore_jax import checkpoint, plot
-from makemore_jax.cli import main
-from makemore_jax.counts import count_matrix, smoothed_probs
-from makemore_jax.data import Dataset, Vocabulary, bigram_pairs, read_words
+from makemore_jax.store import checkpoint
+from makemore_jax.cli import plot
+from makemore_jax.cli.commands import main
+from makemore_jax.models.counts import count_matrix, smoothed_probs
+from makemore_jax.data.words import Dataset, Vocabulary, bigram_pairs, read_words
 from makemore_jax.errors import MakemoreError
-from makemore_jax.losses import mean_nll
+from makemore_jax.models.losses import mean_nll
 from makemore_jax.seeding import seed_key
 
 TINY = ["--steps", "20", "--eval-every", "10", "--log-every", "10", "--num-samples", "0", "--quiet"]
@@ -333,8 +334,8 @@ def test_without_matplotlib_one_line_says_how_to_install_it(small, tmp_path, cap
 CORE_WITHOUT_MATPLOTLIB = """
 import sys
 sys.modules["matplotlib"] = None  # as if it were not installed
-import makemore_jax.plot, makemore_jax.progress
-from makemore_jax.cli import build_parser, main
+import makemore_jax.cli.plot, makemore_jax.cli.progress
+from makemore_jax.cli.commands import build_parser, main
 build_parser()
 code = main(["eval", "-o", sys.argv[1], "-i", sys.argv[2], "--per-word", "2"])
 print("exit", code, "matplotlib loaded:", any(m.startswith("matplotlib.") for m in sys.modules))

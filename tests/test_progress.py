@@ -6,8 +6,8 @@ import re
 import pytest
 
 from conftest import first_names
-from makemore_jax import progress
-from makemore_jax.cli import main
+from makemore_jax.cli import progress
+from makemore_jax.cli.commands import main
 
 
 class Terminal(io.StringIO):

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax.counts import smoothed_probs
-from makemore_jax.data import Vocabulary
+from makemore_jax.models.counts import smoothed_probs
+from makemore_jax.data.words import Vocabulary
 from makemore_jax.errors import MakemoreError
 from makemore_jax.sampling import TABLE_DECODER, pick, sample_ids, sample_names
 
@@ -35,8 +35,8 @@ def test_first_names_do_not_depend_on_how_many_are_drawn(table, vocab):
 
 SCRIPT = """
 import json, sys, jax, jax.numpy as jnp
-from makemore_jax.data import read_words, Vocabulary, bigram_pairs
-from makemore_jax.counts import count_matrix, smoothed_probs
+from makemore_jax.data.words import read_words, Vocabulary, bigram_pairs
+from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.sampling import sample_names
 words = read_words(sys.argv[1]); vocab = Vocabulary.from_words(words)
 xs, ys = bigram_pairs(words, vocab)
@@ -235,10 +235,10 @@ def test_zero_names():
 
 # ---- every model through the one sampler ---------------------------------------
 
-from makemore_jax.config import TrainConfig  # noqa: E402
+from makemore_jax.training.config import TrainConfig  # noqa: E402
 from makemore_jax.models import available, get_model  # noqa: E402
 from makemore_jax.sampling import generate  # noqa: E402
-from makemore_jax.trained import TrainedModel  # noqa: E402
+from makemore_jax.training.trained import TrainedModel  # noqa: E402
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=16, n_embd2=24)
 

@@ -36,7 +36,7 @@ def makemore(*args, flag=FOUR_DEVICES, timeout=120):
 
 
 def family(kind, **kw):
-    from makemore_jax.config import TrainConfig
+    from makemore_jax.training.config import TrainConfig
 
     base = dict(optimizer="adamw", lr=1e-2, batch_size=16, steps=20, eval_every=20, log_every=10,
                 n_layer=1, n_head=2, n_embd=8, n_embd2=16)
@@ -46,7 +46,19 @@ def family(kind, **kw):
 def worker() -> dict:
     import jax
 
-    from makemore_jax import counts, data, distributed, ngram, sampling, train
+    from makemore_jax import sampling
+
+    from makemore_jax.models import counts
+
+    from makemore_jax.data import words as data
+
+    from makemore_jax.training import parallel as distributed
+
+    from makemore_jax.models import ngram
+
+    from makemore_jax.training import trainer as train
+
+    from makemore_jax.training import steps as train_steps
     from makemore_jax.seeding import seed_key
 
     devices = jax.devices()
@@ -91,7 +103,7 @@ def worker() -> dict:
     cfg = family("mlp")
     dataset = data.Dataset.build(small, seed_key(cfg.seed, "split"), cfg.split)
     mlp = train.new_model(cfg, dataset)
-    optimizer = train.make_optimizer(cfg)
+    optimizer = train_steps.make_optimizer(cfg)
     params, opt_state = on[4].place_state(mlp.params, optimizer.init(mlp.params))
     loss_fn, batch = train._loss_and_data(mlp, dataset, on[4])
     batch = on[4].place_inputs(batch)
@@ -122,12 +134,12 @@ def worker() -> dict:
     key = seed_key(7, "sample")
     names = {"1": sampling.generate(model, key, 30)[0]}
     for d in (2, 4):
-        names[str(d)] = distributed.generate(model, key, 30, on[d])[0]
+        names[str(d)] = sampling.generate_over_devices(model, key, 30, on[d])[0]
     out["names"] = names
     table_model = train.train(small, family("bigram", steps=5, eval_every=5, log_every=5))[0]
     out["table_names"] = {
         "1": sampling.generate(table_model, key, 10)[0],
-        "4": distributed.generate(table_model, key, 10, on[4])[0],
+        "4": sampling.generate_over_devices(table_model, key, 10, on[4])[0],
     }
     return out
 
@@ -200,7 +212,7 @@ def test_batch_that_does_not_divide_among_the_devices_is_one_line_and_exit_2(tmp
     (["--devices", "0"], "--devices: must be an integer >= 1"),
 ])
 def test_bad_device_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message):
-    from makemore_jax.cli import main
+    from makemore_jax.cli.commands import main
 
     work = tmp_path / "w"
     try:
@@ -215,7 +227,7 @@ def test_bad_device_settings_are_one_line_and_exit_2(tmp_path, capsys, args, mes
 
 @pytest.mark.parametrize("command", ["sample", "eval", "tune", "mix"])
 def test_other_commands_take_a_device_kind_too(tmp_path, capsys, command):
-    from makemore_jax.cli import build_parser, main
+    from makemore_jax.cli.commands import build_parser, main
 
     assert build_parser().parse_args([command, "--device", "cpu"] + (["a", "b"] if command == "mix" else [])
                                      + (["--type", "ngram"] if command == "tune" else [])).device == "cpu"
@@ -226,7 +238,7 @@ def test_other_commands_take_a_device_kind_too(tmp_path, capsys, command):
 
 
 def test_sample_runs_on_the_device_it_is_given(tmp_path, capsys):
-    from makemore_jax.cli import main
+    from makemore_jax.cli.commands import main
 
     work = str(tmp_path / "w")
     assert main(["train", "-o", work, "--type", "counts", "--num-samples", "0", "-q"]) == 0
@@ -238,7 +250,7 @@ def test_sample_runs_on_the_device_it_is_given(tmp_path, capsys):
 
 
 def _last_params(workdir):
-    from makemore_jax import checkpoint
+    from makemore_jax.store import checkpoint
 
     return checkpoint.flatten_params(checkpoint.load(str(workdir), "last").model.params)
 
@@ -321,7 +333,7 @@ def test_two_processes_on_loopback_train_like_one_device(tmp_path, one_device_ru
 
 @pytest.mark.parametrize("model", [["counts"], ["ngram", "--order", "5"]])  # a V×V count table; a sparse n-gram table
 def test_two_processes_count_the_table_of_one_process_exactly(tmp_path, model):
-    from makemore_jax import checkpoint
+    from makemore_jax.store import checkpoint
 
     args = ["--type", *model, "--num-samples", "0", "-q"]
     results = two_processes(tmp_path, *args)

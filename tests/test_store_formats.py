@@ -29,14 +29,6 @@ STORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "st
 with open(os.path.join(STORE, "expected.json"), encoding="utf-8") as _f:
     EXPECTED = json.load(_f)["fixtures"]
 
-# the one format-1 work directory today's code refuses; see README.md in the fixtures folder
-REFUSED_TODAY = {
-    "format1/mixture": (
-        "mixture.json written before 5125a65 has no meta_sha256, which the mixture loader has required since "
-        "then without raising the mixture format's version: a mixture saved by the format-1 code does not load"
-    ),
-}
-
 NUMBER = re.compile(r"-?\d+\.\d+")  # printed NLLs (4 decimals); integers stay part of the text
 TOLERANCE = 1e-3  # room for another CPU's rounding, far below what a changed parameter moves
 
@@ -92,8 +84,7 @@ def differences(got: list[str], want: list[str]) -> list[str]:
 
 
 CASES = [
-    pytest.param(fixture, check, id=f"{fixture}-{check}",
-                 marks=[pytest.mark.xfail(reason=REFUSED_TODAY[fixture], strict=True)] if fixture in REFUSED_TODAY else [])
+    pytest.param(fixture, check, id=f"{fixture}-{check}")
     for fixture, entry in EXPECTED.items()
     for check in entry["checks"]
 ]

@@ -4,9 +4,11 @@ import numpy as np
 import optax
 import pytest
 
-from makemore_jax import train
-from makemore_jax.config import TrainConfig
-from makemore_jax.counts import smoothed_probs
+from makemore_jax.training import trainer as train
+
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.models.counts import smoothed_probs
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import bigram
 from makemore_jax.seeding import seed_key
@@ -15,7 +17,7 @@ from makemore_jax.seeding import seed_key
 def fit_full_batch(counts, l2, steps, lr=50.0):
     params = bigram.init(seed_key(0, "init"), bigram.BigramConfig(counts.shape[0]))
     opt = optax.sgd(lr)
-    params, _, losses = train.run_steps(train.full_batch_loss(l2), opt, params, opt.init(params), {"counts": counts}, 0, steps)
+    params, _, losses = train_steps.run_steps(train_steps.full_batch_loss(bigram.loss_counts, l2), opt, params, opt.init(params), {"counts": counts}, 0, steps)
     return params, losses
 
 
@@ -46,24 +48,24 @@ def test_larger_l2_pulls_toward_uniform_like_larger_smoothing(counts):
 
 def test_run_steps_in_chunks_equals_one_run(counts):
     opt = optax.sgd(10.0)
-    loss_fn = train.full_batch_loss(0.01)
+    loss_fn = train_steps.full_batch_loss(bigram.loss_counts, 0.01)
     p0 = bigram.init(seed_key(1, "init"), bigram.BigramConfig(27))
-    one, _, _ = train.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40)
+    one, _, _ = train_steps.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40)
     p, s = p0, opt.init(p0)
     for start in (0, 15, 30):
-        p, s, _ = train.run_steps(loss_fn, opt, p, s, {"counts": counts}, start, 15 if start < 30 else 10)
+        p, s, _ = train_steps.run_steps(loss_fn, opt, p, s, {"counts": counts}, start, 15 if start < 30 else 10)
     np.testing.assert_array_equal(one["W"], p["W"])
 
 
-@pytest.mark.parametrize("unroll", [7, train.GPU_FULL_BATCH_UNROLL])
+@pytest.mark.parametrize("unroll", [7, train_steps.GPU_FULL_BATCH_UNROLL])
 def test_unrolling_the_loop_gives_the_same_parameters(counts, unroll):
     # 40 steps: neither 7 nor 25 divides them, so the scan also runs a remainder, whose
     # loss values XLA may fuse differently (a float32 rounding apart); the updates are the same
     opt = optax.sgd(10.0)
-    loss_fn = train.full_batch_loss(0.01)
+    loss_fn = train_steps.full_batch_loss(bigram.loss_counts, 0.01)
     p0 = bigram.init(seed_key(1, "init"), bigram.BigramConfig(27))
-    one, _, losses = train.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40)
-    many, _, losses_u = train.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40, unroll)
+    one, _, losses = train_steps.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40)
+    many, _, losses_u = train_steps.run_steps(loss_fn, opt, p0, opt.init(p0), {"counts": counts}, 0, 40, unroll)
     np.testing.assert_array_equal(one["W"], many["W"])
     np.testing.assert_allclose(losses, losses_u, rtol=1e-6, atol=0)
     assert float(losses[-1]) < float(losses[0])
@@ -81,7 +83,7 @@ def test_minibatch_training_is_seeded_and_learns(names):
 
 
 def test_train_reports_every_split(names):
-    from makemore_jax.evaluate import split_nll
+    from makemore_jax.training.evaluate import split_nll
 
     model, _, data = train.train(names, TrainConfig.create("counts", smoothing=1.0))
     m = split_nll(model, data)
@@ -90,14 +92,14 @@ def test_train_reports_every_split(names):
 
 
 def test_unsmoothed_counts_can_be_infinite_on_dev(names):
-    from makemore_jax.evaluate import split_nll
+    from makemore_jax.training.evaluate import split_nll
 
     model, _, data = train.train(names[:2000], TrainConfig.create("counts", smoothing=0.0))
     assert split_nll(model, data)["dev"] == float("inf")
 
 
 def test_default_bigram_trains_close_to_counting_model(names):
-    from makemore_jax.evaluate import split_nll
+    from makemore_jax.training.evaluate import split_nll
 
     neural = split_nll(*train.train(names, TrainConfig.create("bigram"))[::2])
     counting = split_nll(*train.train(names, TrainConfig.create("counts"))[::2])
@@ -158,9 +160,9 @@ def test_divergence_is_reported_with_the_step(names):
 
 # ---- the family trainer: masking, resume, interruption, numerics -------------
 
-from makemore_jax import checkpoint  # noqa: E402
-from makemore_jax.data import Dataset, Vocabulary, encode_padded  # noqa: E402
-from makemore_jax.evaluate import masked_nll_sum, sequence_nll, split_nll  # noqa: E402
+from makemore_jax.store import checkpoint  # noqa: E402
+from makemore_jax.data.words import Dataset, Vocabulary, encode_padded  # noqa: E402
+from makemore_jax.training.evaluate import masked_nll_sum, sequence_nll, split_nll  # noqa: E402
 
 
 def small(names):
@@ -221,7 +223,7 @@ def _resume(workdir, data, steps=None):
         from dataclasses import replace
 
         model.config = replace(model.config, steps=steps)
-    opt_state = checkpoint.restore_opt_state(loaded, train.make_optimizer(model.config).init(model.params), workdir)
+    opt_state = checkpoint.restore_opt_state(loaded, train_steps.make_optimizer(model.config).init(model.params), workdir)
     state = train.TrainState(model.params, opt_state, loaded.step, loaded.best_dev)
     return train.fit(model, data, state)
 
@@ -255,7 +257,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(names, tm
     def save(m, st, is_best):
         checkpoint.save(str(tmp_path), "last", m, step=st.step, opt_state=st.opt_state)
 
-    state = train.TrainState(model.params, train.make_optimizer(model.config).init(model.params), good.step)
+    state = train.TrainState(model.params, train_steps.make_optimizer(model.config).init(model.params), good.step)
     with pytest.raises(MakemoreError, match=r"loss became \w+ at step \d+"):
         train.fit(model, data, state, None, save)
     after = checkpoint.load(str(tmp_path), "last")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import NAMES
-from makemore_jax import checkpoint
-from makemore_jax.cli import main
-from makemore_jax.data import Dataset
+from makemore_jax.store import checkpoint
+from makemore_jax.cli.commands import main
+from makemore_jax.data.words import Dataset
 from makemore_jax.errors import MakemoreError
-from makemore_jax.evaluate import split_nll, word_nll
+from makemore_jax.training.evaluate import split_nll, word_nll
 
 
 def run(capsys, *args):

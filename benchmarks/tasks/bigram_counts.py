@@ -1,7 +1,7 @@
 """Task 1: the V×V bigram count matrix of names.txt (228,146 pairs).
 
 The lecture counts with a Python loop over the characters of every word; PyTorch
-at its best is one histogram call; makemore_jax.counts.count_matrix is a jitted
+at its best is one histogram call; makemore_jax.models.counts.count_matrix is a jitted
 scatter-add, split in independent parts that XLA:CPU runs on its threads side by
 side. Reading the two int32 id arrays once is the floor for anyone.
 """
@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from makemore_jax import counts
-from makemore_jax.counts import count_matrix
+from makemore_jax.models import counts
+from makemore_jax.models.counts import count_matrix
 
 from ..context import Context
 from ..environment import copy_bandwidth
@@ -109,7 +109,7 @@ def candidates(ctx: Context, d: BigramData) -> list[Candidate]:
             "torch_index_add", "torch index_add_(0, xs*V + ys, 1)", "torch", "best_effort", ctx.torch_synced(index_add),
         ),
         Candidate(
-            "jax_count_matrix", f"makemore_jax.counts.count_matrix (jit scatter-add, {counts.SCATTER_PARTS} parts)",
+            "jax_count_matrix", f"makemore_jax.models.counts.count_matrix (jit scatter-add, {counts.SCATTER_PARTS} parts)",
             "jax", "package", lambda: count_matrix(xs_j, ys_j, V).block_until_ready(),
         ),
         Candidate(

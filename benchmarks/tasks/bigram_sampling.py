@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from makemore_jax import sampling
-from makemore_jax.counts import count_matrix, smoothed_probs
+from makemore_jax.models.counts import count_matrix, smoothed_probs
 
 from ..context import Context
 from ..harness import (

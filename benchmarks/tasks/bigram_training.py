@@ -16,8 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from makemore_jax import train
-from makemore_jax.counts import count_matrix
+from makemore_jax.training import trainer as train
+
+from makemore_jax.models import bigram
+from makemore_jax.training import steps as train_steps
+from makemore_jax.models.counts import count_matrix
 
 from ..context import Context
 from ..harness import (
@@ -111,15 +114,15 @@ def candidates(ctx: Context, d: BigramData, W0: np.ndarray, steps: int) -> tuple
 
     xs_j, ys_j = ctx.to_jax(d.xs_N), ctx.to_jax(d.ys_N)
     counts_j = count_matrix(xs_j, ys_j, V)
-    loss_fn = train.full_batch_loss(L2)  # made once: run_steps is compiled per loss_fn object
+    loss_fn = train_steps.full_batch_loss(bigram.loss_counts, L2)  # made once: run_steps is compiled per loss_fn object
     optimizer = optax.sgd(LR)
     params0 = {"W": ctx.to_jax(W0)}
     opt_state0 = optimizer.init(params0)
 
-    unroll = train.full_batch_unroll()  # what fit uses on this device
+    unroll = train_steps.full_batch_unroll()  # what fit uses on this device
 
     def jax_train(num_steps: int, batch_data=None):
-        params, _, losses = train.run_steps(
+        params, _, losses = train_steps.run_steps(
             loss_fn, optimizer, params0, opt_state0, batch_data or {"counts": counts_j}, 0, num_steps, unroll
         )
         jax.block_until_ready((params, losses))
@@ -149,7 +152,7 @@ def candidates(ctx: Context, d: BigramData, W0: np.ndarray, steps: int) -> tuple
             manual, work=steps,
         ),
         Candidate(
-            "jax_run_steps", "makemore_jax train.run_steps(full_batch_loss, optax.sgd)", "jax", "package",
+            "jax_run_steps", "makemore_jax train_steps.run_steps(full_batch_loss, optax.sgd)", "jax", "package",
             lambda: jax_train(steps), work=steps,
         ),
         Candidate(
@@ -198,9 +201,9 @@ def jax_kernels_per_step(d: BigramData, W0: np.ndarray, steps: int) -> int | Non
     optimizer = optax.sgd(LR)
     params = {"W": jnp.asarray(W0)}
     counts = jnp.zeros((d.V, d.V), jnp.int32)
-    unroll = max(min(train.full_batch_unroll(), steps), 1)
-    lowered = train.run_steps.lower(
-        train.full_batch_loss(L2), optimizer, params, optimizer.init(params), {"counts": counts}, 0, steps, unroll
+    unroll = max(min(train_steps.full_batch_unroll(), steps), 1)
+    lowered = train_steps.run_steps.lower(
+        train_steps.full_batch_loss(bigram.loss_counts, L2), optimizer, params, optimizer.init(params), {"counts": counts}, 0, steps, unroll
     )
     kernels = scan_body_kernels(lowered.compile().as_text())
     return None if kernels is None else round(kernels / unroll)
@@ -250,7 +253,7 @@ def bigram_training(ctx: Context) -> TaskResult:
             "final_losses": losses,
             "untimed": "one-hot xenc and count matrices (built once, before the loop)",
             "jax_kernels_per_step": jax_kernels_per_step(d, W0, steps),
-            "jax_unroll": train.full_batch_unroll(),
+            "jax_unroll": train_steps.full_batch_unroll(),
             "torch_compile": compile_info,
         },
     )
@@ -285,7 +288,7 @@ def notes(res: TaskResult, steps: int) -> list[str]:
     best = res.ratio("JAX vs best PyTorch")
     kernels = res.extra["jax_kernels_per_step"]
     unroll = res.extra.get("jax_unroll", 1)
-    unrolled = f", {unroll} steps per loop iteration (train.full_batch_unroll)" if unroll > 1 else ""
+    unrolled = f", {unroll} steps per loop iteration (train_steps.full_batch_unroll)" if unroll > 1 else ""
     if best["met"] is False:
         out.append(
             f"Target missed against {best['baseline']} ({format_ratio(best['speedup'])}×): on the V×V count "

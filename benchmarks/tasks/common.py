@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from makemore_jax import data
+from makemore_jax.data import words as data
 
 from ..context import Context
 

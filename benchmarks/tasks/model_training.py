@@ -3,7 +3,7 @@
 One step is makemore's: zero_grad, forward, F.cross_entropy (ignore_index=-1),
 backward, AdamW step (lr 5e-4, weight decay 0.01, betas 0.9/0.99, eps 1e-8).
 PyTorch runs the makemore-style modules of makemore_torch; makemore_jax runs
-many steps inside one ``train.run_steps`` call (sequence_loss + the package's
+many steps inside one ``train_steps.run_steps`` call (sequence_loss + the package's
 AdamW) and is reported per step, its compilation apart. Both train on the same
 fixed batch of padded names (batch_size 0 in sequence_loss: the whole given
 array is the batch), at batch 32 (makemore's) and 256.
@@ -28,8 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from makemore_jax import data, train
-from makemore_jax.config import TrainConfig
+from makemore_jax.data import words as data
+
+from makemore_jax.training import trainer as train
+
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import MODEL_NAMES, ModelConfig, get_model
 
 from ..context import Context
@@ -159,14 +163,14 @@ def model_candidates(ctx, name, config, batch_size, tokens, lengths, torch_steps
 
     model_def = get_model(name)
     params = model_def.init(jax.random.key(SEED), config)
-    optimizer = train.make_optimizer(TrainConfig.create(name))
+    optimizer = train_steps.make_optimizer(TrainConfig.create(name))
     opt_state = optimizer.init(params)
-    loss_fn = train.sequence_loss(model_def.apply, 0.0, 0)  # batch_size 0: the given rows are the batch
+    loss_fn = train_steps.sequence_loss(model_def.apply, 0.0, 0)  # batch_size 0: the given rows are the batch
     batch_data = {"tokens": ctx.to_jax(tokens), "lengths": ctx.to_jax(lengths)}
     t0 = time.perf_counter()
-    compiled = train.run_steps.lower(loss_fn, optimizer, params, opt_state, batch_data, 0, jax_steps).compile()
+    compiled = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch_data, 0, jax_steps).compile()
     compile_s = time.perf_counter() - t0
-    one_step = train.run_steps.lower(loss_fn, optimizer, params, opt_state, batch_data, 0, 1).compile()
+    one_step = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch_data, 0, 1).compile()
 
     def jax_run():
         _, _, losses = compiled(params, opt_state, batch_data, 0)

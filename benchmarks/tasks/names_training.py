@@ -25,8 +25,12 @@ from functools import partial
 import jax
 import numpy as np
 
-from makemore_jax import data, train
-from makemore_jax.config import TrainConfig
+from makemore_jax.data import words as data
+
+from makemore_jax.training import trainer as train
+
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
 from makemore_jax.seeding import seed_key
 
@@ -42,8 +46,8 @@ TARGET = 2.0  # real characters/s, makemore_jax packed vs makemore's padded loop
 
 
 def drawn_lengths(lengths: np.ndarray, key: jax.Array, batch_size: int, steps: int) -> np.ndarray:
-    """The lengths of the words sequence_loss draws at steps 0..steps-1 (train.drawn_rows): (steps, batch_size)."""
-    draws = jax.jit(jax.vmap(partial(train.drawn_rows, key, batch_size=batch_size, num_words=len(lengths))))
+    """The lengths of the words sequence_loss draws at steps 0..steps-1 (train_steps.drawn_rows): (steps, batch_size)."""
+    draws = jax.jit(jax.vmap(partial(train_steps.drawn_rows, key, batch_size=batch_size, num_words=len(lengths))))
     return lengths[np.asarray(draws(np.arange(steps, dtype=np.int32)))]
 
 
@@ -51,15 +55,15 @@ def jax_candidate(ctx, cfg, config, tokens, lengths, steps: int, pack: bool):
     """run() -> losses of steps run_steps from step 0, its compile time, the drawn characters, the capacity."""
     model_def = get_model("transformer")
     params = model_def.init(seed_key(SEED, "init"), config)
-    optimizer = train.make_optimizer(cfg)
+    optimizer = train_steps.make_optimizer(cfg)
     opt_state = optimizer.init(params)
-    capacity = train.packing_capacity(cfg if pack else TrainConfig.create("transformer", pack=False), model_def,
+    capacity = train_steps.packing_capacity(cfg if pack else TrainConfig.create("transformer", pack=False), model_def,
                                       lengths, BLOCK_SIZE)
-    loss_fn = train.sequence_loss(model_def.apply, 0.0, cfg.batch_size, apply_packed=model_def.apply_packed,
+    loss_fn = train_steps.sequence_loss(model_def.apply, 0.0, cfg.batch_size, apply_packed=model_def.apply_packed,
                                   capacity=capacity)
     batch = {"tokens": ctx.to_jax(tokens), "lengths": ctx.to_jax(lengths), "key": seed_key(SEED, "batches")}
     t0 = time.perf_counter()
-    compiled = train.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, steps).compile()
+    compiled = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, steps).compile()
     compile_s = time.perf_counter() - t0
 
     def run():

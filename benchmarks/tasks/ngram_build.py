@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from makemore_jax import ngram
+from makemore_jax.models import ngram
 
 from ..context import Context
 from ..harness import Candidate, Target, TaskResult, check, format_ratio, format_seconds, measure, register, result

@@ -3,7 +3,7 @@
 JAX fixes its device count when it starts, so every device count runs in a
 process of its own, started with XLA_FLAGS=--xla_force_host_platform_device_count=D
 (and JAX_PLATFORMS=cpu). Each trains the Transformer on names.txt with the
-package's own path: one device runs the plain ``train.run_steps`` program, D > 1
+package's own path: one device runs the plain ``train_steps.run_steps`` program, D > 1
 ``distributed.DataParallel`` (the batch split over a ``data`` mesh axis, the
 gradients summed by the compiler). The same global batch (32 names at the quick
 size, 256 otherwise) is drawn on every device count, so the losses must agree to
@@ -47,8 +47,14 @@ def child(devices: int, platform: str, quick: bool) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from makemore_jax import data, distributed, train
-    from makemore_jax.config import TrainConfig
+    from makemore_jax.data import words as data
+
+    from makemore_jax.training import parallel as distributed
+
+    from makemore_jax.training import trainer as train
+
+    from makemore_jax.training import steps as train_steps
+    from makemore_jax.training.config import TrainConfig
     from makemore_jax.seeding import seed_key
 
     size = sizes(quick)
@@ -62,19 +68,19 @@ def child(devices: int, platform: str, quick: bool) -> dict:
     words = data.read_words(data.bundled_names_path())
     dataset = data.Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     model = train.new_model(cfg, dataset)
-    optimizer = train.make_optimizer(cfg)
+    optimizer = train_steps.make_optimizer(cfg)
     params, opt_state = model.params, optimizer.init(model.params)
     keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
     if parallel is None:
         tokens, lengths = dataset.padded("train", model.block_size)
         batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), **keys}
-        loss_fn = train.sequence_loss(model.apply, cfg.l2, cfg.batch_size)
+        loss_fn = train_steps.sequence_loss(model.apply, cfg.l2, cfg.batch_size)
         t0 = time.perf_counter()
-        compiled = train.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, size["steps"]).compile()
+        compiled = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, size["steps"]).compile()
     else:
         tokens, lengths = parallel.shard_rows(dataset.words["train"], dataset.vocab, model.block_size)
         batch = parallel.place_inputs({"tokens": tokens, "lengths": lengths, **keys})
-        loss_fn = train.sequence_loss(model.apply, cfg.l2, cfg.batch_size, num_words=len(dataset.words["train"]),
+        loss_fn = train_steps.sequence_loss(model.apply, cfg.l2, cfg.batch_size, num_words=len(dataset.words["train"]),
                                       place_batch=parallel.place_batch)
         params, opt_state = parallel.place_state(params, opt_state)
         t0 = time.perf_counter()

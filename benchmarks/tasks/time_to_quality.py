@@ -24,10 +24,10 @@ evaluation at or below TARGET_NLL. Two comparisons:
    split), against makemore's defaults (the PyTorch run of 1). The model
    size, the split and the dev NLL are the same.
 
-What the JAX side runs: ``train.run_steps`` chunks of eval_every steps over
-the loss that ``jax_training_loss`` builds, ``train.sequence_loss`` of the
+What the JAX side runs: ``train_steps.run_steps`` chunks of eval_every steps over
+the loss that ``jax_training_loss`` builds, ``train_steps.sequence_loss`` of the
 drawn words packed end to end (what ``makemore train`` does by default: the
-padded batch's loss without its padding; see ``makemore_jax.packing``), then
+padded batch's loss without its padding; see ``makemore_jax.data.packing``), then
 the dev NLL of the dev words packed the same way (``evaluate.packed_nll_sum``).
 Its clock starts before compilation and includes it. makemore's side pads
 every word to block_size, as makemore does.
@@ -46,8 +46,16 @@ from functools import partial
 import jax
 import numpy as np
 
-from makemore_jax import data, evaluate, packing, train
-from makemore_jax.config import TrainConfig
+from makemore_jax.data import words as data
+
+from makemore_jax.training import evaluate
+
+from makemore_jax.data import packing
+
+from makemore_jax.training import trainer as train
+
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
 from makemore_jax.seeding import seed_key
 
@@ -82,14 +90,14 @@ JAX_BEST_RECIPE = {
 
 
 def jax_training_loss(model_def, cfg: TrainConfig, train_lengths: np.ndarray):
-    """The loss run_steps differentiates: train.sequence_loss of cfg.batch_size words drawn per step.
+    """The loss run_steps differentiates: train_steps.sequence_loss of cfg.batch_size words drawn per step.
 
     As ``makemore train`` does by default, the drawn words are packed end to
     end (``packing``; capacity sized from the training words' lengths) unless
     cfg.pack is off; the loss is the padded batch's either way.
     """
-    capacity = train.packing_capacity(cfg, model_def, train_lengths, BLOCK_SIZE)
-    return train.sequence_loss(model_def.apply, cfg.l2, cfg.batch_size, apply_packed=model_def.apply_packed,
+    capacity = train_steps.packing_capacity(cfg, model_def, train_lengths, BLOCK_SIZE)
+    return train_steps.sequence_loss(model_def.apply, cfg.l2, cfg.batch_size, apply_packed=model_def.apply_packed,
                                capacity=capacity)
 
 
@@ -109,7 +117,7 @@ def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wal
     t0 = time.perf_counter()
     model_def = get_model("transformer")
     params = model_def.init(seed_key(cfg.seed, "init"), cfg.model_config(d.vocab.size, BLOCK_SIZE))
-    optimizer = train.make_optimizer(cfg)
+    optimizer = train_steps.make_optimizer(cfg)
     opt_state = optimizer.init(params)
     tokens, lengths = d.padded("train", BLOCK_SIZE)
     dev_nll = jax_dev_nll(model_def, *d.padded("dev", BLOCK_SIZE))
@@ -117,7 +125,7 @@ def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wal
              "key": seed_key(cfg.seed, "batches")}
     loss_fn = jax_training_loss(model_def, cfg, lengths)
     t_compile = time.perf_counter()
-    run = train.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, cfg.eval_every).compile()
+    run = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, cfg.eval_every).compile()
     compile_s = time.perf_counter() - t_compile
     step, evals = 0, []
     while True:
@@ -136,7 +144,7 @@ def jax_start(cfg: TrainConfig, d: data.Dataset, steps: int) -> dict:
     """What jax_run starts from and draws: the initial parameters and every step's batch indices (steps, B)."""
     config = cfg.model_config(d.vocab.size, BLOCK_SIZE)
     params = get_model("transformer").init(seed_key(cfg.seed, "init"), config)
-    draws = jax.jit(jax.vmap(partial(train.drawn_rows, seed_key(cfg.seed, "batches"), batch_size=cfg.batch_size,
+    draws = jax.jit(jax.vmap(partial(train_steps.drawn_rows, seed_key(cfg.seed, "batches"), batch_size=cfg.batch_size,
                                      num_words=len(d.words["train"]))))
     return {"params": params, "batches": np.asarray(draws(np.arange(steps, dtype=np.int32)))}
 

@@ -21,10 +21,12 @@ import time
 import jax
 import numpy as np
 
-from makemore_jax import data, sampling
-from makemore_jax.config import TrainConfig
+from makemore_jax import sampling
+
+from makemore_jax.data import words as data
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
-from makemore_jax.trained import TrainedModel
+from makemore_jax.training.trained import TrainedModel
 
 from ..context import Context
 from ..harness import (

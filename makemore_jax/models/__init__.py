@@ -17,8 +17,32 @@ Every model is a ``ModelDef``:
   training-time forward pass with dropout; ``apply`` is the evaluation one.
 - ``apply_packed(params, ids_RxS, positions_RxS, segments_RxS, key=None, rate=0.0)
   -> logits_RxSxV``: optional, the forward pass over words packed end to end
-  (see ``makemore_jax.packing``), each word seeing only its own earlier
+  (see ``makemore_jax.data.packing``), each word seeing only its own earlier
   positions; with it the trainer skips the padding of its batches.
+
+A model also answers for itself what the rest of the package would otherwise
+ask by its name. ``settings`` below is a training.config.TrainConfig and
+``data`` a data.words.Dataset; the models never import them, they are handed in.
+
+- ``count(data, settings, counter) -> params``: the models fitted by counting
+  their training split instead of by gradient steps (the counting model, the
+  n-grams). ``counter.pairs(xs, ys, V)`` counts bigrams into a V×V table,
+  ``counter.ngram_rows(rows_PxN, V)`` counts n-gram rows; the trainer's counter
+  counts here or over several devices.
+- ``table(params, settings) -> logits_VxV``: the models whose next id depends
+  on the current one alone; they are evaluated and sampled through the table.
+- ``loss_counts(params, counts_VxV, l2) -> loss``: the full-batch loss from the
+  training split's bigram counts (batch size 0), V×V work per step.
+- ``split_nll(model, data, splits)`` and ``word_nll(model, words)``: a model's
+  own scoring, where the general one (training.evaluate) does not fit it.
+- ``saved_arrays(arrays, settings, V) -> {'params/...': (shape, dtype)}``: what
+  a checkpoint of it must hold, when that is not the shapes of ``init``.
+- ``any_length``: it scores and samples words longer than its block size.
+- ``defaults``: its training settings' defaults; ``options``: the settings
+  that only it takes, as ((field, flag), ...) (a flag the command line refuses
+  for other types, or None where the settings check it); ``resolve(given) -> given``: its rules
+  on the settings a user gave; ``describe(settings) -> str``: how it is named
+  on the terminal.
 
 Model files define ``MODELS = {name: ModelDef, ...}``; they are imported on
 first use, so the registry below is the only list of names.
@@ -54,6 +78,17 @@ def _no_check(config: ModelConfig) -> None:
     return None
 
 
+def _given_as_is(given: dict) -> dict:
+    return given
+
+
+# The PyTorch makemore's training settings, every neural model's defaults but the bigram's
+MAKEMORE_DEFAULTS = (
+    ("optimizer", "adamw"), ("lr", 5e-4), ("weight_decay", 0.01), ("l2", 0.0), ("steps", 10000),
+    ("batch_size", 32), ("eval_every", 500), ("log_every", 100),
+)
+
+
 @dataclass(frozen=True)
 class ModelDef:
     name: str
@@ -64,9 +99,30 @@ class ModelDef:
     check: Callable[[ModelConfig], None] = _no_check
     apply_dropout: Callable[[Any, jax.Array, jax.Array, float], jax.Array] | None = None
     apply_packed: Callable[..., jax.Array] | None = None
+    count: Callable[[Any, Any, Any], Any] | None = None
+    table: Callable[[Any, Any], jax.Array] | None = None
+    loss_counts: Callable[[Any, jax.Array, float], jax.Array] | None = None
+    split_nll: Callable[..., dict] | None = None
+    word_nll: Callable[..., Any] | None = None
+    saved_arrays: Callable[[dict, Any, int], dict] | None = None
+    any_length: bool = False
+    defaults: tuple = MAKEMORE_DEFAULTS
+    options: tuple = ()  # ((field, flag), ...)
+    resolve: Callable[[dict], dict] = _given_as_is
+    describe: Callable[[Any], str] | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Fitted by counting (no optimizer steps, nothing to resume)."""
+        return self.count is not None
+
+    def label(self, settings) -> str:
+        return self.describe(settings) if self.describe is not None else self.name
 
 
-# name -> module under makemore_jax.models that defines it in MODELS
+# name -> module under makemore_jax.models that defines it in MODELS: first the
+# counted models, then the neural ones
+_COUNTED = {"counts": "counts", "ngram": "ngram"}
 _MODULE_OF = {
     "bigram": "bigram",
     "mlp": "mlp",
@@ -78,15 +134,25 @@ _MODULE_OF = {
     "wavenet": "wavenet",
 }
 
-MODEL_NAMES = tuple(_MODULE_OF)
+MODEL_NAMES = tuple(_MODULE_OF)  # the neural models, trained by gradient steps
+MODEL_TYPES = tuple(_COUNTED) + MODEL_NAMES  # every type a work directory can hold
 
 
 def get_model(name: str) -> ModelDef:
     """The ModelDef registered under name; MakemoreError for an unknown name."""
-    if name not in _MODULE_OF:
-        raise MakemoreError(f"unknown model type {name!r} (choose from {', '.join(MODEL_NAMES)})")
-    module = importlib.import_module(f"{__name__}.{_MODULE_OF[name]}")
-    return module.MODELS[name]
+    module = _COUNTED.get(name) or _MODULE_OF.get(name)
+    if module is None:
+        raise MakemoreError(f"unknown model type {name!r} (choose from {', '.join(MODEL_TYPES)})")
+    return importlib.import_module(f"{__name__}.{module}").MODELS[name]
+
+
+def option_owner(field: str) -> tuple[str, str] | None:
+    """(model type, flag) of the model that alone takes the setting field, or None."""
+    for name in MODEL_TYPES:
+        flags = dict(get_model(name).options)
+        if field in flags:
+            return name, flags[field]
+    return None
 
 
 def check_config(config: ModelConfig, name: str) -> None:

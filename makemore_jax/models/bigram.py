@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from ..losses import l2_penalty, nll_from_counts, nll_from_logits
 from . import ModelDef
+from .losses import l2_penalty, nll_from_counts, nll_from_logits
 
 
 @dataclass(frozen=True)
@@ -75,4 +75,14 @@ def decode_step(params: dict, state: tuple, token_B: jax.Array, t: jax.Array) ->
     return params["W"][token_B], state
 
 
-MODELS = {"bigram": ModelDef("bigram", init, apply, decode_init, decode_step)}
+def table(params: dict, settings=None) -> jax.Array:
+    """The V×V next-id logits: W itself."""
+    return params["W"]
+
+
+MODELS = {
+    "bigram": ModelDef(
+        "bigram", init, apply, decode_init, decode_step, table=table, loss_counts=loss_counts,
+        defaults=(), options=(("init_scale", None),),  # refused for other types by the settings' own check
+    )
+}

@@ -9,7 +9,10 @@ A checkpoint NAME (``model``: the best by dev NLL, what sample and eval use;
                                  optimizer state's leaves (np.savez; read back
                                  with allow_pickle=False)
 
-plus WORKDIR/metrics.jsonl, one JSON record per logged chunk of training.
+plus WORKDIR/metrics.jsonl, one JSON record per logged chunk of training. A
+mixture's work directory holds mixture.json (the weights, the figures, the
+member directories) and one ordinary checkpoint per member in member-<k>/;
+``load`` of such a directory returns the mixture.
 
 Every file is written to a temporary name (``.tmp-*``) and moved into place
 with ``os.replace``. NAME.json is written last and is the commit point: until
@@ -34,15 +37,20 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from . import __version__
-from .config import TrainConfig
-from .data import Vocabulary
-from .errors import MakemoreError
-from .trained import TrainedModel
+from .. import __version__
+from ..data.words import Vocabulary
+from ..errors import MakemoreError
+from ..models import mixture
+from ..training.config import TrainConfig
+from ..training.trained import TrainedModel
 
 METRICS_FILE = "metrics.jsonl"
 FORMAT = "makemore-jax"
 FORMAT_VERSION = 2  # 2: NAME.json carries meta_sha256; format 1 files (without it) still load
+MIXTURE_FILE = "mixture.json"
+MIXTURE_FORMAT = "makemore-jax-mixture"
+MIXTURE_FORMAT_VERSION = 2  # 2: mixture.json always carries meta_sha256; version 1 files carry it or not (older)
+MIXTURE_READABLE_VERSIONS = (1, 2)
 READABLE_VERSIONS = (1, 2)
 TEMP_PREFIX = ".tmp-"
 _UMASK = os.umask(0)
@@ -253,14 +261,11 @@ def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
 
 
 def _expected_params(model: TrainedModel, arrays: dict, path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    V = model.vocab.size
-    if model.type == "counts":
-        return {"params/counts": ((V, V), np.dtype("int32"))}
-    if model.type == "ngram":  # table sizes depend on the data: checked for consistency instead
-        from . import ngram
-
+    """What the arrays of this model must be: its ModelDef's saved_arrays, or the shapes of its init."""
+    saved_arrays = model.model_def.saved_arrays
+    if saved_arrays is not None:  # counted models: table sizes depend on the data, checked for consistency instead
         try:
-            return ngram.expected_arrays(arrays, model.config.order, V, model.config.smoothing_method)
+            return saved_arrays(arrays, model.config, model.vocab.size)
         except MakemoreError as err:
             raise _corrupt(path, str(err)) from None
     config = model.model_config
@@ -273,10 +278,8 @@ def load(workdir: str, name: str = "model") -> Loaded:
 
     The model of a mixture's work directory (see mixture.py) is the mixture.
     """
-    from . import mixture
-
-    if name == "model" and mixture.is_mixture(workdir):
-        return mixture.load(workdir)
+    if name == "model" and is_mixture(workdir):
+        return _load_mixture(workdir)
     path, meta = _read_meta(workdir, name)
     try:
         config = TrainConfig.from_json(meta.get("config"))
@@ -349,3 +352,61 @@ def _read_arrays(path: str, payload: bytes) -> dict[str, np.ndarray]:
             return {name: npz[name] for name in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
         raise _corrupt(path, f"unreadable arrays ({err})") from None
+
+
+# ---- mixtures: mixture.json beside one ordinary checkpoint per member ----------------------
+
+
+def save_mixture(workdir: str, mix: mixture.Mixture, loaded_members, sources, report: dict) -> None:
+    """Each member as an ordinary checkpoint in member-<k>/, then mixture.json (the commit point)."""
+    names = []
+    for k, ld in enumerate(loaded_members):
+        name = f"member-{k}"
+        save(
+            os.path.join(workdir, name), "model", ld.model, step=ld.step, best_dev=ld.best_dev,
+            training=ld.training, metrics=ld.metrics,
+        )
+        names.append(name)
+    meta = {
+        "format": MIXTURE_FORMAT, "format_version": MIXTURE_FORMAT_VERSION, "members": names, "sources": list(sources),
+        "weights": [float(w) for w in mix.weights], "report": report,
+    }
+    meta["meta_sha256"] = meta_digest(meta)  # a hand edit of the weights is refused on loading
+    atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode())
+
+
+def is_mixture(workdir: str) -> bool:
+    return os.path.isfile(os.path.join(workdir, MIXTURE_FILE))
+
+
+def _load_mixture(workdir: str) -> "Loaded":
+    """Loaded whose model is the Mixture saved in workdir."""
+    path = os.path.join(workdir, MIXTURE_FILE)
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise MakemoreError(f"{path}: not a readable mixture file ({err.__class__.__name__})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not (isinstance(meta, dict) and meta.get("format") == MIXTURE_FORMAT and not isinstance(version, bool)
+            and version in MIXTURE_READABLE_VERSIONS):
+        raise MakemoreError(f"{path}: not a makemore-jax mixture file of version "
+                            f"{' or '.join(map(str, MIXTURE_READABLE_VERSIONS))}")
+    names, weights = meta.get("members"), meta.get("weights")
+    if not (
+        isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights) >= 2
+        and all(isinstance(n, str) and n.startswith("member-") and os.sep not in n for n in names)
+        and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
+    ):
+        raise MakemoreError(f"{path}: damaged (members and weights do not match)")
+    # version 1 files were written with and without the checksum; from version 2 on it is required
+    if (version >= 2 or "meta_sha256" in meta) and meta.get("meta_sha256") != meta_digest(meta):
+        raise MakemoreError(f"{path}: its fields do not match their checksum (meta_sha256): edited by hand or damaged")
+    loaded = [load(os.path.join(workdir, n), "model") for n in names]
+    members = tuple(ld.model for ld in loaded)
+    try:
+        mixture.check_members(members)
+    except MakemoreError as err:
+        raise MakemoreError(f"{path}: {err}") from None
+    w = np.asarray(weights, np.float64)
+    return Loaded(mixture.Mixture(members, w / w.sum()), training=loaded[0].training)

@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import packing
-from .counts import count_matrix
-from .data import Dataset, encode_padded
-from .errors import MakemoreError
-from .losses import nll_from_counts
+from ..data import packing
+from ..data.packing import EVAL_CHUNK, in_chunks
+from ..models import bigram
+from ..models.counts import count_matrix
+from ..data.words import Dataset, encode_padded
+from ..errors import MakemoreError
+from ..models.losses import nll_from_counts
 
-EVAL_CHUNK = 512  # words per forward pass: bounds memory, whatever the split's size
 PACKED_ROWS = 256  # rows of block_size slots per forward pass of packed words (about 550 names)
 
 
@@ -37,20 +38,6 @@ def masked_nll_sum(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: j
     """(sum of -log p(target), number of counted positions); position t counts while t <= length."""
     nll_BxT, mask_BxT = masked_position_nll(logits_BxTxV, targets_BxT, lengths_B)
     return nll_BxT.sum(), mask_BxT.sum()
-
-
-def in_chunks(rows_WxL: jax.Array, fill_W: jax.Array, chunk: int, fill_value) -> tuple[jax.Array, jax.Array]:
-    """Rows (W, L) and a per-row value (W,) padded to whole chunks: (n_chunks, chunk, L), (n_chunks, chunk).
-
-    The padding rows are zeros and their per-row value is fill_value (a length
-    of -1, a group of -1: whatever makes them count for nothing).
-    """
-    n_rows, width = rows_WxL.shape
-    n_chunks = -(-n_rows // chunk)
-    pad = n_chunks * chunk - n_rows
-    rows = jnp.pad(rows_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
-    fill = jnp.pad(fill_W, (0, pad), constant_values=fill_value).reshape(n_chunks, chunk)
-    return rows, fill
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
@@ -106,8 +93,16 @@ def split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
 
     Where the data is one process's part (hostdata.SlicedDataset) each
     process sums its own words and the sums are added over the processes:
-    every process must call this.
+    every process must call this. A model with its own scoring (its
+    ModelDef's split_nll, e.g. the n-grams) is scored by that; every other one
+    by ``sequence_split_nll``.
     """
+    own = getattr(model.model_def, "split_nll", None)
+    return (own or sequence_split_nll)(model, data, splits)
+
+
+def sequence_split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
+    """split_nll through the model's table or its apply over the words, whatever the model."""
     if not data.local_only:
         return _split_nll_whole(model, data, splits)
     splits = list(splits or ("train", "dev", "test"))
@@ -164,10 +159,14 @@ def word_nll(model, words) -> np.ndarray:
     the word's mean NLL per character, the figure ``split_nll`` averages.
     Raises MakemoreError for a character outside the vocabulary, or a word
     longer than a sequence model was built for. Bigram tables score words of
-    any length.
+    any length, and so does a model with its own scoring (ModelDef.word_nll).
     """
-    from .models import bigram
+    own = getattr(model.model_def, "word_nll", None)
+    return (own or sequence_word_nll)(model, words)
 
+
+def sequence_word_nll(model, words) -> np.ndarray:
+    """word_nll through the model's table or its apply over the words, whatever the model."""
     if len(words) == 0:
         return np.zeros((0,), np.float32)
     if model.table is not None:

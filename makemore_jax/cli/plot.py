@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import MakemoreError
+from ..errors import MakemoreError
 
 MATPLOTLIB_MISSING = "matplotlib is needed: pip install 'makemore-jax[plot]'"
 FORMATS = ("png", "svg")
@@ -64,7 +64,7 @@ def save_figure(fig, path: str, fmt: str, dpi: int = 100, palette: bool = False)
     """
     from matplotlib import rc_context
 
-    from .checkpoint import atomic_write
+    from ..store.checkpoint import atomic_write
 
     buf = io.BytesIO()
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "makemore-jax"}), warnings.catch_warnings():
@@ -206,8 +206,8 @@ def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bo
     """Count matrix of all the words in input_path, drawn to save."""
     import jax.numpy as jnp
 
-    from .counts import count_matrix
-    from .data import BOUNDARY_ID, Vocabulary, bigram_pairs, read_words
+    from ..models.counts import count_matrix
+    from ..data.words import BOUNDARY_ID, Vocabulary, bigram_pairs, read_words
 
     words = read_words(input_path)
     vocab = Vocabulary.from_words(words)
@@ -225,7 +225,7 @@ def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bo
 
 
 def _load(workdir: str):
-    from . import checkpoint
+    from ..store import checkpoint
 
     return checkpoint.load(workdir, "model")
 
@@ -234,8 +234,8 @@ def training_data(loaded, workdir: str):
     """The Dataset a saved model was trained on (same input, seed and split), or MakemoreError."""
     import hashlib
 
-    from .data import Dataset, parse_words, read_bytes
-    from .seeding import seed_key
+    from ..data.words import Dataset, parse_words, read_bytes
+    from ..seeding import seed_key
 
     path = loaded.training.get("input", "")
     if not path or not os.path.exists(path):
@@ -266,7 +266,7 @@ def counting_probs(data, smoothing: float) -> np.ndarray:
     """The counting model of the training split: add-k smoothed P, (V, V) float32."""
     import jax.numpy as jnp
 
-    from .counts import count_matrix, smoothed_probs
+    from ..models.counts import count_matrix, smoothed_probs
 
     xs, ys = data.pairs("train")
     return np.asarray(smoothed_probs(count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size), smoothing))
@@ -307,7 +307,7 @@ def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
 
     loaded = _load(workdir)
     model = loaded.model
-    if model.type != "bigram":
+    if model.model_def.counted or model.model_def.table is None:  # the trained table model: the neural bigram
         raise MakemoreError(f"{workdir}: holds a {model.type} model; plot weights needs a trained neural bigram (--type bigram)")
     data = training_data(loaded, workdir)
     k = model.config.smoothing
@@ -417,8 +417,8 @@ def counting_baselines(loaded, workdir: str) -> list[Baseline]:
     """The counting model (the run's add-k) on the run's training split: its train and dev NLL."""
     from dataclasses import replace
 
-    from .evaluate import split_nll
-    from .train import new_model
+    from ..training.evaluate import split_nll
+    from ..training.trainer import new_model
 
     data = training_data(loaded, workdir)
     cfg = replace(loaded.model.config, type="counts")
@@ -430,7 +430,7 @@ def counting_baselines(loaded, workdir: str) -> list[Baseline]:
 def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_x: bool = False,
               warn: Callable[[str], None] = lambda message: None) -> None:
     """Training curves of one or more work directories on one chart, with counting baselines."""
-    from .checkpoint import METRICS_FILE, read_metrics
+    from ..store.checkpoint import METRICS_FILE, read_metrics
 
     curves, parts, data_names = [], [], []
     by_data: dict[tuple, list[str]] = {}  # one counting baseline per data set: input, seed, split, k
@@ -438,7 +438,7 @@ def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_
     for workdir in workdirs:
         loaded = loaded_of[workdir] = _load(workdir)
         model = loaded.model
-        if model.type == "counts":
+        if model.model_def.counted:
             raise MakemoreError(f"{workdir}: holds a counting model, which is not trained step by step (no {METRICS_FILE})")
         records = read_metrics(workdir)
         if not os.path.exists(os.path.join(workdir, METRICS_FILE)) or not records:

@@ -3,6 +3,10 @@
 Mistakes a user can make end as one line on stderr and exit status 2; nothing
 in the work directory is written before the settings and the input have been
 checked.
+
+The package's modules are imported inside the functions that use them (the
+CLI's lazy start): ``makemore --help`` and a mistyped flag answer at once,
+before JAX loads.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import math
 import os
 import sys
 
-from .errors import MakemoreError
+from ..errors import MakemoreError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -67,12 +71,11 @@ TRAIN_SETTINGS = (
     "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "log_every",
     "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale", "init_scale", "pack",
 )
-NGRAM_FLAGS = {"order": "--order", "smoothing_method": "--kn/--modified-kn", "discount": "--discount", "discount_scale": "--discount-scale"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .config import MODEL_TYPES, OPTIMIZERS, SCHEDULES
+    from .. import __version__
+    from ..training.config import MODEL_TYPES, OPTIMIZERS, SCHEDULES
 
     parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_device_flag(p) -> None:
-    from .distributed import PLATFORMS
+    from ..training.parallel import PLATFORMS
 
     p.add_argument("--device", choices=PLATFORMS, help="kind of device to compute on (default: JAX's default backend)")
 
@@ -166,13 +169,13 @@ def _use_device(platform: str | None) -> None:
         return
     import jax
 
-    from . import distributed
+    from ..training import parallel as distributed
 
     jax.config.update("jax_default_device", distributed.select_devices(platform, 1)[0])
 
 
 def _add_parallel_flags(t) -> None:
-    from .distributed import PLATFORMS
+    from ..training.parallel import PLATFORMS
 
     g = t.add_argument_group("devices and hosts", "Data-parallel training: the batch is split over the devices, the gradients summed by the compiler.")
     g.add_argument("--devices", type=positive_int, metavar="N", help="devices per process to train on (default: all of them; 1 = the one-device program)")
@@ -184,7 +187,7 @@ def _add_parallel_flags(t) -> None:
 
 
 def _add_tune_parser(sub, workdir) -> None:
-    from .tune import DEFAULT_MAX_ORDER
+    from ..training.tune import DEFAULT_MAX_ORDER
 
     u = sub.add_parser(
         "tune", help="choose an n-gram model's order and smoothing on the dev split, save it",
@@ -253,14 +256,14 @@ def _add_plot_parser(sub, workdir) -> None:
 
 
 def _input_path(args) -> str:
-    from .data import bundled_names_path
+    from ..data.words import bundled_names_path
 
     return args.input_file if args.input_file is not None else bundled_names_path()
 
 
 def _read_input(path: str) -> tuple[list[str], str]:
     """The words of a file and the SHA-256 of its bytes."""
-    from .data import parse_words, read_bytes
+    from ..data.words import parse_words, read_bytes
 
     raw = read_bytes(path)
     return parse_words(raw, source=path), hashlib.sha256(raw).hexdigest()
@@ -275,10 +278,11 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
     """
     import jax
 
-    from .data import Dataset
-    from .seeding import seed_key
+    from ..data.words import Dataset
+    from ..models import get_model
+    from ..seeding import seed_key
 
-    if parallel is not None and cfg.type not in ("counts", "ngram"):
+    if parallel is not None and not get_model(cfg.type).counted:
         parallel.check_batch(cfg.batch_size)
 
     def check(digest: str) -> None:
@@ -286,7 +290,7 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
             raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
 
     if parallel is not None and jax.process_count() > 1:
-        from . import hostdata
+        from ..data import hosts as hostdata
 
         digest = hostdata.file_sha256(path)
         check(digest)
@@ -302,41 +306,33 @@ def _fmt(x) -> str:
 
 
 def _given_settings(args) -> dict:
+    """The settings given on the command line, by the rules of the model type (its ModelDef's)."""
+    from ..models import get_model, option_owner
+
     given = {name: getattr(args, name) for name in TRAIN_SETTINGS if getattr(args, name) is not None}
-    ngram_flags = [flag for field, flag in NGRAM_FLAGS.items() if field in given]
-    if (args.type or "bigram") != "ngram":
-        if ngram_flags:
-            raise MakemoreError(f"{', '.join(ngram_flags)}: only for --type ngram")
-        return given
-    if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
-        given["smoothing_method"] = "add-k"
-    method = given.get("smoothing_method", "modified-kn")
-    if "discount" in given and method != "kn":
-        raise MakemoreError("--discount is plain Kneser-Ney's single discount: use it with --kn")
-    if "discount_scale" in given and method == "add-k":
-        raise MakemoreError("--discount-scale scales Kneser-Ney discounts: use it with --kn or --modified-kn")
-    return given
-
-
-def _describe(cfg) -> str:
-    """The model type, and for an n-gram model its order and smoothing."""
-    if cfg.type != "ngram":
-        return cfg.type
-    smoothing = {
-        "add-k": f"add-k, k = {cfg.smoothing:g}",
-        "kn": "Kneser-Ney, " + (f"D = {cfg.discount:g}" if cfg.discount else "D from the count-of-counts"),
-        "modified-kn": "modified Kneser-Ney",
-    }[cfg.smoothing_method]
-    if cfg.smoothing_method != "add-k" and cfg.discount_scale != 1 and not cfg.discount:
-        smoothing += f", discounts × {cfg.discount_scale:g}"
-    return f"ngram (order {cfg.order}, {smoothing})"
+    model_def = get_model(args.type or "bigram")
+    foreign = {}  # flags of another model type: owner -> flags
+    for field in given:
+        owner = option_owner(field)
+        if owner is not None and owner[1] is not None and owner[0] != model_def.name:
+            foreign.setdefault(owner[0], []).append(owner[1])
+    for owner, flags in foreign.items():
+        raise MakemoreError(f"{', '.join(flags)}: only for --type {owner}")
+    return model_def.resolve(given)
 
 
 def _resume_state(args, given: dict):
     """Model, state and settings of the run in WORKDIR, refusing flags that contradict it."""
-    from . import checkpoint
-    from .train import TrainState, make_optimizer
+    from dataclasses import replace
 
+    from ..models import get_model
+    from ..store import checkpoint
+    from ..training.steps import make_optimizer
+    from ..training.trainer import TrainState
+
+    if args.type is not None and get_model(args.type).counted:
+        raise MakemoreError(f"--resume: a {args.type} model is counted in one pass; there is nothing to resume")
+    _refuse_resuming_counted(args.work_dir)
     loaded = checkpoint.load(args.work_dir, "last")
     model = loaded.model
     if args.type is not None and args.type != model.type:
@@ -347,8 +343,6 @@ def _resume_state(args, given: dict):
         if field != "steps" and old[field] != value:
             raise MakemoreError(f"--resume: --{field.replace('_', '-')} {value} differs from the saved run's {old[field]}")
     if "steps" in given:
-        from dataclasses import replace
-
         model.config = replace(model.config, steps=given["steps"])
     optimizer = make_optimizer(model.config)
     path = os.path.join(args.work_dir, "last.json")
@@ -357,11 +351,26 @@ def _resume_state(args, given: dict):
     return model, TrainState(model.params, opt_state, loaded.step, loaded.best_dev, history), loaded.training
 
 
+def _refuse_resuming_counted(work_dir: str) -> None:
+    """A work directory without last.json whose model is counted: say so, not that last.json is missing."""
+    from ..store import checkpoint
+
+    if os.path.exists(os.path.join(work_dir, "last.json")) or not os.path.exists(os.path.join(work_dir, "model.json")):
+        return
+    try:
+        held = checkpoint.load(work_dir, "model").model
+    except MakemoreError:
+        return  # loading "last" below says what is wrong
+    if held.model_def.counted:
+        raise MakemoreError(f"--resume: {work_dir} holds a {held.type} model, which is counted in one pass: "
+                            "there is nothing to resume (train it again without --resume)")
+
+
 def _parallel(args):
     """Join a multi-host run if asked, choose the devices; None for one device (the plain program)."""
     import jax
 
-    from . import distributed
+    from ..training import parallel as distributed
 
     multi = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in multi):
@@ -405,7 +414,8 @@ def _is_writer() -> bool:
 def _hold_workdir(workdir: str) -> None:
     """Lock workdir for this command (one writer at a time), drop a killed run's temporary
     files, and check that it can be written, all before any work is done."""
-    from . import checkpoint, lock
+    from ..store import checkpoint
+    from ..store import lock
 
     lock.hold(workdir)
     checkpoint.prepare_workdir(workdir)
@@ -419,71 +429,29 @@ def _resume_command(args) -> str:
 
 
 def cmd_train(args) -> None:
-    from . import checkpoint
-    from .config import TrainConfig
-    from . import ngram
-    from .evaluate import split_nll
-    from .progress import reporter
-    from .train import Interrupted, fit, new_model
-    from . import interrupt
-    import signal
+    from ..store import checkpoint
+    from ..training.evaluate import split_nll
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
     parallel = _parallel(args)  # before any JAX computation: it may join a multi-host run
     writer = _is_writer()  # process 0 of a multi-host run, or the only one, saves and prints
-    given = _given_settings(args)
-    path = _input_path(args)
-    if args.resume:
-        if os.path.isdir(args.work_dir) and writer:  # else loading says there is no such work directory
-            _hold_workdir(args.work_dir)
-        model, state, training = _resume_state(args, given)
-        cfg = model.config
-        data, digest, num_words = _load_data(path, cfg, parallel, expect_sha256=training.get("input_sha256"))
-        if data.vocab != model.vocab:
-            raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
-    else:
-        cfg = TrainConfig.create(args.type or "bigram", **given).validate()
-        state = None
-        data, digest, num_words = _load_data(path, cfg, parallel)
-    if not args.resume:
-        model = ngram.new_model(cfg, data, parallel) if cfg.type == "ngram" else new_model(cfg, data, parallel)
-        training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": num_words}
-        if writer:
-            _hold_workdir(args.work_dir)
-    sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
-    if writer:
-        print(f"data: {path}: {num_words:,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
-        print(_devices_line(parallel), flush=True)
-    if data.local_only:
-        parsed, first, end = data.parsed
-        print(f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
-              f"(bytes {first:,} to {end:,} of {path})", flush=True)
+    model, state, training, data = _start_run(args, parallel, writer)
+    cfg = model.config
 
     def score(scored) -> dict:
-        return {f"{s}_nll": v for s, v in (ngram.split_nll if cfg.type == "ngram" else split_nll)(scored, data).items()}
+        return {f"{s}_nll": v for s, v in split_nll(scored, data).items()}
 
-    if cfg.type not in ("counts", "ngram"):  # the counted models are complete already
-        def save(model_now, st, is_best):
-            # last.json goes last: a kill between these writes leaves metrics for every step
-            # up to it, and a best model no older than it, so --resume loses nothing
-            checkpoint.write_metrics(args.work_dir, st.history)
-            if is_best:
-                checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
-            checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
-
-        stop_signal = interrupt.Deferred()  # Ctrl-C or SIGTERM: finish the chunk, save, stop
-        try:
-            # a live line on a terminal, plain lines in logs or with --log-every
-            with stop_signal.active(), reporter(cfg.steps, quiet=args.quiet or not writer, plain="log_every" in given,
-                                                start_step=state.step if state else 0) as report:
-                state = fit(model, data, state, report.record, save if writer else None, stop_requested=stop_signal,
-                            parallel=parallel)
-        except Interrupted as stop:
-            signum = stop_signal.signum or signal.SIGINT
-            print(f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
-                  f"{_resume_command(args)}", file=sys.stderr)
-            raise SystemExit(interrupt.exit_status(signum)) from None
+    metrics = None
+    if model.model_def.counted:  # complete already
+        step = 0
+        if data.local_only:  # every process scores its part (a collective)
+            metrics = score(model)
+        if not writer:
+            print(f"process {_process_index()}: counted; process 0 saves the model")
+            return
+    else:
+        state = _train_steps(args, model, state, data, training, parallel, writer)
         if not writer:
             print(f"process {_process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
             return
@@ -492,29 +460,95 @@ def cmd_train(args) -> None:
         if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
             scored = next((r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r)), {})
             metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
-    else:
-        step = 0
-        if data.local_only:  # every process scores its part (a collective)
-            metrics = score(model)
-        if not writer:
-            print(f"process {_process_index()}: counted; process 0 saves the model")
-            return
-    if not data.local_only:
+    if metrics is None:
         metrics = score(model)
     checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
-    best = f" (best by dev, step {step:,})" if cfg.type not in ("counts", "ngram") else ""
-    print(f"{_describe(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
+    best = "" if model.model_def.counted else f" (best by dev, step {step:,})"
+    print(f"{model.model_def.label(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  "
+          f"test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
     _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
+
+
+def _start_run(args, parallel, writer: bool):
+    """(model, state, training record, data) of a new run, or of the run in WORKDIR with --resume; the data line printed."""
+    from ..models import get_model
+    from ..training.config import TrainConfig
+    from ..training.trainer import new_model
+
+    given = _given_settings(args)
+    path = _input_path(args)
+    if args.resume:
+        if os.path.isdir(args.work_dir) and writer:  # else loading says there is no such work directory
+            _hold_workdir(args.work_dir)
+        model, state, training = _resume_state(args, given)
+        data, digest, num_words = _load_data(path, model.config, parallel, expect_sha256=training.get("input_sha256"))
+        if data.vocab != model.vocab:
+            raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
+    else:
+        cfg = TrainConfig.create(args.type or "bigram", **given).validate()
+        if cfg.steps == 0 and not get_model(cfg.type).counted:
+            raise MakemoreError("--steps 0: nothing to train (give at least 1 step)")
+        data, digest, num_words = _load_data(path, cfg, parallel)
+        model, state = new_model(cfg, data, parallel), None
+        training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": num_words}
+        if writer:
+            _hold_workdir(args.work_dir)
+    if writer:
+        sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
+        print(f"data: {path}: {num_words:,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+        print(_devices_line(parallel), flush=True)
+    if data.local_only:
+        parsed, first, end = data.parsed
+        print(f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
+              f"(bytes {first:,} to {end:,} of {path})", flush=True)
+    return model, state, training, data
+
+
+def _train_steps(args, model, state, data, training: dict, parallel, writer: bool):
+    """fit, saving the best model and the last state as it goes; Ctrl-C or SIGTERM saves and exits."""
+    import signal
+
+    from ..store import checkpoint
+    from ..training.trainer import Interrupted, fit
+    from . import interrupt
+    from .progress import reporter
+
+    cfg = model.config
+
+    def save(model_now, st, is_best):
+        # last.json goes last: a kill between these writes leaves metrics for every step
+        # up to it, and a best model no older than it, so --resume loses nothing
+        checkpoint.write_metrics(args.work_dir, st.history)
+        if is_best:
+            checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
+        checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
+
+    stop_signal = interrupt.Deferred()  # Ctrl-C or SIGTERM: finish the chunk, save, stop
+    try:
+        # a live line on a terminal, plain lines in logs or with --log-every
+        with stop_signal.active(), reporter(cfg.steps, quiet=args.quiet or not writer, plain=args.log_every is not None,
+                                            start_step=state.step if state else 0) as report:
+            return fit(model, data, state, report.record, save if writer else None, stop_requested=stop_signal,
+                       parallel=parallel)
+    except Interrupted as stop:
+        signum = stop_signal.signum or signal.SIGINT
+        print(f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
+              f"{_resume_command(args)}", file=sys.stderr)
+        raise SystemExit(interrupt.exit_status(signum)) from None
 
 
 def cmd_tune(args) -> None:
     import time
 
-    from . import checkpoint, ngram, tune
-    from .config import TrainConfig
-    from .data import Dataset
-    from .seeding import seed_key
+    from ..data.words import Dataset
+    from ..models import get_model
+    from ..seeding import seed_key
+    from ..store import checkpoint
+    from ..training import tune
+    from ..training.config import TrainConfig
+    from ..training.evaluate import split_nll
+    from ..training.trainer import new_model
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
@@ -536,21 +570,21 @@ def cmd_tune(args) -> None:
           f"best: {chosen.describe()}")
 
     cfg = TrainConfig.create("ngram", **given, **chosen.config_fields()).validate()
-    model = ngram.new_model(cfg, data)
-    metrics = {f"{s}_nll": v for s, v in ngram.split_nll(model, data).items()}  # test: once, for the chosen model
+    model = new_model(cfg, data)
+    metrics = {f"{s}_nll": v for s, v in split_nll(model, data).items()}  # test: once, for the chosen model
     grid = [{"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)]
     training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words), "tuning": grid}
     _hold_workdir(args.work_dir)
     checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
-    print(f"{_describe(cfg)}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
+    print(f"{get_model(cfg.type).label(cfg)}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
     print(f"saved to {args.work_dir}/")
     _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
 
 
 def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
     """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved."""
-    from .sampling import generate
-    from .seeding import seed_key
+    from ..sampling import generate
+    from ..seeding import seed_key
 
     if n:
         names, _ = generate(model, seed_key(seed, "sample"), n)
@@ -561,8 +595,8 @@ def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
 
 def _novelty_report(loaded, names: list[str]) -> str:
     """How many samples are training words, test words, or new (needs the training input)."""
-    from .data import Dataset
-    from .seeding import seed_key
+    from ..data.words import Dataset
+    from ..seeding import seed_key
 
     path = loaded.training.get("input", "")
     if not isinstance(path, str):
@@ -582,15 +616,15 @@ def _novelty_report(loaded, names: list[str]) -> str:
 
 
 def cmd_sample(args) -> None:
-    from . import checkpoint
-    from .sampling import generate
-    from .seeding import seed_key
+    from ..store import checkpoint
+    from ..sampling import generate
+    from ..seeding import seed_key
 
     loaded = checkpoint.load(args.work_dir, "model")
     names, _ = generate(loaded.model, seed_key(args.seed, "sample"), args.num_samples, max_len=args.max_len,
                         temperature=args.temperature, top_k=args.top_k)
     if args.log_prob:
-        from .evaluate import word_nll
+        from ..training.evaluate import word_nll
 
         for nll, name in zip(word_nll(loaded.model, names), names):
             print(f"{-nll:9.3f}  {name}")
@@ -603,26 +637,24 @@ def cmd_sample(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from . import checkpoint
-    from .data import Dataset
-    from .evaluate import split_nll
-    from .ngram import split_nll as ngram_split_nll
+    from ..store import checkpoint
+    from ..data.words import Dataset
+    from ..training.evaluate import split_nll
 
     model = checkpoint.load(args.work_dir, "model").model
     path = _input_path(args)
     words, _ = _read_input(path)
     data = Dataset(model.vocab, {"train": [], "dev": [], "test": words})
     try:
-        nll = (ngram_split_nll if model.type == "ngram" else split_nll)(model, data, ["test"])["test"]
+        nll = split_nll(model, data, ["test"])["test"]
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = sum(len(w) + 1 for w in words)
     print(f"{path}: mean NLL {nll:.4f} over {n_chars:,} characters ({len(words):,} words)")
     if args.per_word:
-        from .evaluate import word_nll
-        from .ngram import word_nll as ngram_word_nll  # n-gram models score words of any length
+        from ..training.evaluate import word_nll
 
-        _print_extremes(words, (ngram_word_nll if model.type == "ngram" else word_nll)(model, words), args.per_word)
+        _print_extremes(words, word_nll(model, words), args.per_word)
 
 
 def _print_extremes(words: list[str], total_nll, n: int) -> None:
@@ -660,9 +692,10 @@ def cmd_plot(args) -> None:
 
 
 def cmd_mix(args) -> None:
-    from . import checkpoint, mixture
-    from .data import Dataset
-    from .seeding import seed_key
+    from ..store import checkpoint
+    from ..models import mixture
+    from ..data.words import Dataset
+    from ..seeding import seed_key
 
     out = os.path.abspath(args.work_dir)
     if out in {os.path.abspath(d) for d in args.models}:
@@ -671,7 +704,7 @@ def cmd_mix(args) -> None:
         raise MakemoreError("a mixture needs at least two model directories")
     loaded = [checkpoint.load(d, "model") for d in args.models]
     for d, ld in zip(args.models, loaded):
-        if ld.model.type == "mixture":
+        if isinstance(ld.model, mixture.Mixture):
             raise MakemoreError(f"{d} holds a mixture: mix its member models instead")
     mixture.check_members([ld.model for ld in loaded])
     path, digest = loaded[0].training.get("input"), loaded[0].training.get("input_sha256")
@@ -694,13 +727,14 @@ def cmd_mix(args) -> None:
         print(f"{label:<40} {report['weights'][k]:7.3f}  " + "  ".join(f"{report['members'][s][k]:9.4f}" for s in splits))
     print(f"{'mixture':<40} {1:7.3f}  " + "  ".join(f"{report['mixture'][s]:9.4f}" for s in splits))
     _hold_workdir(args.work_dir)
-    mixture.save(args.work_dir, mix, loaded, args.models, report)
+    checkpoint.save_mixture(args.work_dir, mix, loaded, args.models, report)
     print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")
     _print_samples(mix, args.work_dir, args.seed, args.num_samples)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import interrupt, lock
+    from . import interrupt
+    from ..store import lock
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ the communication; nothing here calls pmap or psum.
   its own, and the D tables are summed. Integer sums in any order are the same
   sum, so the result is exactly the one-device table.
 
-With one device none of this runs: ``train.fit`` without a ``DataParallel``
+With one device none of this runs: ``trainer.fit`` without a ``DataParallel``
 compiles the plain program, bit for bit the one it compiled before.
 """
 
@@ -38,8 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from .data import Vocabulary, encode_padded
-from .errors import MakemoreError
+from ..data.hosts import allgather, allgather_ragged
+from ..data.words import Vocabulary, encode_padded
+from ..errors import MakemoreError
+from ..models import counts, ngram
+from .steps import run_steps
 
 DATA_AXIS = "data"
 PLATFORMS = ("cpu", "gpu", "tpu")
@@ -243,13 +246,11 @@ class DataParallel:
         return jax.tree.map(lambda x: _put(x, x.sharding if _on_mesh(x, self.mesh) else self.sharding()), batch_data)
 
     def compile_steps(self, loss_fn, optimizer, params, opt_state, batch_data, num_steps: int, unroll: int = 1):
-        """``train.run_steps`` compiled over the mesh for these inputs' layouts.
+        """``steps.run_steps`` compiled over the mesh for these inputs' layouts.
 
         Called as (params, opt_state, batch_data, first_step): params and
         optimizer state come back laid out as they went in, the losses replicated.
         """
-        from .train import run_steps
-
         layout = partial(jax.tree.map, lambda x: x.sharding)
         p_s, o_s, b_s = layout(params), layout(opt_state), layout(batch_data)
         replicated = self.sharding()
@@ -293,8 +294,6 @@ def count_flat(flat_P: np.ndarray, cells: int, parallel: DataParallel, process_l
     mine = len(parallel.local_devices())
     most = flat_P.size
     if processes > 1:
-        from .hostdata import allgather
-
         most = int(allgather(np.int64(flat_P.size)).max())
     per_device = max(-(-most // mine), 1)
     local_dxM = np.full((mine * per_device,), cells, np.int32)
@@ -313,8 +312,6 @@ def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: Data
     Without parallel (or with one device) it is counts.count_matrix itself.
     process_local: see count_flat.
     """
-    from . import counts
-
     if parallel is None or parallel.size == 1:
         return counts.count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
     flat = np.asarray(xs, np.int64) * vocab_size + np.asarray(ys, np.int64)
@@ -331,8 +328,6 @@ def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataPara
     input) a sparse table is counted by each process and the distinct
     n-grams with their counts are gathered and summed.
     """
-    from . import ngram
-
     ngrams_PxN = np.asarray(ngrams_PxN, np.int32)
     order = ngrams_PxN.shape[1]
     if parallel is None or parallel.size == 1:
@@ -341,39 +336,10 @@ def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataPara
         mine = ngram.count_ngram_rows(ngrams_PxN, vocab_size)
         if not process_local or jax.process_count() == 1:
             return mine
-        from .hostdata import allgather_ragged
-
         rows = np.concatenate(allgather_ragged(mine.ngrams))
         weights = np.concatenate(allgather_ragged(mine.counts))
-        return ngram._count(rows, weights, vocab_size, "sparse")
+        return ngram.count_weighted_rows(rows, weights, vocab_size, "sparse")
     # ngram.flat_index's order: column j weighs V^j, so increasing index is suffix order
     flat = (ngrams_PxN.astype(np.int64) * vocab_size ** np.arange(order, dtype=np.int64)).sum(axis=1)
     table = count_flat(flat, vocab_size**order, parallel, process_local)
-    return ngram._from_flat(np.asarray(table), order, vocab_size)
-
-
-# ---- sampling with the batch of names split over the devices ----------------------------
-
-
-def generate(model, key: jax.Array, n: int, parallel: DataParallel, *, max_len: int | None = None,
-             temperature: float = 1.0, top_k: int = 0) -> tuple[list[str], np.ndarray]:
-    """sampling.generate with the names split over the data axis; the same names for the same key.
-
-    Every name has its own key (``fold_in(key, i)``), so the names do not
-    depend on how the batch is laid out. n is rounded up to a multiple of D and
-    the extra names dropped. One process only (the names are read back here).
-    """
-    from .sampling import decode_rows, plan, sample_ids, validate_sampling
-
-    decoder, config, params, max_len = plan(model, max_len)
-    validate_sampling(n, max_len, temperature, top_k)
-    if n == 0:
-        return [], np.zeros((0,), bool)
-    padded = -(-n // parallel.size) * parallel.size
-    params, _ = parallel.place_state(params, ())
-    run = jax.jit(
-        lambda p, k, t: sample_ids(decoder, config, p, k, padded, max_len, t, top_k),
-        out_shardings=(parallel.sharding(DATA_AXIS, None), parallel.sharding(DATA_AXIS)),
-    )
-    ids, ended = run(params, key, jnp.float32(temperature))
-    return decode_rows(np.asarray(ids)[:n], model.vocab), np.asarray(ended)[:n]
+    return ngram.counts_from_table(np.asarray(table), order, vocab_size)

@@ -12,15 +12,13 @@ decoder (key/value cache, carried state, n-gram context) side by side, so
 ``sampling.generate``, ``evaluate.split_nll`` and ``evaluate.word_nll`` work
 on it unchanged.
 
-A mixture's work directory holds ``mixture.json`` (the weights, the figures,
-the member directories) and one ordinary checkpoint per member in
-``member-<k>/``; ``checkpoint.load`` of such a directory returns the mixture.
+How a mixture is saved (``mixture.json`` beside one ordinary checkpoint per
+member) is ``store.checkpoint``'s business: ``save_mixture``, and ``load`` of
+such a work directory returns the mixture.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -28,21 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import Dataset
-from .errors import MakemoreError
-from .evaluate import EVAL_CHUNK, in_chunks
-from .models import ModelDef
-from .models import bigram
-
-MIXTURE_FILE = "mixture.json"
-FORMAT = "makemore-jax-mixture"
-FORMAT_VERSION = 1
-
+from ..data.words import Dataset
+from ..errors import MakemoreError
+from ..data.packing import EVAL_CHUNK, in_chunks
+from . import ModelDef
+from . import bigram
+from .decoding import TABLE_DECODER, Decoder, recompute_decoder
 
 def _member_parts(model):
     """(apply, params, decoder, decoder config) of one trained model."""
-    from .sampling import TABLE_DECODER, Decoder, recompute_decoder
-
     if model.table is not None:
         return bigram.apply, {"W": model.table}, TABLE_DECODER._replace(table=None), None
     md = model.model_def
@@ -192,58 +184,3 @@ def fit(members, data: Dataset) -> tuple[Mixture, dict]:
         "mixture": {s: mixture_nll(lp, weights) for s, lp in logp.items()},
     }
     return Mixture(tuple(members), weights), report
-
-
-def save(workdir: str, mixture: Mixture, loaded_members, sources, report: dict) -> None:
-    """Each member as an ordinary checkpoint in member-<k>/, then mixture.json (the commit point)."""
-    from . import checkpoint
-
-    names = []
-    for k, ld in enumerate(loaded_members):
-        name = f"member-{k}"
-        checkpoint.save(
-            os.path.join(workdir, name), "model", ld.model, step=ld.step, best_dev=ld.best_dev,
-            training=ld.training, metrics=ld.metrics,
-        )
-        names.append(name)
-    meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "members": names, "sources": list(sources),
-        "weights": [float(w) for w in mixture.weights], "report": report,
-    }
-    meta["meta_sha256"] = checkpoint.meta_digest(meta)  # a hand edit of the weights is refused on loading
-    checkpoint.atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode())
-
-
-def is_mixture(workdir: str) -> bool:
-    return os.path.isfile(os.path.join(workdir, MIXTURE_FILE))
-
-
-def load(workdir: str):
-    """checkpoint.Loaded whose model is the Mixture saved in workdir."""
-    from . import checkpoint
-
-    path = os.path.join(workdir, MIXTURE_FILE)
-    try:
-        with open(path, "rb") as f:
-            meta = json.loads(f.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise MakemoreError(f"{path}: not a readable mixture file ({err.__class__.__name__})") from None
-    if not (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("format_version") == FORMAT_VERSION):
-        raise MakemoreError(f"{path}: not a makemore-jax mixture file of version {FORMAT_VERSION}")
-    names, weights = meta.get("members"), meta.get("weights")
-    if not (
-        isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights) >= 2
-        and all(isinstance(n, str) and n.startswith("member-") and os.sep not in n for n in names)
-        and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
-    ):
-        raise MakemoreError(f"{path}: damaged (members and weights do not match)")
-    if meta.get("meta_sha256") != checkpoint.meta_digest(meta):
-        raise MakemoreError(f"{path}: its fields do not match their checksum (meta_sha256): edited by hand or damaged")
-    loaded = [checkpoint.load(os.path.join(workdir, n), "model") for n in names]
-    members = tuple(ld.model for ld in loaded)
-    try:
-        check_members(members)
-    except MakemoreError as err:
-        raise MakemoreError(f"{path}: {err}") from None
-    w = np.asarray(weights, np.float64)
-    return checkpoint.Loaded(Mixture(members, w / w.sum()), training=loaded[0].training)

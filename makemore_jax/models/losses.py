@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .errors import MakemoreError
+from ..errors import MakemoreError
 
 
 def _require_pairs(xs) -> None:
@@ -47,6 +47,10 @@ def nll_from_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array
     return -weighted.sum() / counts.sum()
 
 
-def l2_penalty(weights: jax.Array) -> jax.Array:
-    """mean(W²): the regulariser that pulls logits toward 0, i.e. rows toward uniform."""
-    return jnp.mean(jnp.square(weights))
+def l2_penalty(params) -> jax.Array:
+    """mean(p²) over every parameter (an array, or a pytree of them): λ times this is the L2 penalty.
+
+    For the bigram's W it pulls logits toward 0, i.e. rows toward uniform.
+    """
+    leaves = jax.tree_util.tree_leaves(params)
+    return sum(jnp.sum(jnp.square(p)) for p in leaves) / sum(p.size for p in leaves)

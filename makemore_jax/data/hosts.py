@@ -30,8 +30,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from .data import SPLITS, Dataset, Vocabulary, parse_words, reading, split_sizes
-from .errors import MakemoreError
+from .words import SPLITS, Dataset, Vocabulary, parse_words, reading, split_sizes
+from ..errors import MakemoreError
 
 BLOCK = 1 << 16  # bytes read at a time looking for a line's start
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from .errors import MakemoreError
+from ..errors import MakemoreError
 
 BOUNDARY = "."  # how id 0, the start/end token, is shown
 BOUNDARY_ID = 0

@@ -119,3 +119,22 @@ def pack_words(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int, rows
     positions[slot], segments[slot], counted[slot] = pos, word_of, True
     shape = (n_chunks, rows_per_chunk, row_len)
     return Packed(*(a.reshape(shape) for a in (inputs, targets, positions, segments, counted)), np.bool_(True))
+
+
+# ---- rows in fixed-size chunks, for lax.map over a whole split ----------------------------
+
+EVAL_CHUNK = 512  # words per forward pass: bounds memory, whatever the split's size
+
+
+def in_chunks(rows_WxL: jax.Array, fill_W: jax.Array, chunk: int, fill_value) -> tuple[jax.Array, jax.Array]:
+    """Rows (W, L) and a per-row value (W,) padded to whole chunks: (n_chunks, chunk, L), (n_chunks, chunk).
+
+    The padding rows are zeros and their per-row value is fill_value (a length
+    of -1, a group of -1: whatever makes them count for nothing).
+    """
+    n_rows, width = rows_WxL.shape
+    n_chunks = -(-n_rows // chunk)
+    pad = n_chunks * chunk - n_rows
+    rows = jnp.pad(rows_WxL, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+    fill = jnp.pad(fill_W, (0, pad), constant_values=fill_value).reshape(n_chunks, chunk)
+    return rows, fill

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 
+from ..data.words import Vocabulary
+from ..models import ModelConfig, ModelDef, get_model
 from .config import TrainConfig
-from .counts import smoothed_probs
-from .data import Vocabulary
-from .models import ModelConfig, ModelDef, get_model
 
 
 @dataclass
@@ -30,11 +28,7 @@ class TrainedModel:
 
     @property
     def model_def(self) -> ModelDef:
-        if self.type == "ngram":
-            from .ngram import MODEL_DEF  # counted, not a registered neural model
-
-            return MODEL_DEF
-        return get_model("bigram" if self.type == "counts" else self.type)
+        return get_model(self.type)
 
     @property
     def apply(self):
@@ -42,9 +36,6 @@ class TrainedModel:
 
     @property
     def table(self) -> jax.Array | None:
-        """V×V next-id logits for the two bigram models (log P for counts); None otherwise."""
-        if self.type == "counts":
-            return jnp.log(smoothed_probs(self.params["counts"], self.config.smoothing))
-        if self.type == "bigram":
-            return self.params["W"]
-        return None
+        """V×V next-id logits of a model whose next id depends on the current one alone; None otherwise."""
+        table = self.model_def.table
+        return None if table is None else table(self.params, self.config)

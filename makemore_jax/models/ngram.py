@@ -57,11 +57,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import SMOOTHING_METHODS as METHODS
-from .data import BOUNDARY_ID, Vocabulary
-from .errors import MakemoreError
-from .evaluate import in_chunks
-from .models import ModelDef
+from ..data.words import BOUNDARY_ID, Vocabulary
+from ..errors import MakemoreError
+from ..data.packing import in_chunks
+from . import ModelDef
 
 DENSE_MAX_CELLS = 2**22  # dense tables while V^N is at most this (16 MiB of int32 counts)
 MAX_NGRAM_CELLS = 2**26  # positions × order held at once while counting (256 MiB of int32 ids)
@@ -69,6 +68,7 @@ RANK_TABLE_CELLS = 2**20  # ranking by a presence table of (rank, id) pairs whil
 INT32_LIMIT = 2**31 - 1
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # where the count-of-counts give no usable estimate (KenLM's)
 EVAL_CHUNK = 4096  # positions per step of a whole-split evaluation
+METHODS = ("add-k", "kn", "modified-kn")  # smoothing methods: add-k (with k = smoothing), Kneser–Ney, modified Kneser–Ney
 
 
 # ---- the n-grams of a word list ----------------------------------------------------
@@ -299,7 +299,7 @@ def padded_rows(ngrams_PxN: np.ndarray) -> jax.Array:
     return jnp.asarray(np.pad(ngrams_PxN, ((0, _bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0))))
 
 
-def _count(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int, kind: str) -> NgramCounts:
+def count_weighted_rows(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int, kind: str) -> NgramCounts:
     """The counts of the rows by kind: 'dense', 'keys', 'ranks', or 'sparse' (keys where they fit, else ranks).
 
     weights_P: each row's weight (how often it occurred), None for once each.
@@ -315,7 +315,7 @@ def _count(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int
         weights_P = np.ones((P,), np.int32)
     rows, weights = _pad_repeating(ngrams_PxN), np.pad(weights_P, (0, _bucket(P) - P))  # padding: weight 0
     if kind == "dense":
-        return _from_flat(np.asarray(dense_counts(jnp.asarray(rows), jnp.asarray(weights), vocab_size)), order, vocab_size)
+        return counts_from_table(np.asarray(dense_counts(jnp.asarray(rows), jnp.asarray(weights), vocab_size)), order, vocab_size)
     # ranks: rank the rows in suffix order one id at a time, then sum the weights per rank
     top = suffix_ranks(rows, vocab_size)[-1]
     n = int(np.asarray(top).max()) + 1
@@ -341,7 +341,7 @@ def _digits(flat: np.ndarray, order: int, vocab_size: int) -> np.ndarray:
     return ngrams
 
 
-def _from_flat(table: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
+def counts_from_table(table: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
     """The nonzero cells of a flat dense table, in increasing index, i.e. suffix order."""
     flat = np.flatnonzero(table)
     return NgramCounts(order, vocab_size, _digits(flat, order, vocab_size), table[flat].astype(np.int32))
@@ -363,7 +363,7 @@ def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, representation: st
     """count_ngrams from the n-gram rows (P, order) int32, e.g. of ``words_to_ngrams``."""
     order = ngrams_PxN.shape[1]
     kind = "sparse" if representation == "auto" else choose_representation(representation, vocab_size, order)
-    return _count(np.asarray(ngrams_PxN, np.int32), None, vocab_size, kind)
+    return count_weighted_rows(np.asarray(ngrams_PxN, np.int32), None, vocab_size, kind)
 
 
 def count_ngrams_streaming(
@@ -389,8 +389,8 @@ def count_ngrams_streaming(
             table += np.asarray(dense_counts(jnp.asarray(_pad_repeating(ngrams)), jnp.asarray(weights), vocab.size))
         else:
             rows = np.concatenate([so_far.ngrams, ngrams])
-            so_far = _count(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
-    return _from_flat(table, order, vocab.size) if kind == "dense" else so_far
+            so_far = count_weighted_rows(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
+    return counts_from_table(table, order, vocab.size) if kind == "dense" else so_far
 
 
 def vocabulary_of_chunks(chunks: Iterable[Sequence[str]]) -> Vocabulary:
@@ -747,13 +747,6 @@ def _expand(tables: dict, context_B: jax.Array, found_B: jax.Array, V: int) -> j
     return jnp.zeros((B, V), jnp.int32).at[batch_BxV, tables["next_ids"][pos_BxV]].add(counts_BxV)
 
 
-def count_rows(tables: dict, contexts_BxC: jax.Array) -> jax.Array:
-    """c(h_n w) for every order n = 1..N, next id w and context: int32 (N, B, V)."""
-    N = model_order(tables)
-    _, rows = fold_orders(tables, contexts_BxC, lambda carry, c, x: (carry, c), (), jnp.zeros((N,)))
-    return rows
-
-
 # ---- probabilities --------------------------------------------------------------------------
 
 
@@ -959,34 +952,6 @@ def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax
     return jnp.log(probs(params, context_BxC)), context_BxC
 
 
-MODEL_DEF = ModelDef("ngram", _init, apply, decode_init, decode_step)
-
-
-def new_model(cfg, data, parallel=None):
-    """Count the training split of a Dataset into an n-gram TrainedModel with cfg's settings.
-
-    With parallel (a distributed.DataParallel) the n-grams are counted over
-    its devices; where data is one process's part of a multi-host run, the
-    counts of every process are added (the same table as one process's).
-    """
-    from .trained import TrainedModel
-
-    cfg.validate()
-    block_size = cfg.block_size or data.max_word_len + 1
-    if block_size < 2:
-        raise MakemoreError(f"block size must be at least 2, got {block_size}")
-    settings = (cfg.order, data.vocab.size, cfg.smoothing_method, cfg.smoothing, cfg.discount, cfg.discount_scale)
-    if parallel is None:
-        params = fit(data.words["train"], data.vocab, *settings[:1], *settings[2:])
-    else:
-        from . import distributed
-
-        rows = words_to_ngrams(data.words["train"], data.vocab, cfg.order)
-        counts = distributed.count_ngram_rows(rows, data.vocab.size, parallel, data.local_only)
-        params = build_params(all_levels(counts), *settings)
-    return TrainedModel(cfg, data.vocab, params, block_size)
-
-
 # ---- checking saved parameters ----------------------------------------------------------
 
 
@@ -1037,3 +1002,58 @@ def _check_sparse(t: dict, V: int) -> None:
     )
     if not fits:
         raise MakemoreError("its sparse count table is inconsistent (context keys, row starts, ids or counts out of order or range)")
+
+
+# ---- the model as the rest of the package sees it ---------------------------------------------
+
+
+def count(data, settings, counter) -> dict:
+    """The model of settings (order, smoothing) counted from the training split.
+
+    counter.ngram_rows counts here, or over devices and processes (the same table).
+    """
+    rows = words_to_ngrams(data.words["train"], data.vocab, settings.order)
+    counts = counter.ngram_rows(rows, data.vocab.size)
+    return build_params(
+        all_levels(counts), settings.order, data.vocab.size, settings.smoothing_method, settings.smoothing,
+        settings.discount, settings.discount_scale,
+    )
+
+
+def saved_arrays(arrays: dict, settings, vocab_size: int) -> dict:
+    return expected_arrays(arrays, settings.order, vocab_size, settings.smoothing_method)
+
+
+def resolve(given: dict) -> dict:
+    """The smoothing flags' rules: --smoothing K means add-k; --discount needs --kn, --discount-scale a KN method."""
+    if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
+        given["smoothing_method"] = "add-k"
+    method = given.get("smoothing_method", "modified-kn")
+    if "discount" in given and method != "kn":
+        raise MakemoreError("--discount is plain Kneser-Ney's single discount: use it with --kn")
+    if "discount_scale" in given and method == "add-k":
+        raise MakemoreError("--discount-scale scales Kneser-Ney discounts: use it with --kn or --modified-kn")
+    return given
+
+
+def describe(settings) -> str:
+    """'ngram (order N, smoothing)'."""
+    smoothing = {
+        "add-k": f"add-k, k = {settings.smoothing:g}",
+        "kn": "Kneser-Ney, " + (f"D = {settings.discount:g}" if settings.discount else "D from the count-of-counts"),
+        "modified-kn": "modified Kneser-Ney",
+    }[settings.smoothing_method]
+    if settings.smoothing_method != "add-k" and settings.discount_scale != 1 and not settings.discount:
+        smoothing += f", discounts × {settings.discount_scale:g}"
+    return f"ngram (order {settings.order}, {smoothing})"
+
+
+MODEL_DEF = ModelDef(
+    "ngram", _init, apply, decode_init, decode_step,
+    count=count, split_nll=split_nll, word_nll=word_nll, saved_arrays=saved_arrays, any_length=True,
+    defaults=(("order", 5), ("smoothing_method", "modified-kn")),
+    options=(("order", "--order"), ("smoothing_method", "--kn/--modified-kn"), ("discount", "--discount"),
+             ("discount_scale", "--discount-scale")),
+    resolve=resolve, describe=describe,
+)
+MODELS = {"ngram": MODEL_DEF}

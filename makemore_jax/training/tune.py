@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import ngram
-from .data import Vocabulary
-from .errors import MakemoreError
+from ..models import ngram
+from ..data.words import Vocabulary
+from ..errors import MakemoreError
 
 K_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # add-k
 DISCOUNT_GRID = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)  # plain Kneser–Ney; 0: from each order's count-of-counts

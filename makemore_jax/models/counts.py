@@ -1,4 +1,10 @@
-"""The counting model: a V×V table of bigram counts, smoothed and normalised."""
+"""The counting model: a V×V table of bigram counts, smoothed and normalised.
+
+Its parameters are the counts, {"counts": int32 V×V}; add-k smoothing (the
+settings' ``smoothing``) is applied when the table is read, so one count
+table serves every k. It is evaluated and sampled through that table, with
+the bigram's apply and decoder.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from .errors import MakemoreError
+from ..errors import MakemoreError
+from . import ModelDef, bigram
 
 
 SCATTER_PARTS = 2  # count_matrix counts the pairs in this many independent scatters (one per CPU thread)
@@ -57,3 +64,30 @@ def smoothed_probs(counts_VxV: jax.Array, k: float = 1.0) -> jax.Array:
     if not (k >= 0 and math.isfinite(k)):  # NaN fails both
         raise MakemoreError(f"smoothing must be a finite number >= 0, got {k}")
     return _normalise(jnp.asarray(counts_VxV), jnp.float32(k))
+
+
+def _init(key, config):
+    raise MakemoreError("the counting model is counted from words, not initialised (see counts.count)")
+
+
+def count(data, settings, counter) -> dict:
+    """The bigram counts of the training split (counter.pairs: here or over devices)."""
+    xs, ys = data.pairs("train")
+    return {"counts": counter.pairs(xs, ys, data.vocab.size)}
+
+
+def table(params: dict, settings) -> jax.Array:
+    """log p(next | current), add-k smoothed with k = settings.smoothing: V×V."""
+    return jnp.log(smoothed_probs(params["counts"], settings.smoothing))
+
+
+def saved_arrays(arrays: dict, settings, vocab_size: int) -> dict:
+    return {"params/counts": ((vocab_size, vocab_size), jnp.dtype("int32"))}
+
+
+MODELS = {
+    "counts": ModelDef(
+        "counts", _init, bigram.apply, bigram.decode_init, bigram.decode_step,
+        count=count, table=table, saved_arrays=saved_arrays, defaults=(),
+    )
+}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from .errors import MakemoreError
+from ..errors import MakemoreError
 
 _held: dict[str, int] = {}  # real path of a work directory -> the descriptor holding its lock
 

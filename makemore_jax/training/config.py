@@ -11,13 +11,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .data import validate_split
-from .errors import MakemoreError
-from .models import MODEL_NAMES, ModelConfig
-from .seeding import MAX_SEED
+from ..data.words import validate_split
+from ..errors import MakemoreError
+from ..models import MODEL_TYPES, ModelConfig, get_model, ngram
+from ..seeding import MAX_SEED
 
-MODEL_TYPES = ("counts", "ngram") + MODEL_NAMES
-SMOOTHING_METHODS = ("add-k", "kn", "modified-kn")  # the ngram model's
+SMOOTHING_METHODS = ngram.METHODS
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 
@@ -89,7 +88,7 @@ class TrainConfig:
             raise MakemoreError(f"discount must be in (0, 1) (or 0: from the count-of-counts), got {self.discount}")
         if not (isinstance(self.discount_scale, (int, float)) and math.isfinite(self.discount_scale) and self.discount_scale > 0):
             raise MakemoreError(f"discount scale must be a finite number > 0, got {self.discount_scale}")
-        if self.init_scale != 1.0 and self.type != "bigram":
+        if self.init_scale != 1.0 and "init_scale" not in dict(get_model(self.type).options):
             raise MakemoreError(f"init scale applies to the bigram only (this is {self.type})")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise MakemoreError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -139,11 +138,5 @@ OLD_MEANING = {"pack": False}
 
 
 def defaults_for(model_type: str) -> dict:
-    if model_type in ("counts", "bigram"):
-        return {}
-    if model_type == "ngram":
-        return {"order": 5, "smoothing_method": "modified-kn"}
-    return {
-        "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.01, "l2": 0.0, "steps": 10000,
-        "batch_size": 32, "eval_every": 500, "log_every": 100,
-    }
+    """The type's own defaults (its ModelDef's) over the dataclass's."""
+    return dict(get_model(model_type).defaults)

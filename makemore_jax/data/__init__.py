@@ -1,0 +1,1 @@
+"""Reading words, the vocabulary, encoding, splits, one host's part, packed and chunked rows."""

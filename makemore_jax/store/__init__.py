@@ -1,0 +1,1 @@
+"""Work directories: checkpoints, mixtures' files and the writer's lock."""

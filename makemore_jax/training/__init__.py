@@ -1,0 +1,1 @@
+"""Settings, the trainer, evaluation, tuning and data parallelism."""

@@ -1,0 +1,257 @@
+"""One trainer for every model: a new model for the data, then chunks of compiled steps.
+
+``fit`` runs ``steps.run_steps`` a chunk at a time (many optimizer steps per
+compiled call); Python runs only between chunks, to log, evaluate and save. A
+run resumed from a checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..data.words import Dataset
+from ..errors import MakemoreError
+from ..models import check_config, get_model
+from ..models.counts import count_matrix
+from ..seeding import seed_key
+from .parallel import count_matrix as count_matrix_over_devices
+from .parallel import count_ngram_rows as count_ngram_rows_over_devices
+from .config import TrainConfig
+from .evaluate import split_nll
+from .steps import full_batch_loss, full_batch_unroll, make_optimizer, packing_capacity, run_steps, sequence_loss
+from .trained import TrainedModel
+
+
+@dataclass
+class TrainState:
+    params: dict
+    opt_state: object
+    step: int = 0
+    best_dev: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the state of the last finished chunk was handed to on_checkpoint."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 MiB each at this size
+
+
+def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
+    """A model for the data: vocabulary, block size, and its initial parameters, or its counts.
+
+    A counted model (counts, n-grams) is complete here. With parallel (a
+    parallel.DataParallel) it counts over its devices; where data is one
+    process's part of a multi-host run, the counts of every process are added.
+    """
+    cfg.validate()
+    model_def = get_model(cfg.type)
+    block_size = _block_size(cfg, data, model_def)
+    V = data.vocab.size
+    if model_def.table is not None and V > MAX_TABLE_VOCAB:
+        raise MakemoreError(
+            f"a vocabulary of {V:,} characters needs {V:,}×{V:,} tables ({V * V * 4 / 2**30:.1f} GiB each); "
+            f"the {cfg.type} model takes at most {MAX_TABLE_VOCAB:,} (the other models have no such table)"
+        )
+    if model_def.counted:
+        return TrainedModel(cfg, data.vocab, model_def.count(data, cfg, Counter(parallel, data.local_only)), block_size)
+    model = TrainedModel(cfg, data.vocab, {}, block_size)
+    check_config(model.model_config, cfg.type)
+    if cfg.dropout and model_def.apply_dropout is None:
+        raise MakemoreError(f"--dropout: the {cfg.type} model has no dropout")
+    params = model_def.init(seed_key(cfg.seed, "init"), model.model_config)
+    model.params = params if cfg.init_scale == 1.0 else jax.tree.map(lambda p: cfg.init_scale * p, params)
+    return model
+
+
+def _block_size(cfg: TrainConfig, data: Dataset, model_def) -> int:
+    block_size = cfg.block_size or data.max_word_len + 1
+    if model_def.any_length:  # scores words of any length: the block size only bounds sampling
+        if block_size < 2:
+            raise MakemoreError(f"block size must be at least 2, got {block_size}")
+    elif block_size < data.max_word_len + 1:
+        raise MakemoreError(
+            f"block size {block_size} is too small: the longest word has {data.max_word_len} characters, "
+            f"so it must be at least {data.max_word_len + 1}"
+        )
+    return block_size
+
+
+class Counter:
+    """How a counted model counts its training split: here, or over a DataParallel's devices.
+
+    process_local: each process holds its own part of the input (a multi-host
+    run); the counts of every process are added.
+    """
+
+    def __init__(self, parallel=None, process_local: bool = False):
+        self.parallel, self.process_local = parallel, process_local
+
+    def pairs(self, xs, ys, vocab_size: int) -> jax.Array:
+        """int32 V×V: how often id j follows id i."""
+        counts = _count_pairs(xs, ys, vocab_size, self.parallel, self.process_local)
+        return counts if self.parallel is None else self.parallel.readable(counts)
+
+    def ngram_rows(self, ngrams_PxN: np.ndarray, vocab_size: int):
+        """The n-gram rows' counts (ngram.NgramCounts)."""
+        return count_ngram_rows_over_devices(ngrams_PxN, vocab_size, self.parallel, self.process_local)
+
+
+def _count_pairs(xs, ys, vocab_size: int, parallel=None, process_local: bool = False) -> jax.Array:
+    if parallel is None:
+        return count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
+    return count_matrix_over_devices(xs, ys, vocab_size, parallel, process_local)
+
+
+def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
+    cfg = model.config
+    if full_batch_from_counts(model):
+        xs, ys = data.pairs("train")
+        return full_batch_loss(model.model_def.loss_counts, cfg.l2), {"counts": _count_pairs(xs, ys, data.vocab.size, parallel, data.local_only)}
+    keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
+    if parallel is None:
+        tokens, lengths = data.padded("train", model.block_size)
+        batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), **keys}
+        model_def = model.model_def
+        capacity = packing_capacity(cfg, model_def, lengths, model.block_size)
+        loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model_def.apply_dropout, cfg.dropout,
+                             apply_packed=model_def.apply_packed, capacity=capacity)
+        return loss, batch
+    parallel.check_batch(cfg.batch_size)
+    if data.local_only:  # each process holds the rows it parsed; row_of says where each training row is
+        tokens, lengths = parallel.hold_rows(data, model.block_size)
+        keys["row_of"] = data.row_of
+    else:
+        tokens, lengths = parallel.shard_rows(data.words["train"], data.vocab, model.block_size)
+    loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout,
+                         num_words=data.sizes["train"], place_batch=parallel.place_batch)
+    return loss, {"tokens": tokens, "lengths": lengths, **keys}
+
+
+def full_batch_from_counts(model: TrainedModel) -> bool:
+    """Batch size 0 (the whole split) for a model whose loss the split's bigram counts give."""
+    return model.config.batch_size == 0 and model.model_def.loss_counts is not None
+
+
+def _next_stop(step: int, cfg: TrainConfig) -> int:
+    def next_multiple(every):
+        return (step // every + 1) * every
+
+    return min(next_multiple(cfg.log_every), next_multiple(cfg.eval_every), cfg.steps)
+
+
+def fit(
+    model: TrainedModel,
+    data: Dataset,
+    state: TrainState | None = None,
+    on_record: Callable[[dict], None] | None = None,
+    on_checkpoint: Callable[[TrainedModel, TrainState, bool], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    parallel=None,
+) -> TrainState:
+    """Train model.params in place of state (fresh if None) up to cfg.steps.
+
+    After each chunk a record (step, loss, steps/s, and at evaluation steps the
+    NLL of every split) goes to on_record; at each evaluation on_checkpoint(model, state,
+    is_best_by_dev) is called. Non-finite loss stops the run with the step
+    named, after handing the last good state to on_checkpoint. Ctrl-C, or
+    stop_requested() turning true after a chunk (a signal deferred by the
+    caller), hands the last finished state to on_checkpoint and raises
+    Interrupted. With parallel (a distributed.DataParallel over several
+    devices) the steps run data-parallel over its mesh, on the very batches a
+    one-device run draws.
+    """
+    cfg = model.config
+    optimizer = make_optimizer(cfg)
+    if state is None:
+        state = TrainState(model.params, optimizer.init(model.params))
+    loss_fn, batch_data = _loss_and_data(model, data, parallel)
+    unroll = full_batch_unroll() if full_batch_from_counts(model) else 1
+    if parallel is not None:
+        state.params, state.opt_state = parallel.place_state(state.params, state.opt_state)
+        batch_data = parallel.place_inputs(batch_data)
+
+    def readable(st: TrainState) -> TrainState:  # what evaluation and checkpoints read; st itself on one device
+        if parallel is None:
+            return st
+        return replace(st, params=parallel.readable(st.params), opt_state=parallel.readable(st.opt_state))
+
+    compiled: dict[int, object] = {}  # chunk length -> executable; compile time reported apart
+    try:
+        while state.step < cfg.steps:
+            todo = _next_stop(state.step, cfg) - state.step
+            record = {"step": state.step + todo}
+            if todo not in compiled:
+                t0 = time.perf_counter()
+                if parallel is None:
+                    lowered = run_steps.lower(loss_fn, optimizer, state.params, state.opt_state, batch_data, state.step, todo,
+                                              unroll)
+                    compiled[todo] = lowered.compile()
+                else:
+                    compiled[todo] = parallel.compile_steps(loss_fn, optimizer, state.params, state.opt_state, batch_data, todo,
+                                                            unroll)
+                record["compile_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            params, opt_state, losses = compiled[todo](state.params, state.opt_state, batch_data, state.step)
+            losses = np.asarray(losses)
+            elapsed = time.perf_counter() - t0
+            if not np.isfinite(losses).all():
+                bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
+                if on_checkpoint:
+                    on_checkpoint(model, readable(state), False)  # model.params are state.params, all finite
+                raise MakemoreError(
+                    f"loss became {losses[bad - state.step - 1]} at step {bad}; stopped "
+                    f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
+                )
+            state.params, state.opt_state, state.step = params, opt_state, state.step + todo
+            view = readable(state)
+            model.params = view.params
+            record.update(loss=float(losses.mean()), steps_per_s=todo / max(elapsed, 1e-9))
+            is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
+            is_best = False
+            if is_eval:
+                nll = split_nll(model, data)  # whole splits, one compiled call each
+                record.update({f"{s}_nll": v for s, v in nll.items() if v is not None})
+                dev = nll["dev"]
+                is_best = dev is None or state.best_dev is None or dev < state.best_dev
+                if is_best:
+                    state.best_dev = dev
+            state.history.append(record)
+            if on_record:
+                on_record(record)
+            if is_eval and on_checkpoint:
+                view.best_dev = state.best_dev
+                on_checkpoint(model, view, is_best)
+            if stop_requested is not None and stop_requested():
+                raise KeyboardInterrupt  # saved below, at this step
+    except KeyboardInterrupt:
+        view = readable(state)
+        model.params = view.params
+        if on_checkpoint:
+            on_checkpoint(model, view, False)
+        raise Interrupted(state.step) from None
+    return state
+
+
+def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, parallel=None):
+    """Split the words with cfg.seed, build the model and train it: the whole job from Python.
+
+    Returns (model, state, data); model.params are the final parameters and
+    state is None for the counting model. parallel: see fit.
+    """
+    cfg.validate()
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    model = new_model(cfg, data, parallel)
+    state = None if model.model_def.counted else fit(model, data, None, on_record, parallel=parallel)
+    return model, state, data
