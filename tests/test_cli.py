@@ -212,6 +212,23 @@ def test_resume_refuses_what_does_not_match(tmp_path, capsys, small_names):
     assert code == 2 and "no such work directory" in err
 
 
+def test_steps_zero_and_resuming_a_counted_model_say_what_happened(tmp_path, capsys, small_names):
+    d = str(tmp_path / "w")
+    code, _, err = run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "0", "-i", small_names)
+    assert code == 2 and "--steps 0: nothing to train" in err and err.count("\n") == 1
+    assert not os.path.exists(d)  # refused before anything is written
+    for kind in ("counts", "ngram"):
+        w = str(tmp_path / kind)
+        assert run_inprocess(capsys, "train", "-o", w, "--type", kind, "-i", small_names)[0] == 0
+        before = snapshot(w)
+        for extra in ([], ["--type", kind]):
+            code, _, err = run_inprocess(capsys, "train", "-o", w, "--resume", "-i", small_names, *extra)
+            assert code == 2 and "nothing to resume" in err and "last.json" not in err, (kind, extra, err)
+            assert snapshot(w) == before
+    code, _, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "c"), "--type", "counts", "--steps", "0", "-i", small_names)
+    assert code == 0, err  # a counted model takes no steps: --steps 0 is no contradiction
+
+
 def test_sizes_that_do_not_fit_are_refused(tmp_path, capsys, small_names):
     cases = [
         (["--type", "transformer", "--n-embd", "10", "--n-head", "4"], "divisible by n_head"),

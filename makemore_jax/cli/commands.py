@@ -75,7 +75,6 @@ TRAIN_SETTINGS = (
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from ..training.config import MODEL_TYPES, OPTIMIZERS, SCHEDULES
 
     parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
@@ -83,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     def workdir(p):
         p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
+
+    _add_train_parser(sub, workdir)
+    _add_tune_parser(sub, workdir)
+    _add_mix_parser(sub, workdir)
+    _add_sample_parser(sub, workdir)
+    _add_eval_parser(sub, workdir)
+    _add_plot_parser(sub, workdir)
+    return parser
+
+
+def _add_train_parser(sub, workdir) -> None:
+    from ..models import MODEL_TYPES
+    from ..training.config import OPTIMIZERS, SCHEDULES
 
     t = sub.add_parser(
         "train", help="train a model and save it to the work directory",
@@ -131,9 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parallel_flags(t)
     t.set_defaults(run=cmd_train)
 
-    _add_tune_parser(sub, workdir)
-    _add_mix_parser(sub, workdir)
 
+def _add_sample_parser(sub, workdir) -> None:
     s = sub.add_parser("sample", help="print names sampled from a trained model", description="Print names sampled from the model in WORKDIR; the same seed gives the same names.")
     workdir(s)
     s.add_argument("-n", "--num-samples", type=non_negative_int, default=20, metavar="N", help="how many names (default 20)")
@@ -146,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_flag(s)
     s.set_defaults(run=cmd_sample)
 
+
+def _add_eval_parser(sub, workdir) -> None:
     e = sub.add_parser("eval", help="mean NLL of a word list under a trained model", description="Mean negative log-likelihood per character (end included) of the words in FILE.")
     e.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words to score (default: the bundled names.txt)")
     workdir(e)
@@ -153,8 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also list the N most and N least likely words, by NLL per character (N default 10)")
     _add_device_flag(e)
     e.set_defaults(run=cmd_eval)
-    _add_plot_parser(sub, workdir)
-    return parser
 
 
 def _add_device_flag(p) -> None:

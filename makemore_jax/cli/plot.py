@@ -1,7 +1,7 @@
 """Pictures: the count matrix, what the neural bigram learned, training curves, embeddings.
 
-matplotlib (the ``plot`` extra) is imported only inside the functions that
-draw, and never through pyplot: each picture is a ``Figure`` on an Agg canvas,
+matplotlib (the ``plot`` extra, an optional dependency) is imported only
+inside the functions that draw, and never through pyplot: each picture is a ``Figure`` on an Agg canvas,
 so nothing here opens a window, touches a global figure list or needs a
 display, and the rest of the package works without matplotlib installed.
 
@@ -15,17 +15,27 @@ model, data and step.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import textwrap
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..data.words import BOUNDARY_ID, Dataset, Vocabulary, bigram_pairs, parse_words, read_bytes, read_words
 from ..errors import MakemoreError
+from ..models.counts import count_matrix, smoothed_probs
+from ..seeding import seed_key
+from ..store import checkpoint
+from ..store.checkpoint import METRICS_FILE, atomic_write, read_metrics
+from ..training.evaluate import split_nll
+from ..training.trainer import new_model
 
 MATPLOTLIB_MISSING = "matplotlib is needed: pip install 'makemore-jax[plot]'"
 FORMATS = ("png", "svg")
@@ -64,7 +74,6 @@ def save_figure(fig, path: str, fmt: str, dpi: int = 100, palette: bool = False)
     """
     from matplotlib import rc_context
 
-    from ..store.checkpoint import atomic_write
 
     buf = io.BytesIO()
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "makemore-jax"}), warnings.catch_warnings():
@@ -204,10 +213,7 @@ def counts_figure(counts_VxV, chars: Sequence[str], title: str, details: str, *,
 
 def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bool | None = None) -> None:
     """Count matrix of all the words in input_path, drawn to save."""
-    import jax.numpy as jnp
 
-    from ..models.counts import count_matrix
-    from ..data.words import BOUNDARY_ID, Vocabulary, bigram_pairs, read_words
 
     words = read_words(input_path)
     vocab = Vocabulary.from_words(words)
@@ -225,17 +231,13 @@ def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bo
 
 
 def _load(workdir: str):
-    from ..store import checkpoint
 
     return checkpoint.load(workdir, "model")
 
 
 def training_data(loaded, workdir: str):
     """The Dataset a saved model was trained on (same input, seed and split), or MakemoreError."""
-    import hashlib
 
-    from ..data.words import Dataset, parse_words, read_bytes
-    from ..seeding import seed_key
 
     path = loaded.training.get("input", "")
     if not path or not os.path.exists(path):
@@ -264,9 +266,7 @@ def _data_details(loaded, data=None) -> str:
 
 def counting_probs(data, smoothing: float) -> np.ndarray:
     """The counting model of the training split: add-k smoothed P, (V, V) float32."""
-    import jax.numpy as jnp
 
-    from ..models.counts import count_matrix, smoothed_probs
 
     xs, ys = data.pairs("train")
     return np.asarray(smoothed_probs(count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size), smoothing))
@@ -303,7 +303,6 @@ def weights_figure(net_VxV, counted_VxV, chars: Sequence[str], title: str, detai
 
 def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     """The neural bigram of workdir beside the smoothed counting model of its training split."""
-    import jax
 
     loaded = _load(workdir)
     model = loaded.model
@@ -415,10 +414,7 @@ def _loss_legend(fig, runs: list[tuple[str, str]], baseline_lines: list) -> None
 
 def counting_baselines(loaded, workdir: str) -> list[Baseline]:
     """The counting model (the run's add-k) on the run's training split: its train and dev NLL."""
-    from dataclasses import replace
 
-    from ..training.evaluate import split_nll
-    from ..training.trainer import new_model
 
     data = training_data(loaded, workdir)
     cfg = replace(loaded.model.config, type="counts")
@@ -430,7 +426,6 @@ def counting_baselines(loaded, workdir: str) -> list[Baseline]:
 def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_x: bool = False,
               warn: Callable[[str], None] = lambda message: None) -> None:
     """Training curves of one or more work directories on one chart, with counting baselines."""
-    from ..store.checkpoint import METRICS_FILE, read_metrics
 
     curves, parts, data_names = [], [], []
     by_data: dict[tuple, list[str]] = {}  # one counting baseline per data set: input, seed, split, k

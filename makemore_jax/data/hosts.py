@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from .words import SPLITS, Dataset, Vocabulary, parse_words, reading, split_sizes
@@ -87,8 +88,6 @@ def file_sha256(path: str) -> str:
 
 def allgather(x: np.ndarray) -> np.ndarray:
     """x of every process stacked along a new first axis (the same shape on each: a collective)."""
-    from jax.experimental import multihost_utils
-
     return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
 
 

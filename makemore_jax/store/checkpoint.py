@@ -273,14 +273,8 @@ def _expected_params(model: TrainedModel, arrays: dict, path: str) -> dict[str, 
     return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat_items(shapes, "params")}
 
 
-def load(workdir: str, name: str = "model") -> Loaded:
-    """Read and verify checkpoint NAME; any problem is one MakemoreError naming the file.
-
-    The model of a mixture's work directory (see mixture.py) is the mixture.
-    """
-    if name == "model" and is_mixture(workdir):
-        return _load_mixture(workdir)
-    path, meta = _read_meta(workdir, name)
+def _fields(path: str, meta: dict):
+    """(settings, vocabulary, block size, step, best dev NLL) of NAME.json, each checked."""
     try:
         config = TrainConfig.from_json(meta.get("config"))
         vocab = Vocabulary.from_json(meta.get("vocab"))
@@ -301,6 +295,18 @@ def load(workdir: str, name: str = "model") -> Loaded:
         best = None if best_dev is None else float(best_dev)  # a number, or "inf"/"nan" as written
     except (TypeError, ValueError, OverflowError):
         raise _corrupt(path, "best_dev_nll must be a number") from None
+    return config, vocab, block_size, step, best
+
+
+def load(workdir: str, name: str = "model") -> Loaded:
+    """Read and verify checkpoint NAME; any problem is one MakemoreError naming the file.
+
+    The model of a mixture's work directory (see save_mixture) is the mixture.
+    """
+    if name == "model" and is_mixture(workdir):
+        return _load_mixture(workdir)
+    path, meta = _read_meta(workdir, name)
+    config, vocab, block_size, step, best = _fields(path, meta)
 
     arrays_file = meta.get("arrays_file")
     if not isinstance(arrays_file, str) or os.path.basename(arrays_file) != arrays_file or "\x00" in arrays_file:

@@ -34,6 +34,7 @@ from functools import partial
 from typing import Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -186,8 +187,6 @@ class DataParallel:
         """
         if jax.process_count() == 1:
             return tree
-        from jax.experimental import multihost_utils
-
         def host(x):
             if x.is_fully_addressable or x.is_fully_replicated:
                 return np.asarray(x)

@@ -177,56 +177,14 @@ def fit(
     if state is None:
         state = TrainState(model.params, optimizer.init(model.params))
     loss_fn, batch_data = _loss_and_data(model, data, parallel)
-    unroll = full_batch_unroll() if full_batch_from_counts(model) else 1
     if parallel is not None:
         state.params, state.opt_state = parallel.place_state(state.params, state.opt_state)
         batch_data = parallel.place_inputs(batch_data)
-
-    def readable(st: TrainState) -> TrainState:  # what evaluation and checkpoints read; st itself on one device
-        if parallel is None:
-            return st
-        return replace(st, params=parallel.readable(st.params), opt_state=parallel.readable(st.opt_state))
-
-    compiled: dict[int, object] = {}  # chunk length -> executable; compile time reported apart
+    unroll = full_batch_unroll() if full_batch_from_counts(model) else 1
+    compiled = _Chunks(loss_fn, optimizer, batch_data, unroll, parallel)
     try:
         while state.step < cfg.steps:
-            todo = _next_stop(state.step, cfg) - state.step
-            record = {"step": state.step + todo}
-            if todo not in compiled:
-                t0 = time.perf_counter()
-                if parallel is None:
-                    lowered = run_steps.lower(loss_fn, optimizer, state.params, state.opt_state, batch_data, state.step, todo,
-                                              unroll)
-                    compiled[todo] = lowered.compile()
-                else:
-                    compiled[todo] = parallel.compile_steps(loss_fn, optimizer, state.params, state.opt_state, batch_data, todo,
-                                                            unroll)
-                record["compile_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            params, opt_state, losses = compiled[todo](state.params, state.opt_state, batch_data, state.step)
-            losses = np.asarray(losses)
-            elapsed = time.perf_counter() - t0
-            if not np.isfinite(losses).all():
-                bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
-                if on_checkpoint:
-                    on_checkpoint(model, readable(state), False)  # model.params are state.params, all finite
-                raise MakemoreError(
-                    f"loss became {losses[bad - state.step - 1]} at step {bad}; stopped "
-                    f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
-                )
-            state.params, state.opt_state, state.step = params, opt_state, state.step + todo
-            view = readable(state)
-            model.params = view.params
-            record.update(loss=float(losses.mean()), steps_per_s=todo / max(elapsed, 1e-9))
-            is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
-            is_best = False
-            if is_eval:
-                nll = split_nll(model, data)  # whole splits, one compiled call each
-                record.update({f"{s}_nll": v for s, v in nll.items() if v is not None})
-                dev = nll["dev"]
-                is_best = dev is None or state.best_dev is None or dev < state.best_dev
-                if is_best:
-                    state.best_dev = dev
+            record, view, is_eval, is_best = _one_chunk(model, data, state, compiled, on_checkpoint)
             state.history.append(record)
             if on_record:
                 on_record(record)
@@ -236,12 +194,71 @@ def fit(
             if stop_requested is not None and stop_requested():
                 raise KeyboardInterrupt  # saved below, at this step
     except KeyboardInterrupt:
-        view = readable(state)
+        view = compiled.readable(state)
         model.params = view.params
         if on_checkpoint:
             on_checkpoint(model, view, False)
         raise Interrupted(state.step) from None
     return state
+
+
+class _Chunks:
+    """The compiled chunks of steps of one run, by length (compiled once each; the time reported apart)."""
+
+    def __init__(self, loss_fn, optimizer, batch_data, unroll: int, parallel=None):
+        self.loss_fn, self.optimizer, self.batch_data, self.unroll, self.parallel = loss_fn, optimizer, batch_data, unroll, parallel
+        self.executables: dict[int, object] = {}
+
+    def run(self, state: TrainState, todo: int, record: dict):
+        """(params, opt_state, losses) after todo steps from state; record gets compile_s on a first compile."""
+        if todo not in self.executables:
+            t0 = time.perf_counter()
+            args = (self.loss_fn, self.optimizer, state.params, state.opt_state, self.batch_data)
+            if self.parallel is None:
+                self.executables[todo] = run_steps.lower(*args, state.step, todo, self.unroll).compile()
+            else:
+                self.executables[todo] = self.parallel.compile_steps(*args, todo, self.unroll)
+            record["compile_s"] = time.perf_counter() - t0
+        return self.executables[todo](state.params, state.opt_state, self.batch_data, state.step)
+
+    def readable(self, st: TrainState) -> TrainState:
+        """What evaluation and checkpoints read: st itself on one device, gathered copies over several."""
+        if self.parallel is None:
+            return st
+        return replace(st, params=self.parallel.readable(st.params), opt_state=self.parallel.readable(st.opt_state))
+
+
+def _one_chunk(model: TrainedModel, data: Dataset, state: TrainState, chunks: _Chunks, on_checkpoint):
+    """Run the steps up to the next log or evaluation stop: (record, readable state, is_eval, is_best)."""
+    cfg = model.config
+    todo = _next_stop(state.step, cfg) - state.step
+    record = {"step": state.step + todo}
+    t0 = time.perf_counter()
+    params, opt_state, losses = chunks.run(state, todo, record)
+    losses = np.asarray(losses)
+    elapsed = time.perf_counter() - t0 - record.get("compile_s", 0.0)
+    if not np.isfinite(losses).all():
+        bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
+        if on_checkpoint:
+            on_checkpoint(model, chunks.readable(state), False)  # model.params are state.params, all finite
+        raise MakemoreError(
+            f"loss became {losses[bad - state.step - 1]} at step {bad}; stopped "
+            f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
+        )
+    state.params, state.opt_state, state.step = params, opt_state, state.step + todo
+    view = chunks.readable(state)
+    model.params = view.params
+    record.update(loss=float(losses.mean()), steps_per_s=todo / max(elapsed, 1e-9))
+    is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
+    is_best = False
+    if is_eval:
+        nll = split_nll(model, data)  # whole splits, one compiled call each
+        record.update({f"{s}_nll": v for s, v in nll.items() if v is not None})
+        dev = nll["dev"]
+        is_best = dev is None or state.best_dev is None or dev < state.best_dev
+        if is_best:
+            state.best_dev = dev
+    return record, view, is_eval, is_best
 
 
 def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, parallel=None):

@@ -3,7 +3,7 @@
 JAX fixes its device count when it starts, so everything that needs four
 devices runs in a child process started with
 XLA_FLAGS=--xla_force_host_platform_device_count=4 (``python
-tests/test_sharding.py worker`` runs the checks and prints their results as
+tests/test_training_parallel.py worker`` runs the checks and prints their results as
 JSON); the rest of the suite keeps its single device.
 """
 

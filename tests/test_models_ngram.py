@@ -181,9 +181,9 @@ def test_the_key_path_is_taken_exactly_while_keys_fit_int32(monkeypatch):
     assert ngram.key_fits(1290, 3) and not ngram.key_fits(1291, 3)  # 1290^3 = 2,146,689,000 <= 2^31
     assert ngram.key_fits(2, 31) and not ngram.key_fits(2, 32)  # keys up to 2^31 − 1 exactly
     calls = []
-    for name in ("count_by_keys", "levels_by_keys"):
-        real = getattr(ngram, name)
-        monkeypatch.setattr(ngram, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    for name in ("count_by_keys", "levels_by_keys"):  # where the counting module calls them
+        real = getattr(ngram.counting, name)
+        monkeypatch.setattr(ngram.counting, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     rows = np.array([[0, 1, 2], [0, 1, 2], [1, 1, 0]], np.int32)
     for vocab_size, keyed in [(1290, True), (1291, False)]:
         calls.clear()

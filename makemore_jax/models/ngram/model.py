@@ -1,0 +1,244 @@
+"""The n-gram model as the rest of the package sees it: scoring words and splits, apply and decoding, saved arrays, its ModelDef."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...data.packing import in_chunks
+from ...data.words import BOUNDARY_ID, Vocabulary
+from ...errors import MakemoreError
+from .. import ModelDef
+from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, words_to_ngrams
+from .counting import all_levels
+from .smoothing import build_params, model_order, probs
+
+EVAL_CHUNK = 4096  # positions per step of a whole-split evaluation
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnames=("n_groups", "chunk"))
+def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups: int, chunk: int = EVAL_CHUNK):
+    """Total −log p(last id | the ids before it) of the rows of each group, and the rows in it.
+
+    Rows with group −1 are padding. The rows go through ``lax.map`` chunk at a
+    time, all in one call: (n_groups,) float32 sums and (n_groups,) int32 counts.
+    """
+    def score(args):
+        rows_CxN, group_C = args
+        p_CxV = probs(params, rows_CxN[:, :-1])
+        nll_C = -jnp.log(jnp.take_along_axis(p_CxV, rows_CxN[:, -1:], axis=1)[:, 0])
+        live_C = group_C >= 0
+        where_C = jnp.where(live_C, group_C, 0)
+        return (
+            jax.ops.segment_sum(jnp.where(live_C, nll_C, 0.0), where_C, num_segments=n_groups),
+            jax.ops.segment_sum(live_C.astype(jnp.int32), where_C, num_segments=n_groups),
+        )
+
+    sums, counts = jax.lax.map(score, in_chunks(ngrams_PxN, group_P, chunk, -1))
+    return sums.sum(axis=0), counts.sum(axis=0)
+
+
+def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary) -> list[float | None]:
+    """Mean NLL per character of each list of words, each end counting as one (as ``evaluate.split_nll``).
+
+    All lists in one compiled call; None for an empty list; +inf where the
+    model gives a character probability 0 (add-k with k = 0). MakemoreError
+    for a character outside the vocabulary.
+    """
+    sums = nll_sums_per_list(params, word_lists, vocab)
+    return [float(t) / int(c) if c else None for t, c in sums]
+
+
+def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary) -> np.ndarray:
+    """(total NLL, positions) of each list of words: float64 (len(word_lists), 2); see nll_per_list."""
+    if any(isinstance(words, str) for words in word_lists):
+        raise TypeError("nll_per_list takes lists of words (see words_nll for one list)")
+    order = model_order(params)
+    ngrams = [words_to_ngrams(words, vocab, order) for words in word_lists]
+    group = np.concatenate([np.full((len(g),), i, np.int32) for i, g in enumerate(ngrams)] + [np.zeros((0,), np.int32)])
+    rows = np.concatenate([*ngrams, np.zeros((0, order), np.int32)])
+    pad = shape_bucket(len(rows)) - len(rows)
+    sums, counts = ngrams_nll(
+        params, padded_rows(rows), jnp.asarray(np.pad(group, (0, pad), constant_values=-1)), len(word_lists)
+    )
+    return np.stack([np.asarray(sums, np.float64), np.asarray(counts, np.float64)], axis=1)
+
+
+def words_nll(params: dict, words: Sequence[str], vocab: Vocabulary) -> float:
+    """Mean NLL per character of one list of words (see nll_per_list); MakemoreError if it is empty."""
+    if not words:
+        raise MakemoreError("mean NLL of an empty set of words is undefined")
+    return nll_per_list(params, [words], vocab)[0]
+
+
+def word_nll(model, words: Sequence[str]) -> np.ndarray:
+    """Total NLL in nats of each word under an n-gram TrainedModel, −log p(c1 … cn, end): (len(words),).
+
+    As ``evaluate.word_nll``, but for words of any length, in one compiled call.
+    """
+    if len(words) == 0:
+        return np.zeros((0,), np.float32)
+    rows = words_to_ngrams(words, model.vocab, model_order(model.params))
+    word_P = np.repeat(np.arange(len(words), dtype=np.int32), [len(w) + 1 for w in words])
+    pad = shape_bucket(len(rows)) - len(rows)
+    sums, _ = ngrams_nll(
+        model.params, padded_rows(rows), jnp.asarray(np.pad(word_P, (0, pad), constant_values=-1)), shape_bucket(len(words))
+    )
+    return np.asarray(sums)[: len(words)]
+
+
+def split_nll(model, data, splits=None) -> dict[str, float | None]:
+    """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split)."""
+    splits = list(splits or ("train", "dev", "test"))
+    if not data.local_only:
+        return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab)))
+    # one process's part of a multi-host run: its sums, added over the processes (every process calls this)
+    sums = data.combine(nll_sums_per_list(model.params, [data.words[s] for s in splits], data.vocab))
+    return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
+
+
+# ---- the model as the rest of the package sees it ---------------------------------------
+
+
+def _init(key, config):
+    raise MakemoreError("an n-gram model is counted from words, not initialised (see ngram.fit)")
+
+
+def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
+    """Next-id log-probabilities at every position of id sequences (idx[:, 0] the start boundary).
+
+    Position t's context is ids t−N+2..t, the boundary before the start:
+    (B, T) int32 in, (B, T, V) float32 out, as every model's apply.
+    """
+    B, T = idx_BxT.shape
+    C = model_order(params) - 1
+    padded_BxP = jnp.pad(idx_BxT, ((0, 0), (C, 0)), constant_values=BOUNDARY_ID)
+    contexts_BxTxC = jnp.stack([padded_BxP[:, 1 + j : 1 + j + T] for j in range(C)], axis=-1)
+    logp = jnp.log(probs(params, contexts_BxTxC.reshape(B * T, C).astype(jnp.int32)))
+    return logp.reshape(B, T, -1)
+
+
+def decode_init(params: dict, config, batch: int) -> jax.Array:
+    """The decoder state: the last N−1 ids of each name, all boundary before the start."""
+    return jnp.zeros((batch, model_order(params) - 1), jnp.int32)
+
+
+def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax.Array):
+    """Shift the id at position t into the context; the next id's log-probabilities."""
+    if context_BxC.shape[1]:  # an order-1 model has no context to keep
+        context_BxC = jnp.concatenate([context_BxC[:, 1:], token_B[:, None]], axis=1)
+    return jnp.log(probs(params, context_BxC)), context_BxC
+
+
+# ---- checking saved parameters ----------------------------------------------------------
+
+
+def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, method: str) -> dict:
+    """{'params/...': (shape, dtype)}: what the arrays of an order-`order` model must be.
+
+    The sparse tables' sizes depend on the data: they are read from the arrays,
+    once their contents are checked to fit together. MakemoreError says what
+    does not fit.
+    """
+    i32, f32, V = np.dtype("int32"), np.dtype("float32"), vocab_size
+    expected = {"params/unigram": ((V,), i32)}
+    if "params/dense_offsets" in arrays or "params/dense" in arrays:
+        if not dense_fits(V, order):
+            raise MakemoreError(f"a dense order-{order} table over {V} ids cannot be right: it has more than {DENSE_MAX_CELLS:,} cells")
+        offsets = np.cumsum([0] + [V**n for n in range(2, order + 1)])
+        expected.update({"params/dense_offsets": ((order,), i32), "params/dense": ((int(offsets[-1]),), i32)})
+        got = np.asarray(arrays.get("params/dense_offsets", offsets))
+        if got.shape == offsets.shape and not np.array_equal(got, offsets):
+            raise MakemoreError("dense_offsets do not match the order and vocabulary")
+    else:
+        rows, entries = (np.shape(arrays.get(f"params/{k}", ()))[:1] or (0,) for k in ("ctx_keys", "next_ids"))
+        expected.update({
+            "params/ctx_keys": (rows, i32), "params/level_rows": ((order,), i32), "params/row_start": ((rows[0] + 1,), i32),
+            "params/next_ids": (entries, i32), "params/counts": (entries, i32),
+        })
+        if all(np.shape(arrays.get(k, ())) == shape for k, (shape, _) in expected.items()):
+            _check_sparse({k[len("params/"):]: np.asarray(v) for k, v in arrays.items()}, V)
+    if method == "add-k":
+        expected["params/add_k"] = ((), f32)
+        if not np.all(np.asarray(arrays.get("params/add_k", 0.0)) >= 0):
+            raise MakemoreError("add_k must be >= 0")
+    else:
+        expected["params/discounts"] = ((order, 3), f32)
+        d = np.asarray(arrays.get("params/discounts", np.ones((order, 3))), np.float64)
+        if d.shape == (order, 3) and not (np.all(d > 0) and np.all(d <= [1, 2, 3])):
+            raise MakemoreError("discounts must lie in (0, k] for counts k = 1, 2, 3+")
+    return expected
+
+
+def _check_sparse(t: dict, V: int) -> None:
+    levels, keys, start = t["level_rows"].astype(np.int64), t["ctx_keys"].astype(np.int64), t["row_start"]
+    fits = (
+        levels[0] == 0 and levels[-1] == keys.size and np.all(np.diff(levels) >= 0)
+        and np.all(keys >= 0) and all(np.all(np.diff(keys[a:b]) > 0) for a, b in zip(levels[:-1], levels[1:]))
+        and start[0] == 0 and start[-1] == t["next_ids"].size and np.all((np.diff(start) >= 1) & (np.diff(start) <= V))
+        and np.all((t["next_ids"] >= 0) & (t["next_ids"] < V)) and np.all(t["counts"] >= 0)
+    )
+    if not fits:
+        raise MakemoreError("its sparse count table is inconsistent (context keys, row starts, ids or counts out of order or range)")
+
+
+# ---- the model as the rest of the package sees it ---------------------------------------------
+
+
+def count(data, settings, counter) -> dict:
+    """The model of settings (order, smoothing) counted from the training split.
+
+    counter.ngram_rows counts here, or over devices and processes (the same table).
+    """
+    rows = words_to_ngrams(data.words["train"], data.vocab, settings.order)
+    counts = counter.ngram_rows(rows, data.vocab.size)
+    return build_params(
+        all_levels(counts), settings.order, data.vocab.size, settings.smoothing_method, settings.smoothing,
+        settings.discount, settings.discount_scale,
+    )
+
+
+def saved_arrays(arrays: dict, settings, vocab_size: int) -> dict:
+    return expected_arrays(arrays, settings.order, vocab_size, settings.smoothing_method)
+
+
+def resolve(given: dict) -> dict:
+    """The smoothing flags' rules: --smoothing K means add-k; --discount needs --kn, --discount-scale a KN method."""
+    if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
+        given["smoothing_method"] = "add-k"
+    method = given.get("smoothing_method", "modified-kn")
+    if "discount" in given and method != "kn":
+        raise MakemoreError("--discount is plain Kneser-Ney's single discount: use it with --kn")
+    if "discount_scale" in given and method == "add-k":
+        raise MakemoreError("--discount-scale scales Kneser-Ney discounts: use it with --kn or --modified-kn")
+    return given
+
+
+def describe(settings) -> str:
+    """'ngram (order N, smoothing)'."""
+    smoothing = {
+        "add-k": f"add-k, k = {settings.smoothing:g}",
+        "kn": "Kneser-Ney, " + (f"D = {settings.discount:g}" if settings.discount else "D from the count-of-counts"),
+        "modified-kn": "modified Kneser-Ney",
+    }[settings.smoothing_method]
+    if settings.smoothing_method != "add-k" and settings.discount_scale != 1 and not settings.discount:
+        smoothing += f", discounts × {settings.discount_scale:g}"
+    return f"ngram (order {settings.order}, {smoothing})"
+
+
+MODEL_DEF = ModelDef(
+    "ngram", _init, apply, decode_init, decode_step,
+    count=count, split_nll=split_nll, word_nll=word_nll, saved_arrays=saved_arrays, any_length=True,
+    defaults=(("order", 5), ("smoothing_method", "modified-kn")),
+    options=(("order", "--order"), ("smoothing_method", "--kn/--modified-kn"), ("discount", "--discount"),
+             ("discount_scale", "--discount-scale")),
+    resolve=resolve, describe=describe,
+)
+MODELS = {"ngram": MODEL_DEF}
