@@ -1,4 +1,4 @@
-"""Stopping cleanly on Ctrl-C (SIGINT) and SIGTERM.
+"""Stopping cleanly on Ctrl-C (SIGINT) and SIGTERM (and Ctrl-Break, SIGBREAK, on Windows).
 
 Outside training, either signal raises ``Stop`` (a KeyboardInterrupt) at once:
 files being written are written atomically, so nothing is left half-written,
@@ -17,7 +17,9 @@ import signal
 import threading
 from contextlib import contextmanager
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGINT and SIGTERM exist on every OS (Windows included); SIGBREAK (Ctrl-Break, and a closing
+# console window) only on Windows, where it is the nearest thing to SIGTERM/SIGHUP.
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)) if s is not None)
 
 
 class Stop(KeyboardInterrupt):
@@ -39,7 +41,7 @@ def describe(signum: int) -> str:
 
 @contextmanager
 def _handling(handler):
-    """Install handler for SIGINT and SIGTERM while inside; a no-op off the main thread."""
+    """Install handler for the STOP_SIGNALS while inside; a no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
