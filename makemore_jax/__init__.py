@@ -1,3 +1,23 @@
-"""makemore-jax: character-level language models in JAX, after Karpathy's makemore."""
+"""makemore-jax: character-level language models in JAX, after Karpathy's makemore.
 
-__version__ = "0.1.0"
+``makemore_jax.load(workdir)`` and ``makemore_jax.train(words, **settings)``
+give a ``Model`` to sample from, score words with and save (see
+``makemore_jax.api``). They are loaded on first use, so that importing the
+package (and starting the ``makemore`` command) does not load JAX.
+"""
+
+from ._version import __version__
+
+_API = ("Model", "NotEnough", "load", "train", "perplexity")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api  # the lazy start: JAX loads here, not at import
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'makemore_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +106,50 @@ def keep_top_k(logits_NxV: jax.Array, k: int) -> jax.Array:
     return jnp.where(logits_NxV < kth_Nx1, -jnp.inf, logits_NxV)
 
 
+def keep_top_p(logits_NxV: jax.Array, p: float, temperature: jax.Array) -> jax.Array:
+    """Nucleus filtering: each row keeps its most likely ids, in order, until their probability under
+    softmax(logits / T) reaches p (the most likely always stays); the rest set to -inf. p >= 1 keeps all."""
+    if p >= 1:
+        return logits_NxV
+    scaled_NxV = logits_NxV / jnp.where(temperature > 0, temperature, 1.0)
+    order_NxV = jnp.argsort(-scaled_NxV, axis=-1)
+    probs_NxV = jax.nn.softmax(jnp.take_along_axis(scaled_NxV, order_NxV, axis=-1), axis=-1)
+    before_NxV = jnp.cumsum(probs_NxV, axis=-1) - probs_NxV  # mass of the more likely ids
+    keep_sorted_NxV = before_NxV < p
+    keep_NxV = jnp.zeros_like(keep_sorted_NxV).at[jnp.arange(logits_NxV.shape[0])[:, None], order_NxV].set(keep_sorted_NxV)
+    return jnp.where(keep_NxV, logits_NxV, -jnp.inf)
+
+
+class Steer(NamedTuple):
+    """What a draw is steered by (hashable: a static argument of sample_ids).
+
+    prefix: ids every name starts with, fed through the model's own decoder
+    (the names are drawn from the model's distribution given the prefix);
+    min_len: the end cannot be drawn before this many characters; top_p:
+    nucleus sampling (1 = off).
+    """
+
+    prefix: tuple[int, ...] = ()
+    min_len: int = 0
+    top_p: float = 1.0
+
+
+def steered_logits(logits_NxV: jax.Array, t: jax.Array, temperature: jax.Array, top_k: int, steer: Steer) -> jax.Array:
+    """The logits of position t as drawn: the end masked before min_len, then top-k, then top-p."""
+    if steer.min_len:
+        end_N = jnp.where(t < steer.min_len, -jnp.inf, logits_NxV[:, BOUNDARY_ID])
+        logits_NxV = logits_NxV.at[:, BOUNDARY_ID].set(end_N)
+    return keep_top_p(keep_top_k(logits_NxV, top_k), steer.top_p, temperature)
+
+
+def forced(ids_B: jax.Array, t: jax.Array, steer: Steer) -> jax.Array:
+    """The prefix's id where position t lies in it, the drawn id after it."""
+    if not steer.prefix:
+        return ids_B
+    prefix_P = jnp.asarray(steer.prefix, jnp.int32)
+    return jnp.where(t < len(steer.prefix), prefix_P[jnp.minimum(t, len(steer.prefix) - 1)], ids_B)
+
+
 STAGE_SHRINK = 8  # each stage of the sampling loop holds an eighth of the names of the one before
 STAGE_MIN = 256  # and at least this many; fewer names run in one stage
 FIRST_HORIZON = 16  # the first stage draws each name's first 16 uniforms only (most names end before)
@@ -135,7 +180,7 @@ def batch_axes(decoder: Decoder, config, params) -> tuple[int | None, ...] | Non
     return tuple(axes)
 
 
-@partial(jax.jit, static_argnames=("decoder", "config", "n", "max_len", "top_k"))
+@partial(jax.jit, static_argnames=("decoder", "config", "n", "max_len", "top_k", "steer"))
 def sample_ids(
     decoder: Decoder,
     config,
@@ -145,6 +190,7 @@ def sample_ids(
     max_len: int,
     temperature: jax.Array,
     top_k: int = 0,
+    steer: Steer = Steer(),
 ) -> tuple[jax.Array, jax.Array]:
     """Generate n sequences of at most max_len ids after the start boundary.
 
@@ -158,26 +204,20 @@ def sample_ids(
     after it go on in groups the size of the second stage (one group unless
     they run long), each group drawing its names' uniforms in full. A name's
     draws depend only on its own uniforms, so the stages change no name.
+    steer: a prefix every name starts with, a shortest length, top-p (``Steer``).
     """
     # float32 products in full, on GPUs too (whose default is TF32, ~1e-3 off): a name flips wherever a
     # uniform falls between the two machines' running sums, so without this the same key would give
     # other names on a GPU than on a CPU
     with jax.default_matmul_precision("highest"):
         if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
-            table_VxV = keep_top_k(decoder.table(params), top_k)
-            cdf_VxV = tempered_cdf(table_VxV, jnp.where(temperature > 0, temperature, 1.0))
-            greedy_V = jnp.argmax(table_VxV, axis=-1).astype(jnp.int32)
-
-            def next_ids(state, token_B, t, u_B):
-                drawn_B = invert_rows(cdf_VxV, token_B, u_B)
-                return jnp.where(temperature > 0, drawn_B, greedy_V[token_B]), state
-
-            sizes, axes = stage_sizes(n), ()
+            next_ids, axes = _table_next_ids(decoder.table(params), temperature, top_k, steer), ()
+            sizes = stage_sizes(n)
         else:
 
             def next_ids(state, token_B, t, u_B):
                 logits_BxV, state = decoder.step(params, state, token_B, t)
-                return pick(keep_top_k(logits_BxV, top_k), u_B, temperature), state
+                return forced(pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer), state
 
             axes = batch_axes(decoder, config, params)
             sizes = stage_sizes(n) if axes is not None else (n,)
@@ -195,6 +235,33 @@ def sample_ids(
             ids_LxN = _run_groups(next_ids, key, sizes[1:], axes, length, slots, ids_LxN)
         # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
         return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
+
+
+def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, steer: Steer):
+    """next_ids for a table model: each row of the steered table inverted once, not every name's logits at every step.
+
+    With min_len there are two tables, with and without the end, chosen by t.
+    """
+    T = jnp.where(temperature > 0, temperature, 1.0)
+
+    def prepared(t):
+        table = steered_logits(table_VxV, t, temperature, top_k, steer)
+        return tempered_cdf(table, T), jnp.argmax(table, axis=-1).astype(jnp.int32)
+
+    late, early = prepared(jnp.int32(steer.min_len)), (prepared(jnp.int32(0)) if steer.min_len else None)
+
+    def next_ids(state, token_B, t, u_B):
+        def draw(cdf_greedy):
+            cdf_VxV, greedy_V = cdf_greedy
+            return jnp.where(temperature > 0, invert_rows(cdf_VxV, token_B, u_B), greedy_V[token_B])
+
+        if early is None:
+            drawn_B = draw(late)
+        else:
+            drawn_B = jax.lax.cond(t < steer.min_len, lambda: draw(early), lambda: draw(late))
+        return forced(drawn_B, t, steer), state
+
+    return next_ids
 
 
 def _run_stage(next_ids, u_HxC, cols_B, names_B, horizon: int, next_size: int | None, slots, ids_LxN):
@@ -272,7 +339,7 @@ def _compact(slots, cols_B, names_B, axes, size: int, n: int):
     return slots, cols_S, jnp.where(filled_S, names_B[pos_S], n)
 
 
-def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0) -> None:
+def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0, steer: Steer = Steer()) -> None:
     if n < 0:
         raise MakemoreError(f"number of samples must be >= 0, got {n}")
     if max_len < 1:
@@ -281,6 +348,23 @@ def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0) 
         raise MakemoreError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k < 0:
         raise MakemoreError(f"top-k must be >= 0 (0 = off), got {top_k}")
+    if not (0 < steer.top_p <= 1):
+        raise MakemoreError(f"top-p must be in (0, 1] (1 = off), got {steer.top_p}")
+    if steer.min_len < 0:
+        raise MakemoreError(f"minimum length must be >= 0, got {steer.min_len}")
+    if steer.min_len > max_len:
+        raise MakemoreError(f"minimum length {steer.min_len} is more than the maximum length {max_len}")
+    if len(steer.prefix) > max_len:
+        raise MakemoreError(f"the prefix has {len(steer.prefix)} characters, more than the maximum length {max_len}")
+
+
+def steering(vocab: Vocabulary, prefix: str = "", min_len: int = 0, top_p: float = 1.0) -> Steer:
+    """The Steer of a prefix given as text; a character the vocabulary lacks is a MakemoreError."""
+    unknown = sorted({ch for ch in prefix if ch not in vocab.chars})
+    if unknown:
+        raise MakemoreError(f"prefix {prefix!r}: {', '.join(map(repr, unknown))} not in the model's vocabulary")
+    ids = vocab.encode_stream([prefix])[1:-1] if prefix else ()
+    return Steer(tuple(int(i) for i in ids), int(min_len), float(top_p))
 
 
 def decode_rows(ids_NxL: np.ndarray, vocab: Vocabulary) -> list[str]:
@@ -340,19 +424,63 @@ def generate(
     temperature: float = 1.0,
     top_k: int = 0,
     fast: bool = True,
+    steer: Steer = Steer(),
 ) -> tuple[list[str], np.ndarray]:
     """n names from a TrainedModel, and whether each ended by itself.
 
     Sequence models generate at most block_size - 1 characters (the longest
     word they were built for); max_len may lower that. fast=False forces the
     recompute path, to check the model's incremental decoder against it.
+    steer: a prefix, a shortest length, top-p (see ``steering``).
     """
     decoder, config, params, max_len = plan(model, max_len, fast)
-    validate_sampling(n, max_len, temperature, top_k)
+    validate_sampling(n, max_len, temperature, top_k, steer)
     if n == 0:
         return [], np.zeros((0,), bool)
-    ids, ended = sample_ids(decoder, config, params, key, n, max_len, jnp.float32(temperature), top_k)
+    ids, ended = sample_ids(decoder, config, params, key, n, max_len, jnp.float32(temperature), top_k, steer)
     return decode_rows(ids, model.vocab), np.asarray(ended)
+
+
+REDRAW_FACTOR = 20  # draws allowed per name asked for, when names are redrawn to be unique or new
+REDRAW_EXTRA = 2000  # and this many more
+REDRAW_IDLE_ROUNDS = 4  # and stop after this many rounds in a row found nothing new
+
+
+class NotEnough(MakemoreError):
+    """Fewer names met the constraints than were asked for, within the bounded redraws; .names has them."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+
+def generate_distinct(model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options) -> list[str]:
+    """n names as ``generate`` draws them, redrawn where a name repeats (unique) or is in exclude.
+
+    Round r draws with fold_in(key, r), so the same key gives the same names.
+    The redraws are bounded (REDRAW_FACTOR per name asked for, plus
+    REDRAW_EXTRA, and REDRAW_IDLE_ROUNDS rounds in a row without a new name):
+    past that, NotEnough says how many were found.
+    """
+    if not unique and not exclude:
+        return generate(model, key, n, **options)[0]
+    found, seen, drawn, budget, r, idle = [], set(), 0, REDRAW_FACTOR * n + REDRAW_EXTRA, 0, 0
+    while len(found) < n and drawn < budget and idle < REDRAW_IDLE_ROUNDS:
+        batch = min(max(2 * (n - len(found)), 64), budget - drawn)
+        names, _ = generate(model, jax.random.fold_in(key, r), batch, **options)
+        drawn, r, before = drawn + batch, r + 1, len(found)
+        for name in names:
+            if name in exclude or (unique and name in seen):
+                continue
+            seen.add(name)
+            found.append(name)
+            if len(found) == n:
+                break
+        idle = idle + 1 if len(found) == before else 0
+    if len(found) < n:
+        what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
+        raise NotEnough(f"found only {len(found):,} {what} names in {drawn:,} draws (asked for {n:,})", found)
+    return found
 
 
 # ---- sampling with the batch of names split over the devices ----------------------------

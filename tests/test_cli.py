@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -61,7 +62,9 @@ def test_counting_model_on_all_words_reproduces_the_lecture_number(tmp_path, cap
     d = str(tmp_path / "c")
     code, out, err = run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-o", d, "--num-samples", "0")
     assert code == 0, err
-    assert "counts: train NLL 2.4540  dev NLL n/a  test NLL n/a" in out
+    line = next(x for x in out.splitlines() if x.startswith("counts: train NLL 2.4540 (ppl "))
+    ppl = float(line.split("(ppl ")[1].split(")")[0])
+    assert abs(ppl - math.exp(2.4540)) < 0.01 and line.endswith(")  dev NLL n/a  test NLL n/a")  # perplexity = exp(NLL)
     code, out, err = run_inprocess(capsys, "eval", "-o", d, "-i", NAMES)
     assert code == 0 and "mean NLL 2.4540" in out
     code, out, err = run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "1", "--split", "1,0,0", "-o", d, "--num-samples", "0")
@@ -255,3 +258,28 @@ def test_family_model_trains_samples_and_evaluates(tmp_path, capsys, small_names
     long_word.write_text("a" * 40 + "\n")
     code, _, err = run_inprocess(capsys, "eval", "-o", d, "-i", str(long_word))
     assert code == 2 and "has 40 characters; the model handles at most" in err
+
+
+def test_steered_sampling_flags_refuse_bad_input_in_one_line(tmp_path, capsys, small_names):
+    d = str(tmp_path / "w")
+    assert run_inprocess(capsys, "train", "-o", d, "--type", "counts", "-i", small_names)[0] == 0
+    before = snapshot(d)
+    cases = [
+        (["--prefix", "Zé"], "not in the model's vocabulary"),
+        (["--top-p", "0"], "must be a number in (0, 1]"),
+        (["--top-p", "1.5"], "must be a number in (0, 1]"),
+        (["--top-p", "x"], "expected a number in (0, 1]"),
+        (["--min-len", "-1"], "must be an integer >= 0"),
+        (["--min-len", "9", "--max-len", "5"], "minimum length 9 is more than the maximum length 5"),
+        (["--prefix", "abcdef", "--max-len", "5"], "the prefix has 6 characters, more than the maximum length 5"),
+    ]
+    for extra, message in cases:
+        code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "3", *extra)
+        assert code == 2 and message in err and err.count("\n") == 1 and out == "", (extra, err)
+        assert snapshot(d) == before
+    code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "100", "--unique", "--max-len", "1", "--no-report")
+    assert code == 2 and "found only 27 unique names in" in err and err.count("\n") == 1
+    assert len(out.splitlines()) == 27 and len(set(out.splitlines())) == 27  # what was found, then why not more
+    code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "5", "--prefix", "an", "--min-len", "5", "--seed", "2")
+    assert code == 0 and all(n.startswith("an") and len(n) >= 5 for n in out.split())
+    assert snapshot(d) == before

@@ -261,7 +261,7 @@ json_values = st.recursive(
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     from makemore_jax.training.config import TrainConfig
-    from makemore_jax.training.trained import TrainedModel
+    from makemore_jax.training.fitted import TrainedModel
     import jax
 
     from makemore_jax.models import get_model

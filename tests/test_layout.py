@@ -1,7 +1,7 @@
 """The package's layers import one way only: each from the layers below it, never back up, never in a circle.
 
 The order, from the ground up (docs/layout.md): errors and seeding, data,
-models, training, sampling, store, cli. Every import counts, the ones inside
+models, training, sampling, store, api, cli. Every import counts, the ones inside
 functions too (the CLI imports lazily). And no code outside models/ asks a
 model its type by name: a model answers through its ModelDef.
 """
@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "makemore_jax")
-LAYERS = ("errors", "seeding", "data", "models", "training", "sampling", "store", "cli", "__main__")
-RANK = {"errors": 0, "seeding": 0, "data": 1, "models": 2, "training": 3, "sampling": 4, "store": 5, "cli": 6, "__main__": 7}
+RANK = {"_version": 0, "errors": 0, "seeding": 0, "data": 1, "models": 2, "training": 3, "sampling": 4, "store": 5, "api": 6, "cli": 7,
+        "__main__": 8}
 
 
 def modules() -> dict[str, str]:

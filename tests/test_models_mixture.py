@@ -18,7 +18,7 @@ from makemore_jax.errors import MakemoreError
 from makemore_jax.models import get_model
 from makemore_jax.sampling import generate
 from makemore_jax.seeding import seed_key
-from makemore_jax.training.trained import TrainedModel
+from makemore_jax.training.fitted import TrainedModel
 from conftest import run_inprocess as cli
 
 
@@ -75,6 +75,15 @@ def test_the_mixed_decoder_draws_the_names_of_the_recompute_path(mixed):
     assert fast == slow
     np.testing.assert_array_equal(fast_ended, slow_ended)
     assert len(set(fast)) > 100
+
+
+def test_a_mixture_is_steered_like_any_model(mixed):
+    from makemore_jax.sampling import steering
+
+    steer = steering(mixed.vocab, "el", min_len=4, top_p=0.9)
+    fast, _ = generate(mixed, jax.random.key(4), 100, steer=steer)
+    assert fast == generate(mixed, jax.random.key(4), 100, steer=steer, fast=False)[0]
+    assert all(n.startswith("el") and len(n) >= 4 for n in fast)
 
 
 # ---- the command ----------------------------------------------------------------------

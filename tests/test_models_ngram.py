@@ -24,7 +24,7 @@ from makemore_jax.errors import MakemoreError
 from makemore_jax.training.evaluate import sequence_split_nll, split_nll
 from makemore_jax.sampling import generate, sample_ids, Decoder
 from makemore_jax.seeding import seed_key
-from makemore_jax.training.trained import TrainedModel
+from makemore_jax.training.fitted import TrainedModel
 from makemore_jax.training.trainer import new_model
 
 

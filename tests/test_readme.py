@@ -1,5 +1,7 @@
 """The README's example and commands are the ones that actually work."""
 
+import ast
+import math
 import os
 import re
 import subprocess
@@ -15,7 +17,7 @@ def blocks(lang):
 
 
 def test_python_example_prints_what_the_readme_says():
-    code = blocks("python")[0]
+    code = next(b for b in blocks("python") if "count_matrix" in b)
     expected = next(b for b in blocks("text") if b.startswith("counting model NLL"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
     assert out.returncode == 0, out.stderr
@@ -27,3 +29,18 @@ def test_ci_runs_the_readme_test_command():
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
     assert "pytest" in test_command
     assert test_command in ci
+
+
+def test_python_api_example_runs(tmp_path):
+    code = next(b for b in blocks("python") if "makemore_jax.train(" in b)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr
+    nll_line, names_line, logp_line = out.stdout.splitlines()
+    nll, ppl = (float(x) for x in re.findall(r"\d+\.\d+", nll_line))
+    assert nll_line.startswith("test NLL ") and abs(ppl - math.exp(nll)) < 0.01
+    names = ast.literal_eval(names_line)
+    assert len(names) == len(set(names)) == 5 and all(n.startswith("ka") and len(n) >= 5 for n in names)
+    assert all(n not in open(os.path.join(ROOT, "names.txt")).read().split() for n in names)
+    assert len(logp_line.strip("[]").split()) == 2
+    assert os.path.exists(tmp_path / "ng5" / "model.json")

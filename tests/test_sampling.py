@@ -238,7 +238,7 @@ def test_zero_names():
 from makemore_jax.training.config import TrainConfig  # noqa: E402
 from makemore_jax.models import available, get_model  # noqa: E402
 from makemore_jax.sampling import generate  # noqa: E402
-from makemore_jax.training.trained import TrainedModel  # noqa: E402
+from makemore_jax.training.fitted import TrainedModel  # noqa: E402
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=16, n_embd2=24)
 
@@ -322,3 +322,77 @@ def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab)
     np.testing.assert_array_equal(staged, single)
     np.testing.assert_array_equal(staged_ended, single_ended)
     assert compacted(staged, 38)  # 300 -> 38
+
+
+# ---- steering: a prefix, a shortest length, top-p, unique and new names ----------------
+
+from makemore_jax.errors import MakemoreError  # noqa: E402
+from makemore_jax.sampling import NotEnough, generate_distinct, steering  # noqa: E402
+
+
+def test_a_prefix_is_followed_by_the_table_row_of_its_last_character(vocab, counts):
+    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    n = 20000
+    names, _ = generate(model, jax.random.key(5), n, steer=steering(vocab, "ma"))
+    assert all(name.startswith("ma") for name in names)
+    after = np.bincount([vocab.encode_stream([name[2:3]])[1] for name in names], minlength=vocab.size) / n
+    row = np.asarray(jnp.exp(model.table))[vocab.encode_stream(["a"])[1]]  # p(next | 'a'), the end at index 0
+    row = row / row.sum()
+    # the first character after "ma" is drawn from the row of 'a' (not from what starts a name)
+    assert np.max(np.abs(after - row)) < 4 * np.sqrt(row.max() / n) + 1e-3
+    first = np.asarray(jnp.exp(model.table))[0] / np.asarray(jnp.exp(model.table))[0].sum()
+    assert np.max(np.abs(after - first)) > 0.05  # what ignoring the prefix would give instead
+
+
+@pytest.mark.parametrize("kind", [k for k in available() if get_model(k).decode_step is not None])
+def test_steered_names_are_the_same_through_the_fast_decoder_and_the_recompute_path(kind, vocab):
+    model = untrained(kind, vocab)
+    steer = steering(vocab, "ab", min_len=4, top_p=0.9)
+    fast, _ = generate(model, jax.random.key(2), 200, steer=steer)
+    slow, _ = generate(model, jax.random.key(2), 200, steer=steer, fast=False)
+    assert fast == slow
+    assert all(n.startswith("ab") and len(n) >= 4 for n in fast)
+    assert fast != generate(model, jax.random.key(2), 200)[0]  # the steering changed the draws
+
+
+@pytest.mark.parametrize("kind", ["counts", "transformer"])
+def test_top_p_keeps_the_most_likely_characters_until_p(kind, vocab, counts):
+    model = (TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16) if kind == "counts"
+             else untrained(kind, vocab))
+    tiny, _ = generate(model, jax.random.key(0), 20, steer=steering(vocab, top_p=1e-6))
+    greedy, _ = generate(model, jax.random.key(0), 20, temperature=0.0)
+    assert tiny == greedy  # only the most likely character survives
+    assert generate(model, jax.random.key(0), 20, steer=steering(vocab, top_p=1.0))[0] == generate(model, jax.random.key(0), 20)[0]
+
+
+def test_top_p_filter_keeps_the_smallest_set_reaching_p():
+    from makemore_jax.sampling import keep_top_p
+
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]]))
+    kept = np.isfinite(np.asarray(keep_top_p(logits, 0.75, jnp.float32(1.0))))
+    np.testing.assert_array_equal(kept, [[True, True, False, False], [False, False, True, True]])
+    kept = np.isfinite(np.asarray(keep_top_p(logits, 0.8001, jnp.float32(1.0))))
+    np.testing.assert_array_equal(kept, [[True, True, True, False], [False, True, True, True]])
+
+
+def test_unique_and_new_names_are_redrawn_within_bounds(vocab, counts, names):
+    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    key = jax.random.key(9)
+    got = generate_distinct(model, key, 300, unique=True, exclude=frozenset(names))
+    assert len(set(got)) == 300 and not set(got) & set(names)
+    assert got == generate_distinct(model, key, 300, unique=True, exclude=frozenset(names))  # the same seed, the same names
+    with pytest.raises(NotEnough, match=r"found only 27 unique names in [\d,]+ draws \(asked for 1,000\)") as err:
+        generate_distinct(model, key, 1000, unique=True, max_len=1)  # '' and the 26 letters: all there is
+    assert len(set(err.value.names)) == 27
+
+
+def test_steering_refuses_what_cannot_be(vocab, counts):
+    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    for steer, message in [
+        (lambda: steering(vocab, "zoë"), "not in the model's vocabulary"),
+        (lambda: generate(model, jax.random.key(0), 3, max_len=2, steer=steering(vocab, "abc")), "more than the maximum length"),
+        (lambda: generate(model, jax.random.key(0), 3, max_len=2, steer=steering(vocab, min_len=3)), "more than the maximum length"),
+        (lambda: generate(model, jax.random.key(0), 3, steer=steering(vocab, top_p=0.0)), "top-p must be in"),
+    ]:
+        with pytest.raises(MakemoreError, match=message):
+            steer()

@@ -12,7 +12,7 @@ from makemore_jax.training.config import TrainConfig
 from makemore_jax.data.words import Vocabulary
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import get_model
-from makemore_jax.training.trained import TrainedModel
+from makemore_jax.training.fitted import TrainedModel
 
 VOCAB = Vocabulary(tuple("abc"))
 

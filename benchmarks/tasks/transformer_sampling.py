@@ -26,7 +26,7 @@ from makemore_jax import sampling
 from makemore_jax.data import words as data
 from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
-from makemore_jax.training.trained import TrainedModel
+from makemore_jax.training.fitted import TrainedModel
 
 from ..context import Context
 from ..harness import (

@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..errors import MakemoreError
+from .export import add_export_parser
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -52,6 +53,7 @@ positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
 seed_int = _number(int, lambda v: 0 <= v <= 2**32 - 1, "an integer in 0..4294967295")
 open_unit_float = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
+unit_float = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def split_fractions(text: str) -> tuple[float, float, float]:
@@ -74,11 +76,11 @@ TRAIN_SETTINGS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,mix,sample,eval,plot}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,mix,sample,export,eval,plot}")
 
     def workdir(p):
         p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_parser(sub, workdir)
     _add_eval_parser(sub, workdir)
     _add_plot_parser(sub, workdir)
+    add_export_parser(sub, workdir)
     return parser
 
 
@@ -151,7 +154,13 @@ def _add_sample_parser(sub, workdir) -> None:
     s.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
     s.add_argument("--temperature", "-t", type=non_negative_float, default=1.0, metavar="T", help="0 = greedy, 1 = the model's distribution (default 1)")
     s.add_argument("--top-k", type=non_negative_int, default=0, metavar="K", help="draw only from the K most likely characters, 0 = all (default)")
+    s.add_argument("--top-p", type=unit_float, default=1.0, metavar="P",
+                   help="draw only from the most likely characters whose probabilities add up to P, 1 = all (default)")
+    s.add_argument("--prefix", default="", metavar="TEXT", help="names that start with TEXT, drawn from the model given TEXT")
+    s.add_argument("--min-len", type=non_negative_int, default=0, metavar="L", help="no name shorter than L characters: the end cannot be drawn before (default 0)")
     s.add_argument("--max-len", type=positive_int, default=None, metavar="L", help="cut names at L characters (default: the longest the model allows)")
+    s.add_argument("--unique", action="store_true", help="no name twice (names are redrawn, a bounded number of times)")
+    s.add_argument("--new-only", action="store_true", help="no name of the training input, of any split (redrawn, a bounded number of times)")
     s.add_argument("--no-report", action="store_true", help="do not report how many names are in the training or test set")
     s.add_argument("--log-prob", action="store_true", help="print before each name its log-probability under the model (end included; temperature 1, no top-k)")
     _add_device_flag(s)
@@ -284,7 +293,7 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
     """(Dataset, SHA-256 of the input, number of words) for a run of cfg; the batch checked against the devices.
 
     One process reads the whole file. In a multi-host run each process reads
-    and parses only its part (hostdata), and every process hashes the file.
+    and parses only its part (data.hosts), and every process hashes the file.
     expect_sha256 (a resumed run's input) is checked before the words are split.
     """
     import jax
@@ -314,6 +323,17 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
 
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{float(x):.4f}"
+
+
+def _nll_line(metrics: dict) -> str:
+    """'train NLL 2.4611 (ppl 11.72)  dev NLL ...  test NLL ...': each split's NLL and perplexity."""
+    from ..models.losses import perplexity
+
+    parts = []
+    for s in ("train", "dev", "test"):
+        nll = metrics[f"{s}_nll"]
+        parts.append(f"{s} NLL {_fmt(nll)}" + ("" if nll is None else f" (ppl {perplexity(nll):.2f})"))
+    return "  ".join(parts)
 
 
 def _given_settings(args) -> dict:
@@ -440,6 +460,7 @@ def _resume_command(args) -> str:
 
 
 def cmd_train(args) -> None:
+    from ..models.losses import with_perplexities
     from ..store import checkpoint
     from ..training.evaluate import split_nll
 
@@ -473,10 +494,10 @@ def cmd_train(args) -> None:
             metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
     if metrics is None:
         metrics = score(model)
+    metrics = with_perplexities(metrics)
     checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
     best = "" if model.model_def.counted else f" (best by dev, step {step:,})"
-    print(f"{model.model_def.label(cfg)}{best}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  "
-          f"test NLL {_fmt(metrics['test_nll'])}")
+    print(f"{model.model_def.label(cfg)}{best}: {_nll_line(metrics)}")
     print(f"saved to {args.work_dir}/")
     _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
 
@@ -558,6 +579,7 @@ def cmd_tune(args) -> None:
     from ..store import checkpoint
     from ..training import tune
     from ..training.config import TrainConfig
+    from ..models.losses import with_perplexities
     from ..training.evaluate import split_nll
     from ..training.trainer import new_model
 
@@ -582,30 +604,29 @@ def cmd_tune(args) -> None:
 
     cfg = TrainConfig.create("ngram", **given, **chosen.config_fields()).validate()
     model = new_model(cfg, data)
-    metrics = {f"{s}_nll": v for s, v in split_nll(model, data).items()}  # test: once, for the chosen model
+    metrics = with_perplexities({f"{s}_nll": v for s, v in split_nll(model, data).items()})  # test: once, for the chosen model
     grid = [{"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)]
     training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words), "tuning": grid}
     _hold_workdir(args.work_dir)
     checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
-    print(f"{get_model(cfg.type).label(cfg)}: train NLL {_fmt(metrics['train_nll'])}  dev NLL {_fmt(metrics['dev_nll'])}  test NLL {_fmt(metrics['test_nll'])}")
+    print(f"{get_model(cfg.type).label(cfg)}: {_nll_line(metrics)}")
     print(f"saved to {args.work_dir}/")
     _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
 
 
 def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
     """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved."""
-    from ..sampling import generate
-    from ..seeding import seed_key
+    from .. import api
 
     if n:
-        names, _ = generate(model, seed_key(seed, "sample"), n)
+        names = api.Model(model).sample(n, seed=seed)
         print(f"samples (makemore sample -o {work_dir} --seed {seed}):")
         for name in names:
             print(f"  {name}")
 
 
 def _novelty_report(loaded, names: list[str]) -> str:
-    """How many samples are training words, test words, or new (needs the training input)."""
+    """How many samples are training words, test words, or new (needs the training input); loaded: an api.Model."""
     from ..data.words import Dataset
     from ..seeding import seed_key
 
@@ -627,29 +648,33 @@ def _novelty_report(loaded, names: list[str]) -> str:
 
 
 def cmd_sample(args) -> None:
-    from ..store import checkpoint
-    from ..sampling import generate
-    from ..seeding import seed_key
+    from .. import api
 
-    loaded = checkpoint.load(args.work_dir, "model")
-    names, _ = generate(loaded.model, seed_key(args.seed, "sample"), args.num_samples, max_len=args.max_len,
-                        temperature=args.temperature, top_k=args.top_k)
+    model = api.load(args.work_dir)
+    try:
+        names, short = model.sample(
+            args.num_samples, seed=args.seed, prefix=args.prefix, min_len=args.min_len, max_len=args.max_len,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, unique=args.unique, new_only=args.new_only,
+        ), None
+    except api.NotEnough as err:  # the names found are printed, then why there are not more
+        names, short = err.names, err
     if args.log_prob:
-        from ..training.evaluate import word_nll
-
-        for nll, name in zip(word_nll(loaded.model, names), names):
-            print(f"{-nll:9.3f}  {name}")
+        for log_p, name in zip(model.log_prob(names), names):
+            print(f"{log_p:9.3f}  {name}")
     else:
         for name in names:
             print(name)
+    if short is not None:
+        raise MakemoreError(str(short))
     if names and not args.no_report:
         sys.stdout.flush()
-        print(_novelty_report(loaded, names), file=sys.stderr)
+        print(_novelty_report(model, names), file=sys.stderr)
 
 
 def cmd_eval(args) -> None:
-    from ..store import checkpoint
     from ..data.words import Dataset
+    from ..models.losses import perplexity
+    from ..store import checkpoint
     from ..training.evaluate import split_nll
 
     model = checkpoint.load(args.work_dir, "model").model
@@ -661,7 +686,7 @@ def cmd_eval(args) -> None:
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = sum(len(w) + 1 for w in words)
-    print(f"{path}: mean NLL {nll:.4f} over {n_chars:,} characters ({len(words):,} words)")
+    print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {n_chars:,} characters ({len(words):,} words)")
     if args.per_word:
         from ..training.evaluate import word_nll
 
@@ -703,8 +728,9 @@ def cmd_plot(args) -> None:
 
 
 def cmd_mix(args) -> None:
-    from ..store import checkpoint
     from ..models import mixture
+    from ..models.losses import perplexity
+    from ..store import checkpoint
     from ..data.words import Dataset
     from ..seeding import seed_key
 
@@ -737,6 +763,7 @@ def cmd_mix(args) -> None:
         label = f"{d} ({ld.model.type})"
         print(f"{label:<40} {report['weights'][k]:7.3f}  " + "  ".join(f"{report['members'][s][k]:9.4f}" for s in splits))
     print(f"{'mixture':<40} {1:7.3f}  " + "  ".join(f"{report['mixture'][s]:9.4f}" for s in splits))
+    print("mixture perplexity: " + "  ".join(f"{s} {perplexity(report['mixture'][s]):.2f}" for s in splits))
     _hold_workdir(args.work_dir)
     checkpoint.save_mixture(args.work_dir, mix, loaded, args.models, report)
     print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")

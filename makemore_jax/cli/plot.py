@@ -175,7 +175,7 @@ def _data_name(path: str) -> str:
 
 
 def _dir(workdir: str) -> str:
-    return workdir.rstrip("/") + "/"
+    return workdir.rstrip("/" + os.sep) + os.sep
 
 
 # ---- counts -----------------------------------------------------------------------

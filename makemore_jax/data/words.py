@@ -254,7 +254,7 @@ class Dataset:
     vocab: Vocabulary
     words: dict[str, list[str]]
 
-    local_only = False  # True for a process's part of a multi-host run (hostdata.SlicedDataset)
+    local_only = False  # True for a process's part of a multi-host run (data.hosts.SlicedDataset)
 
     def __post_init__(self):
         self._cache: dict = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -54,3 +56,22 @@ def l2_penalty(params) -> jax.Array:
     """
     leaves = jax.tree_util.tree_leaves(params)
     return sum(jnp.sum(jnp.square(p)) for p in leaves) / sum(p.size for p in leaves)
+
+
+def perplexity(nll: float | None) -> float | None:
+    """exp(mean NLL per character): how many equally likely characters the model hesitates between.
+
+    None stays None (an empty split); an NLL past float range is inf.
+    """
+    if nll is None:
+        return None
+    return math.inf if nll > 700 else math.exp(nll)
+
+
+def with_perplexities(nlls: dict) -> dict:
+    """{'<split>_nll': x, ...} with '<split>_ppl': exp(x) beside each."""
+    out = dict(nlls)
+    for key, value in nlls.items():
+        if key.endswith("_nll"):
+            out[key[: -len("_nll")] + "_ppl"] = perplexity(value)
+    return out

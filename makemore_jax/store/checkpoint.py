@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..data.words import Vocabulary
 from ..errors import MakemoreError
 from ..models import mixture
 from ..training.config import TrainConfig
-from ..training.trained import TrainedModel
+from ..training.fitted import TrainedModel
 
 METRICS_FILE = "metrics.jsonl"
 FORMAT = "makemore-jax"
@@ -68,12 +68,20 @@ class Loaded:
 
 
 def atomic_write(path: str, payload: bytes) -> None:
-    """Write bytes to path so that readers see the old file or the new one, never half."""
+    """Write bytes to path so that readers see the old file or the new one, never half.
+
+    Where the platform opens directories (POSIX: it has O_DIRECTORY), the directory is
+    fsynced too, so that the rename itself survives a power cut; Windows cannot open a
+    directory this way (and has no os.fchmod before Python 3.13: the mode is set by path).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix="-" + os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual mode
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual mode
+            else:
+                os.chmod(tmp, 0o666 & ~_UMASK)
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -82,11 +90,12 @@ def atomic_write(path: str, payload: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if hasattr(os, "O_DIRECTORY"):  # directories open as files (POSIX); on Windows os.open of one fails
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def json_number(x):
@@ -401,7 +410,8 @@ def _load_mixture(workdir: str) -> "Loaded":
     names, weights = meta.get("members"), meta.get("weights")
     if not (
         isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights) >= 2
-        and all(isinstance(n, str) and n.startswith("member-") and os.sep not in n for n in names)
+        and all(isinstance(n, str) and n.startswith("member-") and not any(s in n for s in ("/", os.sep, os.altsep) if s)
+                for n in names)
         and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
     ):
         raise MakemoreError(f"{path}: damaged (members and weights do not match)")

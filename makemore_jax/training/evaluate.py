@@ -91,7 +91,7 @@ def table_nll(logits_VxV: jax.Array, xs: np.ndarray, ys: np.ndarray) -> jax.Arra
 def split_nll(model, data: Dataset, splits=None) -> dict[str, float | None]:
     """Mean NLL of each split under a ``LoadedModel``-like object (None for an empty split).
 
-    Where the data is one process's part (hostdata.SlicedDataset) each
+    Where the data is one process's part (data.hosts.SlicedDataset) each
     process sums its own words and the sums are added over the processes:
     every process must call this. A model with its own scoring (its
     ModelDef's split_nll, e.g. the n-grams) is scored by that; every other one

@@ -222,7 +222,7 @@ class DataParallel:
     def hold_rows(self, data, block_size: int):
         """A multi-host run's training rows where they were parsed: tokens (P·m, block_size + 1), lengths (P·m,).
 
-        data is this process's hostdata.SlicedDataset: its training words go,
+        data is this process's data.hosts.SlicedDataset: its training words go,
         in row order, to rows p·m … of the table (m = data.held_per_process),
         which are its own devices' rows; the rest of its block has length -1.
         data.row_of maps a training row to its row here.

@@ -115,7 +115,7 @@ def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout
     batch_size words are drawn with replacement from fold_in(key, step); 0
     means every training word at every step. With dropout > 0 the forward pass
     is apply_dropout, keyed by fold_in(dropout key, step). Data-parallel
-    training (see distributed) pads the rows to a multiple of the device
+    training (see parallel) pads the rows to a multiple of the device
     count: num_words says how many are real, and place_batch(tokens, lengths)
     lays the drawn batch out over the devices.
 

@@ -19,13 +19,14 @@ from ..data.words import Dataset
 from ..errors import MakemoreError
 from ..models import check_config, get_model
 from ..models.counts import count_matrix
+from ..models.losses import with_perplexities
 from ..seeding import seed_key
 from .parallel import count_matrix as count_matrix_over_devices
 from .parallel import count_ngram_rows as count_ngram_rows_over_devices
 from .config import TrainConfig
 from .evaluate import split_nll
 from .steps import full_batch_loss, full_batch_unroll, make_optimizer, packing_capacity, run_steps, sequence_loss
-from .trained import TrainedModel
+from .fitted import TrainedModel
 
 
 @dataclass
@@ -168,7 +169,7 @@ def fit(
     named, after handing the last good state to on_checkpoint. Ctrl-C, or
     stop_requested() turning true after a chunk (a signal deferred by the
     caller), hands the last finished state to on_checkpoint and raises
-    Interrupted. With parallel (a distributed.DataParallel over several
+    Interrupted. With parallel (a parallel.DataParallel over several
     devices) the steps run data-parallel over its mesh, on the very batches a
     one-device run draws.
     """
@@ -253,7 +254,7 @@ def _one_chunk(model: TrainedModel, data: Dataset, state: TrainState, chunks: _C
     is_best = False
     if is_eval:
         nll = split_nll(model, data)  # whole splits, one compiled call each
-        record.update({f"{s}_nll": v for s, v in nll.items() if v is not None})
+        record.update(with_perplexities({f"{s}_nll": v for s, v in nll.items() if v is not None}))
         dev = nll["dev"]
         is_best = dev is None or state.best_dev is None or dev < state.best_dev
         if is_best:

@@ -1,4 +1,4 @@
-"""A trained model as the rest of the package sees it: settings, vocabulary, parameters."""
+"""A fitted model as the rest of the package sees it (counted or trained): settings, vocabulary, parameters."""
 
 from __future__ import annotations
 
