@@ -15,12 +15,13 @@ class Terminal(io.StringIO):
         return True
 
 
-RECORD = {"step": 50, "compile_s": 0.2963, "loss": 2.66139, "steps_per_s": 58602.2, "train_nll": 2.50056, "dev_nll": 2.49438}
+RECORD = {"step": 50, "compile_s": 0.2963, "loss": 2.66139, "steps_per_s": 58602.2, "train_nll": 2.50056, "dev_nll": 2.49438,
+          "dev_ppl": 12.1142}
 
 
 def test_plain_line_is_the_format_logs_and_the_readme_show():
     assert progress.plain_line(RECORD, 500) == (
-        "step      50/500  loss 2.6614  train 2.5006  dev 2.4944  (58,602 steps/s, compiled in 0.30 s)"
+        "step      50/500  loss 2.6614  train 2.5006  dev 2.4944 (ppl 12.11)  (58,602 steps/s, compiled in 0.30 s)"
     )
     between_evals = {"step": 12000, "loss": 2.0, "steps_per_s": 812.4}
     assert progress.plain_line(between_evals, 20000) == "step  12,000/20,000  loss 2.0000  (812 steps/s)"

@@ -1,6 +1,7 @@
 """Mixtures of trained models: weights by EM on dev, the mixed distribution, its decoder, the `mix` command."""
 
 import json
+import math
 import os
 
 import jax
@@ -114,7 +115,7 @@ def test_mix_fits_beats_its_members_on_dev_and_saves_a_model_sample_and_eval_use
     report = saved["report"]
     assert abs(sum(report["weights"]) - 1) < 1e-9 and min(report["weights"]) > 0
     assert report["mixture"]["dev"] < min(report["members"]["dev"])
-    assert f"{report['mixture']['test']:.4f}" in out
+    assert f"{report['mixture']['test']:.4f} ({math.exp(report['mixture']['test']):6.2f})" in out  # NLL and perplexity
 
     loaded = checkpoint.load(out_dir)
     assert loaded.model.type == "mixture" and [m.type for m in loaded.model.members] == ["bigram", "ngram", "mlp"]

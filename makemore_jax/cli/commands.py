@@ -758,12 +758,15 @@ def cmd_mix(args) -> None:
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     mix, report = mixture.fit([ld.model for ld in loaded], data)
     splits = [s for s in ("train", "dev", "test") if s in report["mixture"]]
-    print(f"{'model':<40} {'weight':>7}  " + "  ".join(f"{s + ' NLL':>9}" for s in splits))
+
+    def cells(nlls) -> str:  # each split's NLL and perplexity
+        return "  ".join(f"{x:9.4f} ({perplexity(x):6.2f})" for x in nlls)
+
+    print(f"{'model':<40} {'weight':>7}  " + "  ".join(f"{s + ' NLL (ppl)':>18}" for s in splits))
     for k, (d, ld) in enumerate(zip(args.models, loaded)):
         label = f"{d} ({ld.model.type})"
-        print(f"{label:<40} {report['weights'][k]:7.3f}  " + "  ".join(f"{report['members'][s][k]:9.4f}" for s in splits))
-    print(f"{'mixture':<40} {1:7.3f}  " + "  ".join(f"{report['mixture'][s]:9.4f}" for s in splits))
-    print("mixture perplexity: " + "  ".join(f"{s} {perplexity(report['mixture'][s]):.2f}" for s in splits))
+        print(f"{label:<40} {report['weights'][k]:7.3f}  " + cells(report["members"][s][k] for s in splits))
+    print(f"{'mixture':<40} {1:7.3f}  " + cells(report["mixture"][s] for s in splits))
     _hold_workdir(args.work_dir)
     checkpoint.save_mixture(args.work_dir, mix, loaded, args.models, report)
     print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")

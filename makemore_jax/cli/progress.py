@@ -17,8 +17,10 @@ from typing import Callable, TextIO
 
 
 def plain_line(record: dict, total_steps: int) -> str:
-    """``step     50/500  loss 2.6614  train 2.5006  dev 2.4944  (58,602 steps/s, compiled in 0.30 s)``."""
+    """``step     50/500  loss 2.6614  train 2.5006  dev 2.4944 (ppl 12.11)  (58,602 steps/s, compiled in 0.30 s)``."""
     nll = "".join(f"  {s} {record[f'{s}_nll']:.4f}" for s in ("train", "dev") if f"{s}_nll" in record)
+    if record.get("dev_ppl") is not None:  # the trainer records it beside the dev NLL
+        nll += f" (ppl {record['dev_ppl']:.2f})"
     note = f", compiled in {record['compile_s']:.2f} s" if "compile_s" in record else ""
     return f"step {record['step']:>7,}/{total_steps:,}  loss {record['loss']:.4f}{nll}  ({record['steps_per_s']:,.0f} steps/s{note})"
 
