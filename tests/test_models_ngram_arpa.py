@@ -11,8 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import first_names, snapshot
-from makemore_jax.cli import main
+from conftest import first_names, run_inprocess, snapshot
 from makemore_jax.data.words import Dataset
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models.ngram import arpa
@@ -24,14 +23,7 @@ from makemore_jax.training.evaluate import word_nll
 ODD_WORDS = ["a", "q", "zzzzzzzzzz", "xqjv", "emmaemmaemmaemma", "ab", "yx", "anna"]
 
 
-def run(capsys, *args):
-    """`makemore ARGS` through the real CLI: (exit code, stdout, stderr)."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_inprocess  # `makemore ARGS` through the real CLI: (exit code, stdout, stderr)
 
 
 # ---- a small ARPA reader -----------------------------------------------------------

@@ -1,3 +1,4 @@
+import json
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -269,3 +270,35 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(names, tm
 def test_block_size_below_longest_word_is_refused(names):
     with pytest.raises(MakemoreError, match="block size 5 is too small"):
         train.train(small(names), family_cfg(block_size=5))
+
+
+# ---- evaluation during training: a fixed, seeded sample of each split ------------------
+
+
+def test_a_dataset_sample_is_fixed_bounded_and_whole_where_small(names):
+    data = Dataset.build(names[:3000], seed_key(0, "split"), (0.8, 0.1, 0.1))
+    key = seed_key(0, "eval")
+    part = data.sample(500, key)
+    assert part.sizes == {"train": 500, "dev": 300, "test": 300}  # dev and test hold 300: kept whole
+    assert part.words["dev"] == data.words["dev"] and set(part.words["train"]) <= set(data.words["train"])
+    assert part.words["train"] == data.sample(500, key).words["train"]  # the same words every time
+    assert part.words["train"] != data.sample(500, seed_key(1, "eval")).words["train"]
+    assert data.sample(0, key) is data and part.vocab == data.vocab
+
+
+def test_evaluations_during_training_score_the_sample_and_the_end_scores_whole_splits(names):
+    cfg = TrainConfig.create("mlp", steps=40, eval_every=20, log_every=20, eval_words=120, n_embd=8, n_embd2=16)
+    model, state, data = train.train(names[:3000], cfg)
+    sample = train.evaluation_words(data, cfg)
+    assert sample.sizes == {"train": 120, "dev": 120, "test": 120}
+    last = state.history[-1]
+    on_sample = split_nll(model, sample)
+    assert last["dev_nll"] == pytest.approx(on_sample["dev"], rel=1e-6)  # what the record holds
+    assert last["dev_ppl"] == pytest.approx(np.exp(last["dev_nll"]))
+    whole = split_nll(model, data)
+    assert whole["dev"] != pytest.approx(on_sample["dev"], rel=1e-6)  # the sample is not the split
+    whole_cfg = TrainConfig.create("mlp", steps=40, eval_every=20, log_every=20, eval_words=0, n_embd=8, n_embd2=16)
+    assert train.evaluation_words(data, whole_cfg) is data
+    old = json.loads(json.dumps(cfg.to_json()))
+    del old["eval_words"]  # a checkpoint written before eval_words existed scored whole splits, and resumes so
+    assert TrainConfig.from_json(old).eval_words == 0

@@ -351,7 +351,9 @@ def test_two_processes_count_the_table_of_one_process_exactly(tmp_path, model):
     # every process scored its part of each split and the sums were added: float32 sums in another order
     assert one.metrics.keys() == two.metrics.keys()
     for name, value in one.metrics.items():
-        assert two.metrics[name] == pytest.approx(value, rel=1e-6, abs=0), name
+        # a perplexity is exp of its NLL: its relative difference is the NLL's absolute one (NLL ~2.5)
+        rel = 1e-5 if name.endswith("_ppl") else 1e-6
+        assert two.metrics[name] == pytest.approx(value, rel=rel, abs=0), name
 
 
 def test_a_bad_part_stops_both_processes_with_one_line_each(tmp_path):

@@ -70,7 +70,7 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 # model type's default applies (and --resume can tell what the user asked for).
 TRAIN_SETTINGS = (
     "seed", "split", "smoothing", "optimizer", "lr", "weight_decay", "l2", "steps", "batch_size",
-    "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "log_every",
+    "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "eval_words", "log_every",
     "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale", "init_scale", "pack",
 )
 
@@ -135,6 +135,9 @@ def _add_train_parser(sub, workdir) -> None:
                    "the same loss, less work (default on; --no-pack trains on padded rows)")
     t.add_argument("--init-scale", type=non_negative_float, metavar="S", help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), 0 = zeros, as the PyTorch makemore")
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
+    t.add_argument("--eval-words", type=non_negative_int, metavar="N",
+                   help="words of each split scored at each evaluation during training, a fixed seeded sample; "
+                   "0 = whole splits (default 50,000); the dev and test figures at the end are of the whole splits")
     t.add_argument("--log-every", type=positive_int, help="steps between progress lines; when given, plain lines even on a terminal")
     t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")
     t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
@@ -463,6 +466,7 @@ def cmd_train(args) -> None:
     from ..models.losses import with_perplexities
     from ..store import checkpoint
     from ..training.evaluate import split_nll
+    from ..training.trainer import evaluation_words
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
@@ -471,8 +475,9 @@ def cmd_train(args) -> None:
     model, state, training, data = _start_run(args, parallel, writer)
     cfg = model.config
 
-    def score(scored) -> dict:
-        return {f"{s}_nll": v for s, v in split_nll(scored, data).items()}
+    def score(scored) -> dict:  # dev and test whole, train on the evaluations' sample (whole unless it is large)
+        nll = {**split_nll(scored, evaluation_words(data, cfg), ["train"]), **split_nll(scored, data, ["dev", "test"])}
+        return {f"{s}_nll": nll[s] for s in ("train", "dev", "test")}
 
     metrics = None
     if model.model_def.counted:  # complete already

@@ -273,6 +273,21 @@ class Dataset:
         vocab = Vocabulary.from_words(words)
         return cls(vocab, dict(zip(SPLITS, split_words(words, key, fractions))))
 
+    def sample(self, most: int, key: jax.Array) -> "Dataset":
+        """The same vocabulary with each split cut to at most `most` of its words, drawn without
+        replacement with key (a fixed key: the same words at every call); most = 0 keeps every word."""
+        if most <= 0 or all(n <= most for n in self.sizes.values()):
+            return self
+        words = {}
+        for i, split in enumerate(SPLITS):
+            ws = self.words[split]
+            if len(ws) <= most:
+                words[split] = ws
+                continue
+            rows = np.sort(np.asarray(jax.random.choice(jax.random.fold_in(key, i), len(ws), (most,), replace=False)))
+            words[split] = [ws[r] for r in rows]
+        return Dataset(self.vocab, words)
+
     @property
     def max_word_len(self) -> int:
         return max(len(w) for ws in self.words.values() for w in ws)

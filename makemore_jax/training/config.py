@@ -39,6 +39,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 = off
     dropout: float = 0.0  # training-time dropout rate, for models that have it
     eval_every: int = 50
+    eval_words: int = 50000  # words of each split scored at each evaluation during training (a fixed sample); 0 = all
     log_every: int = 50
     n_layer: int = 4
     n_head: int = 4
@@ -72,7 +73,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise MakemoreError(f"{name} must be a finite number >= 0, got {value}")
-        for name in ("steps", "batch_size", "warmup_steps", "block_size"):
+        for name in ("steps", "batch_size", "warmup_steps", "block_size", "eval_words"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 0):
                 raise MakemoreError(f"{name} must be an integer >= 0, got {value}")
@@ -133,8 +134,9 @@ class TrainConfig:
 # Fields newer than the first checkpoints: a config without them gets their defaults.
 ADDED_LATER = frozenset({"order", "smoothing_method", "discount", "discount_scale", "init_scale"})
 # Fields newer still, whose absence means what the code that wrote the config did:
-# runs saved before packing trained on padded batches, and resume that way.
-OLD_MEANING = {"pack": False}
+# runs saved before packing trained on padded batches, and before eval_words
+# scored whole splits at every evaluation; they resume that way.
+OLD_MEANING = {"pack": False, "eval_words": 0}
 
 
 def defaults_for(model_type: str) -> dict:

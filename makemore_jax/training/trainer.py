@@ -183,9 +183,10 @@ def fit(
         batch_data = parallel.place_inputs(batch_data)
     unroll = full_batch_unroll() if full_batch_from_counts(model) else 1
     compiled = _Chunks(loss_fn, optimizer, batch_data, unroll, parallel)
+    scored = evaluation_words(data, cfg)
     try:
         while state.step < cfg.steps:
-            record, view, is_eval, is_best = _one_chunk(model, data, state, compiled, on_checkpoint)
+            record, view, is_eval, is_best = _one_chunk(model, scored, state, compiled, on_checkpoint)
             state.history.append(record)
             if on_record:
                 on_record(record)
@@ -201,6 +202,18 @@ def fit(
             on_checkpoint(model, view, False)
         raise Interrupted(state.step) from None
     return state
+
+
+def evaluation_words(data: Dataset, cfg: TrainConfig) -> Dataset:
+    """What the evaluations during training score: each split cut to cfg.eval_words words, the same
+    words every time (drawn once with the seed), so the curve stays comparable and its cost bounded.
+
+    Whole splits with eval_words = 0, and where each process holds a part of the data (multi-host).
+    The figures reported at the end of a run are of the whole splits.
+    """
+    if data.local_only:
+        return data
+    return data.sample(cfg.eval_words, seed_key(cfg.seed, "eval"))
 
 
 class _Chunks:
@@ -253,7 +266,7 @@ def _one_chunk(model: TrainedModel, data: Dataset, state: TrainState, chunks: _C
     is_eval = state.step % cfg.eval_every == 0 or state.step == cfg.steps
     is_best = False
     if is_eval:
-        nll = split_nll(model, data)  # whole splits, one compiled call each
+        nll = split_nll(model, data)  # each split (or its fixed sample), one compiled call each
         record.update(with_perplexities({f"{s}_nll": v for s, v in nll.items() if v is not None}))
         dev = nll["dev"]
         is_best = dev is None or state.best_dev is None or dev < state.best_dev
