@@ -95,7 +95,10 @@ class Model:
     def known_words(self) -> frozenset:
         """The words of the training input, every split: kept from ``train``, or read back from the input file."""
         if self.input_words is None:
-            self.input_words = frozenset(training_input(self.training))
+            try:
+                self.input_words = frozenset(training_input(self.training))
+            except MakemoreError as err:
+                raise MakemoreError(f"{err}: cannot tell which names are new") from None
         return self.input_words
 
     def save(self, workdir: str) -> None:
@@ -107,13 +110,19 @@ class Model:
 
 
 def training_input(training: dict) -> list[str]:
-    """The words of a saved model's training input, read again; MakemoreError when it is gone or changed."""
+    """The words of a saved model's training input, read again.
+
+    MakemoreError when it is not recorded, is gone, or changed since training.
+    """
     path = training.get("input")
     if not isinstance(path, str) or not path:
-        raise MakemoreError("the model does not record its training input: cannot tell which names are new")
-    raw = read_bytes(path)
+        raise MakemoreError("the model does not record its training input")
+    try:
+        raw = read_bytes(path)
+    except MakemoreError:
+        raise MakemoreError(f"{path} is gone") from None
     if hashlib.sha256(raw).hexdigest() != training.get("input_sha256"):
-        raise MakemoreError(f"{path} changed since training: cannot tell which names are new")
+        raise MakemoreError(f"{path} changed since training")
     return parse_words(raw, source=path)
 
 

@@ -329,13 +329,11 @@ def _fmt(x) -> str:
 
 
 def _nll_line(metrics: dict) -> str:
-    """'train NLL 2.4611 (ppl 11.72)  dev NLL ...  test NLL ...': each split's NLL and perplexity."""
-    from ..models.losses import perplexity
-
+    """'train NLL 2.4611 (ppl 11.72)  dev NLL ...  test NLL ...': each split's NLL and perplexity (with_perplexities')."""
     parts = []
     for s in ("train", "dev", "test"):
-        nll = metrics[f"{s}_nll"]
-        parts.append(f"{s} NLL {_fmt(nll)}" + ("" if nll is None else f" (ppl {perplexity(nll):.2f})"))
+        ppl = metrics[f"{s}_ppl"]
+        parts.append(f"{s} NLL {_fmt(metrics[f'{s}_nll'])}" + ("" if ppl is None else f" (ppl {ppl:.2f})"))
     return "  ".join(parts)
 
 
@@ -632,18 +630,14 @@ def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
 
 def _novelty_report(loaded, names: list[str]) -> str:
     """How many samples are training words, test words, or new (needs the training input); loaded: an api.Model."""
+    from ..api import training_input
     from ..data.words import Dataset
     from ..seeding import seed_key
 
-    path = loaded.training.get("input", "")
-    if not isinstance(path, str):
-        path = ""
     try:
-        words, digest = _read_input(path)
-    except MakemoreError:
-        return f"({path or 'the training input'} is gone: cannot tell which samples are new)"
-    if digest != loaded.training.get("input_sha256"):
-        return f"({path} changed since training: cannot tell which samples are new)"
+        words = training_input(loaded.training)
+    except MakemoreError as err:
+        return f"({err}: cannot tell which samples are new)"
     cfg = loaded.model.config
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     train, test = set(data.words["train"]), set(data.words["test"])

@@ -18,10 +18,9 @@ import numpy as np
 from ..data.words import Dataset
 from ..errors import MakemoreError
 from ..models import check_config, get_model
-from ..models.counts import count_matrix
 from ..models.losses import with_perplexities
 from ..seeding import seed_key
-from .parallel import count_matrix as count_matrix_over_devices
+from .parallel import count_matrix as count_matrix_over_devices  # counts.count_matrix itself on one device
 from .parallel import count_ngram_rows as count_ngram_rows_over_devices
 from .config import TrainConfig
 from .evaluate import split_nll
@@ -101,7 +100,7 @@ class Counter:
 
     def pairs(self, xs, ys, vocab_size: int) -> jax.Array:
         """int32 V×V: how often id j follows id i."""
-        counts = _count_pairs(xs, ys, vocab_size, self.parallel, self.process_local)
+        counts = count_matrix_over_devices(xs, ys, vocab_size, self.parallel, self.process_local)
         return counts if self.parallel is None else self.parallel.readable(counts)
 
     def ngram_rows(self, ngrams_PxN: np.ndarray, vocab_size: int):
@@ -109,17 +108,11 @@ class Counter:
         return count_ngram_rows_over_devices(ngrams_PxN, vocab_size, self.parallel, self.process_local)
 
 
-def _count_pairs(xs, ys, vocab_size: int, parallel=None, process_local: bool = False) -> jax.Array:
-    if parallel is None:
-        return count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
-    return count_matrix_over_devices(xs, ys, vocab_size, parallel, process_local)
-
-
 def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
     cfg = model.config
     if full_batch_from_counts(model):
         xs, ys = data.pairs("train")
-        return full_batch_loss(model.model_def.loss_counts, cfg.l2), {"counts": _count_pairs(xs, ys, data.vocab.size, parallel, data.local_only)}
+        return full_batch_loss(model.model_def.loss_counts, cfg.l2), {"counts": count_matrix_over_devices(xs, ys, data.vocab.size, parallel, data.local_only)}
     keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
     if parallel is None:
         tokens, lengths = data.padded("train", model.block_size)
