@@ -93,32 +93,45 @@ def pack_words(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int, rows
     next, so each chunk can be scored on its own (a word that would cross
     starts the next chunk; that chunk's tail stays idle).
     """
-    lengths = np.asarray(lengths_W, np.int64)
-    n_W = lengths + 1
-    per_chunk = rows_per_chunk * row_len
-    if len(n_W) and n_W.max() > row_len:
-        raise ValueError(f"a word needs {int(n_W.max())} slots; rows hold {row_len}")
-    ends = np.cumsum(n_W)
-    first_slot = np.zeros(len(n_W), np.int64)  # where each word starts in the chunked slot space
-    word, chunk = 0, 0
-    while word < len(n_W):
-        before = ends[word - 1] if word else 0
-        last = int(np.searchsorted(ends, before + per_chunk, side="right"))  # words word..last-1 fit
-        first_slot[word:last] = chunk * per_chunk + (ends[word:last] - n_W[word:last] - before)
-        word, chunk = last, chunk + 1
-    n_chunks = max(chunk, 1)
-    word_of = np.repeat(np.arange(len(n_W)), n_W)
-    pos = np.arange(int(n_W.sum())) - np.repeat(ends - n_W, n_W)
-    slot = first_slot[word_of] + pos
-    size = n_chunks * per_chunk
+    n_W = np.asarray(lengths_W, np.int64) + 1
+    word_of, pos, slot, size = _slots(n_W, row_len, rows_per_chunk)
     inputs, targets, positions = (np.zeros(size, np.int32) for _ in range(3))
     segments = (len(n_W) + np.arange(size)).astype(np.int32)  # idle: a segment each
     counted = np.zeros(size, bool)
     tokens = np.asarray(tokens_WxL)
     inputs[slot], targets[slot] = tokens[word_of, pos], tokens[word_of, pos + 1]
     positions[slot], segments[slot], counted[slot] = pos, word_of, True
-    shape = (n_chunks, rows_per_chunk, row_len)
+    shape = (size // (rows_per_chunk * row_len), rows_per_chunk, row_len)
     return Packed(*(a.reshape(shape) for a in (inputs, targets, positions, segments, counted)), np.bool_(True))
+
+
+def pack_values(values_WxT: np.ndarray, lengths_W: np.ndarray, row_len: int, rows_per_chunk: int) -> np.ndarray:
+    """Per-position values of the words (W, T), e.g. weights, laid out as ``pack_words`` lays out
+    the same words: (chunks, rows_per_chunk, row_len), zero on the idle slots."""
+    n_W = np.asarray(lengths_W, np.int64) + 1
+    word_of, pos, slot, size = _slots(n_W, row_len, rows_per_chunk)
+    out = np.zeros(size, np.asarray(values_WxT).dtype)
+    out[slot] = np.asarray(values_WxT)[word_of, pos]
+    return out.reshape(size // (rows_per_chunk * row_len), rows_per_chunk, row_len)
+
+
+def _slots(n_W: np.ndarray, row_len: int, rows_per_chunk: int):
+    """(word, position in the word, slot) of every real position of words of n_W slots each, and the
+    number of slots in all: whole chunks, no word crossing from one chunk into the next."""
+    per_chunk = rows_per_chunk * row_len
+    if len(n_W) and n_W.max() > row_len:
+        raise ValueError(f"a word needs {int(n_W.max())} slots; rows hold {row_len}")
+    ends = np.cumsum(n_W)
+    first_slot = np.zeros(len(n_W), np.int64)  # where each word starts in the chunked slot space
+    word, chunk = 0, 0
+    while word < len(n_W):  # one pass per chunk, each a vectorised searchsorted
+        before = ends[word - 1] if word else 0
+        last = int(np.searchsorted(ends, before + per_chunk, side="right"))  # words word..last-1 fit
+        first_slot[word:last] = chunk * per_chunk + (ends[word:last] - n_W[word:last] - before)
+        word, chunk = last, chunk + 1
+    word_of = np.repeat(np.arange(len(n_W)), n_W)
+    pos = np.arange(int(n_W.sum())) - np.repeat(ends - n_W, n_W)
+    return word_of, pos, first_slot[word_of] + pos, max(chunk, 1) * per_chunk
 
 
 # ---- rows in fixed-size chunks, for lax.map over a whole split ----------------------------

@@ -9,6 +9,7 @@ stream, so ``xs, ys = stream[:-1], stream[1:]`` with no loop per character.
 from __future__ import annotations
 
 import importlib.resources
+import operator
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import jax
 import numpy as np
 
 from ..errors import MakemoreError
+from ..seeding import permutation
 
 BOUNDARY = "."  # how id 0, the start/end token, is shown
 BOUNDARY_ID = 0
@@ -197,9 +199,16 @@ def split_words(
     """
     n = len(words)
     n_train, n_dev, _ = split_sizes(n, fractions)
-    order = np.asarray(jax.random.permutation(key, n))
-    shuffled = [words[i] for i in order]
+    shuffled = _take(words, permutation(key, n))
     return shuffled[:n_train], shuffled[n_train : n_train + n_dev], shuffled[n_train + n_dev :]
+
+
+def _take(words: Sequence[str], rows: np.ndarray) -> list[str]:
+    """[words[r] for r in rows], without a Python loop per word."""
+    if len(rows) == 0:
+        return []
+    picked = operator.itemgetter(*rows.tolist())(words)
+    return [picked] if len(rows) == 1 else list(picked)
 
 
 def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
@@ -284,8 +293,9 @@ class Dataset:
             if len(ws) <= most:
                 words[split] = ws
                 continue
-            rows = np.sort(np.asarray(jax.random.choice(jax.random.fold_in(key, i), len(ws), (most,), replace=False)))
-            words[split] = [ws[r] for r in rows]
+            # jax.random.choice(..., replace=False)'s draw: the permutation's first `most`
+            rows = np.sort(permutation(jax.random.fold_in(key, i), len(ws))[:most])
+            words[split] = _take(ws, rows)
         return Dataset(self.vocab, words)
 
     @property
