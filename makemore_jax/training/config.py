@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..data.words import validate_split
 from ..errors import MakemoreError
@@ -50,6 +50,9 @@ class TrainConfig:
     smoothing_method: str = "add-k"  # ngram: add-k (with k = smoothing), kn or modified-kn
     discount: float = 0.0  # kn: one discount in (0, 1) at every order; 0 = from the count-of-counts
     discount_scale: float = 1.0  # kn, modified-kn: factor on the count-of-counts discounts
+    # ngram: what counting may hold in memory before it spills to disk ("512M", "2G", "80%"; "" = a quarter of
+    # physical memory). A resource, not a setting of the model: left out of equality and of saved configs.
+    memory: str = field(default="", compare=False)
     init_scale: float = 1.0  # bigram: W ~ N(0, init_scale²) (the lecture's); 0 = zeros (the PyTorch makemore's)
     pack: bool = True  # sequence models that can: batches packed end to end instead of padded (same loss)
 
@@ -89,6 +92,7 @@ class TrainConfig:
             raise MakemoreError(f"discount must be in (0, 1) (or 0: from the count-of-counts), got {self.discount}")
         if not (isinstance(self.discount_scale, (int, float)) and math.isfinite(self.discount_scale) and self.discount_scale > 0):
             raise MakemoreError(f"discount scale must be a finite number > 0, got {self.discount_scale}")
+        ngram.memory_bytes(self.memory)
         if self.init_scale != 1.0 and "init_scale" not in dict(get_model(self.type).options):
             raise MakemoreError(f"init scale applies to the bigram only (this is {self.type})")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
@@ -106,7 +110,9 @@ class TrainConfig:
         return ModelConfig(vocab_size, block_size, self.n_layer, self.n_head, self.n_embd, self.n_embd2)
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "split": list(self.split)}
+        """The fields that make the model, for a checkpoint (not NOT_SAVED's resources)."""
+        saved = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SAVED}
+        return {**saved, "split": list(self.split)}
 
     @classmethod
     def from_json(cls, obj) -> "TrainConfig":
@@ -115,7 +121,7 @@ class TrainConfig:
             raise MakemoreError("config must be an object")
         obj = {**{k: v for k, v in OLD_MEANING.items() if k not in obj}, **obj}
         names = {f.name for f in dataclasses.fields(cls)}
-        missing, extra = names - set(obj) - ADDED_LATER, set(obj) - names
+        missing, extra = names - set(obj) - ADDED_LATER - NOT_SAVED, set(obj) - names
         if missing or extra:
             parts = ([f"missing {', '.join(sorted(missing))}"] if missing else []) + (
                 [f"unexpected {', '.join(sorted(extra))}"] if extra else []
@@ -137,6 +143,9 @@ ADDED_LATER = frozenset({"order", "smoothing_method", "discount", "discount_scal
 # runs saved before packing trained on padded batches, and before eval_words
 # scored whole splits at every evaluation; they resume that way.
 OLD_MEANING = {"pack": False, "eval_words": 0}
+# Resources of the machine a run counts or trains on, not part of the model: never saved (a
+# config read back gets the default), and never compared with a saved run's.
+NOT_SAVED = frozenset({"memory"})
 
 
 def defaults_for(model_type: str) -> dict:

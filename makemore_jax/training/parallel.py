@@ -21,7 +21,9 @@ the communication; nothing here calls pmap or psum.
 - Counting (``count_matrix``, ``count_ngram_rows``): the pairs or n-grams are
   cut into D equal parts, each device scatter-adds its part into a table of
   its own, and the D tables are summed. Integer sums in any order are the same
-  sum, so the result is exactly the one-device table.
+  sum, so the result is exactly the one-device table. A sparse n-gram table
+  is counted on the host within a memory budget (``count_ngram_words``), by
+  each process for its own part in a multi-host run, and the parts summed.
 
 With one device none of this runs: ``trainer.fit`` without a ``DataParallel``
 compiles the plain program, bit for bit the one it compiled before.
@@ -315,6 +317,27 @@ def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: Data
         return counts.count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab_size)
     flat = np.asarray(xs, np.int64) * vocab_size + np.asarray(ys, np.int64)
     return count_flat(flat, vocab_size * vocab_size, parallel, process_local).reshape(vocab_size, vocab_size)
+
+
+def count_ngram_words(words: Sequence[str], vocab: Vocabulary, order: int, memory: int, parallel: DataParallel | None = None,
+                      process_local: bool = False, temp_dir: str | None = None, progress=None):
+    """The n-grams of the words counted as count_ngram_rows counts their rows: the same NgramCounts.
+
+    Where a process counts on its host (one device, or a sparse table) it
+    counts within `memory` bytes, spilling to temp_dir past them
+    (ngram.count_words); with process_local every process so counts its own
+    words and the distinct n-grams with their counts are gathered and summed.
+    A dense table over several devices is counted sharded, from the rows.
+    """
+    V = vocab.size
+    if parallel is not None and parallel.size > 1 and ngram.dense_fits(V, order):
+        return count_ngram_rows(ngram.words_to_ngrams(words, vocab, order), V, parallel, process_local)
+    mine = ngram.count_words(words, vocab, order, memory, temp_dir, progress)
+    if parallel is None or not process_local or jax.process_count() == 1:
+        return mine
+    rows = np.concatenate(allgather_ragged(mine.ngrams))
+    weights = np.concatenate(allgather_ragged(mine.counts))
+    return ngram.count_weighted_rows(rows, weights, V, "sparse")
 
 
 def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None,

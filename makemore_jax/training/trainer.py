@@ -92,11 +92,13 @@ class Counter:
     """How a counted model counts its training split: here, or over a DataParallel's devices.
 
     process_local: each process holds its own part of the input (a multi-host
-    run); the counts of every process are added.
+    run); the counts of every process are added. progress: a callable that
+    takes a short line about a long count; by default one redrawn status line
+    on stderr when it is a terminal, nothing otherwise.
     """
 
-    def __init__(self, parallel=None, process_local: bool = False):
-        self.parallel, self.process_local = parallel, process_local
+    def __init__(self, parallel=None, process_local: bool = False, progress: Callable[[str], None] | None = None):
+        self.parallel, self.process_local, self.progress = parallel, process_local, progress
 
     def pairs(self, xs, ys, vocab_size: int) -> jax.Array:
         """int32 V×V: how often id j follows id i."""
@@ -106,6 +108,21 @@ class Counter:
     def ngram_rows(self, ngrams_PxN: np.ndarray, vocab_size: int):
         """The n-gram rows' counts (ngram.NgramCounts)."""
         return count_ngram_rows_over_devices(ngrams_PxN, vocab_size, self.parallel, self.process_local)
+
+    def ngram_words(self, words, vocab, order: int, memory: int):
+        """The counts (ngram.NgramCounts) of the words' n-grams, counted within memory bytes (spilling past them)."""
+        import sys
+
+        from ..models.ngram import TerminalStatus
+        from .parallel import count_ngram_words
+
+        status = TerminalStatus.on_terminal(sys.stderr) if self.progress is None else None
+        try:
+            return count_ngram_words(words, vocab, order, memory, self.parallel, self.process_local,
+                                     progress=self.progress or status)
+        finally:
+            if status is not None:
+                status.close()
 
 
 def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):

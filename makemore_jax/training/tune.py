@@ -111,12 +111,17 @@ def grid_nll(raw_Lx5xP, cont_Lx5xP, n_live, orders_S, methods_S, ks_S, discounts
     return jax.lax.map(one, (orders_S, methods_S, ks_S, discounts_SxLx3))
 
 
-def dev_nll(train_words: Sequence[str], dev_words: Sequence[str], vocab: Vocabulary, settings: Sequence[Setting]) -> np.ndarray:
-    """Dev NLL of the model each setting builds from the training words: float (S,)."""
+def dev_nll(train_words: Sequence[str], dev_words: Sequence[str], vocab: Vocabulary, settings: Sequence[Setting],
+            memory: int | None = None) -> np.ndarray:
+    """Dev NLL of the model each setting builds from the training words: float (S,).
+
+    The training words are counted within memory bytes (None: ngram.default_memory()), spilling past them.
+    """
     if not dev_words:
         raise MakemoreError("tuning needs a dev split: give it a share with --split (e.g. 80,10,10)")
     L = max(s.order for s in settings)
-    levels = ngram.all_levels(ngram.count_ngrams(train_words, vocab, L))
+    counts = ngram.count_words(train_words, vocab, L, memory if memory is not None else ngram.default_memory())
+    levels = ngram.all_levels(counts)
     where = ngram.layout(levels, L, vocab.size)
     raw = where.fill([level.raw for level in levels])
     cont = where.fill([level.continuation for level in levels])

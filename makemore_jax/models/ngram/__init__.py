@@ -23,6 +23,13 @@ lower order is a run of rows (``all_levels``); with keys, order n − 1's key is
 order n's divided by V. ``count_ngrams_streaming`` counts a word list chunk by
 chunk, holding one chunk and the table at a time.
 
+Counting within a memory budget (``spill.count_words``, what training uses):
+the words are keyed a piece at a time (int32 keys while V^N fits them, int64
+beyond), each piece sorted and run-length counted into a run; runs stay in
+memory while they fit the budget (``--memory``) and are written to a temporary
+directory past it, then merged k ways a block at a time, as KenLM's ``lmplz
+-S`` does. The result is the same ``NgramCounts`` as counting every row at once.
+
 Smoothing. Interpolated Kneser–Ney (Kneser & Ney 1995; Chen & Goodman 1999,
 "An empirical study of smoothing techniques for language modeling") mixes
 every order with the next lower one, down to the uniform distribution:
@@ -39,7 +46,7 @@ from n1..n4 (Chen & Goodman), optionally scaled. Every row sums to 1 by
 construction: the mass taken by the discounts is what the lower order gets.
 
 The package: ``counting`` (the n-grams of a word list and their counts at
-every order), ``smoothing`` (discounts, the count tables a model holds, the
+every order), ``spill`` (counting within a memory budget), ``smoothing`` (discounts, the count tables a model holds, the
 next-id distributions) and ``model`` (scoring, apply and decoding, what a
 checkpoint holds, the ModelDef). The names below are the ones other code uses.
 
@@ -57,8 +64,9 @@ from .counting import (
     all_levels, count_ngram_rows, count_ngrams, count_ngrams_streaming, count_weighted_rows,
     counts_from_table, dense_fits, DENSE_MAX_CELLS, flat_index, key_fits, Level, MAX_NGRAM_CELLS, ngram_keys,
     NgramCounts, padded_rows, RANKING, ranking_method, read_word_chunks, refine_ranks, vocabulary_of_chunks,
-    words_to_ngrams,
+    word_pieces, words_to_ngrams,
 )
+from .spill import count_words, default_memory, memory_bytes, stream_keys, TerminalStatus
 from .smoothing import (
     add_k, build_params, count_tables, FALLBACK_DISCOUNTS, fit, fold_orders, kn_discount, kn_mix, layout,
     METHODS, modified_kn_discounts, next_logprobs, row_stats, smoothing_params,
@@ -72,7 +80,8 @@ __all__ = [
     "all_levels", "count_ngram_rows", "count_ngrams", "count_ngrams_streaming", "count_weighted_rows",
     "counts_from_table", "dense_fits", "DENSE_MAX_CELLS", "flat_index", "key_fits", "Level",
     "MAX_NGRAM_CELLS", "ngram_keys", "NgramCounts", "padded_rows", "RANKING", "ranking_method",
-    "read_word_chunks", "refine_ranks", "vocabulary_of_chunks", "words_to_ngrams", "add_k", "build_params",
+    "read_word_chunks", "refine_ranks", "vocabulary_of_chunks", "word_pieces", "words_to_ngrams", "count_words",
+    "default_memory", "memory_bytes", "stream_keys", "TerminalStatus", "add_k", "build_params",
     "count_tables", "FALLBACK_DISCOUNTS", "fit", "fold_orders", "kn_discount", "kn_mix", "layout", "METHODS",
     "modified_kn_discounts", "next_logprobs", "row_stats", "smoothing_params", "apply", "count",
     "decode_init", "decode_step", "describe", "EVAL_CHUNK", "expected_arrays", "MODEL_DEF", "MODELS",

@@ -50,7 +50,7 @@ def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int) -> np.n
     check_order(order)
     if not words:
         return np.zeros((0, order), np.int32)
-    positions = sum(len(w) + 1 for w in words)
+    positions = sum(map(len, words)) + len(words)
     if positions * order > MAX_NGRAM_CELLS:
         raise MakemoreError(
             f"order {order:,} is too large to count: the n-grams of {positions:,} positions would take "
@@ -58,6 +58,24 @@ def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int) -> np.n
             f"fits the {MAX_NGRAM_CELLS * 4 // 2**20} MiB budget"
         )
     return ngram_windows(vocab.encode_stream(words), order)
+
+
+def word_pieces(words: Sequence[str], most: int) -> Iterator[Sequence[str]]:
+    """The words in consecutive slices of at most `most` positions (Σ len + 1) each; a longer word alone.
+
+    What counting and scoring hold at once stays bounded whatever the list's length.
+    """
+    if most < 1:
+        raise ValueError(f"a piece needs room for at least one position, got {most}")
+    ends = np.fromiter(map(len, words), np.int64, len(words))
+    ends += 1
+    np.cumsum(ends, out=ends)
+    start = 0
+    while start < len(words):
+        before = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, before + most, side="right")), start + 1)
+        yield words[start:stop]
+        start = stop
 
 
 # ---- counting ----------------------------------------------------------------------

@@ -13,11 +13,14 @@ from ...data.packing import in_chunks
 from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
 from .. import ModelDef
-from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, words_to_ngrams
+from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, word_pieces, words_to_ngrams
 from .counting import all_levels
 from .smoothing import build_params, model_order, probs
+from .spill import count_words, default_memory, key_dtype, memory_bytes
 
 EVAL_CHUNK = 4096  # positions per step of a whole-split evaluation
+SCORE_ROWS = 2**18  # positions scored in one call at most; a longer list is scored by its distinct contexts
+SCORE_CONTEXTS = 2**18  # distinct contexts per compiled call (one shape: one compilation)
 
 
 # ---- evaluation ---------------------------------------------------------------------------
@@ -57,17 +60,66 @@ def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocab
 
 
 def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary) -> np.ndarray:
-    """(total NLL, positions) of each list of words: float64 (len(word_lists), 2); see nll_per_list."""
+    """(total NLL, positions) of each list of words: float64 (len(word_lists), 2); see nll_per_list.
+
+    Lists of up to SCORE_ROWS positions in all go in one call; longer ones a
+    piece of SCORE_ROWS positions at a time (one shape: one compilation), so
+    what scoring holds stays bounded however long the lists are.
+    """
     if any(isinstance(words, str) for words in word_lists):
         raise TypeError("nll_per_list takes lists of words (see words_nll for one list)")
     order = model_order(params)
+    if sum(sum(map(len, words)) + len(words) for words in word_lists) <= SCORE_ROWS:
+        return _sums_per_list(params, word_lists, vocab, order)
+    if key_dtype(vocab.size, order) is not None:
+        return np.stack([_distinct_sums(params, words, vocab, order) for words in word_lists])
+    sums = np.zeros((len(word_lists), 2), np.float64)
+    for i, words in enumerate(word_lists):
+        for piece in word_pieces(words, SCORE_ROWS):
+            sums[i] += _sums_per_list(params, [piece], vocab, order, SCORE_ROWS)[0]
+    return sums
+
+
+def _distinct_sums(params: dict, words: Sequence[str], vocab: Vocabulary, order: int) -> np.ndarray:
+    """(total NLL, positions) of a long list, float64 (2,): its n-grams counted (within the default
+    memory budget), each distinct context's next-id distribution computed once, and each n-gram's
+    −log p weighted by how often it occurs. A long list repeats most contexts many times over."""
+    counts = count_words(words, vocab, order, default_memory())
+    contexts_MxC, targets_M = counts.ngrams[:, :-1], counts.ngrams[:, -1]
+    context_M = np.zeros((len(targets_M),), np.int64)
+    for j in range(order - 2, -1, -1):  # any key will do that tells contexts apart: V^(order - 1) fits int64 here
+        context_M *= vocab.size
+        context_M += contexts_MxC[:, j]
+    _, first, inverse = np.unique(context_M, return_index=True, return_inverse=True)
+    distinct_CxC = contexts_MxC[first]
+    logp_CxV = np.concatenate([
+        np.asarray(contexts_logprobs(params, jnp.asarray(_pad_rows(distinct_CxC[a : a + SCORE_CONTEXTS], SCORE_CONTEXTS))))
+        for a in range(0, len(distinct_CxC), SCORE_CONTEXTS)
+    ])
+    nll_M = -logp_CxV[inverse.reshape(-1), targets_M].astype(np.float64)
+    return np.array([np.dot(counts.counts.astype(np.float64), nll_M), float(counts.counts.sum())])
+
+
+def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
+    return np.pad(rows, ((0, size - len(rows)), (0, 0)))
+
+
+@partial(jax.jit, static_argnames="chunk")
+def contexts_logprobs(params: dict, contexts_BxC: jax.Array, chunk: int = EVAL_CHUNK) -> jax.Array:
+    """log p(next id | context) of contexts (B a multiple of chunk), through lax.map chunk at a time: (B, V) float32."""
+    B, C = contexts_BxC.shape
+    logp = jax.lax.map(lambda rows_KxC: jnp.log(probs(params, rows_KxC)), contexts_BxC.reshape(B // chunk, chunk, C))
+    return logp.reshape(B, -1)
+
+
+def _sums_per_list(params: dict, word_lists, vocab: Vocabulary, order: int, least_rows: int = 0) -> np.ndarray:
+    """nll_sums_per_list in one compiled call, the rows padded to a bucketed length of at least least_rows."""
     ngrams = [words_to_ngrams(words, vocab, order) for words in word_lists]
     group = np.concatenate([np.full((len(g),), i, np.int32) for i, g in enumerate(ngrams)] + [np.zeros((0,), np.int32)])
     rows = np.concatenate([*ngrams, np.zeros((0, order), np.int32)])
-    pad = shape_bucket(len(rows)) - len(rows)
-    sums, counts = ngrams_nll(
-        params, padded_rows(rows), jnp.asarray(np.pad(group, (0, pad), constant_values=-1)), len(word_lists)
-    )
+    pad = max(shape_bucket(len(rows)), least_rows) - len(rows)
+    rows = np.pad(rows, ((0, pad), (0, 0)))
+    sums, counts = ngrams_nll(params, jnp.asarray(rows), jnp.asarray(np.pad(group, (0, pad), constant_values=-1)), len(word_lists))
     return np.stack([np.asarray(sums, np.float64), np.asarray(counts, np.float64)], axis=1)
 
 
@@ -195,10 +247,11 @@ def _check_sparse(t: dict, V: int) -> None:
 def count(data, settings, counter) -> dict:
     """The model of settings (order, smoothing) counted from the training split.
 
-    counter.ngram_rows counts here, or over devices and processes (the same table).
+    counter.ngram_words counts here within settings.memory (spilling to disk
+    past it, see ``spill``), or over devices and processes (the same table).
     """
-    rows = words_to_ngrams(data.words["train"], data.vocab, settings.order)
-    counts = counter.ngram_rows(rows, data.vocab.size)
+    memory = memory_bytes(settings.memory)
+    counts = counter.ngram_words(data.words["train"], data.vocab, settings.order, memory)
     return build_params(
         all_levels(counts), settings.order, data.vocab.size, settings.smoothing_method, settings.smoothing,
         settings.discount, settings.discount_scale,
@@ -238,7 +291,7 @@ MODEL_DEF = ModelDef(
     count=count, split_nll=split_nll, word_nll=word_nll, saved_arrays=saved_arrays, any_length=True,
     defaults=(("order", 5), ("smoothing_method", "modified-kn")),
     options=(("order", "--order"), ("smoothing_method", "--kn/--modified-kn"), ("discount", "--discount"),
-             ("discount_scale", "--discount-scale")),
+             ("discount_scale", "--discount-scale"), ("memory", "--memory")),
     resolve=resolve, describe=describe,
 )
 MODELS = {"ngram": MODEL_DEF}
