@@ -72,6 +72,7 @@ TRAIN_SETTINGS = (
     "seed", "split", "smoothing", "optimizer", "lr", "weight_decay", "l2", "steps", "batch_size",
     "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "eval_words", "log_every",
     "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale", "init_scale", "pack",
+    "memory",
 )
 
 
@@ -119,6 +120,8 @@ def _add_train_parser(sub, workdir) -> None:
     t.add_argument("--order", type=positive_int, metavar="N", help="ngram: characters per n-gram, the context is N-1 of them (default 5)")
     t.add_argument("--discount", type=open_unit_float, metavar="D", help="with --kn: one discount at every order (default: n1/(n1+2n2) of each order)")
     t.add_argument("--discount-scale", type=positive_float, metavar="S", help="with --kn or --modified-kn: factor on the count-of-counts discounts (default 1)")
+    t.add_argument("--memory", metavar="SIZE", help="ngram: what counting may hold in memory before it spills sorted runs to a "
+                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes (default 25%%)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (bigram default) or adamw (default for the rest)")
     t.add_argument("--lr", "--learning-rate", type=non_negative_float, help="learning rate (bigram 50, others 5e-4)")
     t.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0.01)")
