@@ -9,3 +9,4 @@ from . import transformer_sampling  # noqa: F401
 from . import time_to_quality  # noqa: F401
 from . import ngram_build  # noqa: F401
 from . import sharded_training  # noqa: F401
+from . import scaling  # noqa: F401
