@@ -476,8 +476,15 @@ def cmd_train(args) -> None:
     model, state, training, data = _start_run(args, parallel, writer)
     cfg = model.config
 
-    def score(scored) -> dict:  # dev and test whole, train on the evaluations' sample (whole unless it is large)
-        nll = {**split_nll(scored, evaluation_words(data, cfg), ["train"]), **split_nll(scored, data, ["dev", "test"])}
+    def score(scored, record=None) -> dict:
+        """dev and test whole, train on the evaluations' sample (whole unless it is large); what the
+        evaluation of the scored model during training (record) already has is taken from it."""
+        sample = evaluation_words(data, cfg)
+        nll = {s: record[f"{s}_nll"] for s in ("train", "dev") if record and record.get(f"{s}_nll") is not None
+               and (s == "train" or sample.words[s] is data.words[s])}
+        if "train" not in nll:
+            nll.update(split_nll(scored, sample, ["train"]))
+        nll.update(split_nll(scored, data, [s for s in ("dev", "test") if s not in nll]))
         return {f"{s}_nll": nll[s] for s in ("train", "dev", "test")}
 
     metrics = None
@@ -498,6 +505,8 @@ def cmd_train(args) -> None:
         if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
             scored = next((r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r)), {})
             metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
+        else:
+            metrics = score(model, next((r for r in state.history if r["step"] == step and "dev_nll" in r), None))
     if metrics is None:
         metrics = score(model)
     metrics = with_perplexities(metrics)
