@@ -89,8 +89,27 @@ def train_on(monkeypatch, capsys, tmp_path, small, *flags, terminal=True):
     code = main(["train", "-i", small, "-o", str(tmp_path / "w"), "--steps", "100", "--eval-every", "50", "--num-samples", "0", *flags])
     if terminal:
         monkeypatch.undo()
-        return code, out.getvalue(), err.getvalue()
+        return code, out.getvalue(), without_phases(err.getvalue())
     return (code, *capsys.readouterr())
+
+
+PHASE = re.compile(r"\r(?:reading|scoring)[^\r]*(?:\r(?:reading|scoring)[^\r]*)*\r +\r")
+
+
+def without_phases(err: str) -> str:
+    """The terminal's stderr without the reading and scoring notes, each drawn and then wiped."""
+    phases = PHASE.findall(err)
+    assert [p.split()[0] for p in phases] in (["reading"], ["reading", "scoring"]), err
+    return PHASE.sub("", err)
+
+
+def test_status_notes_show_on_a_terminal_only_and_are_wiped():
+    screen, log = Terminal(), io.StringIO()
+    for stream in (screen, log):
+        with progress.Status(stream).phase("scoring") as update:
+            update(3, 4, "dev")
+    assert screen.getvalue() == "\rscoring ...\rscoring dev 75%\r" + " " * len("scoring dev 75%") + "\r"
+    assert log.getvalue() == ""
 
 
 def test_train_on_a_terminal_draws_one_live_line(monkeypatch, capsys, tmp_path, small):

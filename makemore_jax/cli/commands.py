@@ -322,9 +322,12 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
         check(digest)
         data = hostdata.build(path, seed_key(cfg.seed, "split"), cfg.split, len(parallel.local_devices()))
         return data, digest, sum(data.sizes.values())
-    words, digest = _read_input(path)
-    check(digest)
-    return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
+    from .progress import Status
+
+    with Status().phase(f"reading {path}"):
+        words, digest = _read_input(path)
+        check(digest)
+        return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
 
 
 def _fmt(x) -> str:
@@ -468,6 +471,7 @@ def cmd_train(args) -> None:
     from ..store import checkpoint
     from ..training.evaluate import split_nll
     from ..training.trainer import evaluation_words
+    from .progress import Status
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
@@ -482,9 +486,11 @@ def cmd_train(args) -> None:
         sample = evaluation_words(data, cfg)
         nll = {s: record[f"{s}_nll"] for s in ("train", "dev") if record and record.get(f"{s}_nll") is not None
                and (s == "train" or sample.words[s] is data.words[s])}
-        if "train" not in nll:
-            nll.update(split_nll(scored, sample, ["train"]))
-        nll.update(split_nll(scored, data, [s for s in ("dev", "test") if s not in nll]))
+        with Status().phase("scoring") as update:
+            tell = lambda split, done, total: update(done, total, split)  # noqa: E731
+            if "train" not in nll:
+                nll.update(split_nll(scored, sample, ["train"], tell))
+            nll.update(split_nll(scored, data, [s for s in ("dev", "test") if s not in nll], tell))
         return {f"{s}_nll": nll[s] for s in ("train", "dev", "test")}
 
     metrics = None

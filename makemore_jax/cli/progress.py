@@ -13,6 +13,7 @@ import math
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from typing import Callable, TextIO
 
 
@@ -135,6 +136,37 @@ def reporter(total_steps: int, *, quiet: bool = False, plain: bool = False, star
     if not plain and _is_terminal(out) and _is_terminal(err):
         return LiveLine(total_steps, err, start_step)
     return PlainLines(total_steps, out)
+
+
+class Status:
+    """A note of a long phase (reading, scoring) on a terminal's stderr, redrawn while it runs, wiped after.
+
+    Nowhere else: logs, pipes and tests get no such lines.
+    """
+
+    def __init__(self, stream: TextIO | None = None):
+        stream = sys.stderr if stream is None else stream
+        self.stream = stream if _is_terminal(stream) else None
+        self.shown = 0
+
+    def show(self, text: str) -> None:
+        if self.stream is not None:
+            self.stream.write("\r" + text + " " * max(self.shown - len(text), 0))
+            self.stream.flush()
+            self.shown = len(text)
+
+    @contextmanager
+    def phase(self, label: str):
+        """Show ``label ...`` until the block ends; the block gets ``update(done, total, what="")`` for a
+        percentage (of what, e.g. which split)."""
+        self.show(f"{label} ...")
+        try:
+            yield lambda done, total, what="": self.show(f"{label} {what}{' ' if what else ''}{100 * done // max(total, 1)}%")
+        finally:
+            if self.shown:
+                self.stream.write("\r" + " " * self.shown + "\r")
+                self.stream.flush()
+                self.shown = 0
 
 
 def _is_terminal(stream) -> bool:
