@@ -62,6 +62,27 @@ def test_train_ngram_with_each_smoothing(tmp_path, capsys, small_names):
     assert len(set(dev.values())) == len(dev)
 
 
+def test_a_budget_that_spills_trains_the_same_model(tmp_path, capsys, monkeypatch):
+    """--memory 1M spills names.txt's 6-grams to disk many times over: the same lines, the same saved arrays."""
+    from makemore_jax.models.ngram import spill
+
+    spill_dir = tmp_path / "tmp"
+    spill_dir.mkdir()
+    monkeypatch.setattr(spill.tempfile, "tempdir", str(spill_dir))
+    written = []
+    real = spill.write_run
+    monkeypatch.setattr(spill, "write_run", lambda path, *arrays: (written.append(path), real(path, *arrays)))
+    runs = {}
+    for name, flags in (("whole", []), ("spilled", ["--memory", "1M"])):
+        d = str(tmp_path / name)
+        code, out, err = run(capsys, "train", "--type", "ngram", "--order", "6", "-o", d, "--num-samples", "5", *flags)
+        assert code == 0, err
+        assert "counting" not in err  # no status line off a terminal
+        runs[name] = (out.replace(d, "WORKDIR"), {k: v for k, v in snapshot(d).items() if k.endswith(".npz")})
+    assert len(written) >= 3 and os.listdir(spill_dir) == []
+    assert runs["spilled"] == runs["whole"]
+
+
 def test_tune_prints_the_grid_and_saves_the_best(tuned, capsys):
     code, d = tuned
     assert code == 0

@@ -109,12 +109,23 @@ def test_a_tiny_budget_spills_and_merges_to_the_counts_in_memory(names, order, t
     assert os.listdir(tmp_path) == []  # the temporary directory is gone
 
 
+def test_chunks_read_from_a_file_count_as_the_whole_list(names, tmp_path):
+    words, vocab = names
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(words[:3000]) + "\n")
+    spills = tmp_path / "spills"
+    spills.mkdir()
+    got = spill.count_chunks(ngram.read_word_chunks(str(path), 700), vocab, 5, TINY, str(spills))
+    assert got == ngram.count_ngrams(words[:3000], vocab, 5)
+    assert os.listdir(spills) == []
+
+
 def test_merging_in_blocks_equals_one_sort(tmp_path):
     """Runs of random keys, merged a few entries at a time, against np.unique of them all."""
     rng = np.random.default_rng(1)
     budget = spill.Budget(2**12, 8)
     for trial in range(20):
-        runs, sources = [], []
+        runs = []
         with spill.Runs(budget, np.int64, str(tmp_path)) as store:
             for _ in range(rng.integers(1, 6)):
                 keys = np.unique(rng.integers(0, rng.integers(2, 400), size=rng.integers(1, 300)))

@@ -332,33 +332,6 @@ def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, representation: st
     return count_weighted_rows(np.asarray(ngrams_PxN, np.int32), None, vocab_size, kind)
 
 
-def count_ngrams_streaming(
-    chunks: Iterable[Sequence[str]], vocab: Vocabulary, order: int, representation: str = "auto"
-) -> NgramCounts:
-    """count_ngrams of all the words of the chunks (e.g. ``read_word_chunks``), one chunk at a time.
-
-    Memory holds the table and one chunk, never the whole list. Dense: a V^N
-    table that each chunk's scatter-add goes into. Sparse: the distinct
-    n-grams so far, ranked together with the chunk's n-grams and summed.
-    """
-    check_order(order)
-    kind = choose_representation(representation, vocab.size, order)
-    table = np.zeros((vocab.size**order,), np.int32) if kind == "dense" else None
-    so_far = NgramCounts(order, vocab.size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
-    for chunk in chunks:
-        ngrams = words_to_ngrams(list(chunk), vocab, order)
-        if not len(ngrams):
-            continue
-        ones = np.ones((len(ngrams),), np.int32)
-        if kind == "dense":
-            weights = np.pad(ones, (0, shape_bucket(len(ngrams)) - len(ngrams)))
-            table += np.asarray(dense_counts(jnp.asarray(_pad_repeating(ngrams)), jnp.asarray(weights), vocab.size))
-        else:
-            rows = np.concatenate([so_far.ngrams, ngrams])
-            so_far = count_weighted_rows(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
-    return counts_from_table(table, order, vocab.size) if kind == "dense" else so_far
-
-
 def vocabulary_of_chunks(chunks: Iterable[Sequence[str]]) -> Vocabulary:
     """The vocabulary of all the words of the chunks (a first pass over a list too large to hold)."""
     chars: set[str] = set()

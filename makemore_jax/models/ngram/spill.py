@@ -30,14 +30,16 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
 from .counting import (
-    INT32_LIMIT, NgramCounts, _digits, check_order, count_ngram_rows, key_fits, run_starts, word_pieces, words_to_ngrams,
+    INT32_LIMIT, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
+    count_weighted_rows, counts_from_table, dense_counts, key_fits, run_starts, shape_bucket, word_pieces, words_to_ngrams,
 )
 
 INT64_LIMIT = 2**63 - 1
@@ -357,23 +359,75 @@ def count_words(
     keys overflow int64 is counted in memory, by ranks, as count_ngram_rows does.
     """
     check_order(order)
+    if key_dtype(vocab.size, order) is None:
+        return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size)
+    total = sum(map(len, words)) + len(words)
+    return count_chunks([words], vocab, order, memory, temp_dir, progress, total)
+
+
+def count_chunks(
+    chunks: Iterable[Sequence[str]], vocab: Vocabulary, order: int, memory: int, temp_dir: str | None = None,
+    progress: Progress | None = None, total: int | None = None,
+) -> NgramCounts:
+    """count_words of all the words of the chunks (e.g. ``read_word_chunks``), taken one at a time.
+
+    Needs keys that fit int64 (key_dtype). total: the positions of all the
+    chunks, if known, for the progress line.
+    """
+    check_order(order)
     if not (isinstance(memory, (int, np.integer)) and memory >= 1):
         raise MakemoreError(f"memory must be a number of bytes >= 1, got {memory!r}")
     dtype = key_dtype(vocab.size, order)
     if dtype is None:
-        return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size)
+        raise ValueError(f"order-{order} keys over {vocab.size} ids overflow int64: count the rows (count_ngram_rows)")
     budget = Budget(int(memory), dtype.itemsize)
-    total = sum(map(len, words)) + len(words)
     with Runs(budget, dtype, temp_dir) as runs:
         tick, done = Ticker(progress), 0
-        for piece in word_pieces(words, budget.piece_positions):
-            runs.add(*piece_run(piece, vocab, order, dtype))
-            done += sum(map(len, piece)) + len(piece)
-            spilled = f", {len(runs.files)} runs on disk ({runs.spilled_bytes / 2**20:,.0f} MiB)" if runs.files else ""
-            tick(lambda: f"counting {order}-grams: {100 * done // max(total, 1)}% of {total:,} positions{spilled}")
+        for chunk in chunks:
+            for piece in word_pieces(chunk, budget.piece_positions):
+                runs.add(*piece_run(piece, vocab, order, dtype))
+                done += sum(map(len, piece)) + len(piece)
+                tick(lambda: _counting_line(order, done, total, runs))
         sources = runs.sources()
         keys, counts = merge_sources(sources, budget.block_entries(len(sources)), Ticker(progress))
     return NgramCounts(order, vocab.size, _digits(keys, order, vocab.size), counts)
+
+
+def _counting_line(order: int, done: int, total: int | None, runs: Runs) -> str:
+    spilled = f", {len(runs.files)} runs on disk ({runs.spilled_bytes / 2**20:,.0f} MiB)" if runs.files else ""
+    so_far = f"{100 * done // max(total, 1)}% of {total:,}" if total is not None else f"{done:,}"
+    return f"counting {order}-grams: {so_far} positions{spilled}"
+
+
+def count_ngrams_streaming(
+    chunks: Iterable[Sequence[str]], vocab: Vocabulary, order: int, representation: str = "auto"
+) -> NgramCounts:
+    """count_ngrams of all the words of the chunks (e.g. ``read_word_chunks``), one chunk at a time.
+
+    Memory holds the table and one chunk, never the whole list. Dense: a V^N
+    table that each chunk's scatter-add goes into. Sparse: each chunk's sorted
+    runs, merged within the default memory budget (``count_chunks``);
+    where keys overflow int64, the distinct n-grams so far ranked together
+    with the chunk's n-grams and summed.
+    """
+    check_order(order)
+    kind = choose_representation(representation, vocab.size, order)
+    if kind == "sparse" and key_dtype(vocab.size, order) is not None:
+        return count_chunks(chunks, vocab, order, default_memory())
+    table = np.zeros((vocab.size**order,), np.int32) if kind == "dense" else None
+    so_far = NgramCounts(order, vocab.size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
+    for chunk in chunks:
+        ngrams = words_to_ngrams(list(chunk), vocab, order)
+        if not len(ngrams):
+            continue
+        ones = np.ones((len(ngrams),), np.int32)
+        if kind == "dense":
+            weights = np.pad(ones, (0, shape_bucket(len(ngrams)) - len(ngrams)))
+            table += np.asarray(dense_counts(jnp.asarray(_pad_repeating(ngrams)), jnp.asarray(weights), vocab.size))
+        else:
+            rows = np.concatenate([so_far.ngrams, ngrams])
+            so_far = count_weighted_rows(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
+    return counts_from_table(table, order, vocab.size) if kind == "dense" else so_far
 
 
 class TerminalStatus:
