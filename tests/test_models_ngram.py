@@ -160,12 +160,12 @@ def test_key_path_and_rank_path_count_the_same(vocab_size, order):
     expected = reference_levels(rows, weights)
     methods = ["keys", "ranks"] if ngram.key_fits(vocab_size, order) else ["ranks"]
     assert (vocab_size, order) != (1291, 3) or methods == ["ranks"]  # 1291^3 − 1 overflows int32
-    for method in methods:
+    for method in methods:  # counting: int32 keys only; every order from the counts: int64 keys too
         once = ngram.count_weighted_rows(rows, None, vocab_size, method)
         assert once == ngram.count_ngram_rows(rows, vocab_size) and once.counts.sum() == len(rows), method
         counts = ngram.count_weighted_rows(rows, weights, vocab_size, method)
         assert np.array_equal(counts.ngrams, expected[order][0]) and np.array_equal(counts.counts, expected[order][1])
-        for how in methods:
+        for how in ["keys", "ranks"]:
             levels = ngram.all_levels(counts, how)
             for n, level in enumerate(levels, start=1):
                 grams, raw, distinct = expected[n]
@@ -176,19 +176,21 @@ def test_key_path_and_rank_path_count_the_same(vocab_size, order):
                     assert np.array_equal(levels[n - 2].ngrams[level.suffix], level.ngrams[:, 1:])
 
 
-def test_the_key_path_is_taken_exactly_while_keys_fit_int32(monkeypatch):
+def test_the_key_path_is_taken_exactly_while_keys_fit(monkeypatch):
+    """Counting rows by int32 keys while they fit; every order from the counts by int32 or int64 keys."""
     assert ngram.key_fits(27, 6) and not ngram.key_fits(27, 7)
     assert ngram.key_fits(1290, 3) and not ngram.key_fits(1291, 3)  # 1290^3 = 2,146,689,000 <= 2^31
     assert ngram.key_fits(2, 31) and not ngram.key_fits(2, 32)  # keys up to 2^31 − 1 exactly
+    assert ngram.counting.key_dtype(2, 63) == np.int64 and ngram.counting.key_dtype(2, 64) is None
     calls = []
     for name in ("count_by_keys", "levels_by_keys"):  # where the counting module calls them
         real = getattr(ngram.counting, name)
         monkeypatch.setattr(ngram.counting, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     rows = np.array([[0, 1, 2], [0, 1, 2], [1, 1, 0]], np.int32)
-    for vocab_size, keyed in [(1290, True), (1291, False)]:
+    for vocab_size, expected in [(1290, ["count_by_keys", "levels_by_keys"]), (1291, ["levels_by_keys"]), (2**22, [])]:
         calls.clear()
         levels = ngram.all_levels(ngram.count_ngram_rows(rows, vocab_size))
-        assert calls == (["count_by_keys", "levels_by_keys"] if keyed else []), vocab_size
+        assert calls == expected, vocab_size
         assert [level.raw.tolist() for level in levels] == [[1, 2], [1, 2], [1, 2]]
 
 

@@ -150,6 +150,11 @@ def test_int64_keys_spill_to_the_counts_and_models_of_ranking(wide, tmp_path, mo
         in_memory = ngram.count_ngrams(words, vocab, order)  # the ranks path: the keys overflow int32
         got = spill.count_words(words, vocab, order, TINY, str(tmp_path))
         assert got == in_memory
+        for by_keys, by_ranks in zip(ngram.all_levels(got, "keys"), ngram.all_levels(got, "ranks")):  # int64 keys
+            for field in ("ngrams", "raw", "continuation", "suffix"):
+                a, b = getattr(by_keys, field), getattr(by_ranks, field)
+                np.testing.assert_array_equal(a, b, err_msg=field)
+                assert a.dtype == b.dtype == np.int32
         for method in ngram.METHODS:
             _assert_same_params(
                 ngram.build_params(ngram.all_levels(got), order, vocab.size, method),

@@ -17,6 +17,7 @@ DENSE_MAX_CELLS = 2**22  # dense tables while V^N is at most this (16 MiB of int
 MAX_NGRAM_CELLS = 2**26  # positions × order held at once while counting (256 MiB of int32 ids)
 RANK_TABLE_CELLS = 2**20  # ranking by a presence table of (rank, id) pairs while they fit this many cells
 INT32_LIMIT = 2**31 - 1
+INT64_LIMIT = 2**63 - 1
 
 
 # ---- the n-grams of a word list ----------------------------------------------------
@@ -142,14 +143,21 @@ def key_fits(vocab_size: int, order: int) -> bool:
     return vocab_size**order - 1 <= INT32_LIMIT
 
 
+def key_dtype(vocab_size: int, order: int) -> np.dtype | None:
+    """The dtype of an n-gram's flat index: int32 while V^order fits it (key_fits), int64 while it fits that, else None."""
+    if key_fits(vocab_size, order):
+        return np.dtype(np.int32)
+    return np.dtype(np.int64) if vocab_size**order - 1 <= INT64_LIMIT else None
+
+
 def sparse_method(vocab_size: int, order: int) -> str:
     """How the sparse path counts: 'keys' (one sort of int32 keys) where they fit, else 'ranks'."""
     return "keys" if key_fits(vocab_size, order) else "ranks"
 
 
-def ngram_keys(ngrams_PxN: np.ndarray, vocab_size: int) -> np.ndarray:
-    """flat_index of each row on the host: int32 (P,). Needs key_fits (no step of the sum overflows)."""
-    key_P = np.zeros((ngrams_PxN.shape[0],), np.int32)
+def ngram_keys(ngrams_PxN: np.ndarray, vocab_size: int, dtype=np.int32) -> np.ndarray:
+    """flat_index of each row on the host: dtype (P,). The keys must fit dtype (key_dtype; no step of the sum overflows)."""
+    key_P = np.zeros((ngrams_PxN.shape[0],), dtype)
     for j in range(ngrams_PxN.shape[1] - 1, -1, -1):
         key_P *= vocab_size
         key_P += ngrams_PxN[:, j]
@@ -396,25 +404,25 @@ def all_levels(counts: NgramCounts, how: str = "auto") -> list[Level]:
     in suffix order, so each is a run of neighbours: raw counts add up over
     the run, and the continuation count is the number of order-(n + 1) runs
     in it, i.e. of distinct ids seen before the n-gram. how: 'keys' (the runs
-    of int32 keys, key_fits), 'ranks' (the runs of suffix ranks, any
+    of int32 or int64 keys, key_dtype), 'ranks' (the runs of suffix ranks, any
     vocabulary) or 'auto' (keys where they fit); the levels are the same.
     """
     N, M, V = counts.order, len(counts.counts), counts.vocab_size
     if M == 0:
         return [Level(np.zeros((0, n), np.int32), *(np.zeros((0,), np.int32),) * 3) for n in range(1, N + 1)]
     if how == "auto":
-        how = sparse_method(V, N)
+        how = "keys" if key_dtype(V, N) is not None else "ranks"
     return levels_by_keys(counts) if how == "keys" else _levels_by_ranks(counts)
 
 
 def levels_by_keys(counts: NgramCounts) -> list[Level]:
-    """all_levels from the sorted int32 keys, one order at a time from the top (needs key_fits).
+    """all_levels from the sorted keys, one order at a time from the top (needs keys that fit int64, key_dtype).
 
     An n-gram's key divided by V is the key of its last n − 1 ids, so order
     n − 1's runs are runs of equal quotients of order n's sorted keys.
     """
     V, N = counts.vocab_size, counts.order
-    keys, raw = ngram_keys(counts.ngrams, V), np.asarray(counts.counts, np.int32)
+    keys, raw = ngram_keys(counts.ngrams, V, key_dtype(V, N)), np.asarray(counts.counts, np.int32)
     ngrams, continuation = np.array(counts.ngrams, np.int32), raw
     levels = []
     for n in range(N, 1, -1):

@@ -14,9 +14,9 @@ from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
 from .. import ModelDef
 from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, word_pieces, words_to_ngrams
-from .counting import all_levels
+from .counting import all_levels, key_dtype
 from .smoothing import build_params, model_order, probs
-from .spill import count_words, default_memory, key_dtype, memory_bytes
+from .spill import count_words, default_memory, memory_bytes
 
 EVAL_CHUNK = 4096  # positions per step of a whole-split evaluation
 SCORE_ROWS = 2**18  # positions scored in one call at most; a longer list is scored by its distinct contexts

@@ -39,10 +39,9 @@ from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
 from .counting import (
     INT32_LIMIT, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
-    count_weighted_rows, counts_from_table, dense_counts, key_fits, run_starts, shape_bucket, word_pieces, words_to_ngrams,
+    count_weighted_rows, counts_from_table, dense_counts, key_dtype, run_starts, shape_bucket, word_pieces, words_to_ngrams,
 )
 
-INT64_LIMIT = 2**63 - 1
 MIN_MEMORY = 2**20  # the least budget a user may give (--memory): below it blocks get too small to be worth reading
 FALLBACK_MEMORY = 2**30  # the default budget where the physical memory is unknown
 POSITION_BYTES = 48  # a piece's keys and the temporaries of encoding and keying them, per position
@@ -101,13 +100,6 @@ def memory_bytes(spec: str | int) -> int:
     if budget < MIN_MEMORY:
         raise MakemoreError(f"memory {text} is too small: counting needs at least 1M")
     return budget
-
-
-def key_dtype(vocab_size: int, order: int) -> np.dtype | None:
-    """The dtype of an n-gram's flat index: int32 while V^order fits it, int64 while it fits that, else None."""
-    if key_fits(vocab_size, order):
-        return np.dtype(np.int32)
-    return np.dtype(np.int64) if vocab_size**order - 1 <= INT64_LIMIT else None
 
 
 @dataclass(frozen=True)
