@@ -109,6 +109,14 @@ def test_a_tiny_budget_spills_and_merges_to_the_counts_in_memory(names, order, t
     assert os.listdir(tmp_path) == []  # the temporary directory is gone
 
 
+@pytest.mark.parametrize("words", [[], ["a"], ["ab"] * 5000])
+def test_lists_of_nothing_or_one_word_or_one_word_repeated(names, words, tmp_path):
+    vocab = names[1]
+    for order in (1, 4, 7):
+        assert spill.count_words(words, vocab, order, TINY, str(tmp_path)) == ngram.count_ngrams(words, vocab, order)
+    assert os.listdir(tmp_path) == []
+
+
 def test_chunks_read_from_a_file_count_as_the_whole_list(names, tmp_path):
     words, vocab = names
     path = tmp_path / "words.txt"
@@ -366,6 +374,26 @@ def test_the_status_line_is_drawn_on_a_terminal_only_and_wiped():
     status("merging")
     status.close()
     assert screen.getvalue() == "\rcounting 6-grams: 10%\rmerging" + " " * 14 + "\r" + " " * 7 + "\r"
+
+
+def test_the_trainer_counter_shows_progress_on_a_terminal_only(names, monkeypatch):
+    from makemore_jax.training.trainer import Counter
+
+    words, vocab = names
+    now = [0.0]
+    monkeypatch.setattr(spill.time, "monotonic", lambda: now.__setitem__(0, now[0] + 1.0) or now[0])
+    expected = ngram.count_ngrams(words[:4000], vocab, 4)
+    shown = []
+    assert Counter(progress=shown.append).ngram_words(words[:4000], vocab, 4, TINY) == expected
+    assert any(s.startswith("counting 4-grams: ") for s in shown)
+    for stream, drawn in ((io.StringIO(), False), (FakeTerminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert Counter().ngram_words(words[:4000], vocab, 4, TINY) == expected
+        text = stream.getvalue()
+        if drawn:  # redrawn in place, then wiped
+            assert "\rcounting 4-grams: " in text and "\n" not in text and text.rstrip(" ").endswith("\r"), text[-200:]
+        else:
+            assert text == ""
 
 
 # ---- scoring long lists -------------------------------------------------------------------------

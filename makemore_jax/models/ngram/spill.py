@@ -315,7 +315,7 @@ def merge_sources(sources: list, block: int, tick: Callable[[Callable[[], str]],
         if tick is not None:
             tick(lambda: f"merging {len(sources)} runs of n-gram counts: {100 * taken // max(total, 1)}%")
     if not kept_keys:
-        return np.zeros((0,), sources[0].dtype if sources else np.int32), np.zeros((0,), np.int32)
+        return np.zeros((0,), np.int64), np.zeros((0,), np.int32)
     return np.concatenate(kept_keys), np.concatenate(kept_counts)
 
 
