@@ -237,7 +237,7 @@ def encode_padded(words: Sequence[str], vocab: Vocabulary, block_size: int) -> t
     t <= n (the n characters and the end). Raises MakemoreError for a word
     longer than block_size - 1 characters.
     """
-    lengths = np.fromiter((len(w) for w in words), dtype=np.int32, count=len(words))
+    lengths = np.fromiter(map(len, words), dtype=np.int32, count=len(words))
     if len(words) and int(lengths.max()) > block_size - 1:
         longest = words[int(np.argmax(lengths))]
         raise MakemoreError(
@@ -300,7 +300,9 @@ class Dataset:
 
     @property
     def max_word_len(self) -> int:
-        return max(len(w) for ws in self.words.values() for w in ws)
+        if "max_word_len" not in self._cache:
+            self._cache["max_word_len"] = max(max(map(len, ws)) for ws in self.words.values() if ws)
+        return self._cache["max_word_len"]
 
     def nonempty(self) -> list[str]:
         return [s for s in SPLITS if self.sizes[s]]

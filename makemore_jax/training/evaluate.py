@@ -13,6 +13,8 @@ model whose ModelDef has ``apply_packed``, the words packed end to end
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -30,6 +32,7 @@ from ..models.losses import nll_from_counts
 PACKED_ROWS = 32  # rows of block_size slots per forward pass of packed words (about 70 names)
 GROUP = 16  # chunks per compiled call (packed: 512 rows; padded: 8,192 words)
 PROGRESS_EVERY = 8  # calls between progress reports
+STREAMS = 2  # threads scoring groups side by side (see _in_groups)
 # Measured on 2 Xeon cores with the makemore Transformer: 32 rows a pass scored 86k positions/s,
 # 256 rows 48k/s (the larger activations fall out of cache).
 
@@ -98,17 +101,32 @@ def _in_groups(score, arrays: list[np.ndarray], progress=None) -> float:
     """Σ score(*group) over the arrays cut along axis 0 into GROUP blocks, the last padded with zeros.
 
     Every call has the same shapes, so it compiles once whatever the number of
-    words; the calls queue up asynchronously and the sums come back at the end
-    (with progress, every PROGRESS_EVERY calls wait for the one before, to tell).
+    words. STREAMS threads share the groups out (group g to thread g mod
+    STREAMS): XLA:CPU runs calls from different threads side by side, where
+    one call alone keeps the cores busy only part of the time (on 2 cores, two
+    streams scored 1.75× the positions per second of one). The groups' sums
+    are added in group order, so the total does not depend on the threads.
     """
     arrays = [_whole(a, GROUP) for a in arrays]
-    starts = range(0, len(arrays[0]), GROUP)
-    sums = []
-    for n, i in enumerate(starts):
-        sums.append(score(*(a[i : i + GROUP] for a in arrays)))
-        if progress is not None and n % PROGRESS_EVERY == 0:
-            sums[-1].block_until_ready()
-            progress(n, len(starts))
+    starts = list(range(0, len(arrays[0]), GROUP))
+    sums: list = [None] * len(starts)
+    done = [0]
+    lock = threading.Lock()
+
+    def stream(first: int) -> None:
+        for g in range(first, len(starts), STREAMS):
+            sums[g] = score(*(a[starts[g] : starts[g] + GROUP] for a in arrays))
+            if progress is not None and g % PROGRESS_EVERY == 0:
+                sums[g].block_until_ready()
+                with lock:
+                    done[0] = max(done[0], g)
+                    progress(done[0], len(starts))
+
+    if STREAMS > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(STREAMS) as pool:
+            list(pool.map(stream, range(STREAMS)))  # list(): a thread's exception is raised here
+    else:
+        stream(0)
     return float(np.asarray(jnp.stack(sums), np.float64).sum()) if sums else 0.0
 
 
