@@ -103,6 +103,9 @@ def reading(path: str | os.PathLike):
         raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
 
 
+LOOKUP_BELOW = 1 << 16  # vocabularies of code points below this encode by a table lookup, else by binary search
+
+
 def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
@@ -156,9 +159,17 @@ class Vocabulary:
         """
         cps = _code_points(_SEPARATOR + _SEPARATOR.join(words) + _SEPARATOR)
         known = _code_points("".join(self.chars)).astype(np.int64)
-        pos = np.searchsorted(known, cps)
-        found = known[np.minimum(pos, max(len(known) - 1, 0))] == cps if len(known) else np.zeros(len(cps), bool)
         is_sep = cps == ord(_SEPARATOR)
+        if len(known) and known[-1] < LOOKUP_BELOW:  # one table lookup per character (ids + 1; 0 = unknown)
+            table = np.zeros(max(int(known[-1]), ord(_SEPARATOR)) + 1, np.int32)
+            table[known] = np.arange(1, len(known) + 1, dtype=np.int32)
+            ids = table[np.minimum(cps, len(table) - 1)]
+            ids[cps >= len(table)] = 0
+            found = ids > 0
+            pos = ids - 1
+        else:
+            pos = np.searchsorted(known, cps)
+            found = known[np.minimum(pos, max(len(known) - 1, 0))] == cps if len(known) else np.zeros(len(cps), bool)
         bad = ~found & ~is_sep
         if bad.any():
             first = int(np.argmax(bad))
@@ -244,12 +255,14 @@ def encode_padded(words: Sequence[str], vocab: Vocabulary, block_size: int) -> t
             f"word {longest[:40]!r} has {len(longest)} characters; the model handles at most {block_size - 1}"
         )
     stream = vocab.encode_stream(words)
-    tokens = np.zeros((len(words), block_size + 1), np.int32)
-    # word i's characters sit in the stream right after its leading boundary
-    starts = np.concatenate([[0], np.cumsum(lengths[:-1] + 1)]) + 1
-    col = np.arange(block_size + 1)
-    rows, cols = np.nonzero((col[None, :] >= 1) & (col[None, :] <= lengths[:, None]))
-    tokens[rows, cols] = stream[starts[rows] + cols - 1]
+    width = block_size + 1
+    tokens = np.zeros((len(words), width), np.int32)
+    # word k's boundary sits at stream position b_k and its characters right after, so the
+    # character at p goes to row k, column p − b_k: flat index p + (k·width − b_k)
+    boundaries = np.concatenate([[0], np.cumsum(lengths.astype(np.int64) + 1)[:-1]])
+    offset = np.arange(len(words), dtype=np.int64) * width - boundaries
+    chars = np.flatnonzero(stream)
+    tokens.reshape(-1)[chars + np.repeat(offset, lengths)] = stream[chars]
     return tokens, lengths
 
 
