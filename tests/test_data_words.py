@@ -100,3 +100,14 @@ def test_split_proportions_are_configurable(names):
 def test_single_word_trains_on_it():
     train, dev, test = data.split_words(["solo"], jax.random.key(0))
     assert (train, dev, test) == (["solo"], [], [])
+
+
+@pytest.mark.parametrize("alphabet", ["abc", "aé€.b", "a\U0001F600c"])  # table lookup; a '.' of its own; binary search
+def test_encode_padded_equals_the_word_by_word_encoding(alphabet):
+    rng = np.random.default_rng(len(alphabet))
+    words = ["".join(rng.choice(list(alphabet), rng.integers(1, 7))) for _ in range(200)]
+    vocab = data.Vocabulary.from_words(words)
+    tokens, lengths = data.encode_padded(words, vocab, 8)
+    for row, n, w in zip(tokens, lengths, words):
+        assert n == len(w)
+        assert row.tolist() == [0] + [vocab.chars.index(c) + 1 for c in w] + [0] * (8 - len(w))
