@@ -300,6 +300,12 @@ class Dataset:
         replacement with key (a fixed key: the same words at every call); most = 0 keeps every word."""
         if most <= 0 or all(n <= most for n in self.sizes.values()):
             return self
+        cached = ("sample", most, np.asarray(jax.random.key_data(key)).tobytes())
+        if cached not in self._cache:
+            self._cache[cached] = self._sample(most, key)
+        return self._cache[cached]
+
+    def _sample(self, most: int, key: jax.Array) -> "Dataset":
         words = {}
         for i, split in enumerate(SPLITS):
             ws = self.words[split]
