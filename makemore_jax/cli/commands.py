@@ -528,6 +528,7 @@ def _start_run(args, parallel, writer: bool):
     from ..models import get_model
     from ..training.config import TrainConfig
     from ..training.trainer import new_model
+    from .progress import Status
 
     given = _given_settings(args)
     path = _input_path(args)
@@ -543,7 +544,9 @@ def _start_run(args, parallel, writer: bool):
         if cfg.steps == 0 and not get_model(cfg.type).counted:
             raise MakemoreError("--steps 0: nothing to train (give at least 1 step)")
         data, digest, num_words = _load_data(path, cfg, parallel)
-        model, state = new_model(cfg, data, parallel), None
+        status = Status()
+        with status.phase("counting" if get_model(cfg.type).counted else "initialising"):
+            model, state = new_model(cfg, data, parallel, progress=status.show), None
         training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": num_words}
         if writer:
             _hold_workdir(args.work_dir)

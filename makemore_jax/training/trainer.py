@@ -48,12 +48,13 @@ class Interrupted(Exception):
 MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 MiB each at this size
 
 
-def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
+def new_model(cfg: TrainConfig, data: Dataset, parallel=None, progress: Callable[[str], None] | None = None) -> TrainedModel:
     """A model for the data: vocabulary, block size, and its initial parameters, or its counts.
 
     A counted model (counts, n-grams) is complete here. With parallel (a
     parallel.DataParallel) it counts over its devices; where data is one
     process's part of a multi-host run, the counts of every process are added.
+    progress hears a short line now and then about a long count.
     """
     cfg.validate()
     model_def = get_model(cfg.type)
@@ -65,7 +66,8 @@ def new_model(cfg: TrainConfig, data: Dataset, parallel=None) -> TrainedModel:
             f"the {cfg.type} model takes at most {MAX_TABLE_VOCAB:,} (the other models have no such table)"
         )
     if model_def.counted:
-        return TrainedModel(cfg, data.vocab, model_def.count(data, cfg, Counter(parallel, data.local_only)), block_size)
+        counter = Counter(parallel, data.local_only, progress)
+        return TrainedModel(cfg, data.vocab, model_def.count(data, cfg, counter), block_size)
     model = TrainedModel(cfg, data.vocab, {}, block_size)
     check_config(model.model_config, cfg.type)
     if cfg.dropout and model_def.apply_dropout is None:
@@ -93,8 +95,7 @@ class Counter:
 
     process_local: each process holds its own part of the input (a multi-host
     run); the counts of every process are added. progress: a callable that
-    takes a short line about a long count; by default one redrawn status line
-    on stderr when it is a terminal, nothing otherwise.
+    takes a short line about a long count (the CLI draws it on a terminal).
     """
 
     def __init__(self, parallel=None, process_local: bool = False, progress: Callable[[str], None] | None = None):
@@ -111,18 +112,9 @@ class Counter:
 
     def ngram_words(self, words, vocab, order: int, memory: int):
         """The counts (ngram.NgramCounts) of the words' n-grams, counted within memory bytes (spilling past them)."""
-        import sys
-
-        from ..models.ngram import TerminalStatus
         from .parallel import count_ngram_words
 
-        status = TerminalStatus.on_terminal(sys.stderr) if self.progress is None else None
-        try:
-            return count_ngram_words(words, vocab, order, memory, self.parallel, self.process_local,
-                                     progress=self.progress or status)
-        finally:
-            if status is not None:
-                status.close()
+        return count_ngram_words(words, vocab, order, memory, self.parallel, self.process_local, progress=self.progress)
 
 
 def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):

@@ -66,7 +66,7 @@ from .counting import (
     NgramCounts, padded_rows, RANKING, ranking_method, read_word_chunks, refine_ranks, vocabulary_of_chunks,
     word_pieces, words_to_ngrams,
 )
-from .spill import count_chunks, count_ngrams_streaming, count_words, default_memory, memory_bytes, stream_keys, TerminalStatus
+from .spill import count_chunks, count_ngrams_streaming, count_words, default_memory, memory_bytes, stream_keys
 from .smoothing import (
     add_k, build_params, count_tables, FALLBACK_DISCOUNTS, fit, fold_orders, kn_discount, kn_mix, layout,
     METHODS, modified_kn_discounts, next_logprobs, row_stats, smoothing_params,
@@ -81,7 +81,7 @@ __all__ = [
     "counts_from_table", "dense_fits", "DENSE_MAX_CELLS", "flat_index", "key_fits", "Level",
     "MAX_NGRAM_CELLS", "ngram_keys", "NgramCounts", "padded_rows", "RANKING", "ranking_method",
     "read_word_chunks", "refine_ranks", "vocabulary_of_chunks", "word_pieces", "words_to_ngrams", "count_chunks", "count_words",
-    "default_memory", "memory_bytes", "stream_keys", "TerminalStatus", "add_k", "build_params",
+    "default_memory", "memory_bytes", "stream_keys", "add_k", "build_params",
     "count_tables", "FALLBACK_DISCOUNTS", "fit", "fold_orders", "kn_discount", "kn_mix", "layout", "METHODS",
     "modified_kn_discounts", "next_logprobs", "row_stats", "smoothing_params", "apply", "count",
     "decode_init", "decode_step", "describe", "EVAL_CHUNK", "expected_arrays", "MODEL_DEF", "MODELS",

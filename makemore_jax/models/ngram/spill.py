@@ -420,29 +420,3 @@ def count_ngrams_streaming(
             rows = np.concatenate([so_far.ngrams, ngrams])
             so_far = count_weighted_rows(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
     return counts_from_table(table, order, vocab.size) if kind == "dense" else so_far
-
-
-class TerminalStatus:
-    """A progress callback that redraws one status line on a terminal stream; ``close`` wipes it."""
-
-    def __init__(self, stream):
-        self.stream, self.shown = stream, 0
-
-    @classmethod
-    def on_terminal(cls, stream) -> "TerminalStatus | None":
-        """A status line on stream if it is a terminal; None (no progress shown) in a log, a file or a pipe."""
-        try:
-            return cls(stream) if stream.isatty() else None
-        except (AttributeError, ValueError):  # no isatty, or a closed stream
-            return None
-
-    def __call__(self, text: str) -> None:
-        self.stream.write("\r" + text + " " * max(self.shown - len(text), 0))
-        self.stream.flush()
-        self.shown = len(text)
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\r" + " " * self.shown + "\r")
-            self.stream.flush()
-            self.shown = 0
