@@ -140,7 +140,7 @@ def _add_train_parser(sub, workdir) -> None:
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
     t.add_argument("--eval-words", type=non_negative_int, metavar="N",
                    help="words of each split scored at each evaluation during training, a fixed seeded sample; "
-                   "0 = whole splits (default 30,000); the dev and test figures at the end are of the whole splits")
+                   "0 = whole splits (default 40,000); the dev and test figures at the end are of the whole splits")
     t.add_argument("--log-every", type=positive_int, help="steps between progress lines; when given, plain lines even on a terminal")
     t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")
     t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
