@@ -28,7 +28,8 @@ What the JAX side runs: ``train_steps.run_steps`` chunks of eval_every steps ove
 the loss that ``jax_training_loss`` builds, ``train_steps.sequence_loss`` of the
 drawn words packed end to end (what ``makemore train`` does by default: the
 padded batch's loss without its padding; see ``makemore_jax.data.packing``), then
-the dev NLL of the dev words packed the same way (``evaluate.packed_nll_sum``).
+the dev NLL of the dev words packed the same way, every word scored (``packed_nll_sum``
+here; the package's own evaluation also shares prefixes, see ``data.prefixes``).
 Its clock starts before compilation and includes it. makemore's side pads
 every word to block_size, as makemore does.
 
@@ -101,12 +102,24 @@ def jax_training_loss(model_def, cfg: TrainConfig, train_lengths: np.ndarray):
                                capacity=capacity)
 
 
+@partial(jax.jit, static_argnames=("apply_packed",))
+def packed_nll_sum(apply_packed, params, chunks: packing.Packed):
+    """(Total NLL, number of positions) of a split packed by ``packing.pack_words``, one chunk per pass."""
+
+    def score(chunk):
+        logits = apply_packed(params, chunk.inputs, chunk.positions, chunk.segments)
+        return packing.packed_nll_sum(logits, chunk)
+
+    sums, counts = jax.lax.map(score, chunks._replace(fits=jax.numpy.zeros(chunks.inputs.shape[0], bool)))
+    return sums.sum(), counts.sum()
+
+
 def jax_dev_nll(model_def, dev_tokens: np.ndarray, dev_lengths: np.ndarray):
-    """dev_nll(params): the mean NLL of the whole dev split, its words packed end to end as evaluate does."""
+    """dev_nll(params): the mean NLL of the whole dev split, its words packed end to end, every word scored."""
     chunks = packing.pack_words(dev_tokens, dev_lengths, BLOCK_SIZE, evaluate.PACKED_ROWS)
 
     def dev_nll(params):
-        total, count = evaluate.packed_nll_sum(model_def.apply_packed, params, chunks)
+        total, count = packed_nll_sum(model_def.apply_packed, params, chunks)
         return float(total / count)
 
     return dev_nll

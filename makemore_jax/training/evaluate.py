@@ -63,18 +63,6 @@ def sequence_nll_sum(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array,
     return sums.sum(), counts.sum()
 
 
-@partial(jax.jit, static_argnames=("apply_packed",))
-def packed_nll_sum(apply_packed, params, chunks: packing.Packed):
-    """(Total NLL, number of positions) of a split packed by ``packing.pack_words``, one chunk per pass."""
-
-    def score(chunk):
-        logits = apply_packed(params, chunk.inputs, chunk.positions, chunk.segments)
-        return packing.packed_nll_sum(logits, chunk)
-
-    sums, counts = jax.lax.map(score, chunks._replace(fits=jnp.zeros(chunks.inputs.shape[0], bool)))
-    return sums.sum(), counts.sum()
-
-
 def sequence_nll_sums(model, tokens_WxL: np.ndarray, lengths_W: np.ndarray, progress=None) -> tuple[float, int]:
     """(Total NLL, positions) of padded words under a model, by their leaves (``prefixes.leaves``):
     packed where its ModelDef can, else padded; one compiled call per GROUP chunks.

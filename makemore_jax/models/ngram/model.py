@@ -14,7 +14,7 @@ from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
 from .. import ModelDef
 from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, word_pieces, words_to_ngrams
-from .counting import all_levels, key_dtype
+from .counting import all_levels, key_dtype, ngram_keys
 from .smoothing import build_params, model_order, probs
 from .spill import count_words, default_memory, memory_bytes
 
@@ -86,10 +86,7 @@ def _distinct_sums(params: dict, words: Sequence[str], vocab: Vocabulary, order:
     −log p weighted by how often it occurs. A long list repeats most contexts many times over."""
     counts = count_words(words, vocab, order, default_memory())
     contexts_MxC, targets_M = counts.ngrams[:, :-1], counts.ngrams[:, -1]
-    context_M = np.zeros((len(targets_M),), np.int64)
-    for j in range(order - 2, -1, -1):  # any key will do that tells contexts apart: V^(order - 1) fits int64 here
-        context_M *= vocab.size
-        context_M += contexts_MxC[:, j]
+    context_M = ngram_keys(contexts_MxC, vocab.size, np.int64)  # V^(order - 1) fits int64 here
     _, first, inverse = np.unique(context_M, return_index=True, return_inverse=True)
     distinct_CxC = contexts_MxC[first]
     logp_CxV = np.concatenate([
