@@ -60,7 +60,7 @@ def test_names_share_a_quarter_of_their_positions():
 
 
 def test_split_nll_by_leaves_equals_every_position_summed():
-    """Repeats and words that are prefixes of others, packed (Transformer) and padded (MLP) scoring."""
+    """Repeats and words that are prefixes of others, by the prefix tree (Transformer) and padded (MLP)."""
     from makemore_jax.models import get_model
     from makemore_jax.training import evaluate
     from makemore_jax.training.config import TrainConfig
@@ -78,7 +78,80 @@ def test_split_nll_by_leaves_equals_every_position_summed():
         got, positions = evaluate.sequence_nll_sums(model, tokens, lengths)
         assert positions == int(count) == sum(len(w) + 1 for w in words)
         assert abs(got - float(want)) < 1e-5 * float(want), kind
-        assert (get_model(kind).apply_packed is not None) == (kind == "transformer")
+        assert (get_model(kind).apply_trie is not None) == (kind == "transformer")
+
+
+def pairs_of_trie(tr, vocab) -> Counter:
+    """The pairs a prefix tree's weights stand for, each slot's prefix read from its parents; checks
+    on the way that every slot's visible slots (s' <= s < ends[s']) are its ancestors, root first."""
+    c = Counter()
+    for r in range(tr.ids.shape[0]):
+        prefix = {}
+        for s in range(tr.ids.shape[1]):
+            d = int(tr.depths[r, s])
+            if s and not d:  # an idle slot: sees itself, weighs nothing
+                assert tr.ends[r, s] == s + 1 and not tr.counts[r, s] and not tr.words[r, s]
+                continue
+            text = "" if d == 0 else prefix[int(tr.parents[r, s])] + vocab.itos(int(tr.ids[r, s]))
+            assert len(text) == d
+            prefix[s] = text
+            seen = [q for q in range(s + 1) if tr.ends[r, q] > s]
+            assert [prefix[q] for q in seen] == [text[:k] for k in range(d + 1)]
+            if tr.counts[r, s]:
+                c[(prefix[int(tr.parents[r, s])], text[-1])] += int(tr.counts[r, s])
+            if tr.words[r, s]:
+                c[(text, ".")] += int(tr.words[r, s])
+    return c
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_trie_weighs_every_pair_as_often_as_the_words_hold_it(seed):
+    rng = np.random.default_rng(seed)
+    alphabet = "abc"[: rng.integers(1, 4)]
+    words = ["".join(rng.choice(list(alphabet), rng.integers(1, 6))) for _ in range(rng.integers(1, 40))]
+    vocab = Vocabulary.from_words(words)
+    row_len = int(rng.integers(7, 20))  # from the longest word's path (6 slots) up
+    tr = prefixes.trie(*encode_padded(words, vocab, 7), row_len)
+    assert pairs_of_trie(tr, vocab) == pair_counts(words)
+    assert tr.positions == sum(len(w) + 1 for w in words)
+    # every distinct prefix has a slot that weighs it, and only one
+    weighed = int((tr.counts > 0).sum()) + 1  # + the root
+    assert weighed == len({w[:k] for w in words for k in range(len(w) + 1)})
+
+
+def test_trie_refuses_rows_shorter_than_a_path():
+    vocab = Vocabulary.from_words(["abcd"])
+    with pytest.raises(ValueError, match="needs 5 slots"):
+        prefixes.trie(*encode_padded(["abcd"], vocab, 6), 4)
+
+
+def test_names_trie_holds_a_third_of_the_positions():
+    words = read_words(NAMES)
+    vocab = Vocabulary.from_words(words)
+    tr = prefixes.trie(*encode_padded(words, vocab, 16), 32)
+    assert tr.positions == 228_146 == tr.counts.sum() + tr.words.sum()
+    assert tr.ids.size < 0.35 * tr.positions
+
+
+def test_transformer_on_a_trie_gives_each_slot_the_logits_of_its_prefix():
+    from makemore_jax.models import ModelConfig, get_model
+
+    words = ["emma", "emily", "em", "olivia", "oli", "ava", "emma", "e"]
+    vocab = Vocabulary.from_words(words)
+    model = get_model("transformer")
+    params = model.init(jax.random.key(0), ModelConfig(vocab.size, 8, n_layer=2, n_head=2, n_embd=16))
+    tr = prefixes.trie(*encode_padded(words, vocab, 8), 10)  # several rows: paths placed again
+    assert tr.ids.shape[0] > 1
+    got = np.asarray(model.apply_trie(params, tr.ids, tr.depths, tr.ends))
+    for r in range(tr.ids.shape[0]):
+        prefix = {}
+        for s in range(tr.ids.shape[1]):
+            d = int(tr.depths[r, s])
+            if s and not d:
+                continue
+            prefix[s] = [] if d == 0 else prefix[int(tr.parents[r, s])] + [int(tr.ids[r, s])]
+            want = np.asarray(model.apply(params, np.array([[0] + prefix[s]], np.int32)))[0, d]
+            np.testing.assert_allclose(got[r, s], want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 1625, 1626, 32_033])

@@ -47,15 +47,10 @@ from functools import partial
 import jax
 import numpy as np
 
-from makemore_jax.data import words as data
-
-from makemore_jax.training import evaluate
-
 from makemore_jax.data import packing
-
-from makemore_jax.training import trainer as train
-
+from makemore_jax.data import words as data
 from makemore_jax.training import steps as train_steps
+from makemore_jax.training import trainer as train
 from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
 from makemore_jax.seeding import seed_key
@@ -72,6 +67,7 @@ SEED = 0
 STEP_CAP = 30_000  # makemore's recipe needs about 7,000-9,000 steps
 WALL_CAP_S = 900.0  # per run
 EVAL_CHUNK = 512  # dev words per forward pass, on both sides
+DEV_ROWS = 32  # rows of BLOCK_SIZE slots per forward pass of the packed dev words (JAX side)
 QUICK_SIZES = {"n_layer": 1, "n_head": 2, "n_embd": 8, "n_embd2": 8}
 QUICK_TARGET_NLL = 3.33  # --quick: a tiny model, a loose target, about 50 steps (2 evaluations)
 QUICK_STEP_CAP = 600
@@ -116,7 +112,7 @@ def packed_nll_sum(apply_packed, params, chunks: packing.Packed):
 
 def jax_dev_nll(model_def, dev_tokens: np.ndarray, dev_lengths: np.ndarray):
     """dev_nll(params): the mean NLL of the whole dev split, its words packed end to end, every word scored."""
-    chunks = packing.pack_words(dev_tokens, dev_lengths, BLOCK_SIZE, evaluate.PACKED_ROWS)
+    chunks = packing.pack_words(dev_tokens, dev_lengths, BLOCK_SIZE, DEV_ROWS)
 
     def dev_nll(params):
         total, count = packed_nll_sum(model_def.apply_packed, params, chunks)

@@ -105,16 +105,6 @@ def pack_words(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int, rows
     return Packed(*(a.reshape(shape) for a in (inputs, targets, positions, segments, counted)), np.bool_(True))
 
 
-def pack_values(values_WxT: np.ndarray, lengths_W: np.ndarray, row_len: int, rows_per_chunk: int) -> np.ndarray:
-    """Per-position values of the words (W, T), e.g. weights, laid out as ``pack_words`` lays out
-    the same words: (chunks, rows_per_chunk, row_len), zero on the idle slots."""
-    n_W = np.asarray(lengths_W, np.int64) + 1
-    word_of, pos, slot, size = _slots(n_W, row_len, rows_per_chunk)
-    out = np.zeros(size, np.asarray(values_WxT).dtype)
-    out[slot] = np.asarray(values_WxT)[word_of, pos]
-    return out.reshape(size // (rows_per_chunk * row_len), rows_per_chunk, row_len)
-
-
 def _slots(n_W: np.ndarray, row_len: int, rows_per_chunk: int):
     """(word, position in the word, slot) of every real position of words of n_W slots each, and the
     number of slots in all: whole chunks, no word crossing from one chunk into the next."""

@@ -19,6 +19,11 @@ Every model is a ``ModelDef``:
   -> logits_RxSxV``: optional, the forward pass over words packed end to end
   (see ``makemore_jax.data.packing``), each word seeing only its own earlier
   positions; with it the trainer skips the padding of its batches.
+- ``apply_trie(params, ids_RxS, depths_RxS, ends_RxS) -> logits_RxSxV``:
+  optional, the forward pass over prefix trees laid out depth-first (see
+  ``makemore_jax.data.prefixes.trie``), slot s seeing the slots s' <= s with
+  s < ends[s'] (its ancestors); with it evaluation computes each distinct
+  prefix of a word list once.
 
 A model also answers for itself what the rest of the package would otherwise
 ask by its name. ``settings`` below is a training.config.TrainConfig and
@@ -99,6 +104,7 @@ class ModelDef:
     check: Callable[[ModelConfig], None] = _no_check
     apply_dropout: Callable[[Any, jax.Array, jax.Array, float], jax.Array] | None = None
     apply_packed: Callable[..., jax.Array] | None = None
+    apply_trie: Callable[..., jax.Array] | None = None
     count: Callable[[Any, Any, Any], Any] | None = None
     table: Callable[[Any, Any], jax.Array] | None = None
     loss_counts: Callable[[Any, jax.Array, float], jax.Array] | None = None

@@ -274,6 +274,22 @@ def apply_packed(params: dict, ids_RxS: jax.Array, positions_RxS: jax.Array, seg
     return _blocks_and_head(params, x_RxSxC, allowed_RxSx2S[:, None], _with_previous_row, drop)
 
 
+def apply_trie(params: dict, ids_RxS: jax.Array, depths_RxS: jax.Array, ends_RxS: jax.Array) -> jax.Array:
+    """Logits (R, S, V) of prefix trees laid out depth-first in rows of S slots (see ``data.prefixes.trie``).
+
+    Slot s attends to the slots s' <= s whose subtree holds it (s < ends[s']):
+    its ancestors and itself, the prefix it extends. So each slot gets the
+    logits ``apply`` gives at that position of any word with that prefix, and
+    a shared prefix is computed once for all the words below it. depths are
+    the positions (0 at the root).
+    """
+    S = ids_RxS.shape[1]
+    slot_S = jnp.arange(S, dtype=jnp.int32)
+    allowed_RxSxS = (slot_S[None, None, :] <= slot_S[None, :, None]) & (slot_S[None, :, None] < ends_RxS[:, None, :])
+    x_RxSxC = params["wte"][ids_RxS] + params["wpe"][depths_RxS]
+    return _blocks_and_head(params, x_RxSxC, allowed_RxSxS[:, None])
+
+
 def decode_init(params: dict, config: ModelConfig, batch: int) -> dict:
     """Empty key/value caches, each (n_layer, B, H, block_size, D) float32 zeros."""
     n_layer, _, _, n_head, head_dim = params["blocks"]["attn"]["c_attn"]["w"].shape
@@ -312,6 +328,6 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
 MODELS = {
     "transformer": ModelDef(
         "transformer", init, apply, decode_init=decode_init, decode_step=decode_step, check=check,
-        apply_dropout=apply_dropout, apply_packed=apply_packed,
+        apply_dropout=apply_dropout, apply_packed=apply_packed, apply_trie=apply_trie,
     )
 }

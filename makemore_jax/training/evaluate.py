@@ -1,14 +1,15 @@
 """Mean NLL of whole splits, one compiled call per split.
 
 Table models (counts, bigram) are scored from the split's count matrix, V×V
-work. Sequence models are scored on the split's leaves (``data.prefixes``):
+work. Sequence models are scored by distinct prefixes (``data.prefixes``):
 each distinct (prefix, next symbol) pair once, weighted by how many words
-hold it, which is the same sum as over every position of every word. The
-leaves go through the model in fixed-size groups of chunks, one compiled call
-per group (``lax.map`` over its chunks), so every split of every size runs
-the same compiled program: padded words of ``EVAL_CHUNK`` rows, or, for a
-model whose ModelDef has ``apply_packed``, the words packed end to end
-(``packing.pack_words``), the same sums without the padding.
+hold it, which is the same sum as over every position of every word. A model
+whose ModelDef has ``apply_trie`` (the Transformer) runs over the split's
+prefix tree, every distinct prefix computed once (on names.txt 72k slots
+against 228k positions); the others over the split's leaves, padded words of
+``EVAL_CHUNK`` rows. Either way the rows go through the model in fixed-size
+groups of chunks, one compiled call per group (``lax.map`` over its chunks),
+so every split of every size runs the same compiled program.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import packing, prefixes
+from ..data import prefixes
 from ..data.packing import EVAL_CHUNK, in_chunks
 from ..models import bigram
 from ..models.counts import count_matrix
@@ -29,12 +30,14 @@ from ..data.words import BOUNDARY_ID, Dataset, encode_padded
 from ..errors import MakemoreError
 from ..models.losses import nll_from_counts
 
-PACKED_ROWS = 32  # rows of block_size slots per forward pass of packed words (about 70 names)
-GROUP = 16  # chunks per compiled call (packed: 512 rows; padded: 8,192 words)
+TRIE_ROW = 32  # slots per row of a prefix tree (at least the block size)
+TRIE_ROWS = 32  # rows of TRIE_ROW slots per forward pass
+GROUP = 16  # chunks per compiled call (trie: 512 rows; padded: 8,192 words)
 PROGRESS_EVERY = 8  # calls between progress reports
 STREAMS = 2  # threads scoring groups side by side (see _in_groups)
-# Measured on 2 Xeon cores with the makemore Transformer: 32 rows a pass scored 86k positions/s,
-# 256 rows 48k/s (the larger activations fall out of cache).
+# Measured on 2 Xeon cores with the makemore Transformer on 400k words: rows of 32 or 64 slots, 8 to
+# 64 rows a pass, all scored ~250k slots/s (within the machine's noise); packed words end to end
+# had measured 86k positions/s at 32 rows a pass and 48k/s at 256 (the activations fall out of cache).
 
 
 def masked_position_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
@@ -64,20 +67,21 @@ def sequence_nll_sum(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array,
 
 
 def sequence_nll_sums(model, tokens_WxL: np.ndarray, lengths_W: np.ndarray, progress=None) -> tuple[float, int]:
-    """(Total NLL, positions) of padded words under a model, by their leaves (``prefixes.leaves``):
-    packed where its ModelDef can, else padded; one compiled call per GROUP chunks.
+    """(Total NLL, positions) of padded words under a model: through its prefix tree
+    (``prefixes.trie``) where its ModelDef has ``apply_trie``, else by its leaves
+    (``prefixes.leaves``), padded; one compiled call per GROUP chunks.
     progress(done, total), if given, hears how many groups are scored."""
+    apply_trie = getattr(getattr(model, "model_def", None), "apply_trie", None)
+    if apply_trie is not None:
+        row_len = max(TRIE_ROW, model.block_size)
+        tr = prefixes.trie(tokens_WxL, lengths_W, row_len)
+        rows = max(1, TRIE_ROWS * TRIE_ROW // row_len)
+        arrays = [np.reshape(_whole(a, rows), (-1, rows, row_len))
+                  for a in (tr.ids, tr.depths, tr.ends, tr.parents, tr.counts, tr.words)]
+        return _in_groups(partial(_trie_group, apply_trie, model.params), arrays, progress), tr.positions
     lv = prefixes.leaves(tokens_WxL, lengths_W)
-    apply_packed = getattr(getattr(model, "model_def", None), "apply_packed", None)
-    if apply_packed is None:
-        chunks = [np.reshape(_whole(a, EVAL_CHUNK), (-1, EVAL_CHUNK, a.shape[1])) for a in (lv.tokens, lv.natural, lv.end)]
-        total = _in_groups(partial(_padded_group, model.apply, model.params), chunks, progress)
-    else:
-        packed = packing.pack_words(lv.tokens, lv.lengths, model.block_size, PACKED_ROWS)
-        weights = [packing.pack_values(w, lv.lengths, model.block_size, PACKED_ROWS) for w in (lv.natural, lv.end)]
-        arrays = [np.asarray(a) for a in (packed.inputs, packed.targets, packed.positions, packed.segments)] + weights
-        total = _in_groups(partial(_packed_group, apply_packed, model.params), arrays, progress)
-    return total, lv.positions
+    chunks = [np.reshape(_whole(a, EVAL_CHUNK), (-1, EVAL_CHUNK, a.shape[1])) for a in (lv.tokens, lv.natural, lv.end)]
+    return _in_groups(partial(_padded_group, model.apply, model.params), chunks, progress), lv.positions
 
 
 def _whole(a: np.ndarray, n: int) -> np.ndarray:
@@ -134,13 +138,17 @@ def _padded_group(apply, params, tokens_GxBxL, natural_GxBxT, end_GxBxT):
     return jax.lax.map(score, (tokens_GxBxL, natural_GxBxT, end_GxBxT)).sum()
 
 
-@partial(jax.jit, static_argnames=("apply_packed",))
-def _packed_group(apply_packed, params, inputs, targets, positions, segments, natural, end):
+@partial(jax.jit, static_argnames=("apply_trie",))
+def _trie_group(apply_trie, params, ids, depths, ends, parents, counts, words):
     def score(chunk):
-        i, t, p, s, n, e = chunk
-        return _weighted_nll(apply_packed(params, i, p, s), t, n, e)
+        i, d, e, p, c, w = chunk
+        logp_RxSxV = jax.nn.log_softmax(apply_trie(params, i, d, e), axis=-1)
+        R, S, V = logp_RxSxV.shape
+        # each slot's own id, predicted at its parent's slot; the end, at its own
+        own_RxS = jnp.take_along_axis(logp_RxSxV.reshape(R, S * V), p * V + i, axis=1)
+        return -(c * own_RxS).sum() - (w * logp_RxSxV[..., BOUNDARY_ID]).sum()
 
-    return jax.lax.map(score, (inputs, targets, positions, segments, natural, end)).sum()
+    return jax.lax.map(score, (ids, depths, ends, parents, counts, words)).sum()
 
 
 def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
