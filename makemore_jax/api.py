@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.words import parse_words, read_bytes
+from .data.words import WordArray, parse_word_array, read_bytes
 from .errors import MakemoreError
 from .models.losses import perplexity, with_perplexities
 from .sampling import NotEnough, generate_distinct, steering
@@ -109,8 +109,8 @@ class Model:
                         metrics=self.metrics)
 
 
-def training_input(training: dict) -> list[str]:
-    """The words of a saved model's training input, read again.
+def training_input(training: dict) -> WordArray:
+    """The words of a saved model's training input, read again (a WordArray: a sequence of str held as arrays).
 
     MakemoreError when it is not recorded, is gone, or changed since training.
     """
@@ -123,7 +123,7 @@ def training_input(training: dict) -> list[str]:
         raise MakemoreError(f"{path} is gone") from None
     if hashlib.sha256(raw).hexdigest() != training.get("input_sha256"):
         raise MakemoreError(f"{path} changed since training")
-    return parse_words(raw, source=path)
+    return parse_word_array(raw, source=path)
 
 
 def load(workdir: str) -> Model:

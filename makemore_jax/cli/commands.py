@@ -287,12 +287,12 @@ def _input_path(args) -> str:
     return args.input_file if args.input_file is not None else bundled_names_path()
 
 
-def _read_input(path: str) -> tuple[list[str], str]:
-    """The words of a file and the SHA-256 of its bytes."""
-    from ..data.words import parse_words, read_bytes
+def _read_input(path: str):
+    """The words of a file (a data.words.WordArray: arrays, not a str a word) and the SHA-256 of its bytes."""
+    from ..data.words import parse_word_array, read_bytes
 
     raw = read_bytes(path)
-    return parse_words(raw, source=path), hashlib.sha256(raw).hexdigest()
+    return parse_word_array(raw, source=path), hashlib.sha256(raw).hexdigest()
 
 
 def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
@@ -692,7 +692,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from ..data.words import Dataset
+    from ..data.words import Dataset, word_lengths
     from ..models.losses import perplexity
     from ..store import checkpoint
     from ..training.evaluate import split_nll
@@ -705,7 +705,7 @@ def cmd_eval(args) -> None:
         nll = split_nll(model, data, ["test"])["test"]
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
-    n_chars = sum(len(w) + 1 for w in words)
+    n_chars = int(word_lengths(words).sum()) + len(words)
     print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {n_chars:,} characters ({len(words):,} words)")
     if args.per_word:
         from ..training.evaluate import word_nll

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data.words import BOUNDARY_ID, Dataset, Vocabulary, bigram_pairs, parse_words, read_bytes, read_words
+from ..data.words import BOUNDARY_ID, Dataset, bigram_pairs, parse_word_array, read_bytes, read_word_array
 from ..errors import MakemoreError
 from ..models.counts import count_matrix, smoothed_probs
 from ..seeding import seed_key
@@ -215,8 +215,8 @@ def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bo
     """Count matrix of all the words in input_path, drawn to save."""
 
 
-    words = read_words(input_path)
-    vocab = Vocabulary.from_words(words)
+    words = read_word_array(input_path)
+    vocab = words.vocab
     xs, ys = bigram_pairs(words, vocab)
     N = np.asarray(count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab.size))
     chars = [shown(vocab.itos(i)) for i in range(vocab.size)]
@@ -246,7 +246,7 @@ def training_data(loaded, workdir: str):
     if hashlib.sha256(raw).hexdigest() != loaded.training.get("input_sha256"):
         raise MakemoreError(f"{workdir}: {path} changed since training, so its counts cannot be rebuilt")
     cfg = loaded.model.config
-    data = Dataset.build(parse_words(raw, source=path), seed_key(cfg.seed, "split"), cfg.split)
+    data = Dataset.build(parse_word_array(raw, source=path), seed_key(cfg.seed, "split"), cfg.split)
     if data.vocab != loaded.model.vocab:
         raise MakemoreError(f"{workdir}: the vocabulary of {path} differs from the model's")
     return data

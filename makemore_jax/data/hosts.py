@@ -2,12 +2,12 @@
 
 The file is cut into P byte ranges of about equal size, each moved forward to
 the start of a line, so every line falls in exactly one part. A process parses
-its part alone; what the others need of it is small and goes round once
+its part alone, into arrays (``words.parse_word_array``); what the others need of it is small and goes round once
 (``process_allgather``): how many words it holds, its characters, its longest
 word. From those every process knows the vocabulary, the word count n and
 where its words sit in the file, so it can draw the seeded split exactly as a
-one-process run does (``jax.random.permutation(key, n)`` is n integers, not n
-strings) and keep the words of each split that it holds.
+one-process run does (``seeding.permutation(key, n)`` is n integers, not n
+strings) and gather the words of each split that it holds.
 
 The training rows then stay on the process that parsed them: each process
 puts its training words on its own devices (a "held" table, process p's rows
@@ -31,8 +31,9 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from .words import SPLITS, Dataset, Vocabulary, parse_words, reading, split_sizes
+from .words import SPLITS, Dataset, Vocabulary, WordArray, parse_word_array, reading, split_sizes
 from ..errors import MakemoreError
+from ..seeding import permutation
 
 BLOCK = 1 << 16  # bytes read at a time looking for a line's start
 
@@ -125,7 +126,7 @@ def agree(error: MakemoreError | None, what: str) -> None:
 class SlicedDataset(Dataset):
     """The split words this process parsed, with what every process agrees on.
 
-    words[split] are this process's words of the split, in split order;
+    words[split] are this process's words of the split, in split order (WordArrays);
     rows[split] their rows in the whole split. sizes, max_word_len and vocab
     are those of the whole list. row_of (n_train,) int32 is, for each training
     row, its row in the held table (process p's training words at
@@ -161,11 +162,12 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     each held by the process that parsed it.
     """
     index, count = jax.process_index(), jax.process_count()
-    error, words, start, end = None, [], 0, 0
+    error, words, start, end = None, WordArray.empty(Vocabulary(())), 0, 0
     try:
         raw, start, end = read_part(path, index, count)
         source = f"{path} (part {index + 1} of {count}, from byte {start:,})" if start else path
-        words = parse_words(raw, source=source, allow_empty=True, byte_order_mark=start == 0)
+        words = parse_word_array(raw, source=source, allow_empty=True, byte_order_mark=start == 0)
+        del raw
     except MakemoreError as err:
         error = err
     agree(error, f"read its part of {path}")
@@ -174,14 +176,14 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     n = int(counts.sum())
     if n == 0:
         raise MakemoreError(f"{path}: no words (the file is empty or holds only blank lines)")
-    chars = np.unique(np.frombuffer("".join(words).encode("utf-32-le"), "<u4")).astype(np.int64)
-    everyone = np.unique(np.concatenate(allgather_ragged(chars)))
+    everyone = np.unique(np.concatenate(allgather_ragged(words.vocab.code_points())))
     vocab = Vocabulary(tuple(chr(int(c)) for c in everyone))
-    longest = int(allgather(np.int64(max(map(len, words), default=0))).max())
+    words = words.in_vocabulary(vocab)
+    longest = int(allgather(np.int64(words.lengths().max(initial=0))).max())
 
     # the split of a one-process run: shuffled position of every word of the file
     n_train, n_dev, _ = split_sizes(n, fractions)
-    order = np.asarray(jax.random.permutation(key, n))  # shuffled position -> file index (int32: 4 B a word)
+    order = permutation(key, n)  # shuffled position -> file index, as Dataset.build draws it
     first = np.concatenate([[0], np.cumsum(counts)])  # file index of each process's first word
     position = np.empty(n, order.dtype)
     position[order] = np.arange(n)
@@ -192,7 +194,7 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     for split in SPLITS:
         take = np.flatnonzero((mine >= starts[split]) & (mine < stops[split]))
         take = take[np.argsort(mine[take], kind="stable")]
-        by_split[split] = [words[i] for i in take]
+        by_split[split] = words.take(take)
         rows[split] = (mine[take] - starts[split]).astype(np.int64)
 
     # where each training row lives: its owner's block of the held table, in row order

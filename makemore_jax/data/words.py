@@ -4,13 +4,24 @@ A word list is encoded as one stream of ids in which the boundary id 0 stands
 between words and at both ends: ``. e m m a . o l i v i a .``. Every bigram of a
 word, including the start and end pairs, is then a pair of neighbours in that
 stream, so ``xs, ys = stream[:-1], stream[1:]`` with no loop per character.
+
+A large list is never a Python string per word: ``parse_word_array`` turns the
+file's bytes into a WordArray (every character's id end to end, and where each
+word starts) in a few numpy passes per block of bytes, by exactly the rules of
+``parse_words`` (kept as the plain-Python statement of them). A Dataset's
+splits are WordArrays gathered from it by the seeded permutation, and every
+encoding (the stream, the padded rows, the n-grams) is read from the arrays;
+a word becomes a str only when someone reads it as one.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import operator
 import os
+import sys
+from collections.abc import Sequence as SequenceABC
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
@@ -103,6 +114,191 @@ def reading(path: str | os.PathLike):
         raise MakemoreError(f"{path}: cannot read ({err.strerror})") from None
 
 
+# ---- the vectorised parser: bytes to code points and word boundaries -----------------------
+
+PARSE_BLOCK = 1 << 22  # bytes parsed at a time (whole lines): what the parser's temporaries are sized by
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
+@functools.cache
+def _whitespace_table() -> np.ndarray:
+    """bool (K,): whether code point c < K is whitespace (str.isspace); no code point from K on is.
+
+    Built once from str.isspace itself (29 code points, the largest U+3000),
+    so the parser strips exactly what ``str.strip()`` strips.
+    """
+    spaces = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    table = np.zeros(max(spaces) + 1, bool)
+    table[spaces] = True
+    return table
+
+
+@functools.cache
+def _ascii_whitespace_table() -> np.ndarray:
+    """bool (128,): _whitespace_table below 128 (an ASCII block's, without scanning every code point)."""
+    return np.array([chr(c).isspace() for c in range(128)])
+
+
+def _space_positions(cps: np.ndarray) -> np.ndarray:
+    """int64: the positions of the whitespace characters (str.isspace), \\n and \\r among them.
+
+    Only characters at or below the largest whitespace code point are looked
+    up; in a word list that is a few per line, so the pass over every
+    character is one comparison.
+    """
+    table = _ascii_whitespace_table() if cps.dtype == np.uint8 else _whitespace_table()
+    top = int(np.flatnonzero(table)[-1])
+    maybe = np.flatnonzero(cps <= top)
+    return maybe[table[cps[maybe]]]
+
+
+@dataclass
+class _Block:
+    """What one block of whole lines holds: its words' code points and lengths, and its first faults."""
+
+    codes: np.ndarray  # the words' code points, word after word (uint8 for ASCII, else uint32)
+    lengths: np.ndarray  # int64 (W,)
+    lines: int  # line breaks in the block
+    nul_line: int | None  # 0-based line (within the block) of the first NUL
+    long_line: int | None  # 0-based line of the first word longer than MAX_WORD_LEN, and its length
+    long_length: int = 0
+
+
+def _parse_block(cps: np.ndarray) -> _Block:
+    """The words of a block's code points, by parse_words's rules, working on its whitespace.
+
+    A line ends at \\n or at a \\r not followed by \\n (a \\r before \\n is
+    whitespace inside the break's run, so it goes with it). Take the maximal
+    runs of whitespace: a run that holds a line break, opens the block or
+    closes it separates words (it is the stripped ends of lines and the blank
+    lines between them); any other run lies inside a line between two
+    non-whitespace characters, so it is inside a word. The words are then
+    exactly the non-empty gaps between separating runs. All the work but a
+    couple of passes is on the whitespace positions, about one per line.
+    """
+    n = len(cps)
+    space = _space_positions(cps)
+    ch = cps[space]
+    follower = cps[np.minimum(space + 1, max(n - 1, 0))]
+    is_break = (ch == 10) | ((ch == 13) & ((follower != 10) | (space == n - 1)))
+    opens = np.diff(space, prepend=-2) != 1  # a whitespace position that starts a run
+    run_first = np.flatnonzero(opens)
+    run_last = np.append(run_first[1:] - 1, len(space) - 1) if len(space) else run_first
+    has_break = np.logical_or.reduceat(is_break, run_first) if len(space) else np.zeros(0, bool)
+    separates = has_break | (space[run_first] == 0) | (space[run_last] == n - 1)
+    gap_start = np.concatenate([[0], space[run_last[separates]] + 1])
+    gap_end = np.concatenate([space[run_first[separates]], [n]])
+    word = gap_end > gap_start
+    starts, lengths = gap_start[word], (gap_end - gap_start)[word]
+    keep = np.ones(n, bool)
+    keep[space[separates[np.cumsum(opens) - 1]]] = False  # the characters of separating runs
+    breaks = space[is_break]
+    nul = None
+    if n and not cps.all():
+        nul = int(np.searchsorted(breaks, int(np.argmin(cps))))
+    too_long = np.flatnonzero(lengths > MAX_WORD_LEN)
+    long_line = int(np.searchsorted(breaks, starts[too_long[0]])) if len(too_long) else None
+    long_length = int(lengths[too_long[0]]) if len(too_long) else 0
+    return _Block(cps[keep], lengths.astype(np.int64), len(breaks), nul, long_line, long_length)
+
+
+def _block_ends(raw, start: int, size: int) -> list[int]:
+    """Where the blocks of raw[start:] end: just after a \\n at least `size` bytes on, or at the end."""
+    ends, at = [], start
+    while at < len(raw):
+        newline = raw.find(b"\n", at + size - 1)
+        at = len(raw) if newline < 0 else newline + 1
+        ends.append(at)
+    return ends
+
+
+def _parse_blocks(raw: bytes, source: str, allow_empty: bool, byte_order_mark: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (code points, lengths) of the words of each block of raw; parse_words's MakemoreErrors.
+
+    The bytes are parsed PARSE_BLOCK at a time, each block cut just after a
+    \\n, so it holds whole lines and no UTF-8 sequence or \\r\\n straddles two
+    blocks. An ASCII block is its own code points (uint8); any other is
+    decoded by Python's UTF-8 codec, which checks it, into uint32. Faults come
+    in parse_words's order: the first invalid UTF-8 at once, then the first
+    NUL, then the first long word.
+    """
+    start = len(_BYTE_ORDER_MARK) if byte_order_mark and raw.startswith(_BYTE_ORDER_MARK) else 0
+    view = memoryview(raw)
+    blocks, lines_before, nul, long = [], 0, None, None
+    for end in _block_ends(raw, start, PARSE_BLOCK):
+        chunk = view[start:end]
+        cps = np.frombuffer(chunk, np.uint8)
+        if len(cps) and int(cps.max()) >= 0x80:
+            try:
+                text = str(chunk, "utf-8")
+            except UnicodeDecodeError as err:
+                line = lines_before + _line_of(bytes(chunk[: err.start]))
+                raise MakemoreError(f"{source}: line {line} is not valid UTF-8 (byte 0x{chunk[err.start]:02x})") from None
+            cps = np.frombuffer(text.encode("utf-32-le"), "<u4")
+            del text
+        block = _parse_block(cps)
+        if nul is None and block.nul_line is not None:
+            nul = lines_before + block.nul_line + 1
+        if long is None and block.long_line is not None:
+            long = (lines_before + block.long_line + 1, block.long_length)
+        blocks.append((block.codes, block.lengths))
+        lines_before += block.lines
+        start = end
+    if nul is not None:
+        raise MakemoreError(f"{source}: line {nul} holds a NUL character (is it a binary or UTF-16 file?)")
+    if long is not None:
+        raise MakemoreError(f"{source}: line {long[0]} has {long[1]:,} characters; a word may have at most {MAX_WORD_LEN:,}")
+    if not allow_empty and not any(len(n) for _, n in blocks):
+        raise MakemoreError(f"{source}: no words (the file is empty or holds only blank lines)")
+    return blocks
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """int64 (W + 1,): 0 and the running sum of the lengths, where each word starts and the last ends."""
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def parse_code_points(raw: bytes, source: str = "input", *, allow_empty: bool = False,
+                      byte_order_mark: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``parse_words`` as arrays: the words' code points end to end, and int64 offsets (W + 1,).
+
+    Word k is codes[offsets[k]:offsets[k + 1]]: the same words by the same
+    rules, with the same MakemoreErrors naming the same lines, but without a
+    Python string per word (a few numpy passes over each block of bytes, see
+    _parse_blocks). codes is uint8 when the input is ASCII, else uint32.
+    """
+    blocks = _parse_blocks(raw, source, allow_empty, byte_order_mark)
+    codes = np.concatenate([c for c, _ in blocks] or [np.zeros(0, np.uint8)])
+    return codes, _offsets(np.concatenate([n for _, n in blocks] or [np.zeros(0, np.int64)]))
+
+
+def parse_word_array(raw: bytes, source: str = "input", *, allow_empty: bool = False,
+                     byte_order_mark: bool = True) -> "WordArray":
+    """The words of parse_words as a WordArray over the vocabulary of their characters.
+
+    Memory: the bytes, the ids (one byte a character for up to 255
+    characters) and 8 bytes a word, plus one block's temporaries; each block's
+    code points become ids as soon as the vocabulary is known.
+    """
+    blocks = _parse_blocks(raw, source, allow_empty, byte_order_mark)
+    top = max((int(c.max()) for c, _ in blocks if len(c)), default=-1)
+    seen = np.zeros(top + 1, bool)
+    for codes, _ in blocks:
+        seen[codes] = True
+    vocab = Vocabulary(tuple(map(chr, np.flatnonzero(seen).tolist())))
+    table = _id_table(vocab, top)
+    ids = np.concatenate([table[codes] for codes, _ in blocks] or [np.zeros(0, table.dtype)])
+    lengths = np.concatenate([n for _, n in blocks] or [np.zeros(0, np.int64)])
+    return WordArray(ids, _offsets(lengths), vocab)
+
+
+def read_word_array(path: str | os.PathLike) -> "WordArray":
+    """read_words as a WordArray (see parse_word_array)."""
+    return parse_word_array(read_bytes(path), source=os.fspath(path))
+
+
 LOOKUP_BELOW = 1 << 16  # vocabularies of code points below this encode by a table lookup, else by binary search
 
 
@@ -155,31 +351,24 @@ class Vocabulary:
     def encode_stream(self, words: Sequence[str]) -> np.ndarray:
         """int32 ids of ``. w1 . w2 ... wn .``; the boundary id 0 between and around words.
 
-        Raises MakemoreError naming the first character not in the vocabulary.
+        words: a list of str, or a WordArray (its ids are mapped, not its
+        strings encoded). Raises MakemoreError naming the first character not
+        in the vocabulary.
         """
+        if isinstance(words, WordArray):
+            return words.in_vocabulary(self).stream()
         cps = _code_points(_SEPARATOR + _SEPARATOR.join(words) + _SEPARATOR)
-        known = _code_points("".join(self.chars)).astype(np.int64)
-        is_sep = cps == ord(_SEPARATOR)
-        if len(known) and known[-1] < LOOKUP_BELOW:  # one table lookup per character (ids + 1; 0 = unknown)
-            table = np.zeros(max(int(known[-1]), ord(_SEPARATOR)) + 1, np.int32)
-            table[known] = np.arange(1, len(known) + 1, dtype=np.int32)
-            ids = table[np.minimum(cps, len(table) - 1)]
-            ids[cps >= len(table)] = 0
-            found = ids > 0
-            pos = ids - 1
-        else:
-            pos = np.searchsorted(known, cps)
-            found = known[np.minimum(pos, max(len(known) - 1, 0))] == cps if len(known) else np.zeros(len(cps), bool)
-        bad = ~found & ~is_sep
+        ids = _lookup_ids(cps, self)
+        bad = (ids == BOUNDARY_ID) & (cps != ord(_SEPARATOR))  # the separator is never in a vocabulary
         if bad.any():
             first = int(np.argmax(bad))
-            ch = chr(int(cps[first]))
-            word_index = int(np.count_nonzero(is_sep[:first])) - 1
-            raise MakemoreError(
-                f"character {ch!r} (U+{ord(ch):04X}) in word {words[word_index]!r} "
-                "is not in the model's vocabulary"
-            )
-        return np.where(is_sep, BOUNDARY_ID, pos + 1).astype(np.int32)
+            word_index = int(np.count_nonzero(cps[:first] == ord(_SEPARATOR))) - 1
+            raise _unknown_character(chr(int(cps[first])), words[word_index])
+        return ids
+
+    def code_points(self) -> np.ndarray:
+        """int64 (V − 1,): the code point of each id 1..V−1, increasing."""
+        return _code_points("".join(self.chars)).astype(np.int64)
 
     def to_json(self) -> list[str]:
         return list(self.chars)
@@ -189,6 +378,238 @@ class Vocabulary:
         if not isinstance(chars, list):
             raise MakemoreError("vocabulary must be a list of characters")
         return cls(tuple(chars))
+
+
+def _unknown_character(ch: str, word: str) -> MakemoreError:
+    return MakemoreError(f"character {ch!r} (U+{ord(ch):04X}) in word {word!r} is not in the model's vocabulary")
+
+
+def _lookup_ids(cps: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """int32: the id of each code point in vocab, 0 (the boundary's) where it has none.
+
+    One table lookup per character while the vocabulary's code points are
+    below LOOKUP_BELOW, else a binary search.
+    """
+    known = vocab.code_points()
+    if not len(known):
+        return np.zeros(len(cps), np.int32)
+    if known[-1] < LOOKUP_BELOW:
+        table = np.zeros(int(known[-1]) + 2, np.int32)  # the last entry (0) stands for every code point above
+        table[known] = np.arange(1, len(known) + 1, dtype=np.int32)
+        return table[np.minimum(cps, len(table) - 1)]
+    pos = np.searchsorted(known, cps)
+    found = known[np.minimum(pos, len(known) - 1)] == cps
+    return np.where(found, pos + 1, 0).astype(np.int32)
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    """The smallest dtype that holds ids 0..vocab_size − 1: uint8 up to 256 ids, uint16 up to 65,536, else int32."""
+    return np.dtype(np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.int32)
+
+
+def _id_table(vocab: Vocabulary, top: int) -> np.ndarray:
+    """(top + 1,) of id_dtype: the id of each code point 0..top in vocab (whose code points are all <= top), else 0."""
+    table = np.zeros(top + 1, id_dtype(vocab.size))
+    table[vocab.code_points()] = np.arange(1, vocab.size, dtype=table.dtype)
+    return table
+
+
+TAKE_WORDS = 1 << 18  # words gathered at a time by WordArray.take (bounds its index arrays)
+
+
+class WordArray(SequenceABC):
+    """Words held as arrays, read as a sequence of str: what a Dataset's splits are.
+
+    ids (uint8 while the vocabulary has at most 256 ids, see id_dtype) hold
+    every word's characters as ids of vocab, word after word, with no
+    boundary between them; word k is ids[offsets[k]:offsets[k + 1]], offsets
+    int64 (W + 1,). A list of 20M words takes its characters plus 8 bytes a
+    word, not a Python string a word. Encodings (``Vocabulary.encode_stream``,
+    ``encode_padded``, the n-gram counting and scoring) read the arrays. A
+    word is decoded only when it is read as a str (words[i], iteration,
+    ``==`` with a list): iterating decodes the whole list once, in one pass,
+    and keeps it. A slice is a view (offsets[a:b + 1] over the same ids); take
+    gathers rows into new arrays.
+    """
+
+    __slots__ = ("ids", "offsets", "vocab", "_strings")
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocab: Vocabulary):
+        self.ids, self.offsets, self.vocab = ids, offsets, vocab
+        self._strings: list[str] | None = None
+
+    @classmethod
+    def from_strings(cls, words: Sequence[str], vocab: Vocabulary | None = None) -> "WordArray":
+        """The words (str) as a WordArray over vocab, or (None) over the vocabulary of their characters.
+
+        MakemoreError for a character outside vocab, naming the word; or as
+        Vocabulary says for characters no vocabulary may hold.
+        """
+        if isinstance(words, WordArray):
+            return words if vocab is None else words.in_vocabulary(vocab)
+        words = words if isinstance(words, (list, tuple)) else list(words)
+        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        # surrogatepass: a lone surrogate gets to Vocabulary, which names it
+        cps = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), "<u4")
+        if vocab is None:
+            return cls.from_code_points(cps, _offsets(lengths))
+        ids = _lookup_ids(cps, vocab)
+        if len(ids) and not ids.all():
+            first = int(np.argmin(ids))
+            word = int(np.searchsorted(_offsets(lengths), first, side="right")) - 1
+            raise _unknown_character(chr(int(cps[first])), words[word])
+        return cls(ids.astype(id_dtype(vocab.size)), _offsets(lengths), vocab)
+
+    @classmethod
+    def from_code_points(cls, codes: np.ndarray, offsets: np.ndarray) -> "WordArray":
+        """Words given as code points end to end (see parse_code_points), over the vocabulary of those code points."""
+        codes = np.asarray(codes)
+        top = int(codes.max()) if len(codes) else -1
+        seen = np.zeros(top + 1, bool)
+        seen[codes] = True
+        vocab = Vocabulary(tuple(map(chr, np.flatnonzero(seen).tolist())))
+        return cls(_id_table(vocab, top)[codes], np.asarray(offsets, np.int64), vocab)
+
+    @classmethod
+    def empty(cls, vocab: Vocabulary) -> "WordArray":
+        return cls(np.zeros(0, id_dtype(vocab.size)), np.zeros(1, np.int64), vocab)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        """int64 (W,): each word's length in characters."""
+        return np.diff(self.offsets)
+
+    def chars(self) -> np.ndarray:
+        """The ids of every character of these words, word after word (a view)."""
+        return self.ids[self.offsets[0] : self.offsets[-1]]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return self.take(np.arange(start, stop, step))
+            return WordArray(self.ids, self.offsets[start : max(start, stop) + 1], self.vocab)
+        index = operator.index(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("word index out of range")
+        if self._strings is not None:
+            return self._strings[index]
+        return "".join(self.vocab.chars[i - 1] for i in self.ids[self.offsets[index] : self.offsets[index + 1]].tolist())
+
+    def strings(self) -> list[str]:
+        """Every word as a str, decoded in one pass (the ids mapped to code points, then split at
+        boundaries) and kept for the next call."""
+        if self._strings is None:
+            if not len(self):
+                self._strings = []
+            else:
+                code_of = np.array([ord(_SEPARATOR), *map(ord, self.vocab.chars)], "<u4")
+                self._strings = code_of[self.stream()[1:-1]].tobytes().decode("utf-32-le").split(_SEPARATOR)
+        return self._strings
+
+    def __iter__(self):
+        return iter(self.strings())
+
+    def __reversed__(self):
+        return reversed(self.strings())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, WordArray):
+            if len(self) != len(other):
+                return False
+            if self.vocab == other.vocab:
+                return bool(np.array_equal(self.lengths(), other.lengths()) and np.array_equal(self.chars(), other.chars()))
+            return self.strings() == other.strings()
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and self.strings() == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __add__(self, other) -> list[str]:
+        """Concatenated with another sequence of words: a list of str, as two lists would give."""
+        if not isinstance(other, SequenceABC) or isinstance(other, str):
+            return NotImplemented
+        return self.strings() + list(other)
+
+    def __radd__(self, other) -> list[str]:
+        if not isinstance(other, SequenceABC) or isinstance(other, str):
+            return NotImplemented
+        return list(other) + self.strings()
+
+    def __repr__(self) -> str:
+        return f"WordArray({len(self):,} words, {int(self.offsets[-1] - self.offsets[0]):,} characters, vocabulary of {self.vocab.size})"
+
+    def take(self, rows: np.ndarray) -> "WordArray":
+        """The words at rows, in that order, as new arrays: one vectorised gather per TAKE_WORDS words."""
+        rows = np.asarray(rows, np.int64)
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        offsets = _offsets(lengths)
+        ids = np.empty(int(offsets[-1]), self.ids.dtype)
+        for a in range(0, len(rows), TAKE_WORDS):
+            b = min(a + TAKE_WORDS, len(rows))
+            lo, hi = int(offsets[a]), int(offsets[b])
+            # character j of word k comes from starts[k] + j, and goes to offsets[k] + j
+            ids[lo:hi] = self.ids[np.repeat(starts[a:b] - offsets[a:b], lengths[a:b]) + np.arange(lo, hi)]
+        return WordArray(ids, offsets, self.vocab)
+
+    def in_vocabulary(self, vocab: Vocabulary) -> "WordArray":
+        """The same words with ids of vocab (self where it is this vocabulary already).
+
+        MakemoreError naming the first character (and its word) that vocab lacks.
+        """
+        if vocab == self.vocab:
+            return self
+        table = np.zeros(self.vocab.size, id_dtype(vocab.size))
+        table[1:] = _lookup_ids(self.vocab.code_points(), vocab)
+        ids = table[self.chars()]
+        if len(ids) and not ids.all():
+            first = int(np.argmin(ids))
+            word = int(np.searchsorted(self.offsets - self.offsets[0], first, side="right")) - 1
+            raise _unknown_character(self.vocab.chars[int(self.chars()[first]) - 1], self[word])
+        return WordArray(ids, self.offsets - self.offsets[0], vocab)
+
+    def compact(self) -> "WordArray":
+        """The same words over the vocabulary of their own characters (what Vocabulary.from_words gives)."""
+        used = np.bincount(self.chars(), minlength=self.vocab.size)[1:] > 0
+        if used.all():
+            return self
+        return self.in_vocabulary(Vocabulary(tuple(c for c, u in zip(self.vocab.chars, used) if u)))
+
+    def stream(self) -> np.ndarray:
+        """int32 ids of ``. w1 . w2 ... wn .``, as Vocabulary.encode_stream gives them: each word's ids put
+        where the boundaries leave room."""
+        chars = self.chars()
+        out = np.zeros(len(chars) + len(self) + 1, np.int32)
+        room = np.ones(len(out), bool)
+        room[self.offsets - self.offsets[0] + np.arange(len(self) + 1)] = False
+        out[room] = chars
+        return out
+
+    def padded(self, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """encode_padded of these words in their own vocabulary (the caller checks the lengths)."""
+        lengths = self.lengths().astype(np.int32)
+        tokens = np.zeros((len(self), block_size + 1), np.int32)
+        column = np.arange(block_size + 1, dtype=np.int32)
+        tokens[(column[None, :] >= 1) & (column[None, :] <= lengths[:, None])] = self.chars()
+        return tokens, lengths
+
+
+def word_lengths(words: Sequence[str]) -> np.ndarray:
+    """int64 (W,): the length of each word, from the offsets of a WordArray."""
+    if isinstance(words, WordArray):
+        return words.lengths()
+    return np.fromiter(map(len, words), np.int64, len(words))
+
+
+def take_words(words: Sequence[str], rows: np.ndarray) -> Sequence[str]:
+    """The words at rows: a WordArray's take, or a list."""
+    return words.take(rows) if isinstance(words, WordArray) else _take(words, rows)
 
 
 def bigram_pairs(words: Sequence[str], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -246,14 +667,16 @@ def encode_padded(words: Sequence[str], vocab: Vocabulary, block_size: int) -> t
 
     Inputs are row[:-1] and targets row[1:]; target position t counts while
     t <= n (the n characters and the end). Raises MakemoreError for a word
-    longer than block_size - 1 characters.
+    longer than block_size - 1 characters. words: a list of str or a WordArray.
     """
-    lengths = np.fromiter(map(len, words), dtype=np.int32, count=len(words))
+    lengths = word_lengths(words).astype(np.int32)
     if len(words) and int(lengths.max()) > block_size - 1:
         longest = words[int(np.argmax(lengths))]
         raise MakemoreError(
             f"word {longest[:40]!r} has {len(longest)} characters; the model handles at most {block_size - 1}"
         )
+    if isinstance(words, WordArray):
+        return words.in_vocabulary(vocab).padded(block_size)
     stream = vocab.encode_stream(words)
     width = block_size + 1
     tokens = np.zeros((len(words), width), np.int32)
@@ -271,10 +694,15 @@ SPLITS = ("train", "dev", "test")
 
 @dataclass
 class Dataset:
-    """The words of each split and the vocabulary of all of them, with cached encodings."""
+    """The words of each split and the vocabulary of all of them, with cached encodings.
+
+    A built Dataset (``build``) holds each split as a WordArray, so its
+    encodings (padded, pairs, sample, max_word_len) are array passes; one made
+    by hand may hold lists of str, which work the same.
+    """
 
     vocab: Vocabulary
-    words: dict[str, list[str]]
+    words: dict[str, Sequence[str]]
 
     local_only = False  # True for a process's part of a multi-host run (data.hosts.SlicedDataset)
 
@@ -292,8 +720,18 @@ class Dataset:
 
     @classmethod
     def build(cls, words: Sequence[str], key: jax.Array, fractions=(0.8, 0.1, 0.1)) -> "Dataset":
-        vocab = Vocabulary.from_words(words)
-        return cls(vocab, dict(zip(SPLITS, split_words(words, key, fractions))))
+        """The words (a list of str, or a WordArray such as read_word_array's) shuffled with key and split.
+
+        The vocabulary is that of the words' characters; the split is
+        split_words's (the same ``permutation(key, n)``, so the same words in
+        the same order), each split gathered from the arrays.
+        """
+        words = WordArray.from_strings(words).compact()
+        n = len(words)
+        n_train, n_dev, _ = split_sizes(n, fractions)
+        order = permutation(key, n)
+        cuts = (0, n_train, n_train + n_dev, n)
+        return cls(words.vocab, {s: words.take(order[a:b]) for s, a, b in zip(SPLITS, cuts[:-1], cuts[1:])})
 
     def sample(self, most: int, key: jax.Array) -> "Dataset":
         """The same vocabulary with each split cut to at most `most` of its words, drawn without
@@ -314,15 +752,14 @@ class Dataset:
                 continue
             # jax.random.choice(..., replace=False)'s draw: the permutation's first `most`
             rows = np.sort(permutation(jax.random.fold_in(key, i), len(ws))[:most])
-            words[split] = _take(ws, rows)
+            words[split] = take_words(ws, rows)
         return Dataset(self.vocab, words)
 
     @property
     def max_word_len(self) -> int:
         if "max_word_len" not in self._cache:
-            self._cache["max_word_len"] = max(max(map(len, ws)) for ws in self.words.values() if ws)
+            self._cache["max_word_len"] = max(int(word_lengths(ws).max()) for ws in self.words.values() if len(ws))
         return self._cache["max_word_len"]
-
     def nonempty(self) -> list[str]:
         return [s for s in SPLITS if self.sizes[s]]
 

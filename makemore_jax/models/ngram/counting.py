@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...data.words import BOUNDARY_ID, Vocabulary
+from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 
 DENSE_MAX_CELLS = 2**22  # dense tables while V^N is at most this (16 MiB of int32 counts)
@@ -51,7 +51,7 @@ def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int) -> np.n
     check_order(order)
     if not words:
         return np.zeros((0, order), np.int32)
-    positions = sum(map(len, words)) + len(words)
+    positions = int(word_lengths(words).sum()) + len(words)
     if positions * order > MAX_NGRAM_CELLS:
         raise MakemoreError(
             f"order {order:,} is too large to count: the n-grams of {positions:,} positions would take "
@@ -68,8 +68,7 @@ def word_pieces(words: Sequence[str], most: int) -> Iterator[Sequence[str]]:
     """
     if most < 1:
         raise ValueError(f"a piece needs room for at least one position, got {most}")
-    ends = np.fromiter(map(len, words), np.int64, len(words))
-    ends += 1
+    ends = word_lengths(words) + 1
     np.cumsum(ends, out=ends)
     start = 0
     while start < len(words):

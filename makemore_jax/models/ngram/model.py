@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...data.packing import in_chunks
-from ...data.words import BOUNDARY_ID, Vocabulary
+from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 from .. import ModelDef
 from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, word_pieces, words_to_ngrams
@@ -69,7 +69,7 @@ def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: 
     if any(isinstance(words, str) for words in word_lists):
         raise TypeError("nll_per_list takes lists of words (see words_nll for one list)")
     order = model_order(params)
-    if sum(sum(map(len, words)) + len(words) for words in word_lists) <= SCORE_ROWS:
+    if sum(int(word_lengths(words).sum()) + len(words) for words in word_lists) <= SCORE_ROWS:
         return _sums_per_list(params, word_lists, vocab, order)
     if key_dtype(vocab.size, order) is not None:
         return np.stack([_distinct_sums(params, words, vocab, order) for words in word_lists])
@@ -135,7 +135,7 @@ def word_nll(model, words: Sequence[str]) -> np.ndarray:
     if len(words) == 0:
         return np.zeros((0,), np.float32)
     rows = words_to_ngrams(words, model.vocab, model_order(model.params))
-    word_P = np.repeat(np.arange(len(words), dtype=np.int32), [len(w) + 1 for w in words])
+    word_P = np.repeat(np.arange(len(words), dtype=np.int32), word_lengths(words) + 1)
     pad = shape_bucket(len(rows)) - len(rows)
     sums, _ = ngrams_nll(
         model.params, padded_rows(rows), jnp.asarray(np.pad(word_P, (0, pad), constant_values=-1)), shape_bucket(len(words))

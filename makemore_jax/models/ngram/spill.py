@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ...data.words import BOUNDARY_ID, Vocabulary
+from ...data.words import BOUNDARY_ID, Vocabulary, WordArray, word_lengths
 from ...errors import MakemoreError
 from .counting import (
     INT32_LIMIT, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
@@ -353,7 +353,7 @@ def count_words(
     check_order(order)
     if key_dtype(vocab.size, order) is None:
         return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size)
-    total = sum(map(len, words)) + len(words)
+    total = int(word_lengths(words).sum()) + len(words)
     return count_chunks([words], vocab, order, memory, temp_dir, progress, total)
 
 
@@ -378,7 +378,7 @@ def count_chunks(
         for chunk in chunks:
             for piece in word_pieces(chunk, budget.piece_positions):
                 runs.add(*piece_run(piece, vocab, order, dtype))
-                done += sum(map(len, piece)) + len(piece)
+                done += int(word_lengths(piece).sum()) + len(piece)
                 tick(lambda: _counting_line(order, done, total, runs))
         sources = runs.sources()
         keys, counts = merge_sources(sources, budget.block_entries(len(sources)), Ticker(progress))
@@ -409,7 +409,7 @@ def count_ngrams_streaming(
     table = np.zeros((vocab.size**order,), np.int32) if kind == "dense" else None
     so_far = NgramCounts(order, vocab.size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
     for chunk in chunks:
-        ngrams = words_to_ngrams(list(chunk), vocab, order)
+        ngrams = words_to_ngrams(chunk if isinstance(chunk, WordArray) else list(chunk), vocab, order)
         if not len(ngrams):
             continue
         ones = np.ones((len(ngrams),), np.int32)
