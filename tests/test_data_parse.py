@@ -90,6 +90,19 @@ def test_ascii_input_stays_in_bytes(seed, block):
     assert outcome(array_words, raw, allow_empty=True) == outcome(data.parse_words, raw, allow_empty=True)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_plain_lists_of_lines(seed, block, monkeypatch):
+    """Words and \\n only (the parser's short way), blank lines and faults included."""
+    monkeypatch.setattr(data, "MAX_WORD_LEN", 6)
+    rng = np.random.default_rng(500 + seed)
+    pieces = ["", "ab", "xyz.q", "é", "日本", "\U0001F600", "abcdefg", "a\x00", "\x00"][: 6 + seed % 4]
+    text = "\n".join(pieces[i] for i in rng.integers(len(pieces), size=int(rng.integers(1, 40))))  # (numpy's str arrays drop NULs)
+    raw = text.encode("utf-8") + (b"\xff" if seed % 7 == 6 else b"")
+    expected = outcome(data.parse_words, raw, source="f.txt")
+    assert outcome(array_words, raw, source="f.txt") == expected
+    assert outcome(data.parse_word_array, raw, source="f.txt") == expected
+
+
 FAULTS = {  # what parse_words refuses, by kind
     "utf-8": [b"\xff", b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\xaf", "\U0001F600".encode()[:3]],
     "nul": [b"\x00", b"a\x00b"],

@@ -179,6 +179,10 @@ def _parse_block(cps: np.ndarray) -> _Block:
     n = len(cps)
     space = _space_positions(cps)
     ch = cps[space]
+    if (ch == 10).all():  # the usual list: no whitespace but \n, so the words are the non-empty lines
+        lengths = np.diff(space, prepend=-1, append=n) - 1
+        starts = np.concatenate([[0], space + 1])[lengths > 0]
+        return _block_words(cps, cps != 10, starts, lengths[lengths > 0], space)
     follower = cps[np.minimum(space + 1, max(n - 1, 0))]
     is_break = (ch == 10) | ((ch == 13) & ((follower != 10) | (space == n - 1)))
     opens = np.diff(space, prepend=-2) != 1  # a whitespace position that starts a run
@@ -192,9 +196,16 @@ def _parse_block(cps: np.ndarray) -> _Block:
     starts, lengths = gap_start[word], (gap_end - gap_start)[word]
     keep = np.ones(n, bool)
     keep[space[separates[np.cumsum(opens) - 1]]] = False  # the characters of separating runs
-    breaks = space[is_break]
+    return _block_words(cps, keep, starts, lengths, space[is_break])
+
+
+def _block_words(cps: np.ndarray, keep: np.ndarray, starts: np.ndarray, lengths: np.ndarray, breaks: np.ndarray) -> _Block:
+    """The _Block of words at starts with lengths, keep marking their characters; breaks: where lines end.
+
+    A fault's line is the number of breaks before it.
+    """
     nul = None
-    if n and not cps.all():
+    if len(cps) and not cps.all():
         nul = int(np.searchsorted(breaks, int(np.argmin(cps))))
     too_long = np.flatnonzero(lengths > MAX_WORD_LEN)
     long_line = int(np.searchsorted(breaks, starts[too_long[0]])) if len(too_long) else None
@@ -291,7 +302,7 @@ def parse_word_array(raw: bytes, source: str = "input", *, allow_empty: bool = F
     table = _id_table(vocab, top)
     ids = np.concatenate([table[codes] for codes, _ in blocks] or [np.zeros(0, table.dtype)])
     lengths = np.concatenate([n for _, n in blocks] or [np.zeros(0, np.int64)])
-    return WordArray(ids, _offsets(lengths), vocab)
+    return WordArray(ids, _offsets(lengths), vocab, own_vocabulary=True)
 
 
 def read_word_array(path: str | os.PathLike) -> "WordArray":
@@ -415,6 +426,7 @@ def _id_table(vocab: Vocabulary, top: int) -> np.ndarray:
 
 
 TAKE_WORDS = 1 << 18  # words gathered at a time by WordArray.take (bounds its index arrays)
+COUNT_BLOCK = 1 << 22  # characters counted at a time by WordArray.compact
 
 
 class WordArray(SequenceABC):
@@ -432,11 +444,12 @@ class WordArray(SequenceABC):
     gathers rows into new arrays.
     """
 
-    __slots__ = ("ids", "offsets", "vocab", "_strings")
+    __slots__ = ("ids", "offsets", "vocab", "_strings", "_own_vocabulary")
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocab: Vocabulary):
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocab: Vocabulary, own_vocabulary: bool = False):
         self.ids, self.offsets, self.vocab = ids, offsets, vocab
         self._strings: list[str] | None = None
+        self._own_vocabulary = own_vocabulary  # known to use every character of vocab (compact: nothing to do)
 
     @classmethod
     def from_strings(cls, words: Sequence[str], vocab: Vocabulary | None = None) -> "WordArray":
@@ -468,7 +481,7 @@ class WordArray(SequenceABC):
         seen = np.zeros(top + 1, bool)
         seen[codes] = True
         vocab = Vocabulary(tuple(map(chr, np.flatnonzero(seen).tolist())))
-        return cls(_id_table(vocab, top)[codes], np.asarray(offsets, np.int64), vocab)
+        return cls(_id_table(vocab, top)[codes], np.asarray(offsets, np.int64), vocab, own_vocabulary=True)
 
     @classmethod
     def empty(cls, vocab: Vocabulary) -> "WordArray":
@@ -576,7 +589,12 @@ class WordArray(SequenceABC):
 
     def compact(self) -> "WordArray":
         """The same words over the vocabulary of their own characters (what Vocabulary.from_words gives)."""
-        used = np.bincount(self.chars(), minlength=self.vocab.size)[1:] > 0
+        if self._own_vocabulary:
+            return self
+        chars, used = self.chars(), np.zeros(self.vocab.size, bool)
+        for a in range(0, len(chars), COUNT_BLOCK):  # bincount widens to int64: a block at a time
+            used |= np.bincount(chars[a : a + COUNT_BLOCK], minlength=self.vocab.size) > 0
+        used = used[1:]
         if used.all():
             return self
         return self.in_vocabulary(Vocabulary(tuple(c for c, u in zip(self.vocab.chars, used) if u)))
