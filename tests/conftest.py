@@ -1,9 +1,27 @@
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 
-import pytest
+# One disk cache of compiled programs for the whole session, this process and the makemore
+# processes the tests start (they inherit the environment): many tests compile the same small
+# programs, and from the cache each later compile is a file read. The results are those of a
+# fresh compile (the same executable). Set before JAX is imported; removed at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="makemore-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    if "jax" in sys.modules:  # imported already (by a plugin): too late for the environment
+        sys.modules["jax"].config.update("jax_compilation_cache_dir", _cache)
+        sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        sys.modules["jax"].config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-from makemore_jax.data import words as data
-from makemore_jax.models.counts import count_matrix
+import pytest  # noqa: E402
+
+from makemore_jax.data import words as data  # noqa: E402
+from makemore_jax.models.counts import count_matrix  # noqa: E402
 
 def run_inprocess(capsys, *args):
     """Run `makemore ARGS` in this process; (exit code, stdout, stderr)."""
