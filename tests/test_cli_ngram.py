@@ -83,6 +83,27 @@ def test_a_budget_that_spills_trains_the_same_model(tmp_path, capsys, monkeypatc
     assert runs["spilled"] == runs["whole"]
 
 
+def test_tune_within_a_budget_that_spills_prints_the_same_table(tmp_path, capsys, monkeypatch):
+    """tune --memory 1M counts names.txt's 6-grams in runs spilled to disk: the same grid, the same choice."""
+    from makemore_jax.models.ngram import spill
+
+    written = []
+    real = spill.write_run
+    monkeypatch.setattr(spill, "write_run", lambda path, *arrays: (written.append(path), real(path, *arrays)))
+    outs = {}
+    for name, flags in (("whole", []), ("spilled", ["--memory", "1M"])):
+        d = str(tmp_path / name)
+        code, out, err = run(capsys, "tune", "--type", "ngram", "--max-order", "6", "-o", d, "--num-samples", "3", *flags)
+        assert code == 0, err
+        outs[name] = [line for line in out.replace(d, "WORKDIR").splitlines() if " s; best: " not in line]
+        if name == "whole":
+            assert not written
+    assert len(written) >= 3
+    assert outs["spilled"] == outs["whole"]
+    code, out, err = run(capsys, "tune", "--type", "ngram", "-o", str(tmp_path / "bad"), "--memory", "lots")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "memory" in err and not os.path.exists(tmp_path / "bad")
+
+
 def test_tune_prints_the_grid_and_saves_the_best(tuned, capsys):
     code, d = tuned
     assert code == 0

@@ -393,6 +393,22 @@ def test_a_long_list_is_scored_by_its_distinct_contexts_to_the_same_nll(names, o
         assert total == pytest.approx(-logp[np.arange(len(rows)), rows[:, -1]].astype(np.float64).sum(), rel=1e-7)
 
 
+def test_a_long_split_is_counted_within_the_models_memory_setting(names, monkeypatch):
+    """split_nll of a long split counts its n-grams within the run's --memory, not the default budget."""
+    words, vocab = names
+    data = Dataset.build(words[:6000], seed_key(0, "split"))
+    fields = {"order": 3, "smoothing_method": "kn"}
+    budgets = []
+    real = model.count_words
+    monkeypatch.setattr(model, "count_words", lambda w, v, order, memory: (budgets.append(memory), real(w, v, order, memory))[1])
+    monkeypatch.setattr(model, "SCORE_ROWS", 1000)  # every split is long now
+    for memory, expected in (("1M", 2**20), ("", spill.default_memory())):
+        budgets.clear()
+        fitted = new_model(TrainConfig.create("ngram", **fields, memory=memory), data)
+        nll = model.split_nll(fitted, data)
+        assert budgets == [expected] * 3 and all(0 < v < 5 for v in nll.values())
+
+
 # ---- several devices ------------------------------------------------------------------------------
 
 

@@ -226,6 +226,8 @@ def _add_tune_parser(sub, workdir) -> None:
     u.add_argument("--seed", type=seed_int, help="fixes the split and the printed samples (default 0)")
     u.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
     u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N", help=f"try orders 1..N (default {DEFAULT_MAX_ORDER})")
+    u.add_argument("--memory", metavar="SIZE", help="what counting may hold in memory before it spills sorted runs to a "
+                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes (default 25%%)")
     u.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print from the chosen model (default 10)")
     _add_device_flag(u)
     u.set_defaults(run=cmd_tune)
@@ -606,10 +608,11 @@ def cmd_tune(args) -> None:
     from ..models.losses import with_perplexities
     from ..training.evaluate import split_nll
     from ..training.trainer import new_model
+    from ..models.ngram import memory_bytes
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
-    given = {k: v for k, v in (("seed", args.seed), ("split", args.split)) if v is not None}
+    given = {k: v for k, v in (("seed", args.seed), ("split", args.split), ("memory", args.memory)) if v is not None}
     cfg = TrainConfig.create("ngram", **given).validate()
     path = _input_path(args)
     words, digest = _read_input(path)
@@ -618,7 +621,7 @@ def cmd_tune(args) -> None:
     print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
     settings = tune.grid(args.max_order)
     t0 = time.perf_counter()
-    nll = tune.dev_nll(data.words["train"], data.words["dev"], data.vocab, settings)
+    nll = tune.dev_nll(data.words["train"], data.words["dev"], data.vocab, settings, memory_bytes(cfg.memory))
     elapsed = time.perf_counter() - t0
     for line in tune.format_tables(settings, nll):
         print(line)

@@ -48,23 +48,27 @@ def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups
     return sums.sum(axis=0), counts.sum(axis=0)
 
 
-def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary) -> list[float | None]:
+def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary,
+                 memory: int | None = None) -> list[float | None]:
     """Mean NLL per character of each list of words, each end counting as one (as ``evaluate.split_nll``).
 
     All lists in one compiled call; None for an empty list; +inf where the
     model gives a character probability 0 (add-k with k = 0). MakemoreError
-    for a character outside the vocabulary.
+    for a character outside the vocabulary. memory: see nll_sums_per_list.
     """
-    sums = nll_sums_per_list(params, word_lists, vocab)
+    sums = nll_sums_per_list(params, word_lists, vocab, memory)
     return [float(t) / int(c) if c else None for t, c in sums]
 
 
-def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary) -> np.ndarray:
+def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary,
+                      memory: int | None = None) -> np.ndarray:
     """(total NLL, positions) of each list of words: float64 (len(word_lists), 2); see nll_per_list.
 
     Lists of up to SCORE_ROWS positions in all go in one call; longer ones a
     piece of SCORE_ROWS positions at a time (one shape: one compilation), so
-    what scoring holds stays bounded however long the lists are.
+    what scoring holds stays bounded however long the lists are. Where the
+    n-grams' keys fit int64, a long list is scored by its distinct contexts,
+    its n-grams counted within memory bytes (None: default_memory()).
     """
     if any(isinstance(words, str) for words in word_lists):
         raise TypeError("nll_per_list takes lists of words (see words_nll for one list)")
@@ -72,7 +76,7 @@ def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: 
     if sum(int(word_lengths(words).sum()) + len(words) for words in word_lists) <= SCORE_ROWS:
         return _sums_per_list(params, word_lists, vocab, order)
     if key_dtype(vocab.size, order) is not None:
-        return np.stack([_distinct_sums(params, words, vocab, order) for words in word_lists])
+        return np.stack([_distinct_sums(params, words, vocab, order, memory) for words in word_lists])
     sums = np.zeros((len(word_lists), 2), np.float64)
     for i, words in enumerate(word_lists):
         for piece in word_pieces(words, SCORE_ROWS):
@@ -80,11 +84,11 @@ def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: 
     return sums
 
 
-def _distinct_sums(params: dict, words: Sequence[str], vocab: Vocabulary, order: int) -> np.ndarray:
-    """(total NLL, positions) of a long list, float64 (2,): its n-grams counted (within the default
-    memory budget), each distinct context's next-id distribution computed once, and each n-gram's
+def _distinct_sums(params: dict, words: Sequence[str], vocab: Vocabulary, order: int, memory: int | None) -> np.ndarray:
+    """(total NLL, positions) of a long list, float64 (2,): its n-grams counted (within memory bytes,
+    None: the default budget), each distinct context's next-id distribution computed once, and each n-gram's
     −log p weighted by how often it occurs. A long list repeats most contexts many times over."""
-    counts = count_words(words, vocab, order, default_memory())
+    counts = count_words(words, vocab, order, default_memory() if memory is None else memory)
     contexts_MxC, targets_M = counts.ngrams[:, :-1], counts.ngrams[:, -1]
     context_M = ngram_keys(contexts_MxC, vocab.size, np.int64)  # V^(order - 1) fits int64 here
     _, first, inverse = np.unique(context_M, return_index=True, return_inverse=True)
@@ -144,12 +148,14 @@ def word_nll(model, words: Sequence[str]) -> np.ndarray:
 
 
 def split_nll(model, data, splits=None) -> dict[str, float | None]:
-    """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split)."""
+    """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split); a
+    long split's n-grams are counted within the model's memory setting (``--memory``), as its training split was."""
     splits = list(splits or ("train", "dev", "test"))
+    memory = memory_bytes(getattr(getattr(model, "config", None), "memory", "") or "")
     if not data.local_only:
-        return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab)))
+        return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab, memory)))
     # one process's part of a multi-host run: its sums, added over the processes (every process calls this)
-    sums = data.combine(nll_sums_per_list(model.params, [data.words[s] for s in splits], data.vocab))
+    sums = data.combine(nll_sums_per_list(model.params, [data.words[s] for s in splits], data.vocab, memory))
     return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
 
 
