@@ -35,12 +35,17 @@ def pairs_of_leaves(lv, vocab) -> Counter:
     return c
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_leaves_weigh_every_pair_as_often_as_the_words_hold_it(seed):
+def random_words(seed: int):
+    """(rng, words, vocab): up to 40 words of 1 to 5 letters from an alphabet of 1 to 3, many repeats and prefixes."""
     rng = np.random.default_rng(seed)
     alphabet = "abc"[: rng.integers(1, 4)]
     words = ["".join(rng.choice(list(alphabet), rng.integers(1, 6))) for _ in range(rng.integers(1, 40))]
-    vocab = Vocabulary.from_words(words)
+    return rng, words, Vocabulary.from_words(words)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_leaves_weigh_every_pair_as_often_as_the_words_hold_it(seed):
+    rng, words, vocab = random_words(seed)
     lv = prefixes.leaves(*encode_padded(words, vocab, 7))
     assert pairs_of_leaves(lv, vocab) == pair_counts(words)
     assert lv.positions == sum(len(w) + 1 for w in words)
@@ -106,10 +111,7 @@ def pairs_of_trie(tr, vocab) -> Counter:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_trie_weighs_every_pair_as_often_as_the_words_hold_it(seed):
-    rng = np.random.default_rng(seed)
-    alphabet = "abc"[: rng.integers(1, 4)]
-    words = ["".join(rng.choice(list(alphabet), rng.integers(1, 6))) for _ in range(rng.integers(1, 40))]
-    vocab = Vocabulary.from_words(words)
+    rng, words, vocab = random_words(seed)
     row_len = int(rng.integers(7, 20))  # from the longest word's path (6 slots) up
     tr = prefixes.trie(*encode_padded(words, vocab, 7), row_len)
     assert pairs_of_trie(tr, vocab) == pair_counts(words)
