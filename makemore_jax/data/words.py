@@ -294,12 +294,7 @@ def parse_word_array(raw: bytes, source: str = "input", *, allow_empty: bool = F
     code points become ids as soon as the vocabulary is known.
     """
     blocks = _parse_blocks(raw, source, allow_empty, byte_order_mark)
-    top = max((int(c.max()) for c, _ in blocks if len(c)), default=-1)
-    seen = np.zeros(top + 1, bool)
-    for codes, _ in blocks:
-        seen[codes] = True
-    vocab = Vocabulary(tuple(map(chr, np.flatnonzero(seen).tolist())))
-    table = _id_table(vocab, top)
+    vocab, table = _vocabulary_of([codes for codes, _ in blocks])
     ids = np.concatenate([table[codes] for codes, _ in blocks] or [np.zeros(0, table.dtype)])
     lengths = np.concatenate([n for _, n in blocks] or [np.zeros(0, np.int64)])
     return WordArray(ids, _offsets(lengths), vocab, own_vocabulary=True)
@@ -418,6 +413,16 @@ def id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.int32)
 
 
+def _vocabulary_of(code_arrays: list[np.ndarray]) -> tuple["Vocabulary", np.ndarray]:
+    """The vocabulary of the code points in the arrays, and the table from each code point 0..max to its id."""
+    top = max((int(c.max()) for c in code_arrays if len(c)), default=-1)
+    seen = np.zeros(top + 1, bool)
+    for codes in code_arrays:
+        seen[codes] = True
+    vocab = Vocabulary(tuple(map(chr, np.flatnonzero(seen).tolist())))
+    return vocab, _id_table(vocab, top)
+
+
 def _id_table(vocab: Vocabulary, top: int) -> np.ndarray:
     """(top + 1,) of id_dtype: the id of each code point 0..top in vocab (whose code points are all <= top), else 0."""
     table = np.zeros(top + 1, id_dtype(vocab.size))
@@ -461,27 +466,24 @@ class WordArray(SequenceABC):
         if isinstance(words, WordArray):
             return words if vocab is None else words.in_vocabulary(vocab)
         words = words if isinstance(words, (list, tuple)) else list(words)
-        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        offsets = _offsets(np.fromiter(map(len, words), np.int64, len(words)))
         # surrogatepass: a lone surrogate gets to Vocabulary, which names it
         cps = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), "<u4")
         if vocab is None:
-            return cls.from_code_points(cps, _offsets(lengths))
+            return cls.from_code_points(cps, offsets)
         ids = _lookup_ids(cps, vocab)
         if len(ids) and not ids.all():
             first = int(np.argmin(ids))
-            word = int(np.searchsorted(_offsets(lengths), first, side="right")) - 1
+            word = int(np.searchsorted(offsets, first, side="right")) - 1
             raise _unknown_character(chr(int(cps[first])), words[word])
-        return cls(ids.astype(id_dtype(vocab.size)), _offsets(lengths), vocab)
+        return cls(ids.astype(id_dtype(vocab.size)), offsets, vocab)
 
     @classmethod
     def from_code_points(cls, codes: np.ndarray, offsets: np.ndarray) -> "WordArray":
         """Words given as code points end to end (see parse_code_points), over the vocabulary of those code points."""
         codes = np.asarray(codes)
-        top = int(codes.max()) if len(codes) else -1
-        seen = np.zeros(top + 1, bool)
-        seen[codes] = True
-        vocab = Vocabulary(tuple(map(chr, np.flatnonzero(seen).tolist())))
-        return cls(_id_table(vocab, top)[codes], np.asarray(offsets, np.int64), vocab, own_vocabulary=True)
+        vocab, table = _vocabulary_of([codes])
+        return cls(table[codes], np.asarray(offsets, np.int64), vocab, own_vocabulary=True)
 
     @classmethod
     def empty(cls, vocab: Vocabulary) -> "WordArray":
