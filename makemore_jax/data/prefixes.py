@@ -52,14 +52,8 @@ def leaves(tokens_WxL: np.ndarray, lengths_W: np.ndarray) -> Leaves:
     positions = int((lengths + 1).sum())
     if W == 0:
         return Leaves(tokens, lengths.astype(np.int32), *(np.zeros((0, T), np.float32),) * 2, positions)
-    # distinct words, in lexicographic order (the end, id 0, sorts before every character), and how often each occurs
-    rows, mult = _distinct_rows(tokens[:, 1:])
+    rows, mult, lens, lcp_next = _sorted_words(tokens)
     U = len(rows)
-    lens = np.argmin(np.concatenate([rows, np.zeros((U, 1), rows.dtype)], axis=1) != 0, axis=1)  # first end
-    # common prefix with the next word (-1 after the last word); equal ids through the first end mean equal words
-    same = rows[:-1] == rows[1:]
-    lcp_next = np.full(U, -1, np.int64)
-    lcp_next[:-1] = np.argmin(np.concatenate([same, np.zeros((U - 1, 1), bool)], axis=1), axis=1)
     cum = np.concatenate([[0], np.cumsum(mult)])
     idx = np.arange(U)
     natural = np.zeros((U, T), np.float64)
@@ -156,20 +150,11 @@ def trie(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int) -> Trie:
         return Trie(empty, empty, empty, empty, empty.astype(np.float32), empty.astype(np.float32), positions)
     if int(lengths.max()) + 1 > S:
         raise ValueError(f"a word needs {int(lengths.max()) + 1} slots; rows hold {S}")
-    rows, mult = _distinct_rows(tokens[:, 1:])
+    rows, mult, lens, lcp_next = _sorted_words(tokens)
     U = len(rows)
-    lens = np.argmin(np.concatenate([rows, np.zeros((U, 1), rows.dtype)], axis=1) != 0, axis=1)
     # nodes shared with the word before: its common prefix (-1 for the first word, whose root is new too)
-    same = rows[:-1] == rows[1:]
-    lcp_prev = np.full(U, -1, np.int64)
-    lcp_prev[1:] = np.argmin(np.concatenate([same, np.zeros((U - 1, 1), bool)], axis=1), axis=1)
-    # rows: words i..j-1 cost lens[i] + 1 (the first word's whole path) plus lens[k] - lcp_prev[k] each after it
-    added = np.cumsum(lens - lcp_prev).tolist()
-    lens_list = lens.tolist()
-    starts, i = [], 0
-    while i < U:
-        starts.append(i)
-        i = bisect.bisect_right(added, added[i] + S - lens_list[i] - 1, lo=i + 1)
+    lcp_prev = np.concatenate([[-1], lcp_next[:-1]])
+    starts = _row_starts(lens, lcp_prev, S)
     first = np.zeros(U, bool)
     first[starts] = True
     row_of = np.cumsum(first) - 1
@@ -184,28 +169,12 @@ def trie(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int) -> Trie:
     slot = row_of[word] * S + (np.arange(N) - row_first_node[row_of[word]])
     ids = np.where(depth > 0, rows[word, np.maximum(depth - 1, 0)], 0).astype(np.int32)
     new = depth > lcp_prev[word]
-    # counts: words sharing the node's prefix, the run of words from its own up to the next whose
-    # common prefix with the one before is shorter than the node's depth
-    cum = np.concatenate([[0], np.cumsum(mult)])
-    counts = np.zeros(N, np.float64)
-    parent = np.zeros(N, np.int64)  # node index
     max_depth = int(lens.max())
-    for d in range(1, max_depth + 1):
-        at = np.flatnonzero(depth == d)
-        up = np.flatnonzero(depth == d - 1)
-        parent[at] = up[np.searchsorted(up, at, side="right") - 1]  # the last node one level up before it
-        mine = at[new[at]]
-        stops = np.append(np.flatnonzero(lcp_prev < d), U)
-        run_end = stops[np.searchsorted(stops, word[mine], side="right")]
-        counts[mine] = cum[run_end] - cum[word[mine]]
+    parent, counts = _parents_and_counts(depth, word, new, lcp_prev, mult, max_depth)
     ends_here = np.zeros(N, np.float64)
     last = depth == lens[word]  # always a new node: a word is never a prefix of the word before it
     ends_here[last] = mult[word[last]]
-    # subtree sizes, deepest level first; in depth-first order a subtree is the slots [s, s + size)
-    size = np.ones(N, np.int64)
-    for d in range(max_depth, 0, -1):
-        at = np.flatnonzero(depth == d)
-        size += np.bincount(parent[at], weights=size[at], minlength=N).astype(np.int64)
+    size = _subtree_sizes(depth, parent, max_depth)
     n_rows = len(starts)
     out_ids, out_depth, out_parent = (np.zeros(n_rows * S, np.int32) for _ in range(3))
     out_ends = (np.arange(n_rows * S) % S + 1).astype(np.int32)  # idle: itself only
@@ -217,3 +186,56 @@ def trie(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int) -> Trie:
     out_counts[slot], out_words[slot] = counts, ends_here
     shape = (n_rows, S)
     return Trie(*(a.reshape(shape) for a in (out_ids, out_depth, out_ends, out_parent, out_counts, out_words)), positions)
+
+
+def _sorted_words(tokens_WxL: np.ndarray):
+    """(rows, multiplicity, lengths, lcp_next) of the distinct words of padded rows, in lexicographic
+    order (the end, id 0, sorts before every character); lcp_next is each word's common prefix with
+    the next one (-1 after the last): equal ids through the first end mean equal words."""
+    rows, mult = _distinct_rows(tokens_WxL[:, 1:])
+    U = len(rows)
+    lens = np.argmin(np.concatenate([rows, np.zeros((U, 1), rows.dtype)], axis=1) != 0, axis=1)  # first end
+    same = rows[:-1] == rows[1:]
+    lcp_next = np.full(U, -1, np.int64)
+    lcp_next[:-1] = np.argmin(np.concatenate([same, np.zeros((U - 1, 1), bool)], axis=1), axis=1)
+    return rows, mult, lens, lcp_next
+
+
+def _row_starts(lens: np.ndarray, lcp_prev: np.ndarray, S: int) -> list[int]:
+    """The first word of each row, filling rows of S slots greedily: words i..j-1 take lens[i] + 1
+    slots (the first word's whole path) plus lens[k] - lcp_prev[k] for each word after it."""
+    added = np.cumsum(lens - lcp_prev).tolist()
+    lens_list = lens.tolist()
+    starts, i = [], 0
+    while i < len(added):
+        starts.append(i)
+        i = bisect.bisect_right(added, added[i] + S - lens_list[i] - 1, lo=i + 1)
+    return starts
+
+
+def _parents_and_counts(depth_N, word_N, new_N, lcp_prev_U, mult_U, max_depth: int):
+    """Each node's parent (node index: the last node one level up before it) and, at a node's first
+    appearance, how many words pass through it: the run of words from its own up to the next whose
+    common prefix with the one before is shorter than the node's depth."""
+    U = len(lcp_prev_U)
+    cum = np.concatenate([[0], np.cumsum(mult_U)])
+    counts = np.zeros(len(depth_N), np.float64)
+    parent = np.zeros(len(depth_N), np.int64)
+    for d in range(1, max_depth + 1):
+        at = np.flatnonzero(depth_N == d)
+        up = np.flatnonzero(depth_N == d - 1)
+        parent[at] = up[np.searchsorted(up, at, side="right") - 1]
+        mine = at[new_N[at]]
+        stops = np.append(np.flatnonzero(lcp_prev_U < d), U)
+        run_end = stops[np.searchsorted(stops, word_N[mine], side="right")]
+        counts[mine] = cum[run_end] - cum[word_N[mine]]
+    return parent, counts
+
+
+def _subtree_sizes(depth_N: np.ndarray, parent_N: np.ndarray, max_depth: int) -> np.ndarray:
+    """Each node's subtree size, deepest level first; in depth-first order a subtree is the slots [s, s + size)."""
+    size = np.ones(len(depth_N), np.int64)
+    for d in range(max_depth, 0, -1):
+        at = np.flatnonzero(depth_N == d)
+        size += np.bincount(parent_N[at], weights=size[at], minlength=len(depth_N)).astype(np.int64)
+    return size
