@@ -42,7 +42,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from ..data.hosts import allgather, allgather_ragged
-from ..data.words import Vocabulary, WordArray, encode_padded
+from ..data.words import Vocabulary, encode_padded
 from ..errors import MakemoreError
 from ..models import counts, ngram
 from .steps import run_steps
@@ -116,9 +116,9 @@ def _rows_of(index, total: int, offset: int = 0) -> slice:
 
 
 def _encode_rows(words: Sequence[str], vocab: Vocabulary, block_size: int, rows: int):
-    """encode_padded of the words (a WordArray, or any sequence of str), then rows - len(words) empty rows
+    """encode_padded of the words (a WordArray or a list of str), then rows - len(words) empty rows
     of length -1 (no position counts)."""
-    tokens, lengths = encode_padded(words if isinstance(words, WordArray) else list(words), vocab, block_size)
+    tokens, lengths = encode_padded(words, vocab, block_size)
     pad = rows - len(lengths)
     return np.pad(tokens, ((0, pad), (0, 0))), np.pad(lengths, (0, pad), constant_values=-1)
 

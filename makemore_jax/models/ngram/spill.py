@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ...data.words import BOUNDARY_ID, Vocabulary, WordArray, word_lengths
+from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 from .counting import (
     INT32_LIMIT, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
@@ -409,7 +409,7 @@ def count_ngrams_streaming(
     table = np.zeros((vocab.size**order,), np.int32) if kind == "dense" else None
     so_far = NgramCounts(order, vocab.size, np.zeros((0, order), np.int32), np.zeros((0,), np.int32))
     for chunk in chunks:
-        ngrams = words_to_ngrams(chunk if isinstance(chunk, WordArray) else list(chunk), vocab, order)
+        ngrams = words_to_ngrams(chunk, vocab, order)
         if not len(ngrams):
             continue
         ones = np.ones((len(ngrams),), np.int32)
