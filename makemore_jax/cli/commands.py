@@ -93,7 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub, workdir)
     _add_plot_parser(sub, workdir)
     add_export_parser(sub, workdir)
+    _name_command_parsers(parser)
     return parser
+
+
+def _name_command_parsers(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)subcommand's parser records itself as args.command_parser (the innermost given wins),
+    so that an argument it does not know is reported with its own --help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command_parser in action.choices.values():
+                command_parser.set_defaults(command_parser=command_parser)
+                _name_command_parsers(command_parser)
 
 
 def _add_train_parser(sub, workdir) -> None:
@@ -332,6 +343,11 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
         return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 word', '2,000 words'."""
+    return f"{n:,} {noun if n == 1 else noun + 's'}"
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{float(x):.4f}"
 
@@ -365,18 +381,18 @@ def _resume_state(args, given: dict):
     """Model, state and settings of the run in WORKDIR, refusing flags that contradict it."""
     from dataclasses import replace
 
-    from ..models import get_model
+    from ..models import a_model, get_model
     from ..store import checkpoint
     from ..training.steps import make_optimizer
     from ..training.trainer import TrainState
 
     if args.type is not None and get_model(args.type).counted:
-        raise MakemoreError(f"--resume: a {args.type} model is counted in one pass; there is nothing to resume")
+        raise MakemoreError(f"--resume: {a_model(args.type)} is counted in one pass; there is nothing to resume")
     _refuse_resuming_counted(args.work_dir)
     loaded = checkpoint.load(args.work_dir, "last")
     model = loaded.model
     if args.type is not None and args.type != model.type:
-        raise MakemoreError(f"--resume: {args.work_dir} holds a {model.type} model, not {args.type}")
+        raise MakemoreError(f"--resume: {args.work_dir} holds {a_model(model.type)}, not {args.type}")
     old = model.config.to_json()
     for field, value in given.items():
         value = list(value) if isinstance(value, tuple) else value
@@ -393,6 +409,7 @@ def _resume_state(args, given: dict):
 
 def _refuse_resuming_counted(work_dir: str) -> None:
     """A work directory without last.json whose model is counted: say so, not that last.json is missing."""
+    from ..models import a_model
     from ..store import checkpoint
 
     if os.path.exists(os.path.join(work_dir, "last.json")) or not os.path.exists(os.path.join(work_dir, "model.json")):
@@ -402,7 +419,7 @@ def _refuse_resuming_counted(work_dir: str) -> None:
     except MakemoreError:
         return  # loading "last" below says what is wrong
     if held.model_def.counted:
-        raise MakemoreError(f"--resume: {work_dir} holds a {held.type} model, which is counted in one pass: "
+        raise MakemoreError(f"--resume: {work_dir} holds {a_model(held.type)}, which is counted in one pass: "
                             "there is nothing to resume (train it again without --resume)")
 
 
@@ -709,7 +726,7 @@ def cmd_eval(args) -> None:
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = int(word_lengths(words).sum()) + len(words)
-    print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {n_chars:,} characters ({len(words):,} words)")
+    print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {_count(n_chars, 'character')} ({_count(len(words), 'word')})")
     if args.per_word:
         from ..training.evaluate import word_nll
 
@@ -797,34 +814,106 @@ def cmd_mix(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status. Every failure a user can meet ends here as one line on
+    stderr (``makemore CMD: error: ...``), never a traceback."""
     from . import interrupt
     from ..store import lock
 
+    stdout_closed = _guard_standard_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the subcommand that was given, so the hint points at its own --help
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    failed = True
     try:
         with interrupt.stop_raises():  # SIGTERM ends a command the way Ctrl-C does
+            if stdout_closed:
+                raise MakemoreError("standard output is closed: there is nowhere to print (redirect it, e.g. > FILE)")
             if args.command != "train":  # train chooses its devices itself (it may join several hosts first)
                 _use_device(getattr(args, "device", None))
             args.run(args)
+            sys.stdout.flush()  # a full disk or a reader gone shows here, inside the one exit, not at shutdown
+        failed = False
     except MakemoreError as err:
-        print(f"makemore {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(err))
     except KeyboardInterrupt as stop:
         signum = getattr(stop, "signum", 2)  # a plain KeyboardInterrupt is SIGINT's
-        print(f"makemore {args.command}: {interrupt.describe(signum)}", file=sys.stderr)
+        _say(f"makemore {args.command}: {interrupt.describe(signum)}")
         return interrupt.exit_status(signum)
-    except MemoryError:
-        print(f"makemore {args.command}: error: out of memory (a smaller model, --batch-size or input needs less)", file=sys.stderr)
-        return EXIT_USAGE
-    except UnicodeEncodeError as err:  # a name the terminal's encoding cannot show
-        print(f"makemore {args.command}: error: cannot print {err.object[err.start:err.end]!r} in this terminal's "
-              f"encoding ({err.encoding}); set PYTHONIOENCODING=utf-8", file=sys.stderr)
-        return EXIT_USAGE
     except BrokenPipeError:
         # `makemore sample | head`: the reader left; not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
+        failed = False
         return 0
+    except Exception as err:  # noqa: BLE001: the failures below get one line; anything else is a bug
+        message = _failure_line(err)
+        if message is None:
+            raise
+        return _fail(args, message)
     finally:
-        lock.release_all()
+        lock.release_all(remove_created_if_empty=failed)
     return 0
+
+
+def _failure_line(err: BaseException) -> str | None:
+    """One line for a failure that is not a mistake in the code: memory, numbers too large for the
+    machine, the output or a file that cannot be written, a name the terminal cannot show; None for
+    anything else (a bug, which keeps its traceback)."""
+    import errno
+
+    if isinstance(err, MemoryError) or (type(err).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+                                        and "RESOURCE_EXHAUSTED" in str(err)):
+        return "out of memory (a smaller model, --batch-size, -n or input needs less)"
+    if isinstance(err, OverflowError):
+        return f"a number is too large for this machine ({err})"
+    if isinstance(err, UnicodeEncodeError):  # a name the terminal's encoding cannot show
+        return (f"cannot print {err.object[err.start:err.end]!r} in this terminal's encoding ({err.encoding}); "
+                "set PYTHONIOENCODING=utf-8")
+    if isinstance(err, OSError) and err.errno is not None:
+        where = err.filename if err.filename is not None else "standard output"
+        reason = err.strerror or errno.errorcode.get(err.errno, str(err))
+        return f"cannot write to {where}: {reason}" if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EBADF, errno.EIO, errno.EDQUOT) \
+            else f"{where}: {reason}"
+    return None
+
+
+def _fail(args, message: str) -> int:
+    _say(f"makemore {args.command}: error: {message}")
+    _silence_stdout()  # what could not be printed is dropped, not retried (and failed again) at shutdown
+    return EXIT_USAGE
+
+
+def _say(line: str) -> None:
+    """A line on stderr; nothing if stderr itself is closed or failing (there is nowhere else to say it)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so the unprinted rest of its buffer goes nowhere."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file (a test's capture)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _guard_standard_streams() -> bool:
+    """Give any closed standard descriptor (0, 1, 2) the null device, so that no file this command opens
+    later gets its number (and receives what is printed); True if standard output was closed."""
+    closed_stdout = sys.stdout is None
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if opened != fd:
+                os.close(opened)
+            closed_stdout = closed_stdout or fd == 1
+    return closed_stdout

@@ -152,6 +152,14 @@ def get_model(name: str) -> ModelDef:
     return importlib.import_module(f"{__name__}.{module}").MODELS[name]
 
 
+_SAID_WITH_AN = frozenset({"ngram", "mlp", "rnn", "lstm"})  # said "en-gram", "em-el-pee", "ar-en-en", "el-es-tee-em"
+
+
+def a_model(name: str) -> str:
+    """'a counts model', 'an ngram model', 'a transformer model': the type with its article, for messages."""
+    return f"{'an' if name in _SAID_WITH_AN or name[:1] in 'aeiou' else 'a'} {name} model"
+
+
 def option_owner(field: str) -> tuple[str, str] | None:
     """(model type, flag) of the model that alone takes the setting field, or None."""
     for name in MODEL_TYPES:

@@ -40,7 +40,7 @@ import numpy as np
 from .._version import __version__
 from ..data.words import Vocabulary
 from ..errors import MakemoreError
-from ..models import mixture
+from ..models import a_model, mixture
 from ..training.config import TrainConfig
 from ..training.fitted import TrainedModel
 
@@ -249,6 +249,8 @@ def _corrupt(path: str, why: str) -> MakemoreError:
 def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
     path = os.path.join(workdir, f"{name}.json")
     if not os.path.isdir(workdir):
+        if os.path.lexists(workdir):
+            raise MakemoreError(f"{workdir} is a file, not a work directory (-o names the directory a model was saved to)")
         raise MakemoreError(f"{workdir}: no such work directory (train a model there first)")
     try:
         with open(path, "rb") as f:
@@ -334,11 +336,11 @@ def load(workdir: str, name: str = "model") -> Loaded:
     try:
         expected = _expected_params(model, arrays, arrays_path)
     except (TypeError, ValueError, OverflowError) as err:  # sizes no model can have
-        raise _corrupt(path, f"its settings do not describe a {config.type} model ({err})") from None
+        raise _corrupt(path, f"its settings do not describe {a_model(config.type)} ({err})") from None
     got = {k: v for k, v in arrays.items() if k.startswith("params/")}
     if set(got) != set(expected):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-        raise _corrupt(arrays_path, f"arrays do not fit a {config.type} model (missing {missing}, unexpected {extra})")
+        raise _corrupt(arrays_path, f"arrays do not fit {a_model(config.type)} (missing {missing}, unexpected {extra})")
     for key, (shape, dtype) in expected.items():
         if got[key].shape != shape or got[key].dtype != dtype:
             raise _corrupt(arrays_path, f"{key} is {got[key].dtype}{list(got[key].shape)}, expected {dtype}{list(shape)}")

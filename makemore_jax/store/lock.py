@@ -67,6 +67,7 @@ _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 _held: dict[str, Callable[[], None]] = {}  # real path of a work directory -> what releases its lock
 _atexit_registered = False
+_created: dict[str, str] = {}  # real path -> path as given, of the work directories this process created
 
 
 def backend() -> str:
@@ -81,6 +82,8 @@ def hold(workdir: str) -> None:
     key = os.path.realpath(workdir)
     if key in _held:
         return
+    if not os.path.lexists(workdir):
+        _created[key] = workdir
     kind = backend()
     if kind == "flock":
         _held[key] = _hold_flock(workdir)
@@ -96,11 +99,29 @@ def hold(workdir: str) -> None:
         _atexit_registered = True
 
 
-def release_all() -> None:
-    """Drop every lock this process holds (the CLI calls this when a command ends)."""
+def release_all(remove_created_if_empty: bool = False) -> None:
+    """Drop every lock this process holds (the CLI calls this when a command ends).
+
+    remove_created_if_empty: a work directory that this process created and that is still empty is
+    removed too (a command that failed leaves no trace); it is removed before its lock is dropped,
+    so that no other run can have started there in between.
+    """
     while _held:
-        _, release = _held.popitem()
+        key, release = _held.popitem()
+        created = _created.pop(key, None)
+        if remove_created_if_empty and created is not None and backend() == "flock":
+            _remove_if_empty(created)
         release()
+        if remove_created_if_empty and created is not None and backend() != "flock":
+            _remove_if_empty(created)  # its lock file is gone only now
+    _created.clear()
+
+
+def _remove_if_empty(workdir: str) -> None:
+    try:
+        os.rmdir(workdir)  # fails, and so keeps it, if anything is in it
+    except OSError:
+        pass
 
 
 def _in_use(workdir: str, pid: int | None, host: str | None = None) -> MakemoreError:
