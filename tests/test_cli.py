@@ -203,7 +203,7 @@ def test_resume_refuses_what_does_not_match(tmp_path, capsys, small_names):
     other = tmp_path / "other.txt"
     other.write_text("zed\nzora\n")
     cases = [
-        (["--type", "gru"], "holds a mlp model, not gru"),
+        (["--type", "gru"], "holds an mlp model, not gru"),
         (["--lr", "0.5"], "--lr 0.5 differs from the saved run's 0.0005"),
         (["-i", str(other)], "is not the input this run was trained on"),
     ]
