@@ -2,15 +2,13 @@
 
 Mistakes (a format it does not know, a FILE it cannot write, a model that is
 no n-gram table) end as one line and exit status 2, with nothing written.
-The file is written whole or not at all (a temporary file, then a rename).
+The file is written whole or not at all (a temporary file, then a rename); a
+symbolic link is written through, and a device, a FIFO, a socket or a work
+directory's own file (the model being exported included) is refused.
 The package is imported only when the command runs, as in ``commands``.
 """
 
 from __future__ import annotations
-
-import os
-
-from ..errors import MakemoreError
 
 FORMATS = ("arpa",)
 
@@ -25,31 +23,29 @@ def add_export_parser(sub, workdir) -> None:
     )
     workdir(x)
     x.add_argument("--format", choices=FORMATS, default="arpa", help="file format (default: arpa)")
-    x.add_argument("file", metavar="FILE", help="the file to write (replaced if it exists)")
+    x.add_argument("file", metavar="FILE", help="the file to write (replaced if it exists; a symbolic link is written through)")
     x.set_defaults(run=cmd_export)
 
 
 def check_output(path: str) -> None:
-    """MakemoreError unless path names a file that can be created or replaced in an existing directory."""
-    if not path:
-        raise MakemoreError("FILE is empty: name the file to write")
-    if os.path.isdir(path):
-        raise MakemoreError(f"{path} is a directory: name a file to write")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise MakemoreError(f"{path}: directory {os.path.dirname(path) or directory} does not exist")
+    """MakemoreError unless path names a file that export may create or replace (see store.userfile).
+
+    Refused: an empty name, a directory, a missing directory, a device, FIFO or
+    socket (through symbolic links too), and any work directory's own files.
+    Only os.stat and directory listings: nothing is opened, so a FIFO cannot hang it.
+    """
+    from ..store import userfile
+
+    userfile.check_user_file(path, "FILE")
 
 
 def cmd_export(args) -> None:
     from ..models.ngram import arpa
-    from ..store import checkpoint
+    from ..store import checkpoint, userfile
 
-    check_output(args.file)
+    check_output(args.file)  # before the model is loaded: a refused FILE costs nothing
     model = checkpoint.load(args.work_dir, "model").model
     text, counts = arpa.arpa_text(model)
-    try:
-        checkpoint.atomic_write(args.file, text.encode("utf-8"))
-    except OSError as err:
-        raise MakemoreError(f"{args.file}: cannot write ({err.strerror or err})") from None
+    userfile.write_user_file(args.file, text.encode("utf-8"), "FILE")  # checks again, then writes through links
     listed = ", ".join(f"{n:,} {k}-grams" for k, n in enumerate(counts, start=1))
     print(f"wrote {args.file}: ARPA, order {len(counts)} ({listed})")

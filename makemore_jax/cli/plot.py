@@ -30,10 +30,12 @@ import numpy as np
 
 from ..data.words import BOUNDARY_ID, Dataset, bigram_pairs, parse_word_array, read_bytes, read_word_array
 from ..errors import MakemoreError
+from ..models import a_model
 from ..models.counts import count_matrix, smoothed_probs
 from ..seeding import seed_key
 from ..store import checkpoint
-from ..store.checkpoint import METRICS_FILE, atomic_write, read_metrics
+from ..store.checkpoint import METRICS_FILE, read_metrics
+from ..store.userfile import check_user_file, write_user_file
 from ..training.evaluate import split_nll
 from ..training.trainer import new_model
 
@@ -66,7 +68,11 @@ def _colors():
 
 
 def save_figure(fig, path: str, fmt: str, dpi: int = 100, palette: bool = False) -> None:
-    """Render to PNG or SVG (text kept as text) and write the file atomically.
+    """Render to PNG or SVG (text kept as text) and write the file atomically, missing directories made.
+
+    The file is written as ``store.userfile.write_user_file`` writes: a symbolic
+    link is written through; a device, FIFO, socket or a work directory's own
+    file is refused (MakemoreError), with nothing written.
 
     palette=True stores a PNG with 256 colours: for flat cells and text (the
     labelled count matrix) it looks the same at a third of the bytes, but it
@@ -81,11 +87,8 @@ def save_figure(fig, path: str, fmt: str, dpi: int = 100, palette: bool = False)
         fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
     if fmt == "png" and palette:
         buf = _palette_png(buf)
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        atomic_write(path, buf.getvalue())
-    except OSError as err:
-        raise MakemoreError(f"cannot write {path}: {err.strerror or err}") from None
+    # through a symbolic link, never over a device, FIFO, socket or work directory's file (store.userfile)
+    write_user_file(path, buf.getvalue(), "--save", make_parents=True)
 
 
 def _palette_png(buf: io.BytesIO) -> io.BytesIO:
@@ -107,13 +110,18 @@ def _metadata(fmt: str) -> dict:
 def output_path(save: str | None, fmt: str | None, kind: str) -> tuple[str, str]:
     """Where to write and in which format: --format, else the suffix of --save, else PNG.
 
-    Without --save the image is KIND.FORMAT in the current directory.
+    Without --save the image is KIND.FORMAT in the current directory. The file
+    is checked here, before anything is drawn: MakemoreError if it must not be
+    written (store.userfile.check_user_file: a device, FIFO, socket, directory
+    or a work directory's own file).
     """
     if fmt is not None and fmt not in FORMATS:
         raise MakemoreError(f"image format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if save is None:
         fmt = fmt or "png"
+        check_user_file(f"{kind}.{fmt}", "--save", make_parents=True)
         return f"{kind}.{fmt}", fmt
+    check_user_file(save, "--save", make_parents=True)
     suffix = os.path.splitext(save)[1].lower().lstrip(".")
     if suffix in FORMATS:
         if fmt is not None and fmt != suffix:
@@ -307,7 +315,7 @@ def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     loaded = _load(workdir)
     model = loaded.model
     if model.model_def.counted or model.model_def.table is None:  # the trained table model: the neural bigram
-        raise MakemoreError(f"{workdir}: holds a {model.type} model; plot weights needs a trained neural bigram (--type bigram)")
+        raise MakemoreError(f"{workdir}: holds {a_model(model.type)}; plot weights needs a trained neural bigram (--type bigram)")
     data = training_data(loaded, workdir)
     k = model.config.smoothing
     net = np.asarray(jax.nn.softmax(model.params["W"], axis=-1))
@@ -491,7 +499,7 @@ def embedding_table(model) -> np.ndarray:
     """
     wte = model.params.get("wte") if isinstance(model.params, dict) else None
     if wte is None:
-        raise MakemoreError(f"a {model.type} model has no character embedding (plot embeddings needs one with wte: "
+        raise MakemoreError(f"{a_model(model.type).capitalize()} has no character embedding (plot embeddings needs one with wte: "
                             "mlp, rnn, gru, lstm, bow, transformer, wavenet)")
     return np.asarray(wte)[: model.vocab.size]
 
