@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from makemore_jax.errors import MakemoreError
+from makemore_jax.store.userfile import check_user_file, write_user_file
+
 NAMES = Path(__file__).resolve().parent.parent / "names.txt"
 BATCH = 1 << 20  # words drawn at once
 MAX_LEN = 15  # the longest name in names.txt: longer draws are dropped, so models keep names.txt's shape
@@ -71,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1:
         print("make_words: count must be >= 1", file=sys.stderr)
         return 2
-    Path(args.output).write_bytes(sample_words(args.count, args.seed))
+    try:  # checked before the words are made, written as every user-named file is (never over a device or FIFO)
+        check_user_file(args.output, "output")
+        write_user_file(args.output, sample_words(args.count, args.seed), "output")
+    except MakemoreError as err:
+        print(f"make_words: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

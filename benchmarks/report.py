@@ -5,7 +5,8 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tempfile
+
+from makemore_jax.store.userfile import write_user_file
 
 from .harness import format_ratio, format_seconds
 
@@ -14,18 +15,9 @@ KIND_NAMES = {"lecture": "lecture", "best_effort": "PyTorch best effort", "packa
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write text (UTF-8) to path atomically, its directory made if missing; a symbolic link is written
+    through, and a device, FIFO, socket or work directory's own file is refused (MakemoreError)."""
+    write_user_file(path, text.encode("utf-8"), "--out", make_parents=True)
 
 
 def merge(path: str, header: dict, tasks: dict[str, dict], order: list[str]) -> dict:

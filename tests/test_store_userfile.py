@@ -302,3 +302,22 @@ def test_write_user_file_checks_again_and_replaces_a_regular_file(work, fifo):
     (work / "ok.txt").write_bytes(b"old")
     assert userfile.write_user_file(str(work / "ok.txt"), b"new") == os.path.realpath(work / "ok.txt")
     assert (work / "ok.txt").read_bytes() == b"new"
+
+
+def test_the_benchmarks_writers_refuse_a_fifo_too(tmp_path, fifo, capsys):
+    """The word-list maker and the results writer of benchmarks/ write user-named files the same way."""
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from benchmarks import make_words, report
+
+    f = fifo(tmp_path / "words.txt")
+    assert make_words.main(["10", f.path]) == 2
+    assert "FIFO" in capsys.readouterr().err
+    with pytest.raises(MakemoreError, match="FIFO"):
+        report.atomic_write_text(f.path, "x")
+    assert stat.S_ISFIFO(os.lstat(f.path).st_mode) and f.received == b""
+    assert make_words.main(["10", str(tmp_path / "ok.txt")]) == 0
+    assert len((tmp_path / "ok.txt").read_text().splitlines()) == 10
