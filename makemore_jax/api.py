@@ -15,17 +15,19 @@ one way to be done. The same seed gives the same names here and there.
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from .data.words import WordArray, parse_word_array, read_bytes
 from .errors import MakemoreError
 from .models.losses import perplexity, with_perplexities
-from .sampling import NotEnough, generate_distinct, steering
-from .seeding import seed_key
+from .sampling import NotEnough, check_sizes, generate_distinct, sample_stream, steering
+from .seeding import MAX_SEED, seed_key
 from .store import checkpoint
 from .training.config import TrainConfig
 from .training.evaluate import split_nll, word_nll
@@ -67,23 +69,50 @@ class Model:
         prefix; min_len / max_len: bounds on the length (characters); top_k,
         top_p: draw only from the k most likely characters, or the most likely
         ones up to probability p; unique: no name twice; new_only: no name of
-        the training input (of any split: no name the model saw or was scored on). Where names are redrawn (unique, new_only) the
-        redraws are bounded: NotEnough (a MakemoreError) says how many were found.
+        the training input (of any split: no name the model saw or was scored on).
+        The names are the seed's stream of names, in order, less those that do
+        not qualify (a repeat, a known word, one the model could not make
+        min_len long): the first k names never change when more are asked for.
+        The walk along the stream is bounded: NotEnough (a MakemoreError) says
+        how many were found. Every argument is checked first, as the command
+        line checks its flags: a MakemoreError names the one that is wrong.
         """
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise MakemoreError(f"seed must be an integer, got {seed!r}")
-        steer = steering(self.vocab, prefix, min_len, top_p)
+        names = []
+        try:
+            for chunk in self.sample_chunks(n, seed=seed, prefix=prefix, min_len=min_len, max_len=max_len,
+                                            temperature=temperature, top_k=top_k, top_p=top_p, unique=unique,
+                                            new_only=new_only):
+                names += chunk
+        except NotEnough as short:
+            raise NotEnough(str(short), names) from None
+        return names
+
+    def sample_chunks(self, n: int = 10, *, seed: int = 0, prefix: str = "", min_len: int = 0,
+                      max_len: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                      unique: bool = False, new_only: bool = False) -> Iterator[list[str]]:
+        """The names of ``sample``, handed out in chunks as they are drawn (memory does not grow with n,
+        except for what unique and new_only must remember). NotEnough, after the last chunk, has .names empty."""
+        check_sample_arguments(n=n, seed=seed, prefix=prefix, min_len=min_len, max_len=max_len,
+                               temperature=temperature, top_k=top_k, top_p=top_p, unique=unique, new_only=new_only)
+        steer = steering(self.vocab, prefix, int(min_len), float(top_p))
         exclude = self.known_words() if new_only else frozenset()
-        return generate_distinct(self.model, seed_key(seed, "sample"), n, unique=unique, exclude=exclude,
-                                 max_len=max_len, temperature=temperature, top_k=top_k, steer=steer)
+        return sample_stream(self.model, seed_key(int(seed), "sample"), int(n), unique=unique, exclude=exclude,
+                             max_len=None if max_len is None else int(max_len), temperature=float(temperature),
+                             top_k=int(top_k), steer=steer)
 
     def log_prob(self, words: Sequence[str]) -> np.ndarray:
-        """Natural log-probability of each word, its end included: (len(words),) float."""
-        return -np.asarray(word_nll(self.model, list(words)), np.float64)
+        """Natural log-probability of each word, its end included: (len(words),) float.
+
+        Each word is one word as a word list holds it (``check_words``): a
+        MakemoreError names a word that is not a str, holds a line break, has
+        whitespace at either end, or a character outside the vocabulary.
+        """
+        words = check_words(words, self.vocab)
+        return -np.asarray(word_nll(self.model, words), np.float64)
 
     def nll(self, words: Sequence[str]) -> float:
         """Mean negative log-likelihood per character of the words, each word's end included."""
-        words = list(words)
+        words = check_words(words, self.vocab)
         if not words:
             raise MakemoreError("no words to score")
         return float(-self.log_prob(words).sum() / sum(len(w) + 1 for w in words))
@@ -107,6 +136,71 @@ class Model:
             raise MakemoreError(f"{workdir}: exists and is not a directory")
         checkpoint.save(workdir, "model", self.model, step=self.step, best_dev=self.best_dev, training=self.training,
                         metrics=self.metrics)
+
+
+def _integer(name: str, value, low: int, high: int | None = None) -> None:
+    """value must be an int (not a bool) from low on (to high): else a MakemoreError naming the argument."""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or value < low or (high is not None and value > high):
+        span = f">= {low}" if high is None else f"in {low}..{high}"
+        raise MakemoreError(f"{name} must be an integer {span}, got {value!r}")
+
+
+def _real(name: str, value, what: str, ok) -> None:
+    """value must be a real number (not a bool) for which ok holds: else a MakemoreError saying what it must be."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise MakemoreError(f"{name} must be {what}, got {value!r}")
+
+
+def check_sample_arguments(*, n, seed, prefix, min_len, max_len, temperature, top_k, top_p, unique, new_only) -> None:
+    """The arguments of ``Model.sample``, checked as the command line checks its flags (the same ranges).
+
+    A MakemoreError names the first that is wrong: an int argument given as a
+    str, float or bool, a number out of range, nan, None where not allowed.
+    """
+    _integer("n", n, 0)
+    _integer("seed", seed, 0, MAX_SEED)
+    if not isinstance(prefix, str):
+        raise MakemoreError(f"prefix must be a str, got {prefix!r}")
+    _integer("min_len", min_len, 0)
+    if max_len is not None:
+        _integer("max_len", max_len, 1)
+    _real("temperature", temperature, "a finite number >= 0", lambda t: t >= 0)
+    _integer("top_k", top_k, 0)
+    _real("top_p", top_p, "a number in (0, 1]", lambda p: 0 < p <= 1)
+    for name, flag in (("unique", unique), ("new_only", new_only)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise MakemoreError(f"{name} must be True or False, got {flag!r}")
+    check_sizes(int(n), None if max_len is None else int(max_len))
+
+
+def check_words(words: Sequence[str], vocab) -> list[str]:
+    """The words as a list, each one a word as a word list holds it (data.words.parse_words' rules);
+    else a MakemoreError naming the word and its character.
+
+    Refused: a word that is not a str, one with a line break (\\n or \\r: a
+    word is one line), whitespace at either end (the parser strips it), a
+    character outside the vocabulary. One str in place of a list of words is
+    refused too (it would be scored character by character).
+    """
+    if isinstance(words, (str, bytes)):
+        raise MakemoreError(f"words must be a list of words, got one {type(words).__name__}: {words!r}")
+    words = list(words)
+    known = set(vocab.chars)
+    for i, word in enumerate(words):
+        if not isinstance(word, str):
+            raise MakemoreError(f"word {i + 1} is not a str: {word!r}")
+        breaks = [c for c in word if c in "\n\r"]
+        if breaks:
+            raise MakemoreError(f"word {word!r} holds a line break ({breaks[0]!r}): a word is one line of a word list")
+        if word.strip() != word:
+            ch = word[0] if word[0].isspace() else word[-1]
+            raise MakemoreError(f"word {word!r} has whitespace at an end ({ch!r}), which a word list strips")
+        unknown = [c for c in word if c not in known]
+        if unknown:
+            raise MakemoreError(f"character {unknown[0]!r} (U+{ord(unknown[0]):04X}) in word {word!r} is not in the "
+                                f"model's vocabulary")
+    return words
 
 
 def training_input(training: dict) -> WordArray:

@@ -1,8 +1,14 @@
-"""Seeded, batched generation: n names in one compiled call, for every model.
+"""Seeded, batched generation: names drawn in compiled chunks and handed out as they come, for every model.
 
 Every name has its own key, ``fold_in(key, i)``, and its own stream of
 uniforms drawn from it, so the first k names of ``n`` are the same for any
-n >= k and nothing depends on batch shape or device.
+n >= k and nothing depends on batch shape, chunk or device. The names of a
+seed form one stream, positions 0, 1, 2, ... (at most 2**32 of them: i is a
+uint32); a large n is drawn in chunks of a bounded size (``chunk_size``), the
+position of a chunk's first name a traced argument of ``sample_ids``, so the
+chunks share one compiled program and memory does not grow with n. Names that
+must be unique, new or of a shortest length are the qualifying names of that
+same stream, in order (``sample_stream``).
 
 The next id is drawn by inversion: one uniform u per name and position, and the
 first id whose cumulative probability under softmax(logits / T) exceeds u. That
@@ -25,13 +31,13 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data.words import BOUNDARY_ID, Vocabulary
+from .data.words import BOUNDARY_ID, MAX_WORD_LEN, Vocabulary
 from .errors import MakemoreError
 from .training.parallel import DATA_AXIS, DataParallel
 from .models.decoding import TABLE_DECODER, Decoder, recompute_decoder
@@ -78,18 +84,22 @@ def pick(logits_NxV: jax.Array, u_N: jax.Array, temperature: jax.Array) -> jax.A
     )
 
 
-def name_uniforms(key: jax.Array, n: int, length: int) -> jax.Array:
-    """The uniforms that decide each name, (length, n): name i uses uniform(fold_in(key, i), (length,)).
+def name_uniforms(key: jax.Array, n: int, length: int, first: jax.Array | int = 0) -> jax.Array:
+    """The uniforms that decide each name, (length, n): name i uses uniform(fold_in(key, first + i), (length,)).
 
     With JAX's partitionable Threefry (the default) a longer draw extends a
     shorter one, so max_len does not change the names that fit in both.
     """
-    return names_uniforms(key, jnp.arange(n), length)
+    return names_uniforms(key, jnp.arange(n), length, first)
 
 
-def names_uniforms(key: jax.Array, names_B: jax.Array, length: int) -> jax.Array:
-    """name_uniforms of the names names_B only: (length, B)."""
-    keys_B = jax.vmap(jax.random.fold_in, (None, 0))(key, names_B)
+def names_uniforms(key: jax.Array, names_B: jax.Array, length: int, first: jax.Array | int = 0) -> jax.Array:
+    """name_uniforms of the names names_B only (positions first + names_B of the stream): (length, B).
+
+    Positions are uint32, fold_in's argument: for i < 2**31 the same keys as int32 positions.
+    """
+    positions_B = jnp.asarray(first, jnp.uint32) + names_B.astype(jnp.uint32)
+    keys_B = jax.vmap(jax.random.fold_in, (None, 0))(key, positions_B)
     return jax.vmap(lambda k: jax.random.uniform(k, (length,)), out_axes=1)(keys_B)
 
 
@@ -191,11 +201,15 @@ def sample_ids(
     temperature: jax.Array,
     top_k: int = 0,
     steer: Steer = Steer(),
+    first: jax.Array | int = 0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Generate n sequences of at most max_len ids after the start boundary.
+    """Generate the n sequences at stream positions first .. first + n − 1: at most max_len ids after the start
+    boundary each.
 
     Returns ids (n, max_len) int32, each row zero from its end boundary on, and
-    ended (n,) bool: False where a row was cut at max_len characters.
+    ended (n,) bool: False where a row was cut at max_len characters. first
+    (a uint32, traced: every chunk of a stream runs the same program) only
+    chooses the names' keys, ``fold_in(key, first + i)``.
 
     The loop runs in stages of shrinking batch size (``stage_sizes``): once
     the names still running fit the next stage, they and their decoder state
@@ -227,12 +241,12 @@ def sample_ids(
         slots = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool))  # t, state, id, ended
         ids_LxN = jnp.zeros((length, n), jnp.int32)
         if len(sizes) == 1:
-            _, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, length), None, None, length, None, slots, ids_LxN)
+            _, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, length, first), None, None, length, None, slots, ids_LxN)
         else:
             # a short draw is the start of the full one only with partitionable Threefry
             horizon = min(FIRST_HORIZON, length) if draws_extend(key) else length
-            slots, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, horizon), None, None, horizon, sizes[1], slots, ids_LxN)
-            ids_LxN = _run_groups(next_ids, key, sizes[1:], axes, length, slots, ids_LxN)
+            slots, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, horizon, first), None, None, horizon, sizes[1], slots, ids_LxN)
+            ids_LxN = _run_groups(next_ids, key, first, sizes[1:], axes, length, slots, ids_LxN)
         # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
         return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
 
@@ -293,9 +307,10 @@ def _run_stage(next_ids, u_HxC, cols_B, names_B, horizon: int, next_size: int | 
     return tuple(slots), ids_LxN
 
 
-def _run_groups(next_ids, key, sizes, axes, length: int, first, ids_LxN):
+def _run_groups(next_ids, key, first_name, sizes, axes, length: int, first, ids_LxN):
     """The names still running after the first stage, in groups of sizes[0] (a while loop over the groups,
-    usually one), each through the stages `sizes` with its names' uniforms drawn in full."""
+    usually one), each through the stages `sizes` with its names' uniforms drawn in full (name i at stream
+    position first_name + i)."""
     t, state, token_N, ended_N = first
     n, G = token_N.shape[0], sizes[0]
     order = jnp.nonzero(~ended_N, size=-(-n // G) * G, fill_value=n)[0]  # the running names, then n
@@ -307,7 +322,7 @@ def _run_groups(next_ids, key, sizes, axes, length: int, first, ids_LxN):
         filled_G = names_G < n
         pos_G = jnp.where(filled_G, names_G, 0)
         slots = (t, _take_slots(state, pos_G, axes), token_N[pos_G], ~filled_G)
-        u_LxG = names_uniforms(key, names_G, length)
+        u_LxG = names_uniforms(key, names_G, length, first_name)
         cols_B, names_B = None, names_G
         for next_size in sizes[1:] + (None,):
             slots, ids_LxN = _run_stage(next_ids, u_LxG, cols_B, names_B, length, next_size, slots, ids_LxN)
@@ -339,11 +354,28 @@ def _compact(slots, cols_B, names_B, axes, size: int, n: int):
     return slots, cols_S, jnp.where(filled_S, names_B[pos_S], n)
 
 
+MAX_NAMES = 2**32  # names one seed can give: name i's key is fold_in(key, i), and fold_in takes a uint32
+MAX_SAMPLE_LEN = 10 * MAX_WORD_LEN  # characters a drawn name may have: ten times the longest word a word list may hold
+TEMPERATURE_CAP = 1e30  # above it every allowed character is equally likely in float32 anyway; float32(1e39) is inf
+
+
+def check_sizes(n: int, max_len: int | None = None) -> None:
+    """Refuse, before any work, a number of names or a maximum length the sampler cannot hold to."""
+    if n > MAX_NAMES:
+        raise MakemoreError(
+            f"at most {MAX_NAMES:,} names can be drawn with one seed (name i's key is fold_in(key, i), "
+            f"and i is a 32-bit unsigned integer), asked for {n:,}"
+        )
+    if max_len is not None and max_len > MAX_SAMPLE_LEN:
+        raise MakemoreError(f"maximum length must be at most {MAX_SAMPLE_LEN:,} characters, got {max_len:,}")
+
+
 def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0, steer: Steer = Steer()) -> None:
     if n < 0:
         raise MakemoreError(f"number of samples must be >= 0, got {n}")
     if max_len < 1:
         raise MakemoreError(f"maximum length must be >= 1, got {max_len}")
+    check_sizes(n, max_len)
     if not (temperature >= 0 and math.isfinite(temperature)):
         raise MakemoreError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k < 0:
@@ -356,6 +388,12 @@ def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0, 
         raise MakemoreError(f"minimum length {steer.min_len} is more than the maximum length {max_len}")
     if len(steer.prefix) > max_len:
         raise MakemoreError(f"the prefix has {len(steer.prefix)} characters, more than the maximum length {max_len}")
+
+
+def float32_temperature(temperature: float) -> jax.Array:
+    """The temperature as the sampler uses it: float32, a huge one lowered to TEMPERATURE_CAP (no overflow,
+    no warning)."""
+    return jnp.float32(min(float(temperature), TEMPERATURE_CAP))
 
 
 def steering(vocab: Vocabulary, prefix: str = "", min_len: int = 0, top_p: float = 1.0) -> Steer:
@@ -391,7 +429,7 @@ def sample_names(
     if n == 0:
         return []
     params = {"W": jnp.asarray(logits_VxV, jnp.float32)}
-    ids, _ = sample_ids(TABLE_DECODER, None, params, key, n, max_len, jnp.float32(temperature), top_k)
+    ids, _ = sample_ids(TABLE_DECODER, None, params, key, n, max_len, float32_temperature(temperature), top_k)
     return decode_rows(ids, vocab)
 
 
@@ -399,20 +437,75 @@ def plan(model, max_len: int | None, fast: bool = True):
     """(decoder, config, params, max_len) for sample_ids to draw from a trained model.
 
     Sequence models generate at most block_size - 1 characters (the longest
-    word they were built for); max_len may lower that. Tables have no such
-    limit and default to twice the longest training word. fast=False takes the
-    recompute path even where the model has its own decoder.
+    word they were built for); max_len may lower that. Tables, and models whose
+    own decoder goes on past the block (``ModelDef.any_length``: n-grams,
+    mixtures of such models), take any max_len up to MAX_SAMPLE_LEN; tables
+    default to twice the longest training word, the others to block_size - 1.
+    fast=False takes the recompute path even where the model has its own
+    decoder (it holds block_size ids, so it is bounded by the block).
     """
-    if model.table is None:
-        max_len = model.block_size - 1 if max_len is None else min(max_len, model.block_size - 1)
-    elif max_len is None:
-        max_len = 2 * (model.block_size - 1)
-    if model.table is not None:
+    md = None if model.table is not None else model.model_def
+    use_own = fast and md is not None and md.decode_step is not None
+    unbounded = md is None or (use_own and md.any_length)
+    if max_len is None:  # the longest the model allows, never past the sampler's bound
+        max_len = min(2 * (model.block_size - 1) if md is None else model.block_size - 1, MAX_SAMPLE_LEN)
+    elif not unbounded:
+        max_len = min(max_len, model.block_size - 1)
+    if md is None:
         return TABLE_DECODER, None, {"W": model.table}, max_len
-    md = model.model_def
-    use_own = fast and md.decode_step is not None
     decoder = Decoder(md.decode_init, md.decode_step) if use_own else recompute_decoder(md.apply)
     return decoder, model.model_config, model.params, max_len
+
+
+CHUNK_BYTES = 64 << 20  # what one chunk of names may hold: ids, uniforms, per-step logits, decoder state
+CHUNK_MAX = 4096  # names in one chunk at most (a few thousand: the stages shrink from here)
+
+
+def chunk_size(decoder: Decoder, config, params, max_len: int, vocab_size: int) -> int:
+    """How many names one compiled call draws: CHUNK_BYTES over what a name holds, at most CHUNK_MAX.
+
+    A name holds its ids and uniforms (max_len + 1 of each), a few rows of
+    vocab_size logits per step, and its share of the decoder state (found from
+    the state's shapes for one and two names: a key/value cache grows with
+    the block, a carried state with the width).
+    """
+    one, two = (sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
+        jax.eval_shape(lambda: decoder.init(params, config, b)))) for b in (1, 2))
+    per_name = 4 * (2 * (max_len + 1) + 4 * vocab_size) + (two - one)
+    return max(1, min(CHUNK_MAX, CHUNK_BYTES // per_name))
+
+
+def name_chunks(
+    model,
+    key: jax.Array,
+    n: int,
+    *,
+    max_len: int | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    fast: bool = True,
+    steer: Steer = Steer(),
+    start: int = 0,
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The names at stream positions start .. start + n − 1 of a TrainedModel, in chunks as they are drawn.
+
+    Yields (names, ended) per chunk: ended (len(names),) bool, False where a
+    name was cut at max_len. n up to one chunk is one call of n names; past
+    that every call draws a full chunk (the last one's extra names dropped), so
+    one program serves the whole stream. Checks the request before any work.
+    """
+    decoder, config, params, max_len = plan(model, max_len, fast)
+    validate_sampling(n, max_len, temperature, top_k, steer)
+    if start < 0 or start + n > MAX_NAMES:
+        raise MakemoreError(f"stream positions {start:,} .. {start + n - 1:,} are past the last one, {MAX_NAMES - 1:,}")
+    if n == 0:
+        return
+    size = min(n, chunk_size(decoder, config, params, max_len, model.vocab.size))
+    T = float32_temperature(temperature)
+    for first in range(start, start + n, size):
+        ids, ended = sample_ids(decoder, config, params, key, size, max_len, T, top_k, steer, jnp.uint32(first))
+        keep = min(size, start + n - first)
+        yield decode_rows(np.asarray(ids)[:keep], model.vocab), np.asarray(ended)[:keep]
 
 
 def generate(
@@ -426,60 +519,108 @@ def generate(
     fast: bool = True,
     steer: Steer = Steer(),
 ) -> tuple[list[str], np.ndarray]:
-    """n names from a TrainedModel, and whether each ended by itself.
+    """n names from a TrainedModel, and whether each ended by itself: (list of n str, (n,) bool).
 
     Sequence models generate at most block_size - 1 characters (the longest
     word they were built for); max_len may lower that. fast=False forces the
     recompute path, to check the model's incremental decoder against it.
-    steer: a prefix, a shortest length, top-p (see ``steering``).
+    steer: a prefix, a shortest length, top-p (see ``steering``). The names
+    of ``name_chunks`` (positions 0 .. n − 1), gathered.
     """
-    decoder, config, params, max_len = plan(model, max_len, fast)
-    validate_sampling(n, max_len, temperature, top_k, steer)
-    if n == 0:
-        return [], np.zeros((0,), bool)
-    ids, ended = sample_ids(decoder, config, params, key, n, max_len, jnp.float32(temperature), top_k, steer)
-    return decode_rows(ids, model.vocab), np.asarray(ended)
+    names, ended = [], [np.zeros((0,), bool)]
+    for chunk, ended_chunk in name_chunks(model, key, n, max_len=max_len, temperature=temperature, top_k=top_k,
+                                          fast=fast, steer=steer):
+        names += chunk
+        ended.append(ended_chunk)
+    return names, np.concatenate(ended)
 
 
-REDRAW_FACTOR = 20  # draws allowed per name asked for, when names are redrawn to be unique or new
+REDRAW_FACTOR = 20  # stream positions walked per name asked for, when names must be unique, new or long enough
 REDRAW_EXTRA = 2000  # and this many more
-REDRAW_IDLE_ROUNDS = 4  # and stop after this many rounds in a row found nothing new
+REDRAW_IDLE = 20000  # and stop after this many positions in a row gave no name that qualifies
+REDRAW_CHUNK_MIN = 256  # a redraw draws at least this many positions (powers of two: few programs to compile)
 
 
 class NotEnough(MakemoreError):
-    """Fewer names met the constraints than were asked for, within the bounded redraws; .names has them."""
+    """Fewer names met the constraints than were asked for, within the bounded redraws; .names has them
+    (empty where ``sample_stream`` handed them out already)."""
 
     def __init__(self, message: str, names: list[str]):
         super().__init__(message)
         self.names = names
 
 
-def generate_distinct(model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options) -> list[str]:
-    """n names as ``generate`` draws them, redrawn where a name repeats (unique) or is in exclude.
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
-    Round r draws with fold_in(key, r), so the same key gives the same names.
-    The redraws are bounded (REDRAW_FACTOR per name asked for, plus
-    REDRAW_EXTRA, and REDRAW_IDLE_ROUNDS rounds in a row without a new name):
-    past that, NotEnough says how many were found.
+
+def sample_stream(
+    model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options
+) -> Iterator[list[str]]:
+    """The first n names of the stream (positions 0, 1, 2, ...) that qualify, in chunks as they are drawn.
+
+    A name qualifies unless it repeats an earlier kept one (unique), is in
+    exclude, or is shorter than steer.min_len (the model had no mass left
+    but the end, which min_len masks: the name is stuck). Without a
+    constraint these are positions 0 .. n − 1, exactly; with one the plain
+    names stay where they qualify, and the first k of n are the first k of any
+    more. The walk is bounded: at most REDRAW_FACTOR·n + REDRAW_EXTRA
+    positions (and MAX_NAMES), and it stops after REDRAW_IDLE positions in a
+    row with no qualifying name; then NotEnough says how many were found in
+    how many draws (its .names empty: they were yielded). options: those of
+    ``name_chunks``.
     """
-    if not unique and not exclude:
-        return generate(model, key, n, **options)[0]
-    found, seen, drawn, budget, r, idle = [], set(), 0, REDRAW_FACTOR * n + REDRAW_EXTRA, 0, 0
-    while len(found) < n and drawn < budget and idle < REDRAW_IDLE_ROUNDS:
-        batch = min(max(2 * (n - len(found)), 64), budget - drawn)
-        names, _ = generate(model, jax.random.fold_in(key, r), batch, **options)
-        drawn, r, before = drawn + batch, r + 1, len(found)
-        for name in names:
-            if name in exclude or (unique and name in seen):
-                continue
-            seen.add(name)
-            found.append(name)
-            if len(found) == n:
-                break
-        idle = idle + 1 if len(found) == before else 0
-    if len(found) < n:
+    steer = options.get("steer", Steer())
+    min_len = steer.min_len
+    if not (unique or exclude or min_len):
+        for names, _ in name_chunks(model, key, n, **options):
+            yield names
+        return
+    decoder, config, params, max_len = plan(model, options.get("max_len"), options.get("fast", True))
+    validate_sampling(n, max_len, options.get("temperature", 1.0), options.get("top_k", 0), steer)
+    budget = min(REDRAW_FACTOR * n + REDRAW_EXTRA, MAX_NAMES)
+    chunk = chunk_size(decoder, config, params, max_len, model.vocab.size)
+    seen, found, walked, idle, long_enough = set(), 0, 0, 0, 0
+    while found < n and walked < budget and idle < REDRAW_IDLE:
+        # the first draw is the plain one's; redraws in powers of two (few compiled sizes), at most a chunk
+        wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
+        size = min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
+        kept = []
+        for names, _ in name_chunks(model, key, size, start=walked, **options):
+            for name in names:
+                if found == n or walked == budget or idle == REDRAW_IDLE:
+                    break
+                walked += 1
+                long_enough += len(name) >= min_len
+                if len(name) < min_len or name in exclude or (unique and name in seen):
+                    idle += 1
+                    continue
+                idle = 0
+                found += 1
+                kept.append(name)
+                if unique:
+                    seen.add(name)
+        if kept:
+            yield kept
+    if found < n:
+        if min_len and not long_enough:
+            raise NotEnough(f"the model gives no name of at least {_plural(min_len, 'character')}: none in "
+                            f"{_plural(walked, 'draw')} (asked for {n:,})", [])
         what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
-        raise NotEnough(f"found only {len(found):,} {what} names in {drawn:,} draws (asked for {n:,})", found)
+        names = _plural(found, f"{what} name".strip())
+        if min_len:
+            names += f" of at least {_plural(min_len, 'character')}"
+        raise NotEnough(f"found only {names} in {_plural(walked, 'draw')} (asked for {n:,})", [])
+
+
+def generate_distinct(model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options) -> list[str]:
+    """The names of ``sample_stream``, gathered in a list; NotEnough.names has those found."""
+    found = []
+    try:
+        for names in sample_stream(model, key, n, unique=unique, exclude=exclude, **options):
+            found += names
+    except NotEnough as short:
+        raise NotEnough(str(short), found) from None
     return found
 
 
@@ -504,5 +645,5 @@ def generate_over_devices(model, key: jax.Array, n: int, parallel: DataParallel,
         lambda p, k, t: sample_ids(decoder, config, p, k, padded, max_len, t, top_k),
         out_shardings=(parallel.sharding(DATA_AXIS, None), parallel.sharding(DATA_AXIS)),
     )
-    ids, ended = run(params, key, jnp.float32(temperature))
+    ids, ended = run(params, key, float32_temperature(temperature))
     return decode_rows(np.asarray(ids)[:n], model.vocab), np.asarray(ended)[:n]

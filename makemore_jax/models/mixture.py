@@ -81,7 +81,10 @@ class Mixture:
             return _mix([o[0] for o in outs], params["log_w"]), tuple(o[1] for o in outs)
 
         self._parts = parts
-        self._model_def = ModelDef("mixture", None, apply, decode_init, decode_step)
+        # every member's own decoder goes on past the block (a table's, an n-gram's): so does the mixture's,
+        # and a --max-len past the shortest block is honoured, not lowered to it
+        any_length = all(m.table is not None or m.model_def.any_length for m in self.members)
+        self._model_def = ModelDef("mixture", None, apply, decode_init, decode_step, any_length=any_length)
 
     @property
     def vocab(self):
