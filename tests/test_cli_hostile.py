@@ -214,3 +214,33 @@ def test_a_model_has_its_article():
     assert said["ngram"] == "an ngram model" and said["mlp"] == "an mlp model" and said["lstm"] == "an lstm model"
     assert said["counts"] == "a counts model" and said["transformer"] == "a transformer model"
     assert said["gru"] == "a gru model"
+
+
+def test_resume_without_input_reads_the_recorded_input(tmp_path, capsys):
+    """--resume without -i continues on the file the run recorded (not the bundled names), and says so
+    when that file is gone or changed, leaving the work directory as it was."""
+    words = tmp_path / "words.txt"
+    words.write_text("".join(f"{w}\n" for w in ("emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia",
+                                                 "harper", "evelyn", "abigail", "emily", "ella")))
+    work = str(tmp_path / "w")
+    common = ["--num-samples", "0", "-q"]
+    assert run_inprocess(capsys, "train", "--type", "mlp", "--steps", "2", "--eval-every", "1", "-i", str(words),
+                         "-o", work, "--n-embd", "4", "--n-embd2", "8", *common)[0] == 0
+    code, out, _ = run_inprocess(capsys, "train", "--resume", "-o", work, "--steps", "3", *common)
+    assert code == 0 and out.startswith(f"data: {words}: 12 words")
+    before = snapshot(work)
+    words.write_text(words.read_text() + "zed\n")
+    code, _, err = run_inprocess(capsys, "train", "--resume", "-o", work, "--steps", "4", *common)
+    assert code == 2 and f"the run's input {words} changed since training" in one_error_line(err, "train")
+    words.unlink()
+    code, _, err = run_inprocess(capsys, "train", "--resume", "-o", work, "--steps", "4", *common)
+    assert code == 2 and f"the run's input {words} is gone" in one_error_line(err, "train")
+    assert snapshot(work) == before
+
+
+def test_one_word_is_said_in_the_singular_on_the_data_line(tmp_path, capsys):
+    one = tmp_path / "one.txt"
+    one.write_text("emma\n")
+    code, out, _ = run_inprocess(capsys, "train", "--type", "counts", "--split", "1,0,0", "-i", str(one),
+                                 "-o", str(tmp_path / "w"), "--num-samples", "0")
+    assert code == 0 and f"data: {one}: 1 word (train 1 / dev 0 / test 0)" in out

@@ -108,7 +108,7 @@ def _name_command_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_parser(sub, workdir) -> None:
-    from ..models import MODEL_TYPES
+    from ..models import MODEL_TYPES, ngram
     from ..training.config import OPTIMIZERS, SCHEDULES
 
     t = sub.add_parser(
@@ -128,17 +128,20 @@ def _add_train_parser(sub, workdir) -> None:
     smoothing.add_argument("--kn", dest="smoothing_method", action="store_const", const="kn", help="ngram: interpolated Kneser-Ney")
     smoothing.add_argument("--modified-kn", dest="smoothing_method", action="store_const", const="modified-kn",
                            help="ngram: modified Kneser-Ney, three discounts per order (the default without --smoothing)")
-    t.add_argument("--order", type=positive_int, metavar="N", help="ngram: characters per n-gram, the context is N-1 of them (default 5)")
+    t.add_argument("--order", type=positive_int, metavar="N",
+                   help=f"ngram: characters per n-gram, the context is N-1 of them (default 5, at most {ngram.MAX_ORDER})")
     t.add_argument("--discount", type=open_unit_float, metavar="D", help="with --kn: one discount at every order (default: n1/(n1+2n2) of each order)")
     t.add_argument("--discount-scale", type=positive_float, metavar="S", help="with --kn or --modified-kn: factor on the count-of-counts discounts (default 1)")
     t.add_argument("--memory", metavar="SIZE", help="ngram: what counting may hold in memory before it spills sorted runs to a "
-                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes (default 25%%)")
+                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (bigram default) or adamw (default for the rest)")
     t.add_argument("--lr", "--learning-rate", type=non_negative_float, help="learning rate (bigram 50, others 5e-4)")
     t.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0.01)")
     t.add_argument("--l2", type=non_negative_float, metavar="LAMBDA", help="penalty λ·mean(param²) (bigram 0.01, others 0)")
     t.add_argument("--steps", "--max-steps", type=non_negative_int, help="optimizer steps (bigram 500, others 10,000)")
-    t.add_argument("--batch-size", "-b", type=non_negative_int, help="words per step, 0 = all (bigram 0, others 32)")
+    t.add_argument("--batch-size", "-b", type=non_negative_int,
+                   help="words per step, drawn with replacement; 0 = the whole training split (bigram 0, others 32); "
+                   "refused if a step cannot fit the device's memory")
     t.add_argument("--warmup-steps", type=non_negative_int, help="linear learning-rate warmup (default 0)")
     t.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default) or cosine decay to --min-lr")
     t.add_argument("--min-lr", type=non_negative_float, help="where cosine decay ends (default 0)")
@@ -157,7 +160,8 @@ def _add_train_parser(sub, workdir) -> None:
     t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
     t.add_argument("--n-embd", type=positive_int, help="embedding size (default 64)")
     t.add_argument("--n-embd2", type=positive_int, help="hidden size (default 64)")
-    t.add_argument("--block-size", type=non_negative_int, help="longest sequence, 0 = longest word + 1 (default)")
+    t.add_argument("--block-size", type=non_negative_int,
+                   help="longest sequence, 0 = longest word + 1 (default); more only lengthens samples and costs memory")
     t.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print after training (default 10)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_parallel_flags(t)
@@ -224,6 +228,7 @@ def _add_parallel_flags(t) -> None:
 
 
 def _add_tune_parser(sub, workdir) -> None:
+    from ..models.ngram import MAX_ORDER
     from ..training.tune import DEFAULT_MAX_ORDER
 
     u = sub.add_parser(
@@ -236,9 +241,10 @@ def _add_tune_parser(sub, workdir) -> None:
     workdir(u)
     u.add_argument("--seed", type=seed_int, help="fixes the split and the printed samples (default 0)")
     u.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
-    u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N", help=f"try orders 1..N (default {DEFAULT_MAX_ORDER})")
+    u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N",
+                   help=f"try orders 1..N (default {DEFAULT_MAX_ORDER}, at most {MAX_ORDER})")
     u.add_argument("--memory", metavar="SIZE", help="what counting may hold in memory before it spills sorted runs to a "
-                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes (default 25%%)")
+                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)")
     u.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print from the chosen model (default 10)")
     _add_device_flag(u)
     u.set_defaults(run=cmd_tune)
@@ -308,12 +314,23 @@ def _read_input(path: str):
     return parse_word_array(raw, source=path), hashlib.sha256(raw).hexdigest()
 
 
-def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
+def _recorded_input(training: dict) -> str:
+    """The input file a run recorded (for --resume without -i); MakemoreError if none is recorded or it is gone."""
+    path = training.get("input")
+    if not isinstance(path, str) or not path:
+        raise MakemoreError("--resume: the run does not record its input file: give it with -i")
+    if not os.path.isfile(path):
+        raise MakemoreError(f"--resume: the run's input {path} is gone: give the words it was trained on with -i")
+    return path
+
+
+def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None, recorded: bool = False):
     """(Dataset, SHA-256 of the input, number of words) for a run of cfg; the batch checked against the devices.
 
     One process reads the whole file. In a multi-host run each process reads
     and parses only its part (data.hosts), and every process hashes the file.
-    expect_sha256 (a resumed run's input) is checked before the words are split.
+    expect_sha256 (a resumed run's input) is checked before the words are split;
+    recorded: path is the one the run recorded (no -i given), which the message says.
     """
     import jax
 
@@ -326,6 +343,9 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None):
 
     def check(digest: str) -> None:
         if expect_sha256 is not None and digest != expect_sha256:
+            if recorded:  # the path the run recorded, whose words are no longer those it was trained on
+                raise MakemoreError(f"--resume: the run's input {path} changed since training: give the words "
+                                    "it was trained on with -i")
             raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
 
     if parallel is not None and jax.process_count() > 1:
@@ -546,6 +566,7 @@ def _start_run(args, parallel, writer: bool):
     """(model, state, training record, data) of a new run, or of the run in WORKDIR with --resume; the data line printed."""
     from ..models import get_model
     from ..training.config import TrainConfig
+    from ..training.sizes import check_fits
     from ..training.trainer import new_model
     from .progress import Status
 
@@ -555,14 +576,19 @@ def _start_run(args, parallel, writer: bool):
         if os.path.isdir(args.work_dir) and writer:  # else loading says there is no such work directory
             _hold_workdir(args.work_dir)
         model, state, training = _resume_state(args, given)
-        data, digest, num_words = _load_data(path, model.config, parallel, expect_sha256=training.get("input_sha256"))
+        if args.input_file is None:  # the input the run recorded, not the bundled names
+            path = _recorded_input(training)
+        data, digest, num_words = _load_data(path, model.config, parallel, expect_sha256=training.get("input_sha256"),
+                                             recorded=args.input_file is None)
         if data.vocab != model.vocab:
             raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
+        check_fits(model.config, data, parallel)  # this machine may hold less than the one that began the run
     else:
         cfg = TrainConfig.create(args.type or "bigram", **given).validate()
         if cfg.steps == 0 and not get_model(cfg.type).counted:
             raise MakemoreError("--steps 0: nothing to train (give at least 1 step)")
         data, digest, num_words = _load_data(path, cfg, parallel)
+        check_fits(cfg, data, parallel)  # what cannot fit is refused before counting, compiling or a work directory
         status = Status()
         with status.phase("counting" if get_model(cfg.type).counted else "initialising"):
             model, state = new_model(cfg, data, parallel, progress=status.show), None
@@ -571,7 +597,7 @@ def _start_run(args, parallel, writer: bool):
             _hold_workdir(args.work_dir)
     if writer:
         sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
-        print(f"data: {path}: {num_words:,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+        print(f"data: {path}: {_count(num_words, 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
         print(_devices_line(parallel), flush=True)
     if data.local_only:
         parsed, first, end = data.parsed
@@ -625,17 +651,20 @@ def cmd_tune(args) -> None:
     from ..models.losses import with_perplexities
     from ..training.evaluate import split_nll
     from ..training.trainer import new_model
+    from ..training.sizes import check_fits, check_tunable
     from ..models.ngram import memory_bytes
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
     given = {k: v for k, v in (("seed", args.seed), ("split", args.split), ("memory", args.memory)) if v is not None}
     cfg = TrainConfig.create("ngram", **given).validate()
+    tune.check_max_order(args.max_order)  # from the flag alone, before the input is read
     path = _input_path(args)
     words, digest = _read_input(path)
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    check_tunable(cfg, data, args.max_order)  # a dev split, and orders that can be counted: before counting
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
-    print(f"data: {path}: {len(words):,} words ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+    print(f"data: {path}: {_count(len(words), 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
     settings = tune.grid(args.max_order)
     t0 = time.perf_counter()
     nll = tune.dev_nll(data.words["train"], data.words["dev"], data.vocab, settings, memory_bytes(cfg.memory))
@@ -647,6 +676,7 @@ def cmd_tune(args) -> None:
           f"best: {chosen.describe()}")
 
     cfg = TrainConfig.create("ngram", **given, **chosen.config_fields()).validate()
+    check_fits(cfg, data)  # the chosen order is at most --max-order, checked above: this only confirms it
     model = new_model(cfg, data)
     metrics = with_perplexities({f"{s}_nll": v for s, v in split_nll(model, data).items()})  # test: once, for the chosen model
     grid = [{"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)]
@@ -659,18 +689,26 @@ def cmd_tune(args) -> None:
 
 
 def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
-    """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved."""
+    """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved, as they come.
+
+    The hint quotes WORK_DIR where a shell would split it (a space in the path).
+    """
+    import shlex
+
     from .. import api
 
-    if n:
-        names = api.Model(model).sample(n, seed=seed)
-        print(f"samples (makemore sample -o {work_dir} --seed {seed}):")
-        for name in names:
-            print(f"  {name}")
+    for i, names in enumerate(api.Model(model).sample_chunks(n, seed=seed)):
+        if i == 0:  # after the request is checked: a refused one prints no header
+            print(f"samples (makemore sample -o {shlex.quote(work_dir)} --seed {seed}):")
+        sys.stdout.write("".join(f"  {name}\n" for name in names))
+        sys.stdout.flush()
 
 
-def _novelty_report(loaded, names: list[str]) -> str:
-    """How many samples are training words, test words, or new (needs the training input); loaded: an api.Model."""
+def _novelty_report(loaded):
+    """(tally, line) for the samples of loaded (an api.Model): tally(names) sorts a chunk of samples into
+    the training, dev and test sets of the training input, or new (in no split: what --new-only means);
+    line() is the report, e.g. "2 of 20 samples are in the training set, 1 in the dev set, 0 in the test
+    set, 17 are new". Names are tallied as they stream by, not kept."""
     from ..api import training_input
     from ..data.words import Dataset
     from ..seeding import seed_key
@@ -678,37 +716,55 @@ def _novelty_report(loaded, names: list[str]) -> str:
     try:
         words = training_input(loaded.training)
     except MakemoreError as err:
-        return f"({err}: cannot tell which samples are new)"
+        message = f"({err}: cannot tell which samples are new)"
+        return (lambda names: None), (lambda: message)
     cfg = loaded.model.config
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    train, test = set(data.words["train"]), set(data.words["test"])
-    n_train = sum(n in train for n in names)
-    n_test = sum(n in test and n not in train for n in names)
-    return f"{n_train} of {len(names)} samples are in the training set, {n_test} in the test set, {len(names) - n_train - n_test} are new"
+    splits = [(s, set(data.words[s])) for s in ("train", "dev", "test")]  # a word in two splits counts in the first
+    counts = dict.fromkeys(("train", "dev", "test", "new"), 0)
+
+    def tally(names: list[str]) -> None:
+        for name in names:
+            counts[next((s for s, known in splits if name in known), "new")] += 1
+
+    def line() -> str:
+        total = sum(counts.values())
+        of_total = f"of {total:,} sample is" if total == 1 else f"of {total:,} samples are"  # "1 of 1 sample is"
+        return (f"{counts['train']:,} {of_total} in the training set, {counts['dev']:,} in the dev set, "
+                f"{counts['test']:,} in the test set, {counts['new']:,} {'is' if counts['new'] == 1 else 'are'} new")
+
+    return tally, line
 
 
 def cmd_sample(args) -> None:
-    from .. import api
+    """Print the names as they are drawn, a chunk at a time (memory does not grow with -n), then the report.
 
+    Where fewer names qualify than asked for (--unique, --new-only, --min-len), those found are printed,
+    then NotEnough says why there are not more (one line, exit 2).
+    """
+    from .. import api
+    from ..sampling import check_sizes
+
+    check_sizes(args.num_samples, args.max_len)  # before the model is read
     model = api.load(args.work_dir)
-    try:
-        names, short = model.sample(
-            args.num_samples, seed=args.seed, prefix=args.prefix, min_len=args.min_len, max_len=args.max_len,
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, unique=args.unique, new_only=args.new_only,
-        ), None
-    except api.NotEnough as err:  # the names found are printed, then why there are not more
-        names, short = err.names, err
-    if args.log_prob:
-        for log_p, name in zip(model.log_prob(names), names):
-            print(f"{log_p:9.3f}  {name}")
-    else:
-        for name in names:
-            print(name)
-    if short is not None:
-        raise MakemoreError(str(short))
-    if names and not args.no_report:
+    chunks = model.sample_chunks(
+        args.num_samples, seed=args.seed, prefix=args.prefix, min_len=args.min_len, max_len=args.max_len,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, unique=args.unique, new_only=args.new_only,
+    )
+    tally, report = _novelty_report(model) if not args.no_report else (None, None)
+    printed = 0
+    for names in chunks:
+        if args.log_prob:
+            lines = [f"{log_p:9.3f}  {name}\n" for log_p, name in zip(model.log_prob(names), names)]
+        else:
+            lines = [f"{name}\n" for name in names]
+        sys.stdout.write("".join(lines))
         sys.stdout.flush()
-        print(_novelty_report(model, names), file=sys.stderr)
+        printed += len(names)
+        if tally is not None:
+            tally(names)
+    if printed and report is not None:
+        print(report(), file=sys.stderr)
 
 
 def cmd_eval(args) -> None:

@@ -17,6 +17,12 @@ from ..models import MODEL_TYPES, ModelConfig, get_model, ngram
 from ..seeding import MAX_SEED
 
 SMOOTHING_METHODS = ngram.METHODS
+INT32_LIMIT = 2**31 - 1
+# Integer settings that become step counters, array sizes or indices in int32 (a batch of words is drawn by
+# int32 row indices, run_steps counts steps in int32): bounded by INT32_LIMIT from the settings alone. What
+# they take in memory together, with the data, is training.sizes.check_fits's.
+INT32_SIZES = ("steps", "batch_size", "warmup_steps", "block_size", "eval_words", "eval_every", "log_every",
+               "n_layer", "n_head", "n_embd", "n_embd2")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 
@@ -84,8 +90,15 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise MakemoreError(f"{name} must be an integer >= 1, got {value}")
+        for name in INT32_SIZES:  # checked before anything multiplies them (check_fits) or JAX sees them
+            value = getattr(self, name)
+            if value > INT32_LIMIT:
+                raise MakemoreError(f"{name} must be at most {INT32_LIMIT:,} (JAX counts steps and indexes "
+                                    f"arrays with int32), got {value:,}")
         if not (isinstance(self.order, int) and self.order >= 1):
             raise MakemoreError(f"order must be an integer >= 1, got {self.order}")
+        if ngram.order_too_large(self.order):
+            raise MakemoreError(ngram.order_too_large(self.order))
         if self.smoothing_method not in SMOOTHING_METHODS:
             raise MakemoreError(f"smoothing method must be one of {', '.join(SMOOTHING_METHODS)}, got {self.smoothing_method!r}")
         if not (isinstance(self.discount, (int, float)) and (self.discount == 0 or 0 < self.discount < 1)):

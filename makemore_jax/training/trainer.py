@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .evaluate import split_nll
 from .steps import full_batch_loss, full_batch_unroll, make_optimizer, packing_capacity, run_steps, sequence_loss
 from .fitted import TrainedModel
+from .sizes import block_size_for, check_fits
 
 
 @dataclass
@@ -58,7 +59,7 @@ def new_model(cfg: TrainConfig, data: Dataset, parallel=None, progress: Callable
     """
     cfg.validate()
     model_def = get_model(cfg.type)
-    block_size = _block_size(cfg, data, model_def)
+    block_size = block_size_for(cfg, data, model_def)
     V = data.vocab.size
     if model_def.table is not None and V > MAX_TABLE_VOCAB:
         raise MakemoreError(
@@ -75,19 +76,6 @@ def new_model(cfg: TrainConfig, data: Dataset, parallel=None, progress: Callable
     params = model_def.init(seed_key(cfg.seed, "init"), model.model_config)
     model.params = params if cfg.init_scale == 1.0 else jax.tree.map(lambda p: cfg.init_scale * p, params)
     return model
-
-
-def _block_size(cfg: TrainConfig, data: Dataset, model_def) -> int:
-    block_size = cfg.block_size or data.max_word_len + 1
-    if model_def.any_length:  # scores words of any length: the block size only bounds sampling
-        if block_size < 2:
-            raise MakemoreError(f"block size must be at least 2, got {block_size}")
-    elif block_size < data.max_word_len + 1:
-        raise MakemoreError(
-            f"block size {block_size} is too small: the longest word has {data.max_word_len} characters, "
-            f"so it must be at least {data.max_word_len + 1}"
-        )
-    return block_size
 
 
 class Counter:
@@ -285,6 +273,7 @@ def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = No
     """
     cfg.validate()
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    check_fits(cfg, data, parallel)  # what cannot fit is refused here, before counting or initialising
     model = new_model(cfg, data, parallel)
     state = None if model.model_def.counted else fit(model, data, None, on_record, parallel=parallel)
     return model, state, data

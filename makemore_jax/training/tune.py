@@ -53,8 +53,19 @@ class Setting:
         return f"{self.method}, order {self.order}, " + what.get(self.method, f"discount scale {self.value:g}")
 
 
+def check_max_order(max_order: int) -> None:
+    """MakemoreError, one line, unless max_order is an integer in 1..ngram.MAX_ORDER: from the flag alone,
+    before the input is read (what the data allows is training.sizes.check_tunable's)."""
+    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
+        raise MakemoreError(f"max order must be an integer >= 1, got {max_order!r}")
+    too_large = ngram.order_too_large(max_order)
+    if too_large:
+        raise MakemoreError(too_large)
+
+
 def grid(max_order: int) -> list[Setting]:
     """Every order 1..max_order with every smoothing value of K_GRID, DISCOUNT_GRID and SCALE_GRID."""
+    check_max_order(max_order)
     values = {"add-k": K_GRID, "kn": DISCOUNT_GRID, "modified-kn": SCALE_GRID}
     return [Setting(n, m, v) for m, vs in values.items() for n in range(1, max_order + 1) for v in vs]
 

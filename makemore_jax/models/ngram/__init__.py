@@ -45,6 +45,14 @@ given; modified Kneser–Ney has three, D1, D2 and D3+ for counts 1, 2 and ≥ 3
 from n1..n4 (Chen & Goodman), optionally scaled. Every row sums to 1 by
 construction: the mass taken by the discounts is what the lower order gets.
 
+Sizes. V^N is never formed as an exact integer to decide anything
+(``power_fits`` multiplies up and stops at the bound), so a huge order is
+refused at once: training and tuning count orders up to ``MAX_ORDER``
+(``order_too_large``), and the training layer checks ``table_bytes`` (what
+the counted tables of orders 1..N can take) and ``check_in_memory_count`` (an
+order whose keys overflow int64 is counted in memory, within ``--memory``)
+before counting starts.
+
 The package: ``counting`` (the n-grams of a word list and their counts at
 every order), ``spill`` (counting within a memory budget), ``smoothing`` (discounts, the count tables a model holds, the
 next-id distributions) and ``model`` (scoring, apply and decoding, what a
@@ -62,11 +70,14 @@ from __future__ import annotations
 
 from .counting import (
     all_levels, count_ngram_rows, count_ngrams, count_weighted_rows,
-    counts_from_table, dense_fits, DENSE_MAX_CELLS, flat_index, key_fits, Level, MAX_NGRAM_CELLS, ngram_keys,
-    NgramCounts, padded_rows, RANKING, ranking_method, read_word_chunks, refine_ranks, vocabulary_of_chunks,
-    word_pieces, words_to_ngrams,
+    counts_from_table, dense_fits, DENSE_MAX_CELLS, flat_index, key_fits, largest_order_within, Level, MAX_NGRAM_CELLS,
+    MAX_ORDER, ngram_keys, NgramCounts, order_too_large, padded_rows, power_fits, RANKING, ranking_method,
+    read_word_chunks, refine_ranks, table_bytes, vocabulary_of_chunks, word_pieces, words_to_ngrams,
 )
-from .spill import count_chunks, count_ngrams_streaming, count_words, default_memory, memory_bytes, stream_keys
+from .spill import (
+    check_in_memory_count, count_chunks, count_ngrams_streaming, count_words, default_memory, memory_bytes,
+    physical_memory, stream_keys,
+)
 from .smoothing import (
     add_k, build_params, count_tables, FALLBACK_DISCOUNTS, fit, fold_orders, kn_discount, kn_mix, layout,
     METHODS, modified_kn_discounts, next_logprobs, row_stats, smoothing_params,
@@ -78,10 +89,10 @@ from .model import (
 
 __all__ = [
     "all_levels", "count_ngram_rows", "count_ngrams", "count_ngrams_streaming", "count_weighted_rows",
-    "counts_from_table", "dense_fits", "DENSE_MAX_CELLS", "flat_index", "key_fits", "Level",
-    "MAX_NGRAM_CELLS", "ngram_keys", "NgramCounts", "padded_rows", "RANKING", "ranking_method",
+    "counts_from_table", "dense_fits", "DENSE_MAX_CELLS", "flat_index", "key_fits", "largest_order_within", "Level",
+    "MAX_NGRAM_CELLS", "MAX_ORDER", "ngram_keys", "order_too_large", "power_fits", "table_bytes", "NgramCounts", "padded_rows", "RANKING", "ranking_method",
     "read_word_chunks", "refine_ranks", "vocabulary_of_chunks", "word_pieces", "words_to_ngrams", "count_chunks", "count_words",
-    "default_memory", "memory_bytes", "stream_keys", "add_k", "build_params",
+    "check_in_memory_count", "default_memory", "memory_bytes", "physical_memory", "stream_keys", "add_k", "build_params",
     "count_tables", "FALLBACK_DISCOUNTS", "fit", "fold_orders", "kn_discount", "kn_mix", "layout", "METHODS",
     "modified_kn_discounts", "next_logprobs", "row_stats", "smoothing_params", "apply", "count",
     "decode_init", "decode_step", "describe", "EVAL_CHUNK", "expected_arrays", "MODEL_DEF", "MODELS",

@@ -14,7 +14,12 @@ from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 
 DENSE_MAX_CELLS = 2**22  # dense tables while V^N is at most this (16 MiB of int32 counts)
-MAX_NGRAM_CELLS = 2**26  # positions × order held at once while counting (256 MiB of int32 ids)
+MAX_NGRAM_CELLS = 2**26  # positions × order held at once as n-gram rows by words_to_ngrams (256 MiB of int32 ids)
+# The largest order training and tuning count. An order-N model looks back N − 1 characters: past the longest
+# word + 1 it sees only more start boundaries, while its tables still grow as N² per character of the input
+# (order n holds up to one n-gram of n ids per position, for every n up to N: names.txt at order 256 took 11 GiB).
+MAX_ORDER = 64
+TABLE_BYTES_PER_ID = 4  # an int32 id of an n-gram held at some order; its counts and suffix index add 3 more
 RANK_TABLE_CELLS = 2**20  # ranking by a presence table of (rank, id) pairs while they fit this many cells
 INT32_LIMIT = 2**31 - 1
 INT64_LIMIT = 2**63 - 1
@@ -42,23 +47,63 @@ def ngram_windows(stream_S: np.ndarray, order: int) -> np.ndarray:
     return np.where(inside_PxN, stream_S[np.maximum(idx_PxN, 0)], BOUNDARY_ID).astype(np.int32)
 
 
-def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int) -> np.ndarray:
+def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int, max_cells: int | None = MAX_NGRAM_CELLS) -> np.ndarray:
     """The n-gram of every character and every end of the words: int32 (P, order), P = Σ (len + 1).
 
     Raises MakemoreError for a character outside the vocabulary, or if the
-    rows would not fit the counting budget (MAX_NGRAM_CELLS ids).
+    rows would take more than max_cells ids (by default the fixed bound of
+    scoring, 256 MiB; None: the caller has checked them against its own budget).
     """
     check_order(order)
     if not words:
         return np.zeros((0, order), np.int32)
     positions = int(word_lengths(words).sum()) + len(words)
-    if positions * order > MAX_NGRAM_CELLS:
+    if max_cells is not None and positions * order > max_cells:  # Python integers: no overflow, whatever the order
         raise MakemoreError(
             f"order {order:,} is too large to count: the n-grams of {positions:,} positions would take "
-            f"{positions * order * 4 / 2**30:.2f} GiB of ids, and at most order {max(MAX_NGRAM_CELLS // positions, 1):,} "
-            f"fits the {MAX_NGRAM_CELLS * 4 // 2**20} MiB budget"
+            f"{positions * order * 4 / 2**30:,.2f} GiB of ids, and at most order {max(max_cells // positions, 1):,} "
+            f"fits the {max_cells * 4 / 2**20:,.0f} MiB of ids held at once here"
         )
     return ngram_windows(vocab.encode_stream(words), order)
+
+
+def order_too_large(order: int) -> str | None:
+    """Why an order cannot be trained or tuned (above MAX_ORDER), or None; from the order alone, before any data is read."""
+    if order <= MAX_ORDER:
+        return None
+    return (
+        f"order {order:,} is too large to count: at most order {MAX_ORDER} (an order-N model looks back N − 1 "
+        f"characters, and past the longest word + 1 it sees only more start boundaries, while its tables grow as N² "
+        f"per character of the input)"
+    )
+
+
+def table_bytes(positions: int, vocab_size: int, order: int) -> int:
+    """At most how many bytes the n-grams of orders 1..order of `positions` positions take once counted (``all_levels``).
+
+    Order n holds at most min(positions, V^n) distinct n-grams, each n int32
+    ids, its raw and continuation counts and its suffix index. Computed with
+    Python integers and a closed form once V^n passes positions, so it never
+    forms V^order and takes O(log_V positions) steps whatever the order.
+    """
+    total, distinct, n = 0, 1, 0
+    while n < order:
+        n += 1
+        distinct = min(distinct * vocab_size, positions)
+        total += distinct * (n + 3)
+        if min(distinct * vocab_size, positions) == distinct:  # every higher order holds as many: Σ_{m=n+1..order} (m + 3)
+            rest = order - n
+            total += distinct * (rest * (n + 1 + order) // 2 + 3 * rest)
+            break
+    return total * TABLE_BYTES_PER_ID
+
+
+def largest_order_within(positions: int, vocab_size: int, limit: int, most: int = MAX_ORDER) -> int:
+    """The largest order up to `most` whose table_bytes stays within limit bytes (0 if not even order 1)."""
+    order = 0
+    while order < most and table_bytes(positions, vocab_size, order + 1) <= limit:
+        order += 1
+    return order
 
 
 def word_pieces(words: Sequence[str], most: int) -> Iterator[Sequence[str]]:
@@ -103,9 +148,27 @@ class NgramCounts:
         )
 
 
+def power_fits(base: int, exponent: int, limit: int) -> bool:
+    """Whether base^exponent <= limit, for integers base, exponent >= 0 and limit >= 1.
+
+    Multiplies up one factor at a time and stops as soon as the product passes
+    limit, so it takes at most log2(limit) + 1 steps whatever the exponent:
+    ``V**order`` as an exact integer, for an order of 10^8, would take minutes
+    and gigabytes before any size check could look at it.
+    """
+    if base <= 1 or exponent == 0:  # 0^n = 0 for n >= 1; 1^n = x^0 = 1
+        return (0 if base == 0 and exponent else 1) <= limit
+    product = 1
+    for _ in range(exponent):
+        product *= base
+        if product > limit:
+            return False
+    return True
+
+
 def dense_fits(vocab_size: int, order: int) -> bool:
     """Whether a V^order table stays within DENSE_MAX_CELLS cells (and so within int32 indices)."""
-    return vocab_size**order <= DENSE_MAX_CELLS
+    return power_fits(vocab_size, order, DENSE_MAX_CELLS)
 
 
 def choose_representation(representation: str, vocab_size: int, order: int) -> str:
@@ -139,14 +202,14 @@ def dense_counts(ngrams_PxN: jax.Array, weights_P: jax.Array, vocab_size: int) -
 
 def key_fits(vocab_size: int, order: int) -> bool:
     """Whether every n-gram of `order` ids below vocab_size has an int32 key (its flat index): V^order <= 2^31."""
-    return vocab_size**order - 1 <= INT32_LIMIT
+    return power_fits(vocab_size, order, INT32_LIMIT + 1)
 
 
 def key_dtype(vocab_size: int, order: int) -> np.dtype | None:
     """The dtype of an n-gram's flat index: int32 while V^order fits it (key_fits), int64 while it fits that, else None."""
     if key_fits(vocab_size, order):
         return np.dtype(np.int32)
-    return np.dtype(np.int64) if vocab_size**order - 1 <= INT64_LIMIT else None
+    return np.dtype(np.int64) if power_fits(vocab_size, order, INT64_LIMIT + 1) else None
 
 
 def sparse_method(vocab_size: int, order: int) -> str:

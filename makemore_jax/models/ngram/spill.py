@@ -38,7 +38,7 @@ import numpy as np
 from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 from .counting import (
-    INT32_LIMIT, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
+    INT32_LIMIT, MAX_NGRAM_CELLS, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
     count_weighted_rows, counts_from_table, dense_counts, key_dtype, run_starts, shape_bucket, word_pieces, words_to_ngrams,
 )
 
@@ -47,6 +47,7 @@ FALLBACK_MEMORY = 2**30  # the default budget where the physical memory is unkno
 POSITION_BYTES = 48  # a piece's keys and the temporaries of encoding and keying them, per position
 PIECE_MAX_POSITIONS = 2**22  # positions keyed at once at most: larger pieces sort no faster
 MIN_BLOCK = 256  # entries of a run read at once at least, whatever the budget
+ROWS_BYTES_PER_ID = 32  # counting in memory: an int32 id of the rows, its padded copy, its suffix ranks, and the sums' temporaries
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 SIZE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>%|[KMGT](?:i?B)?|B)?", re.IGNORECASE)
 
@@ -73,16 +74,20 @@ def default_memory() -> int:
 
 def memory_bytes(spec: str | int) -> int:
     """A budget in bytes from ``512M``, ``2G`` (K, M, G, T: powers of 1024, a B or iB after them optional),
-    ``80%`` (of physical memory) or a number of bytes; "" or 0 is default_memory().
+    ``80%`` (of physical memory) or a number of bytes; "" (and the integer 0, Python's "not given") is
+    default_memory().
 
-    MakemoreError, one line, for anything else or less than MIN_MEMORY.
+    MakemoreError, one line, for anything else or less than MIN_MEMORY: the
+    text "0" (``--memory 0``) is a size of 0 bytes, refused like any other below 1M.
     """
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        if spec == 0:
+            return default_memory()
         spec = str(int(spec))
     if not isinstance(spec, str):
         raise MakemoreError(f"memory must be a size such as 512M, 2G or 80%, got {spec!r}")
     text = spec.strip()
-    if text in ("", "0"):
+    if text == "":
         return default_memory()
     size = SIZE.fullmatch(text)
     if size is None:
@@ -98,8 +103,38 @@ def memory_bytes(spec: str | int) -> int:
     else:
         budget = int(value * UNITS[unit[:1] if unit != "B" else ""])
     if budget < MIN_MEMORY:
-        raise MakemoreError(f"memory {text} is too small: counting needs at least 1M")
+        raise MakemoreError(f"memory {text} is too small: counting needs at least 1M (leave it out for the default, "
+                            f"a quarter of physical memory)")
     return budget
+
+
+def check_in_memory_count(positions: int, vocab_size: int, order: int, memory: int) -> None:
+    """MakemoreError, one line, unless order-`order` n-grams of `positions` positions can be counted within memory bytes.
+
+    Orders whose keys fit int64 are counted in pieces and spill to disk past
+    the budget, so any budget holds them; beyond int64 the n-gram rows are
+    counted in memory, about ROWS_BYTES_PER_ID bytes per id (the rows, their
+    suffix ranks and the sums' temporaries). Python integers only: no V^order.
+    """
+    if key_dtype(vocab_size, order) is not None:
+        return
+    need = positions * order * ROWS_BYTES_PER_ID
+    if need <= memory:
+        return
+    spillable = 1  # the largest order whose keys fit int64 (vocab_size >= 2 here: V^order overflowed)
+    while key_dtype(vocab_size, spillable + 1) is not None:
+        spillable += 1
+    fits = max(memory // (positions * ROWS_BYTES_PER_ID), spillable)
+    raise MakemoreError(
+        f"order {order:,} is too large to count: its n-grams over {vocab_size} ids have keys beyond int64, so they are "
+        f"counted in memory, not spilled to disk: about {_mib(need)} for {positions:,} positions, more than "
+        f"the counting budget (--memory) of {_mib(memory)}; at most order {fits:,} fits"
+    )
+
+
+def _mib(n: int) -> str:
+    """Bytes in MiB, or GiB from 10 GiB on: '1 MiB', '7,340 MiB', '12.5 GiB'."""
+    return f"{n / 2**30:,.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 @dataclass(frozen=True)
@@ -348,12 +383,15 @@ def count_words(
     temp_dir: where the spill directory is made (default: the system's
     temporary directory, TMPDIR). progress(text) gets a short line now and then
     while a phase has taken more than a couple of seconds. A vocabulary whose
-    keys overflow int64 is counted in memory, by ranks, as count_ngram_rows does.
+    keys overflow int64 is counted in memory, by ranks, as count_ngram_rows does,
+    its rows within MAX_NGRAM_CELLS ids or memory / ROWS_BYTES_PER_ID, the larger;
+    training holds them to memory itself beforehand (check_in_memory_count).
     """
     check_order(order)
-    if key_dtype(vocab.size, order) is None:
-        return count_ngram_rows(words_to_ngrams(words, vocab, order), vocab.size)
     total = int(word_lengths(words).sum()) + len(words)
+    if key_dtype(vocab.size, order) is None:  # rows held at once: the fixed bound, or more where memory allows it
+        cells = max(MAX_NGRAM_CELLS, memory // ROWS_BYTES_PER_ID)
+        return count_ngram_rows(words_to_ngrams(words, vocab, order, max_cells=cells), vocab.size)
     return count_chunks([words], vocab, order, memory, temp_dir, progress, total)
 
 
