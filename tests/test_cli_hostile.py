@@ -244,3 +244,14 @@ def test_one_word_is_said_in_the_singular_on_the_data_line(tmp_path, capsys):
     code, out, _ = run_inprocess(capsys, "train", "--type", "counts", "--split", "1,0,0", "-i", str(one),
                                  "-o", str(tmp_path / "w"), "--num-samples", "0")
     assert code == 0 and f"data: {one}: 1 word (train 1 / dev 0 / test 0)" in out
+
+
+def test_the_help_states_the_bounds_the_code_holds(capsys):
+    """The bounds are written in the help without loading JAX (the lazy start): this keeps them equal."""
+    from makemore_jax.models.ngram import MAX_ORDER
+    from makemore_jax.sampling import MAX_SAMPLE_LEN
+
+    code, out, _ = run_inprocess(capsys, "sample", "--help")
+    assert code == 0 and f"at most {MAX_SAMPLE_LEN:,}" in " ".join(out.split())
+    code, out, _ = run_inprocess(capsys, "train", "--help")
+    assert code == 0 and f"at most {MAX_ORDER})" in " ".join(out.split())
