@@ -508,28 +508,17 @@ def name_chunks(
         yield decode_rows(np.asarray(ids)[:keep], model.vocab), np.asarray(ended)[:keep]
 
 
-def generate(
-    model,
-    key: jax.Array,
-    n: int,
-    *,
-    max_len: int | None = None,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    fast: bool = True,
-    steer: Steer = Steer(),
-) -> tuple[list[str], np.ndarray]:
+def generate(model, key: jax.Array, n: int, **options) -> tuple[list[str], np.ndarray]:
     """n names from a TrainedModel, and whether each ended by itself: (list of n str, (n,) bool).
 
-    Sequence models generate at most block_size - 1 characters (the longest
-    word they were built for); max_len may lower that. fast=False forces the
-    recompute path, to check the model's incremental decoder against it.
-    steer: a prefix, a shortest length, top-p (see ``steering``). The names
-    of ``name_chunks`` (positions 0 .. n − 1), gathered.
+    The names of ``name_chunks`` at positions 0 .. n − 1, gathered; options are
+    its own (max_len, temperature, top_k, fast, steer). Sequence models
+    generate at most block_size - 1 characters (the longest word they were
+    built for); max_len may lower that. fast=False forces the recompute path,
+    to check the model's incremental decoder against it.
     """
     names, ended = [], [np.zeros((0,), bool)]
-    for chunk, ended_chunk in name_chunks(model, key, n, max_len=max_len, temperature=temperature, top_k=top_k,
-                                          fast=fast, steer=steer):
+    for chunk, ended_chunk in name_chunks(model, key, n, **options):
         names += chunk
         ended.append(ended_chunk)
     return names, np.concatenate(ended)
