@@ -359,7 +359,7 @@ def _plant_arrays(work, payload, name="model"):
      "not a valid checkpoint"),
     (lambda w: (_rewrite_meta(w, vocab=list("abc")), _reseal(w)), "expected float32[4, 4]"),
     (lambda w: (_rewrite_meta(w, type="mlp", config={**json.loads((w / "model.json").read_text())["config"], "type": "mlp"}), _reseal(w)),
-     "arrays do not fit a mlp model"),
+     "arrays do not fit an mlp model"),
     (lambda w: (_rewrite_meta(w, best_dev_nll=[1]), _reseal(w)), "best_dev_nll must be a number"),
 ])
 def test_edited_or_foreign_checkpoints_are_refused_in_one_line_naming_the_file(trained, capsys, edit, message):

@@ -124,7 +124,7 @@ def test_train_sample_eval_on_any_bytes(raw):
             assert not os.path.exists(work)  # nothing written before the input was checked
             return
         words = parse_words(raw)
-        assert f"{len(words):,} words" in out
+        assert f"{len(words):,} {'word' if len(words) == 1 else 'words'} (" in out
         code, out, err = cli("sample", "-o", work, "-n", "4")
         assert code == 0 and len(out.split("\n")) == 5, err
         code, out, err = cli("eval", "-o", work, "-i", path)

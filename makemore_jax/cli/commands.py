@@ -905,6 +905,8 @@ def main(argv: list[str] | None = None) -> int:
         message = _failure_line(err)
         if message is None:
             raise
+        if isinstance(err, OSError) and err.filename is None:  # standard output failed: drop what it could not
+            _silence_stdout()  # print, or it is tried (and fails) again at shutdown
         return _fail(args, message)
     finally:
         lock.release_all(remove_created_if_empty=failed)
@@ -935,7 +937,6 @@ def _failure_line(err: BaseException) -> str | None:
 
 def _fail(args, message: str) -> int:
     _say(f"makemore {args.command}: error: {message}")
-    _silence_stdout()  # what could not be printed is dropped, not retried (and failed again) at shutdown
     return EXIT_USAGE
 
 
