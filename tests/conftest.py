@@ -23,6 +23,24 @@ import pytest  # noqa: E402
 from makemore_jax.data import words as data  # noqa: E402
 from makemore_jax.models.counts import count_matrix  # noqa: E402
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_compiled_programs():
+    """After each test module, drop the programs JAX keeps compiled in this process.
+
+    Every compiled program holds memory mappings of its machine code, and one
+    process may hold at most vm.max_map_count of them (65,530 by default on
+    Linux): the whole suite in one process compiles enough programs to pass it,
+    and XLA then crashes while compiling the next one. A later module that needs
+    a program again reads it from the session's disk cache above.
+    """
+    yield
+    if "jax" in sys.modules:
+        import gc
+
+        sys.modules["jax"].clear_caches()
+        gc.collect()
+
+
 def run_inprocess(capsys, *args):
     """Run `makemore ARGS` in this process; (exit code, stdout, stderr)."""
     from makemore_jax.cli.commands import main
