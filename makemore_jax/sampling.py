@@ -486,6 +486,7 @@ def name_chunks(
     fast: bool = True,
     steer: Steer = Steer(),
     start: int = 0,
+    chunk: int | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """The names at stream positions start .. start + n − 1 of a TrainedModel, in chunks as they are drawn.
 
@@ -493,6 +494,7 @@ def name_chunks(
     name was cut at max_len. n up to one chunk is one call of n names; past
     that every call draws a full chunk (the last one's extra names dropped), so
     one program serves the whole stream. Checks the request before any work.
+    chunk: the chunk size where the caller has it already (``chunk_size``).
     """
     decoder, config, params, max_len = plan(model, max_len, fast)
     validate_sampling(n, max_len, temperature, top_k, steer)
@@ -500,7 +502,7 @@ def name_chunks(
         raise MakemoreError(f"stream positions {start:,} .. {start + n - 1:,} are past the last one, {MAX_NAMES - 1:,}")
     if n == 0:
         return
-    size = min(n, chunk_size(decoder, config, params, max_len, model.vocab.size))
+    size = min(n, chunk if chunk is not None else chunk_size(decoder, config, params, max_len, model.vocab.size))
     T = float32_temperature(temperature)
     for first in range(start, start + n, size):
         ids, ended = sample_ids(decoder, config, params, key, size, max_len, T, top_k, steer, jnp.uint32(first))
@@ -575,7 +577,7 @@ def sample_stream(
         wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
         size = min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
         kept = []
-        for names, _ in name_chunks(model, key, size, start=walked, **options):
+        for names, _ in name_chunks(model, key, size, start=walked, chunk=chunk, **options):  # chunk: found once
             for name in names:
                 if found == n or walked == budget or idle == REDRAW_IDLE:
                     break
