@@ -26,7 +26,7 @@ import numpy as np
 from .data.words import WordArray, parse_word_array, read_bytes
 from .errors import MakemoreError
 from .models.losses import perplexity, with_perplexities
-from .sampling import NotEnough, check_sizes, generate_distinct, sample_stream, steering
+from .sampling import NotEnough, check_sizes, sample_stream, steering
 from .seeding import MAX_SEED, seed_key
 from .store import checkpoint
 from .training.config import TrainConfig

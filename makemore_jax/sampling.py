@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data.words import BOUNDARY_ID, MAX_WORD_LEN, Vocabulary
-from .errors import MakemoreError
+from .errors import MakemoreError, counted
 from .training.parallel import DATA_AXIS, DataParallel
 from .models.decoding import TABLE_DECODER, Decoder, recompute_decoder
 
@@ -541,10 +541,6 @@ class NotEnough(MakemoreError):
         self.names = names
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}" + ("" if count == 1 else "s")
-
-
 def sample_stream(
     model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options
 ) -> Iterator[list[str]]:
@@ -595,13 +591,13 @@ def sample_stream(
             yield kept
     if found < n:
         if min_len and not long_enough:
-            raise NotEnough(f"the model gives no name of at least {_plural(min_len, 'character')}: none in "
-                            f"{_plural(walked, 'draw')} (asked for {n:,})", [])
+            raise NotEnough(f"the model gives no name of at least {counted(min_len, 'character')}: none in "
+                            f"{counted(walked, 'draw')} (asked for {n:,})", [])
         what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
-        names = _plural(found, f"{what} name".strip())
+        names = counted(found, f"{what} name".strip())
         if min_len:
-            names += f" of at least {_plural(min_len, 'character')}"
-        raise NotEnough(f"found only {names} in {_plural(walked, 'draw')} (asked for {n:,})", [])
+            names += f" of at least {counted(min_len, 'character')}"
+        raise NotEnough(f"found only {names} in {counted(walked, 'draw')} (asked for {n:,})", [])
 
 
 def generate_distinct(model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options) -> list[str]:

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 
-from ..errors import MakemoreError
+from ..errors import MakemoreError, counted
 from .export import add_export_parser
 
 EXIT_USAGE = 2
@@ -363,11 +363,6 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None, recor
         return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
 
 
-def _count(n: int, noun: str) -> str:
-    """'1 word', '2,000 words'."""
-    return f"{n:,} {noun if n == 1 else noun + 's'}"
-
-
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{float(x):.4f}"
 
@@ -597,7 +592,7 @@ def _start_run(args, parallel, writer: bool):
             _hold_workdir(args.work_dir)
     if writer:
         sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
-        print(f"data: {path}: {_count(num_words, 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+        print(f"data: {path}: {counted(num_words, 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
         print(_devices_line(parallel), flush=True)
     if data.local_only:
         parsed, first, end = data.parsed
@@ -664,7 +659,7 @@ def cmd_tune(args) -> None:
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     check_tunable(cfg, data, args.max_order)  # a dev split, and orders that can be counted: before counting
     sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
-    print(f"data: {path}: {_count(len(words), 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
+    print(f"data: {path}: {counted(len(words), 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
     settings = tune.grid(args.max_order)
     t0 = time.perf_counter()
     nll = tune.dev_nll(data.words["train"], data.words["dev"], data.vocab, settings, memory_bytes(cfg.memory))
@@ -782,7 +777,7 @@ def cmd_eval(args) -> None:
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = int(word_lengths(words).sum()) + len(words)
-    print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {_count(n_chars, 'character')} ({_count(len(words), 'word')})")
+    print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {counted(n_chars, 'character')} ({counted(len(words), 'word')})")
     if args.per_word:
         from ..training.evaluate import word_nll
 
