@@ -30,18 +30,23 @@ def build_parser(task_names: list[str]) -> argparse.ArgumentParser:
         prog="python -m benchmarks", description="makemore_jax against the lecture's PyTorch and PyTorch's best."
     )
     p.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="tiny sizes, seconds per task; results go to a temporary directory unless --out is given",
     )
     p.add_argument(
-        "--only", action="append", choices=task_names, metavar="NAME",
+        "--only",
+        action="append",
+        choices=task_names,
+        metavar="NAME",
         help=f"run only this task (repeatable): {', '.join(task_names)}",
     )
     p.add_argument(
         "--device", choices=("cpu", "gpu"), default="cpu", help="where JAX and PyTorch both run (default cpu)"
     )
     p.add_argument(
-        "--out", metavar="DIR",
+        "--out",
+        metavar="DIR",
         help="results directory (default benchmarks/results, with the table in benchmarks/RESULTS.md; "
         "any other DIR gets its own RESULTS.md)",
     )

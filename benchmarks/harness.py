@@ -178,7 +178,11 @@ def candidate_row(c: Candidate, t: Timing) -> dict:
     """One candidate's line of the results: its medians per call and per unit, or None where it is missing."""
     timed = not t.missing
     return {
-        "name": c.name, "label": c.label, "framework": c.framework, "kind": c.kind, "work": c.work,
+        "name": c.name,
+        "label": c.label,
+        "framework": c.framework,
+        "kind": c.kind,
+        "work": c.work,
         "repeats": len(t.times_s),
         "median_s": t.median_s if timed else None,
         "min_s": min(t.times_s) if timed else None,
@@ -197,7 +201,9 @@ def ratio_row(target: Target, by_name: dict[str, Candidate], timings: dict[str, 
     if timings[target.subject].missing or not present:
         gone = [n for n in (target.subject, *target.baselines) if timings[n].missing]
         return {
-            **row, "baseline": present[0] if present else target.baselines[0], "speedup": None,
+            **row,
+            "baseline": present[0] if present else target.baselines[0],
+            "speedup": None,
             "met": None if target.at_least is None else False,
             "missing": "; ".join(f"{n} {timings[n].missing}" for n in gone),
         }

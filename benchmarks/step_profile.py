@@ -87,9 +87,15 @@ def table(profiles: dict[str, dict]) -> list[str]:
             total = sum(per.values()) or 1.0
             cells.append(f"{per.get(kind, 0.0) * 1e6:,.0f} µs ({per.get(kind, 0.0) / total:.0%})")
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
-    rows.append("| thread time per step | " + " | ".join(
-        f"{sum(profiles[n]['per_step_s'].values()) * 1e6:,.0f} µs" for n in names) + " |")
-    rows.append("| wall time per step (traced) | " + " | ".join(
-        f"{profiles[n]['wall_per_step_s'] * 1e6:,.0f} µs" for n in names) + " |")
+    rows.append(
+        "| thread time per step | "
+        + " | ".join(f"{sum(profiles[n]['per_step_s'].values()) * 1e6:,.0f} µs" for n in names)
+        + " |"
+    )
+    rows.append(
+        "| wall time per step (traced) | "
+        + " | ".join(f"{profiles[n]['wall_per_step_s'] * 1e6:,.0f} µs" for n in names)
+        + " |"
+    )
     rows.append("| thunks per step | " + " | ".join(f"{profiles[n]['thunks_per_step']:.0f}" for n in names) + " |")
     return rows

@@ -123,7 +123,9 @@ for ch1, ch2 in pairs:
 wx = jnp.array([stoi[a] for a, _ in pairs])
 wy = jnp.array([stoi[b] for _, b in pairs])
 print(f"NLL of '{word}' with smoothing: {float(mean_nll(P, wx, wy)):.4f}")
-print(f"NLL of '{word}' without smoothing: {float(mean_nll(P0, wx, wy))}  (P0['j','q'] = {float(P0[stoi['j'], stoi['q']])})")
+print(
+    f"NLL of '{word}' without smoothing: {float(mean_nll(P0, wx, wy))}  (P0['j','q'] = {float(P0[stoi['j'], stoi['q']])})"
+)
 
 # --- 6. The neural bigram ---------------------------------------------------------------------
 print("\n== 6. the neural bigram: one_hot(x) @ W, softmax")
@@ -139,8 +141,10 @@ def loss_fn(W, xs, ys):
 
 
 loss0 = loss_fn(W, xs, ys)
-print(f"loss at init: {float(loss0):.4f} (bigram.loss_onehot {float(bigram.loss_onehot({'W': W}, xs, ys, 0.01)):.4f},"
-      f" bigram.loss_counts {float(bigram.loss_counts({'W': W}, N, 0.01)):.4f})")
+print(
+    f"loss at init: {float(loss0):.4f} (bigram.loss_onehot {float(bigram.loss_onehot({'W': W}, xs, ys, 0.01)):.4f},"
+    f" bigram.loss_counts {float(bigram.loss_counts({'W': W}, N, 0.01)):.4f})"
+)
 
 optimizer = optax.sgd(50.0)  # W += -50 * W.grad
 
@@ -162,15 +166,28 @@ for k in range(5):
 # so the package trains the same W with 27x27 work per step: all the steps in one jitted scan.
 STEPS = 1000
 params = {"W": W}
-params, _, losses = run_steps(full_batch_loss(bigram.loss_counts, 0.01), optimizer, params,
-                              optimizer.init(params), {"counts": N}, jnp.int32(0), STEPS)
-print(f"first 5 losses, one-hot loop vs counts: max difference {max(abs(a - float(b)) for a, b in zip(slow_losses, losses)):.1e}")
+params, _, losses = run_steps(
+    full_batch_loss(bigram.loss_counts, 0.01),
+    optimizer,
+    params,
+    optimizer.init(params),
+    {"counts": N},
+    jnp.int32(0),
+    STEPS,
+)
+print(
+    f"first 5 losses, one-hot loop vs counts: max difference {max(abs(a - float(b)) for a, b in zip(slow_losses, losses)):.1e}"
+)
 for k in (0, 1, 10, 100, 500, STEPS - 1):
     print(f"step {k:4d}: loss {float(losses[k]):.4f}")
 P_net = bigram.probs(params)  # softmax(W)
-print(f"network NLL after {STEPS} steps: {float(mean_nll(P_net, xs, ys)):.4f}  (counting model: {float(mean_nll(P0, xs, ys)):.4f})")
-print(f"max |P_net - P| over the table: {float(jnp.abs(P_net - P).max()):.4f} (add-1 counts), "
-      f"{float(jnp.abs(P_net - P0).max()):.4f} (unsmoothed)")
+print(
+    f"network NLL after {STEPS} steps: {float(mean_nll(P_net, xs, ys)):.4f}  (counting model: {float(mean_nll(P0, xs, ys)):.4f})"
+)
+print(
+    f"max |P_net - P| over the table: {float(jnp.abs(P_net - P).max()):.4f} (add-1 counts), "
+    f"{float(jnp.abs(P_net - P0).max()):.4f} (unsmoothed)"
+)
 
 # --- 7. Seeded samples --------------------------------------------------------------------------
 # sample_names draws every name from its own key, fold_in(key, i): the same key, the same names.

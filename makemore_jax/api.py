@@ -60,9 +60,20 @@ class Model:
     def vocab(self):
         return self.model.vocab
 
-    def sample(self, n: int = 10, *, seed: int = 0, prefix: str = "", min_len: int = 0, max_len: int | None = None,
-               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, unique: bool = False,
-               new_only: bool = False) -> list[str]:
+    def sample(
+        self,
+        n: int = 10,
+        *,
+        seed: int = 0,
+        prefix: str = "",
+        min_len: int = 0,
+        max_len: int | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        unique: bool = False,
+        new_only: bool = False,
+    ) -> list[str]:
         """n names drawn with the seed (the names `makemore sample --seed SEED` prints).
 
         prefix: every name starts with it, drawn from the model given the
@@ -79,26 +90,64 @@ class Model:
         """
         names = []
         try:
-            for chunk in self.sample_chunks(n, seed=seed, prefix=prefix, min_len=min_len, max_len=max_len,
-                                            temperature=temperature, top_k=top_k, top_p=top_p, unique=unique,
-                                            new_only=new_only):
+            for chunk in self.sample_chunks(
+                n,
+                seed=seed,
+                prefix=prefix,
+                min_len=min_len,
+                max_len=max_len,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                unique=unique,
+                new_only=new_only,
+            ):
                 names += chunk
         except NotEnough as short:
             raise NotEnough(str(short), names) from None
         return names
 
-    def sample_chunks(self, n: int = 10, *, seed: int = 0, prefix: str = "", min_len: int = 0,
-                      max_len: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                      unique: bool = False, new_only: bool = False) -> Iterator[list[str]]:
+    def sample_chunks(
+        self,
+        n: int = 10,
+        *,
+        seed: int = 0,
+        prefix: str = "",
+        min_len: int = 0,
+        max_len: int | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        unique: bool = False,
+        new_only: bool = False,
+    ) -> Iterator[list[str]]:
         """The names of ``sample``, handed out in chunks as they are drawn (memory does not grow with n,
         except for what unique and new_only must remember). NotEnough, after the last chunk, has .names empty."""
-        check_sample_arguments(n=n, seed=seed, prefix=prefix, min_len=min_len, max_len=max_len,
-                               temperature=temperature, top_k=top_k, top_p=top_p, unique=unique, new_only=new_only)
+        check_sample_arguments(
+            n=n,
+            seed=seed,
+            prefix=prefix,
+            min_len=min_len,
+            max_len=max_len,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            unique=unique,
+            new_only=new_only,
+        )
         steer = steering(self.vocab, prefix, int(min_len), float(top_p))
         exclude = self.known_words() if new_only else frozenset()
-        return sample_stream(self.model, seed_key(int(seed), "sample"), int(n), unique=unique, exclude=exclude,
-                             max_len=None if max_len is None else int(max_len), temperature=float(temperature),
-                             top_k=int(top_k), steer=steer)
+        return sample_stream(
+            self.model,
+            seed_key(int(seed), "sample"),
+            int(n),
+            unique=unique,
+            exclude=exclude,
+            max_len=None if max_len is None else int(max_len),
+            temperature=float(temperature),
+            top_k=int(top_k),
+            steer=steer,
+        )
 
     def log_prob(self, words: Sequence[str]) -> np.ndarray:
         """Natural log-probability of each word, its end included: (len(words),) float.
@@ -134,8 +183,15 @@ class Model:
         """Write the model to a work directory that `makemore sample`, `eval` and ``load`` read."""
         if os.path.exists(workdir) and not os.path.isdir(workdir):
             raise MakemoreError(f"{workdir}: exists and is not a directory")
-        checkpoint.save(workdir, "model", self.model, step=self.step, best_dev=self.best_dev, training=self.training,
-                        metrics=self.metrics)
+        checkpoint.save(
+            workdir,
+            "model",
+            self.model,
+            step=self.step,
+            best_dev=self.best_dev,
+            training=self.training,
+            metrics=self.metrics,
+        )
 
 
 def _integer(name: str, value, low: int, high: int | None = None) -> None:
@@ -198,8 +254,9 @@ def check_words(words: Sequence[str], vocab) -> list[str]:
             raise MakemoreError(f"word {word!r} has whitespace at an end ({ch!r}), which a word list strips")
         unknown = [c for c in word if c not in known]
         if unknown:
-            raise MakemoreError(f"character {unknown[0]!r} (U+{ord(unknown[0]):04X}) in word {word!r} is not in the "
-                                f"model's vocabulary")
+            raise MakemoreError(
+                f"character {unknown[0]!r} (U+{ord(unknown[0]):04X}) in word {word!r} is not in the model's vocabulary"
+            )
     return words
 
 
@@ -237,6 +294,6 @@ def train(words: Sequence[str], **settings) -> Model:
     cfg = TrainConfig.create(settings.pop("type", "bigram"), **settings).validate()
     model, state, data = train_words(list(words), cfg)
     metrics = with_perplexities({f"{s}_nll": v for s, v in split_nll(model, data).items()})
-    return Model(model, {"num_words": len(words)}, state.step if state else 0, metrics["dev_nll"], metrics,
-                 frozenset(words))
-
+    return Model(
+        model, {"num_words": len(words)}, state.step if state else 0, metrics["dev_nll"], metrics, frozenset(words)
+    )

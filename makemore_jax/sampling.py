@@ -126,7 +126,9 @@ def keep_top_p(logits_NxV: jax.Array, p: float, temperature: jax.Array) -> jax.A
     probs_NxV = jax.nn.softmax(jnp.take_along_axis(scaled_NxV, order_NxV, axis=-1), axis=-1)
     before_NxV = jnp.cumsum(probs_NxV, axis=-1) - probs_NxV  # mass of the more likely ids
     keep_sorted_NxV = before_NxV < p
-    keep_NxV = jnp.zeros_like(keep_sorted_NxV).at[jnp.arange(logits_NxV.shape[0])[:, None], order_NxV].set(keep_sorted_NxV)
+    keep_NxV = (
+        jnp.zeros_like(keep_sorted_NxV).at[jnp.arange(logits_NxV.shape[0])[:, None], order_NxV].set(keep_sorted_NxV)
+    )
     return jnp.where(keep_NxV, logits_NxV, -jnp.inf)
 
 
@@ -231,7 +233,9 @@ def sample_ids(
 
             def next_ids(state, token_B, t, u_B):
                 logits_BxV, state = decoder.step(params, state, token_B, t)
-                return forced(pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer), state
+                return forced(
+                    pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer
+                ), state
 
             axes = batch_axes(decoder, config, params)
             sizes = stage_sizes(n) if axes is not None else (n,)
@@ -241,11 +245,15 @@ def sample_ids(
         slots = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool))  # t, state, id, ended
         ids_LxN = jnp.zeros((length, n), jnp.int32)
         if len(sizes) == 1:
-            _, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, length, first), None, None, length, None, slots, ids_LxN)
+            _, ids_LxN = _run_stage(
+                next_ids, name_uniforms(key, n, length, first), None, None, length, None, slots, ids_LxN
+            )
         else:
             # a short draw is the start of the full one only with partitionable Threefry
             horizon = min(FIRST_HORIZON, length) if draws_extend(key) else length
-            slots, ids_LxN = _run_stage(next_ids, name_uniforms(key, n, horizon, first), None, None, horizon, sizes[1], slots, ids_LxN)
+            slots, ids_LxN = _run_stage(
+                next_ids, name_uniforms(key, n, horizon, first), None, None, horizon, sizes[1], slots, ids_LxN
+            )
             ids_LxN = _run_groups(next_ids, key, first, sizes[1:], axes, length, slots, ids_LxN)
         # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
         return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
@@ -336,7 +344,9 @@ def _run_groups(next_ids, key, first_name, sizes, axes, length: int, first, ids_
 def _take_slots(state, pos_S: jax.Array, axes):
     """The decoder state of the slots pos_S, along each leaf's batch axis."""
     leaves, tree = jax.tree_util.tree_flatten(state)
-    return jax.tree_util.tree_unflatten(tree, [x if ax is None else jnp.take(x, pos_S, axis=ax) for x, ax in zip(leaves, axes)])
+    return jax.tree_util.tree_unflatten(
+        tree, [x if ax is None else jnp.take(x, pos_S, axis=ax) for x, ax in zip(leaves, axes)]
+    )
 
 
 def _compact(slots, cols_B, names_B, axes, size: int, n: int):
@@ -469,8 +479,13 @@ def chunk_size(decoder: Decoder, config, params, max_len: int, vocab_size: int) 
     the state's shapes for one and two names: a key/value cache grows with
     the block, a carried state with the width).
     """
-    one, two = (sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
-        jax.eval_shape(lambda: decoder.init(params, config, b)))) for b in (1, 2))
+    one, two = (
+        sum(
+            x.size * x.dtype.itemsize
+            for x in jax.tree_util.tree_leaves(jax.eval_shape(lambda: decoder.init(params, config, b)))
+        )
+        for b in (1, 2)
+    )
     per_name = 4 * (2 * (max_len + 1) + 4 * vocab_size) + (two - one)
     return max(1, min(CHUNK_MAX, CHUNK_BYTES // per_name))
 
@@ -591,8 +606,11 @@ def sample_stream(
             yield kept
     if found < n:
         if min_len and not long_enough:
-            raise NotEnough(f"the model gives no name of at least {counted(min_len, 'character')}: none in "
-                            f"{counted(walked, 'draw')} (asked for {n:,})", [])
+            raise NotEnough(
+                f"the model gives no name of at least {counted(min_len, 'character')}: none in "
+                f"{counted(walked, 'draw')} (asked for {n:,})",
+                [],
+            )
         what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
         names = counted(found, f"{what} name".strip())
         if min_len:
@@ -600,7 +618,9 @@ def sample_stream(
         raise NotEnough(f"found only {names} in {counted(walked, 'draw')} (asked for {n:,})", [])
 
 
-def generate_distinct(model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options) -> list[str]:
+def generate_distinct(
+    model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options
+) -> list[str]:
     """The names of ``sample_stream``, gathered in a list; NotEnough.names has those found."""
     found = []
     try:
@@ -614,8 +634,16 @@ def generate_distinct(model, key: jax.Array, n: int, *, unique: bool = False, ex
 # ---- sampling with the batch of names split over the devices ----------------------------
 
 
-def generate_over_devices(model, key: jax.Array, n: int, parallel: DataParallel, *, max_len: int | None = None,
-             temperature: float = 1.0, top_k: int = 0) -> tuple[list[str], np.ndarray]:
+def generate_over_devices(
+    model,
+    key: jax.Array,
+    n: int,
+    parallel: DataParallel,
+    *,
+    max_len: int | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+) -> tuple[list[str], np.ndarray]:
     """generate with the names split over the data axis of parallel (a training.parallel.DataParallel); the same names for the same key.
 
     Every name has its own key (``fold_in(key, i)``), so the names do not

@@ -11,8 +11,11 @@ import tempfile
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="makemore-tests-jax-cache-")
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    os.environ.update(
+        JAX_COMPILATION_CACHE_DIR=_cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     if "jax" in sys.modules:  # imported already (by a plugin): too late for the environment
         sys.modules["jax"].config.update("jax_compilation_cache_dir", _cache)
         sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs", 0)
@@ -22,6 +25,7 @@ import pytest  # noqa: E402
 
 from makemore_jax.data import words as data  # noqa: E402
 from makemore_jax.models.counts import count_matrix  # noqa: E402
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _free_compiled_programs():

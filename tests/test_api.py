@@ -38,10 +38,15 @@ def test_loaded_model_samples_what_the_command_line_prints(trained_dir, capsys):
     model = makemore_jax.load(trained_dir)
     for flags, kwargs in [
         ([], {}),
-        (["--prefix", "ma", "--min-len", "4", "--top-p", "0.9", "-t", "0.8"], dict(prefix="ma", min_len=4, top_p=0.9, temperature=0.8)),
+        (
+            ["--prefix", "ma", "--min-len", "4", "--top-p", "0.9", "-t", "0.8"],
+            dict(prefix="ma", min_len=4, top_p=0.9, temperature=0.8),
+        ),
         (["--unique", "--new-only"], dict(unique=True, new_only=True)),
     ]:
-        code, out, err = run_inprocess(capsys, "sample", "-o", trained_dir, "-n", "12", "--seed", "3", "--no-report", *flags)
+        code, out, err = run_inprocess(
+            capsys, "sample", "-o", trained_dir, "-n", "12", "--seed", "3", "--no-report", *flags
+        )
         assert code == 0, err
         assert out.split() == model.sample(12, seed=3, **kwargs)
     assert model.sample(5, seed=1) == model.sample(5, seed=1) != model.sample(5, seed=2)

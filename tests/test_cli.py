@@ -17,7 +17,9 @@ from makemore_jax.cli.commands import main
 def run(*args, cwd=None):
     """Run the real command in a fresh process; returns (exit code, stdout, stderr)."""
     env = {**os.environ, "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -60,14 +62,18 @@ def test_train_sample_eval_from_any_directory(tmp_path, capsys, monkeypatch):
 
 def test_counting_model_on_all_words_reproduces_the_lecture_number(tmp_path, capsys):
     d = str(tmp_path / "c")
-    code, out, err = run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-o", d, "--num-samples", "0")
+    code, out, err = run_inprocess(
+        capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-o", d, "--num-samples", "0"
+    )
     assert code == 0, err
     line = next(x for x in out.splitlines() if x.startswith("counts: train NLL 2.4540 (ppl "))
     ppl = float(line.split("(ppl ")[1].split(")")[0])
     assert abs(ppl - math.exp(2.4540)) < 0.01 and line.endswith(")  dev NLL n/a  test NLL n/a")  # perplexity = exp(NLL)
     code, out, err = run_inprocess(capsys, "eval", "-o", d, "-i", NAMES)
     assert code == 0 and "mean NLL 2.4540" in out
-    code, out, err = run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "1", "--split", "1,0,0", "-o", d, "--num-samples", "0")
+    code, out, err = run_inprocess(
+        capsys, "train", "--type", "counts", "--smoothing", "1", "--split", "1,0,0", "-o", d, "--num-samples", "0"
+    )
     code, out, err = run_inprocess(capsys, "eval", "-o", d, "-i", NAMES)
     assert code == 0 and "mean NLL 2.4546" in out
 
@@ -76,7 +82,12 @@ def test_eval_of_unseen_pair_without_smoothing_is_inf(tmp_path, capsys):
     d = str(tmp_path / "c")
     words = tmp_path / "w.txt"
     words.write_text("ab\nba\n")
-    assert run_inprocess(capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-i", str(words), "-o", d)[0] == 0
+    assert (
+        run_inprocess(
+            capsys, "train", "--type", "counts", "--smoothing", "0", "--split", "1,0,0", "-i", str(words), "-o", d
+        )[0]
+        == 0
+    )
     other = tmp_path / "o.txt"
     other.write_text("aa\n")
     code, out, _ = run_inprocess(capsys, "eval", "-o", d, "-i", str(other))
@@ -152,11 +163,14 @@ def test_bad_input_gets_one_line_exit_2_and_leaves_workdir_alone(workdir, tmp_pa
         assert snapshot(workdir) == before, args
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "-i", "/nonexistent/names.txt"], "no such file"),
-    (["train", "--type", "nope"], "invalid choice"),
-    (["sample", "--temperature", "-2"], "must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "-i", "/nonexistent/names.txt"], "no such file"),
+        (["train", "--type", "nope"], "invalid choice"),
+        (["sample", "--temperature", "-2"], "must be a number >= 0"),
+    ],
+)
 def test_bad_input_in_a_real_process(workdir, args, message):
     before = snapshot(workdir)
     code, out, err = run(*args, "-o", workdir)
@@ -175,7 +189,24 @@ def test_workdir_that_is_a_file_is_refused_before_training(tmp_path, capsys):
 
 # ---- the model family from the command line ------------------------------------
 
-TINY_FLAGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "8", "--n-embd2", "16", "--batch-size", "8", "--eval-every", "10", "--log-every", "10", "--num-samples", "3"]
+TINY_FLAGS = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "8",
+    "--n-embd2",
+    "16",
+    "--batch-size",
+    "8",
+    "--eval-every",
+    "10",
+    "--log-every",
+    "10",
+    "--num-samples",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -187,18 +218,25 @@ def test_resume_continues_exactly(tmp_path, capsys, small_names):
     common = ["--type", "mlp", "-i", small_names, *TINY_FLAGS]
     assert run_inprocess(capsys, "train", "-o", str(tmp_path / "a"), "--steps", "40", *common)[0] == 0
     assert run_inprocess(capsys, "train", "-o", str(tmp_path / "b"), "--steps", "20", *common)[0] == 0
-    code, out, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "b"), "--resume", "--steps", "40", "-i", small_names)
+    code, out, err = run_inprocess(
+        capsys, "train", "-o", str(tmp_path / "b"), "--resume", "--steps", "40", "-i", small_names
+    )
     assert code == 0, err
     assert "step      30/40" in out and "step      10/" not in out
     a = snapshot(tmp_path / "a")
     b = snapshot(tmp_path / "b")
-    assert {k: v for k, v in a.items() if k.startswith("last-")} == {k: v for k, v in b.items() if k.startswith("last-")}
+    assert {k: v for k, v in a.items() if k.startswith("last-")} == {
+        k: v for k, v in b.items() if k.startswith("last-")
+    }
     assert a["metrics.jsonl"].count(b"\n") == b["metrics.jsonl"].count(b"\n") == 4
 
 
 def test_resume_refuses_what_does_not_match(tmp_path, capsys, small_names):
     d = str(tmp_path / "w")
-    assert run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "10", "-i", small_names, *TINY_FLAGS)[0] == 0
+    assert (
+        run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "10", "-i", small_names, *TINY_FLAGS)[0]
+        == 0
+    )
     before = snapshot(d)
     other = tmp_path / "other.txt"
     other.write_text("zed\nzora\n")
@@ -228,7 +266,9 @@ def test_steps_zero_and_resuming_a_counted_model_say_what_happened(tmp_path, cap
             code, _, err = run_inprocess(capsys, "train", "-o", w, "--resume", "-i", small_names, *extra)
             assert code == 2 and "nothing to resume" in err and "last.json" not in err, (kind, extra, err)
             assert snapshot(w) == before
-    code, _, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "c"), "--type", "counts", "--steps", "0", "-i", small_names)
+    code, _, err = run_inprocess(
+        capsys, "train", "-o", str(tmp_path / "c"), "--type", "counts", "--steps", "0", "-i", small_names
+    )
     assert code == 0, err  # a counted model takes no steps: --steps 0 is no contradiction
 
 
@@ -240,14 +280,18 @@ def test_sizes_that_do_not_fit_are_refused(tmp_path, capsys, small_names):
         (["--type", "rnn", "--optimizer", "adam9"], "invalid choice: 'adam9'"),
     ]
     for extra, message in cases:
-        code, _, err = run_inprocess(capsys, "train", "-o", str(tmp_path / "w"), "-i", small_names, "--steps", "1", *extra)
+        code, _, err = run_inprocess(
+            capsys, "train", "-o", str(tmp_path / "w"), "-i", small_names, "--steps", "1", *extra
+        )
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (extra, err)
         assert not (tmp_path / "w").exists()
 
 
 def test_family_model_trains_samples_and_evaluates(tmp_path, capsys, small_names):
     d = str(tmp_path / "t")
-    code, out, err = run_inprocess(capsys, "train", "-o", d, "--type", "transformer", "--steps", "30", "-i", small_names, *TINY_FLAGS)
+    code, out, err = run_inprocess(
+        capsys, "train", "-o", d, "--type", "transformer", "--steps", "30", "-i", small_names, *TINY_FLAGS
+    )
     assert code == 0, err
     assert "transformer (best by dev, step" in out
     code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "4", "--top-k", "5", "--seed", "2")
@@ -280,6 +324,8 @@ def test_steered_sampling_flags_refuse_bad_input_in_one_line(tmp_path, capsys, s
     code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "100", "--unique", "--max-len", "1", "--no-report")
     assert code == 2 and "found only 27 unique names in" in err and err.count("\n") == 1
     assert len(out.splitlines()) == 27 and len(set(out.splitlines())) == 27  # what was found, then why not more
-    code, out, err = run_inprocess(capsys, "sample", "-o", d, "-n", "5", "--prefix", "an", "--min-len", "5", "--seed", "2")
+    code, out, err = run_inprocess(
+        capsys, "sample", "-o", d, "-n", "5", "--prefix", "an", "--min-len", "5", "--seed", "2"
+    )
     assert code == 0 and all(n.startswith("an") and len(n) >= 5 for n in out.split())
     assert snapshot(d) == before

@@ -39,7 +39,9 @@ def small_names(tmp_path_factory):
 def start(args, out_path, env=ENV):
     """`makemore ARGS` in a new process, stdout to out_path, stderr piped."""
     out = open(out_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "makemore_jax", *args], stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "makemore_jax", *args], stdout=out, stderr=subprocess.PIPE, text=True, env=env
+    )
     out.close()
     return proc
 
@@ -47,8 +49,10 @@ def start(args, out_path, env=ENV):
 def run_under(prelude: str, args):
     """`makemore ARGS` in a process that first runs the Python lines of prelude (limits,
     dropped privileges: they survive exec), then becomes the command."""
-    launcher = f"import ctypes, os, resource, signal, sys\n{prelude}\n" \
-               "os.execv(sys.executable, [sys.executable, '-m', 'makemore_jax', *sys.argv[1:]])"
+    launcher = (
+        f"import ctypes, os, resource, signal, sys\n{prelude}\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'makemore_jax', *sys.argv[1:]])"
+    )
     return subprocess.run([sys.executable, "-c", launcher, *args], capture_output=True, text=True, env=ENV, timeout=120)
 
 
@@ -72,14 +76,30 @@ def checkpoint_files(d):
 # ---- Ctrl-C and SIGTERM --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum,status,says", [
-    (signal.SIGINT, EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
-    (signal.SIGTERM, EXIT_TERMINATED, "stopped by SIGTERM"),
-])
+@pytest.mark.parametrize(
+    "signum,status,says",
+    [
+        (signal.SIGINT, EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+        (signal.SIGTERM, EXIT_TERMINATED, "stopped by SIGTERM"),
+    ],
+)
 def test_stop_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, small_names, signum, status, says):
     work = tmp_path / "w"
     # evaluations (the regular checkpoints) far apart: what is saved must be the step reached
-    args = ["train", "-o", str(work), "-i", small_names, *TINY, "--steps", "1000000", "--eval-every", "100000", "--log-every", "5"]
+    args = [
+        "train",
+        "-o",
+        str(work),
+        "-i",
+        small_names,
+        *TINY,
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "100000",
+        "--log-every",
+        "5",
+    ]
     proc = start(args, tmp_path / "out.txt")
     assert wait_for_step_lines(proc, tmp_path / "out.txt", n=3)
     proc.send_signal(signum)
@@ -87,11 +107,18 @@ def test_stop_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, sma
     assert proc.returncode == status, err
     assert "Traceback" not in err
     last_line = err.strip().splitlines()[-1]
-    match = re.fullmatch(rf"makemore train: {re.escape(says)} at step ([\d,]+); saved, continue with: "
-                         rf"makemore train -o {re.escape(str(work))} --resume -i {re.escape(small_names)}", last_line)
+    match = re.fullmatch(
+        rf"makemore train: {re.escape(says)} at step ([\d,]+); saved, continue with: "
+        rf"makemore train -o {re.escape(str(work))} --resume -i {re.escape(small_names)}",
+        last_line,
+    )
     assert match, last_line
     step = int(match.group(1).replace(",", ""))
-    printed = [int(line.split()[1].split("/")[0].replace(",", "")) for line in open(tmp_path / "out.txt") if line.startswith("step")]
+    printed = [
+        int(line.split()[1].split("/")[0].replace(",", ""))
+        for line in open(tmp_path / "out.txt")
+        if line.startswith("step")
+    ]
     assert step >= 15 and step == printed[-1]  # the chunk running when the signal came is finished and kept
     saved = checkpoint.load(str(work), "last")
     assert saved.step == step and saved.opt_leaves is not None
@@ -110,8 +137,14 @@ def test_a_deferred_stop_ends_training_after_the_chunk_and_saves_it(small_names,
     model = train.new_model(cfg, data)
     saved, chunks = [], []
     with pytest.raises(train.Interrupted) as stop:
-        train.fit(model, data, None, lambda r: chunks.append(r["step"]), lambda m, st, best: saved.append(st.step),
-                  stop_requested=lambda: len(chunks) >= 3)  # as if a signal came during the third chunk
+        train.fit(
+            model,
+            data,
+            None,
+            lambda r: chunks.append(r["step"]),
+            lambda m, st, best: saved.append(st.step),
+            stop_requested=lambda: len(chunks) >= 3,
+        )  # as if a signal came during the third chunk
     assert chunks == [5, 10, 15]
     assert stop.value.step == 15 and saved == [15]  # saved at the step reached, not the last evaluation
 
@@ -147,10 +180,19 @@ def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_and_resumes_exac
     # a checkpoint every 2 steps: most of a run's time is spent saving, where a kill hurts most
     fresh = ["-i", small_names, *TINY, "--eval-every", "2", "--log-every", "2", "--num-samples", "0"]
     # compiled programs cached on disk, filled by one run that is not killed: each trial starts in ~1 s
-    env = {**ENV, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    warm = subprocess.run([sys.executable, "-m", "makemore_jax", "train", "-o", str(tmp_path / "warm"), *fresh, "--steps", "2"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        **ENV,
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    warm = subprocess.run(
+        [sys.executable, "-m", "makemore_jax", "train", "-o", str(tmp_path / "warm"), *fresh, "--steps", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert warm.returncode == 0, warm.stderr
     steps_left, mid_write = [], 0
     for trial in range(KILL_TRIALS):
@@ -183,7 +225,9 @@ def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_and_resumes_exac
     assert steps_left[-1] >= 20  # the runs got somewhere
 
     target = steps_left[-1] + 6
-    code, _, err = run_inprocess(capsys, "train", "-o", str(work), "--resume", "-i", small_names, "--steps", str(target))
+    code, _, err = run_inprocess(
+        capsys, "train", "-o", str(work), "--resume", "-i", small_names, "--steps", str(target)
+    )
     assert code == 0, err
     ref = tmp_path / "ref"
     code, _, err = run_inprocess(capsys, "train", "-o", str(ref), *fresh, "--steps", str(target))
@@ -205,14 +249,31 @@ def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_and_resumes_exac
 # ---- one writer per work directory ----------------------------------------------------
 
 
-def test_a_second_run_into_the_same_directory_is_refused_and_a_dead_holder_blocks_nothing(tmp_path, small_names, capsys):
+def test_a_second_run_into_the_same_directory_is_refused_and_a_dead_holder_blocks_nothing(
+    tmp_path, small_names, capsys
+):
     work = tmp_path / "w"
-    args = ["train", "-o", str(work), "-i", small_names, *TINY, "--steps", "1000000", "--eval-every", "10", "--log-every", "10"]
+    args = [
+        "train",
+        "-o",
+        str(work),
+        "-i",
+        small_names,
+        *TINY,
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "10",
+        "--log-every",
+        "10",
+    ]
     first = start(args, tmp_path / "first.txt")
     try:
         assert wait_for_step_lines(first, tmp_path / "first.txt", n=2)
         for second in (args, ["train", "-o", str(work), "--resume", "-i", small_names]):
-            proc = subprocess.run([sys.executable, "-m", "makemore_jax", *second], capture_output=True, text=True, env=ENV, timeout=120)
+            proc = subprocess.run(
+                [sys.executable, "-m", "makemore_jax", *second], capture_output=True, text=True, env=ENV, timeout=120
+            )
             assert proc.returncode == 2, proc.stderr
             assert proc.stderr.strip() == (
                 f"makemore train: error: {work} is in use by another makemore run (process {first.pid}); one run at a "
@@ -310,8 +371,25 @@ def test_file_size_limit_is_one_line_and_keeps_the_checkpoint(trained, small_nam
     before = checkpoint_files(trained)
     biggest = max(len(v) for v in before.values())
     # a bigger model whose arrays pass the limit: the first save of the new run fails
-    args = ["train", "-o", str(trained), "-i", small_names, "--type", "mlp", "--n-embd", "32", "--n-embd2", "256",
-            "--steps", "4", "--eval-every", "2", "--log-every", "2"]
+    args = [
+        "train",
+        "-o",
+        str(trained),
+        "-i",
+        small_names,
+        "--type",
+        "mlp",
+        "--n-embd",
+        "32",
+        "--n-embd2",
+        "256",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--log-every",
+        "2",
+    ]
     proc = run_under(file_size_limit(2 * biggest), args)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -347,21 +425,51 @@ def _plant_arrays(work, payload, name="model"):
     _reseal(work, name)
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda w: _rewrite_meta(w, step=11), "do not match their checksum (meta_sha256): edited by hand"),
-    (lambda w: _rewrite_meta(w, metrics={"test_nll": 0.1}), "edited by hand"),
-    (lambda w: _rewrite_meta(w, makemore_jax_version=None), "makemore_jax_version"),
-    (lambda w: (_rewrite_meta(w, config={**json.loads((w / "model.json").read_text())["config"], "colour": 1}), _reseal(w)),
-     "config fields: unexpected colour"),
-    (lambda w: (_rewrite_meta(w, config={k: v for k, v in json.loads((w / "model.json").read_text())["config"].items() if k != "seed"}), _reseal(w)),
-     "config fields: missing seed"),
-    (lambda w: (_rewrite_meta(w, config={**json.loads((w / "model.json").read_text())["config"], "split": [1, "a", 2]}), _reseal(w)),
-     "not a valid checkpoint"),
-    (lambda w: (_rewrite_meta(w, vocab=list("abc")), _reseal(w)), "expected float32[4, 4]"),
-    (lambda w: (_rewrite_meta(w, type="mlp", config={**json.loads((w / "model.json").read_text())["config"], "type": "mlp"}), _reseal(w)),
-     "arrays do not fit an mlp model"),
-    (lambda w: (_rewrite_meta(w, best_dev_nll=[1]), _reseal(w)), "best_dev_nll must be a number"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda w: _rewrite_meta(w, step=11), "do not match their checksum (meta_sha256): edited by hand"),
+        (lambda w: _rewrite_meta(w, metrics={"test_nll": 0.1}), "edited by hand"),
+        (lambda w: _rewrite_meta(w, makemore_jax_version=None), "makemore_jax_version"),
+        (
+            lambda w: (
+                _rewrite_meta(w, config={**json.loads((w / "model.json").read_text())["config"], "colour": 1}),
+                _reseal(w),
+            ),
+            "config fields: unexpected colour",
+        ),
+        (
+            lambda w: (
+                _rewrite_meta(
+                    w,
+                    config={
+                        k: v for k, v in json.loads((w / "model.json").read_text())["config"].items() if k != "seed"
+                    },
+                ),
+                _reseal(w),
+            ),
+            "config fields: missing seed",
+        ),
+        (
+            lambda w: (
+                _rewrite_meta(w, config={**json.loads((w / "model.json").read_text())["config"], "split": [1, "a", 2]}),
+                _reseal(w),
+            ),
+            "not a valid checkpoint",
+        ),
+        (lambda w: (_rewrite_meta(w, vocab=list("abc")), _reseal(w)), "expected float32[4, 4]"),
+        (
+            lambda w: (
+                _rewrite_meta(
+                    w, type="mlp", config={**json.loads((w / "model.json").read_text())["config"], "type": "mlp"}
+                ),
+                _reseal(w),
+            ),
+            "arrays do not fit an mlp model",
+        ),
+        (lambda w: (_rewrite_meta(w, best_dev_nll=[1]), _reseal(w)), "best_dev_nll must be a number"),
+    ],
+)
 def test_edited_or_foreign_checkpoints_are_refused_in_one_line_naming_the_file(trained, capsys, edit, message):
     edit(trained)
     code, out, err = run_inprocess(capsys, "sample", "-o", str(trained), "-n", "2")
@@ -374,7 +482,12 @@ def test_arrays_of_a_model_with_another_vocabulary_are_refused(tmp_path, trained
     other = tmp_path / "other"
     words = tmp_path / "xyz.txt"
     words.write_text("xyz\nzyx\nxx\n" * 10)
-    assert run_inprocess(capsys, "train", "-o", str(other), "-i", str(words), *TINY, "--steps", "2", "--eval-every", "2")[0] == 0
+    assert (
+        run_inprocess(capsys, "train", "-o", str(other), "-i", str(words), *TINY, "--steps", "2", "--eval-every", "2")[
+            0
+        ]
+        == 0
+    )
     foreign = json.loads((other / "model.json").read_text())["arrays_file"]
     _plant_arrays(trained, (other / foreign).read_bytes())
     code, _, err = run_inprocess(capsys, "eval", "-o", str(trained), "-i", str(words))
@@ -417,10 +530,15 @@ def test_a_format_1_checkpoint_still_loads(trained):
 
 def test_non_finite_loss_from_the_command_line_names_the_step_and_keeps_a_good_state(tmp_path, small_names, capsys):
     work = tmp_path / "w"
-    code, _, err = run_inprocess(capsys, "train", "-o", str(work), "-i", small_names, "--lr", "1e38", "--steps", "50", "--eval-every", "10")
+    code, _, err = run_inprocess(
+        capsys, "train", "-o", str(work), "-i", small_names, "--lr", "1e38", "--steps", "50", "--eval-every", "10"
+    )
     assert code == 2
-    assert re.fullmatch(r"makemore train: error: loss became (nan|inf) at step [1-9]\d*; stopped \(the last good state, "
-                        r"step 0, is what was saved; try a lower --lr\)", err.strip()), err
+    assert re.fullmatch(
+        r"makemore train: error: loss became (nan|inf) at step [1-9]\d*; stopped \(the last good state, "
+        r"step 0, is what was saved; try a lower --lr\)",
+        err.strip(),
+    ), err
     saved = checkpoint.load(str(work), "last")
     assert saved.step == 0 and np.isfinite(saved.model.params["W"]).all()
 
@@ -437,7 +555,9 @@ def test_mean_nll_of_nothing_is_an_error():
 def test_temperature_near_zero_samples_the_greedy_names(trained, capsys):
     greedy = run_inprocess(capsys, "sample", "-o", str(trained), "-n", "5", "--temperature", "0", "--no-report")
     for t in ("1e-30", "1e-45", "1e-300"):
-        code, out, err = run_inprocess(capsys, "sample", "-o", str(trained), "-n", "5", "--temperature", t, "--no-report")
+        code, out, err = run_inprocess(
+            capsys, "sample", "-o", str(trained), "-n", "5", "--temperature", t, "--no-report"
+        )
         assert (code, out) == greedy[:2] and err == "", t
 
 
@@ -445,9 +565,30 @@ def test_names_the_terminal_cannot_show_are_one_line(tmp_path, capsys):
     words = tmp_path / "emoji.txt"
     words.write_text("🙂a\na🙂\n")
     work = tmp_path / "w"
-    assert run_inprocess(capsys, "train", "--type", "counts", "-o", str(work), "-i", str(words), "--split", "1,0,0", "--num-samples", "0")[0] == 0
-    proc = subprocess.run([sys.executable, "-m", "makemore_jax", "sample", "-o", str(work), "-n", "50", "--no-report"],
-                          capture_output=True, text=True, env={**ENV, "PYTHONIOENCODING": "ascii"}, timeout=120)
+    assert (
+        run_inprocess(
+            capsys,
+            "train",
+            "--type",
+            "counts",
+            "-o",
+            str(work),
+            "-i",
+            str(words),
+            "--split",
+            "1,0,0",
+            "--num-samples",
+            "0",
+        )[0]
+        == 0
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "makemore_jax", "sample", "-o", str(work), "-n", "50", "--no-report"],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PYTHONIOENCODING": "ascii"},
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "makemore sample: error: cannot print '\\U0001f642' in this terminal's encoding (ascii); set PYTHONIOENCODING=utf-8"
@@ -456,15 +597,24 @@ def test_names_the_terminal_cannot_show_are_one_line(tmp_path, capsys):
 
 def test_a_hand_edited_mixture_is_refused(tmp_path, small_names, trained, capsys):
     counts = tmp_path / "counts"
-    assert run_inprocess(capsys, "train", "--type", "counts", "-o", str(counts), "-i", small_names, "--num-samples", "0")[0] == 0
+    assert (
+        run_inprocess(capsys, "train", "--type", "counts", "-o", str(counts), "-i", small_names, "--num-samples", "0")[
+            0
+        ]
+        == 0
+    )
     mix = tmp_path / "mix"
     code, _, err = run_inprocess(capsys, "mix", str(trained), str(counts), "-o", str(mix), "--num-samples", "0")
     assert code == 0, err
     assert run_inprocess(capsys, "sample", "-o", str(mix), "-n", "2")[0] == 0
     path = mix / "mixture.json"
     meta = json.loads(path.read_text())
-    for weights, message in (([0.5, 0.5], "its fields do not match their checksum (meta_sha256): edited by hand or damaged"),
-                             ([float("inf"), 1.0], "damaged (members and weights do not match)")):
+    for weights, message in (
+        ([0.5, 0.5], "its fields do not match their checksum (meta_sha256): edited by hand or damaged"),
+        ([float("inf"), 1.0], "damaged (members and weights do not match)"),
+    ):
         path.write_text(json.dumps({**meta, "weights": weights}))
         code, out, err = run_inprocess(capsys, "sample", "-o", str(mix), "-n", "2")
-        assert code == 2 and out == "" and err.strip().splitlines() == [f"makemore sample: error: {path}: {message}"], err
+        assert code == 2 and out == "" and err.strip().splitlines() == [f"makemore sample: error: {path}: {message}"], (
+            err
+        )

@@ -31,9 +31,32 @@ SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 # pieces that break naive readers: line ends of every kind, BOMs, NUL, invalid and
 # truncated UTF-8, Unicode whitespace and line separators, combining marks, emoji
 PIECES = [
-    b"a", b"b", b"z", b"anna", b".", b" ", b"\t", b"\n", b"\r", b"\r\n", b"\n\r", b"\x00", b"\xef\xbb\xbf",
-    b"\xff", b"\xc3", b"\xc3\xa9", "e\u0301".encode(), "\U0001F642".encode(), "\U0001F468\u200d\U0001F469".encode(),
-    "\u2028".encode(), "\u00a0".encode(), "\u0085".encode(), b"\x0b", b"\x1c", "\ufeff".encode(), "\u05d0".encode(),
+    b"a",
+    b"b",
+    b"z",
+    b"anna",
+    b".",
+    b" ",
+    b"\t",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\n\r",
+    b"\x00",
+    b"\xef\xbb\xbf",
+    b"\xff",
+    b"\xc3",
+    b"\xc3\xa9",
+    "e\u0301".encode(),
+    "\U0001f642".encode(),
+    "\U0001f468\u200d\U0001f469".encode(),
+    "\u2028".encode(),
+    "\u00a0".encode(),
+    "\u0085".encode(),
+    b"\x0b",
+    b"\x1c",
+    "\ufeff".encode(),
+    "\u05d0".encode(),
 ]
 hostile_bytes = st.one_of(
     st.binary(max_size=64),
@@ -166,14 +189,18 @@ def _shared_model(tmp_path_factory):
 
 # ---- hostile files by hand -------------------------------------------------------------
 
-@pytest.mark.parametrize("raw,message", [
-    (b"anna\n" + b"a" * (1 << 20) + b"\nbob\n", "line 2 has 1,048,576 characters; a word may have at most 1,000"),
-    (b"anna\r\nbo\x00b\r\n", "line 2 holds a NUL character (is it a binary or UTF-16 file?)"),
-    ("anna\nbob\n".encode("utf-16"), "line 1 is not valid UTF-8 (byte 0xff)"),
-    ("anna\nbob\n".encode("utf-16-le"), "line 1 holds a NUL character"),
-    (b"anna\rbob\r\xe9mile\r", "line 3 is not valid UTF-8 (byte 0xe9)"),
-    (b"\xef\xbb\xbf \r\n\t\r\n", "no words"),
-])
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        (b"anna\n" + b"a" * (1 << 20) + b"\nbob\n", "line 2 has 1,048,576 characters; a word may have at most 1,000"),
+        (b"anna\r\nbo\x00b\r\n", "line 2 holds a NUL character (is it a binary or UTF-16 file?)"),
+        ("anna\nbob\n".encode("utf-16"), "line 1 is not valid UTF-8 (byte 0xff)"),
+        ("anna\nbob\n".encode("utf-16-le"), "line 1 holds a NUL character"),
+        (b"anna\rbob\r\xe9mile\r", "line 3 is not valid UTF-8 (byte 0xe9)"),
+        (b"\xef\xbb\xbf \r\n\t\r\n", "no words"),
+    ],
+)
 def test_hostile_files_are_refused_naming_the_line(tmp_path, tmp_path_factory, raw, message):
     path = tmp_path / "in.txt"
     path.write_bytes(raw)
@@ -211,7 +238,8 @@ def test_line_endings_and_bom_give_the_same_model(tmp_path):
 def test_combining_marks_emoji_and_a_single_word_train_sample_and_evaluate(tmp_path, kind):
     steps = [] if kind in ("counts", "ngram") else ["--steps", "4", "--eval-every", "2", "--batch-size", "4"]
     for name, text in {
-        "unicode": "e\u0301mile\n\u00e9mile\n\U0001F642\U0001F642\nna\u0308ive\n\u05e9\u05dc\u05d5\u05dd\n\U0001F468\u200d\U0001F469\n" * 3,
+        "unicode": "e\u0301mile\n\u00e9mile\n\U0001f642\U0001f642\nna\u0308ive\n\u05e9\u05dc\u05d5\u05dd\n\U0001f468\u200d\U0001f469\n"
+        * 3,
         "single": "anna\n",
     }.items():
         path = tmp_path / f"{name}.txt"
@@ -275,11 +303,43 @@ def saved_model(tmp_path_factory):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(["type", "config", "block_size", "vocab", "step", "best_dev_nll", "training", "metrics",
-                              "arrays_file", "arrays_sha256", "format_version", "makemore_jax_version", "format"]
-                             + [f"config.{k}" for k in ("type", "seed", "split", "lr", "steps", "n_embd", "n_head",
-                                                         "n_layer", "block_size", "order", "smoothing_method", "dropout")]),
-       value=json_values)
+@given(
+    field=st.sampled_from(
+        [
+            "type",
+            "config",
+            "block_size",
+            "vocab",
+            "step",
+            "best_dev_nll",
+            "training",
+            "metrics",
+            "arrays_file",
+            "arrays_sha256",
+            "format_version",
+            "makemore_jax_version",
+            "format",
+        ]
+        + [
+            f"config.{k}"
+            for k in (
+                "type",
+                "seed",
+                "split",
+                "lr",
+                "steps",
+                "n_embd",
+                "n_head",
+                "n_layer",
+                "block_size",
+                "order",
+                "smoothing_method",
+                "dropout",
+            )
+        ]
+    ),
+    value=json_values,
+)
 def test_any_value_in_any_field_loads_or_is_refused_naming_the_file(saved_model, field, value):
     work, meta = saved_model
     meta = json.loads(json.dumps(meta))
@@ -319,8 +379,28 @@ def test_a_vocabulary_too_large_for_a_table_is_refused_and_other_models_take_it(
     for kind in ("counts", "bigram"):
         code, _, err = cli("train", "--type", kind, "-i", str(path), "-o", str(tmp_path / kind))
         assert_one_line_error(code, err, "train")
-        assert f"a vocabulary of {MAX_TABLE_VOCAB + 11:,} characters needs" in err and f"the {kind} model takes at most" in err
+        assert (
+            f"a vocabulary of {MAX_TABLE_VOCAB + 11:,} characters needs" in err
+            and f"the {kind} model takes at most" in err
+        )
         assert not (tmp_path / kind).exists()
-    code, out, err = cli("train", "--type", "mlp", "-i", str(path), "-o", str(tmp_path / "mlp"), "--steps", "2",
-                         "--eval-every", "2", "--n-embd", "4", "--n-embd2", "8", "--num-samples", "2")
+    code, out, err = cli(
+        "train",
+        "--type",
+        "mlp",
+        "-i",
+        str(path),
+        "-o",
+        str(tmp_path / "mlp"),
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--n-embd",
+        "4",
+        "--n-embd2",
+        "8",
+        "--num-samples",
+        "2",
+    )
     assert code == 0, err

@@ -90,8 +90,9 @@ def test_a_reader_that_leaves_early_ends_quietly(counts_dir, capsys, monkeypatch
 
 
 def _makemore(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True, cwd=ROOT, timeout=120, **kwargs
+    )
 
 
 def test_closed_stdout_in_a_real_process(counts_dir, tmp_path):
@@ -99,19 +100,26 @@ def test_closed_stdout_in_a_real_process(counts_dir, tmp_path):
     import shlex
 
     work = tmp_path / "w"
-    for args, command in ((["sample", "-o", counts_dir, "-n", "3"], "sample"),
-                          (["train", "--type", "counts", "-o", str(work)], "train")):
+    for args, command in (
+        (["sample", "-o", counts_dir, "-n", "3"], "sample"),
+        (["train", "--type", "counts", "-o", str(work)], "train"),
+    ):
         line = shlex.join([sys.executable, "-m", "makemore_jax", *args])
-        proc = subprocess.run(["sh", "-c", f"exec {line} >&-"], stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                              timeout=120)
+        proc = subprocess.run(
+            ["sh", "-c", f"exec {line} >&-"], stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120
+        )
         assert proc.returncode == 2
         assert "standard output is closed" in one_error_line(proc.stderr, command)
     assert not work.exists()
 
 
 def test_a_pipe_closed_early_exits_quietly_in_a_real_process(counts_dir):
-    proc = subprocess.Popen([sys.executable, "-m", "makemore_jax", "sample", "-o", counts_dir, "-n", "20000",
-                             "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "makemore_jax", "sample", "-o", counts_dir, "-n", "20000", "--no-report"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
     proc.stdout.readline()
     proc.stdout.close()  # as `| head -1` does
     _, err = proc.communicate(timeout=120)
@@ -174,12 +182,15 @@ def test_a_bug_keeps_its_traceback(counts_dir, capsys, monkeypatch):
         commands.main(["eval", "-o", counts_dir])
 
 
-@pytest.mark.parametrize("argv,named", [
-    (["sample", "--bogus"], "makemore sample"),
-    (["train", "--bogus", "1"], "makemore train"),
-    (["plot", "loss", "--bogus"], "makemore plot loss"),
-    (["export", "a", "b"], "makemore export"),
-])
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        (["sample", "--bogus"], "makemore sample"),
+        (["train", "--bogus", "1"], "makemore train"),
+        (["plot", "loss", "--bogus"], "makemore plot loss"),
+        (["export", "a", "b"], "makemore export"),
+    ],
+)
 def test_an_unknown_argument_points_at_its_own_subcommand(capsys, argv, named):
     code, _, err = run_inprocess(capsys, *argv)
     assert code == 2
@@ -220,12 +231,49 @@ def test_resume_without_input_reads_the_recorded_input(tmp_path, capsys):
     """--resume without -i continues on the file the run recorded (not the bundled names), and says so
     when that file is gone or changed, leaving the work directory as it was."""
     words = tmp_path / "words.txt"
-    words.write_text("".join(f"{w}\n" for w in ("emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia",
-                                                 "harper", "evelyn", "abigail", "emily", "ella")))
+    words.write_text(
+        "".join(
+            f"{w}\n"
+            for w in (
+                "emma",
+                "olivia",
+                "ava",
+                "isabella",
+                "sophia",
+                "mia",
+                "amelia",
+                "harper",
+                "evelyn",
+                "abigail",
+                "emily",
+                "ella",
+            )
+        )
+    )
     work = str(tmp_path / "w")
     common = ["--num-samples", "0", "-q"]
-    assert run_inprocess(capsys, "train", "--type", "mlp", "--steps", "2", "--eval-every", "1", "-i", str(words),
-                         "-o", work, "--n-embd", "4", "--n-embd2", "8", *common)[0] == 0
+    assert (
+        run_inprocess(
+            capsys,
+            "train",
+            "--type",
+            "mlp",
+            "--steps",
+            "2",
+            "--eval-every",
+            "1",
+            "-i",
+            str(words),
+            "-o",
+            work,
+            "--n-embd",
+            "4",
+            "--n-embd2",
+            "8",
+            *common,
+        )[0]
+        == 0
+    )
     code, out, _ = run_inprocess(capsys, "train", "--resume", "-o", work, "--steps", "3", *common)
     assert code == 0 and out.startswith(f"data: {words}: 12 words")
     before = snapshot(work)
@@ -241,8 +289,20 @@ def test_resume_without_input_reads_the_recorded_input(tmp_path, capsys):
 def test_one_word_is_said_in_the_singular_on_the_data_line(tmp_path, capsys):
     one = tmp_path / "one.txt"
     one.write_text("emma\n")
-    code, out, _ = run_inprocess(capsys, "train", "--type", "counts", "--split", "1,0,0", "-i", str(one),
-                                 "-o", str(tmp_path / "w"), "--num-samples", "0")
+    code, out, _ = run_inprocess(
+        capsys,
+        "train",
+        "--type",
+        "counts",
+        "--split",
+        "1,0,0",
+        "-i",
+        str(one),
+        "-o",
+        str(tmp_path / "w"),
+        "--num-samples",
+        "0",
+    )
     assert code == 0 and f"data: {one}: 1 word (train 1 / dev 0 / test 0)" in out
 
 

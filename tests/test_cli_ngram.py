@@ -26,9 +26,15 @@ def tuned(tmp_path_factory, small_names):
 
 def test_train_ngram_saves_a_model_that_samples_and_evaluates(tmp_path, capsys, small_names):
     d = str(tmp_path / "w")
-    code, out, err = run(capsys, "train", "--type", "ngram", "--order", "3", "--kn", "-i", small_names, "-o", d, "--num-samples", "5")
+    code, out, err = run(
+        capsys, "train", "--type", "ngram", "--order", "3", "--kn", "-i", small_names, "-o", d, "--num-samples", "5"
+    )
     assert code == 0, err
-    line = next(x for x in out.splitlines() if x.startswith("ngram (order 3, Kneser-Ney, D from the count-of-counts): train NLL"))
+    line = next(
+        x
+        for x in out.splitlines()
+        if x.startswith("ngram (order 3, Kneser-Ney, D from the count-of-counts): train NLL")
+    )
     train, dev, test = (float(line.split(f"{s} NLL ")[1].split()[0]) for s in ("train", "dev", "test"))
     assert train < dev and 1.5 < dev < 3.0 and 1.5 < test < 3.0
     assert sorted(f for f in os.listdir(d) if not f.endswith(".npz")) == ["model.json"]  # nothing to resume
@@ -55,7 +61,9 @@ def test_train_ngram_with_each_smoothing(tmp_path, capsys, small_names):
     dev = {}
     for flags, label in cases:
         d = str(tmp_path / str(len(dev)))
-        code, out, err = run(capsys, "train", "--type", "ngram", "--order", "3", *flags, "-i", small_names, "-o", d, "--num-samples", "0")
+        code, out, err = run(
+            capsys, "train", "--type", "ngram", "--order", "3", *flags, "-i", small_names, "-o", d, "--num-samples", "0"
+        )
         assert code == 0, err
         assert f"{label}: train NLL" in out, out
         dev[label] = json.loads(open(os.path.join(d, "model.json")).read())["metrics"]["dev_nll"]
@@ -93,7 +101,9 @@ def test_tune_within_a_budget_that_spills_prints_the_same_table(tmp_path, capsys
     outs = {}
     for name, flags in (("whole", []), ("spilled", ["--memory", "1M"])):
         d = str(tmp_path / name)
-        code, out, err = run(capsys, "tune", "--type", "ngram", "--max-order", "6", "-o", d, "--num-samples", "3", *flags)
+        code, out, err = run(
+            capsys, "tune", "--type", "ngram", "--max-order", "6", "-o", d, "--num-samples", "3", *flags
+        )
         assert code == 0, err
         outs[name] = [line for line in out.replace(d, "WORKDIR").splitlines() if " s; best: " not in line]
         if name == "whole":
@@ -121,7 +131,20 @@ def test_tune_prints_the_grid_and_saves_the_best(tuned, capsys):
 
 
 def test_tune_output(tmp_path, capsys, small_names):
-    code, out, err = run(capsys, "tune", "--type", "ngram", "-i", small_names, "-o", str(tmp_path / "w"), "--max-order", "2", "--num-samples", "0")
+    code, out, err = run(
+        capsys,
+        "tune",
+        "--type",
+        "ngram",
+        "-i",
+        small_names,
+        "-o",
+        str(tmp_path / "w"),
+        "--max-order",
+        "2",
+        "--num-samples",
+        "0",
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert lines[1] == "add-k: dev NLL by order (rows) and k (columns)"

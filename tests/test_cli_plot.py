@@ -83,7 +83,7 @@ def test_every_plot_writes_a_png_of_the_figure_size(kind, small, tmp_path, capsy
     code, stdout, err = run(capsys, *plot_args(kind, small, out), "--dpi", "40")
     assert code == 0, err
     assert stdout == f"wrote {out}\n"
-    (fig, (width, height), dpi), = drawn
+    ((fig, (width, height), dpi),) = drawn
     assert dpi == 40
     assert png_size(out) == (round(width * 40), round(height * 40))
     assert os.path.getsize(out) > 2000
@@ -100,7 +100,7 @@ def test_svg_on_request_is_xml_of_the_figure_size(small, tmp_path, capsys, drawn
     out = tmp_path / name
     code, _, err = run(capsys, *plot_args("embeddings", small, out), *flags)
     assert code == 0, err
-    (fig, (width, height), _), = drawn
+    ((fig, (width, height), _),) = drawn
     root = ET.parse(out).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     assert float(root.get("width").removesuffix("pt")) == pytest.approx(width * 72)
@@ -126,7 +126,7 @@ def test_counts_cell_labels_are_the_pairs_and_their_counts(small):
     N = np.asarray(count_matrix(*bigram_pairs(words, vocab), vocab.size))
     chars = [vocab.itos(i) for i in range(vocab.size)]
     fig = plot.counts_figure(N, chars, "title", "details")
-    ax, = fig.axes
+    (ax,) = fig.axes
     pairs, counts = {}, {}
     for t in ax.texts:
         j, i = (int(round(v)) for v in t.get_position())
@@ -161,14 +161,14 @@ def test_counts_of_odd_characters_are_drawn_as_themselves(tmp_path, capsys, draw
     words.write_text("a$b\nc d\n$$\n")
     code, _, err = run(capsys, "plot", "counts", "-i", str(words), "--save", str(tmp_path / "odd.svg"))
     assert code == 0, err
-    (fig, _, _), = drawn
+    ((fig, _, _),) = drawn
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert "$b" in labels and "␣d" in labels and "$$" in labels  # no mathematics, a visible space
 
 
 def test_weights_shows_the_network_the_counts_and_their_difference(small, tmp_path, capsys, drawn):
     assert run(capsys, *plot_args("weights", small, tmp_path / "w.png"))[0] == 0
-    (fig, _, _), = drawn
+    ((fig, _, _),) = drawn
     loaded = checkpoint.load(str(small / "bigram"))
     cfg = loaded.model.config
     data = Dataset.build(read_words(small / "small.txt"), seed_key(cfg.seed, "split"), cfg.split)
@@ -184,7 +184,7 @@ def test_weights_shows_the_network_the_counts_and_their_difference(small, tmp_pa
 
 def test_loss_draws_the_metrics_and_the_counting_baselines(small, tmp_path, capsys, drawn):
     assert run(capsys, *plot_args("loss", small, tmp_path / "l.png"))[0] == 0
-    (fig, _, _), = drawn
+    ((fig, _, _),) = drawn
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     lines = {line.get_label(): line for line in ax.lines}
@@ -234,7 +234,7 @@ def test_loss_without_the_training_input_still_draws_and_says_why(small, tmp_pat
 
 def test_embeddings_are_labelled_by_character(small, tmp_path, capsys, drawn):
     assert run(capsys, *plot_args("embeddings", small, tmp_path / "e.png"))[0] == 0
-    (fig, _, _), = drawn
+    ((fig, _, _),) = drawn
     ax = fig.axes[0]
     model = checkpoint.load(str(small / "mlp")).model
     chars = [model.vocab.itos(i) for i in range(model.vocab.size)]
@@ -297,7 +297,10 @@ def test_bad_input_is_one_line_and_exit_2(small, tmp_path, capsys):
     shutil.copytree(small / "mlp", no_metrics)
     (no_metrics / "metrics.jsonl").unlink()
     counts = tmp_path / "counts"
-    assert main(["train", "--type", "counts", "-i", str(small / "small.txt"), "-o", str(counts), "--num-samples", "0"]) == 0
+    assert (
+        main(["train", "--type", "counts", "-i", str(small / "small.txt"), "-o", str(counts), "--num-samples", "0"])
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "never.png"
     cases = [
@@ -343,8 +346,13 @@ print("exit", code, "matplotlib loaded:", any(m.startswith("matplotlib.") for m 
 
 
 def test_the_core_works_without_matplotlib(small):
-    proc = subprocess.run([sys.executable, "-c", CORE_WITHOUT_MATPLOTLIB, str(small / "mlp"), str(small / "small.txt")],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    proc = subprocess.run(
+        [sys.executable, "-c", CORE_WITHOUT_MATPLOTLIB, str(small / "mlp"), str(small / "small.txt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert proc.stdout.strip().endswith("exit 0 matplotlib loaded: False"), proc.stderr
     assert "2 most likely words" in proc.stdout
 

@@ -15,8 +15,15 @@ class Terminal(io.StringIO):
         return True
 
 
-RECORD = {"step": 50, "compile_s": 0.2963, "loss": 2.66139, "steps_per_s": 58602.2, "train_nll": 2.50056, "dev_nll": 2.49438,
-          "dev_ppl": 12.1142}
+RECORD = {
+    "step": 50,
+    "compile_s": 0.2963,
+    "loss": 2.66139,
+    "steps_per_s": 58602.2,
+    "train_nll": 2.50056,
+    "dev_nll": 2.49438,
+    "dev_ppl": 12.1142,
+}
 
 
 def test_plain_line_is_the_format_logs_and_the_readme_show():
@@ -27,7 +34,9 @@ def test_plain_line_is_the_format_logs_and_the_readme_show():
     assert progress.plain_line(between_evals, 20000) == "step  12,000/20,000  loss 2.0000  (812 steps/s)"
 
 
-@pytest.mark.parametrize("seconds,shown", [(0.4, "0 s"), (59.4, "59 s"), (187, "3:07"), (3723, "1:02:03"), (float("inf"), "?")])
+@pytest.mark.parametrize(
+    "seconds,shown", [(0.4, "0 s"), (59.4, "59 s"), (187, "3:07"), (3723, "1:02:03"), (float("inf"), "?")]
+)
 def test_duration(seconds, shown):
     assert progress.duration(seconds) == shown
 
@@ -56,13 +65,17 @@ def test_live_line_redraws_in_place_with_speed_and_time_left():
         line.record({"step": 300, "loss": 2.25, "steps_per_s": 400.0})  # 200 steps in 2 s on the wall clock
         assert "\n" not in screen.getvalue()
         last = screen.getvalue().split("\r")[-1]
-        assert re.fullmatch(r"\[#{6}\.{14}\] step\s+300/1,000  loss 2\.2500  dev 2\.4100 @200  100 steps/s  7 s left\s*", last)
+        assert re.fullmatch(
+            r"\[#{6}\.{14}\] step\s+300/1,000  loss 2\.2500  dev 2\.4100 @200  100 steps/s  7 s left\s*", last
+        )
         now[0] = 14.0
         line.record({"step": 1000, "loss": 2.0, "steps_per_s": 400.0, "dev_nll": 2.3})
     out = screen.getvalue()
     assert out.endswith("14 s total\n") and out.count("\n") == 1
     frames = out.rstrip("\n").split("\r")[1:]
-    assert all(len(f) == max(len(g) for g in frames[: k + 1]) for k, f in enumerate(frames)), "a shorter line must blank the longer one"
+    assert all(len(f) == max(len(g) for g in frames[: k + 1]) for k, f in enumerate(frames)), (
+        "a shorter line must blank the longer one"
+    )
 
 
 def test_live_line_fits_a_narrow_terminal():
@@ -86,7 +99,22 @@ def train_on(monkeypatch, capsys, tmp_path, small, *flags, terminal=True):
         out, err = Terminal(), Terminal()
         monkeypatch.setattr("sys.stdout", out)
         monkeypatch.setattr("sys.stderr", err)
-    code = main(["train", "-i", small, "-o", str(tmp_path / "w"), "--steps", "100", "--eval-every", "50", "--num-samples", "0", *flags])
+    code = main(
+        [
+            "train",
+            "-i",
+            small,
+            "-o",
+            str(tmp_path / "w"),
+            "--steps",
+            "100",
+            "--eval-every",
+            "50",
+            "--num-samples",
+            "0",
+            *flags,
+        ]
+    )
     if terminal:
         monkeypatch.undo()
         return code, out.getvalue(), without_phases(err.getvalue())
@@ -123,7 +151,9 @@ def test_train_on_a_terminal_draws_one_live_line(monkeypatch, capsys, tmp_path, 
 def test_log_every_or_a_log_file_gets_plain_lines(monkeypatch, capsys, tmp_path, small):
     code, out, err = train_on(monkeypatch, capsys, tmp_path, small, "--log-every", "25")
     assert code == 0 and "\r" not in err + out
-    assert [line.split("/")[0] for line in out.splitlines() if line.startswith("step")] == [f"step {s:>7}" for s in (25, 50, 75, 100)]
+    assert [line.split("/")[0] for line in out.splitlines() if line.startswith("step")] == [
+        f"step {s:>7}" for s in (25, 50, 75, 100)
+    ]
     code, out, err = train_on(monkeypatch, capsys, tmp_path, small, terminal=False)
     assert code == 0 and "\r" not in err + out
     steps = [line for line in out.splitlines() if line.startswith("step")]

@@ -38,8 +38,9 @@ def test_parts_are_whole_lines_that_cover_the_file_once(tmp_path, monkeypatch, n
         assert len(part) == end - start
         assert start in (0, len(raw)) or raw[start - 1 : start] == b"\n"  # a cut is always just after a line break
     if raw.strip():  # the words of the parts, in order, are the words of the file
-        words = [w for i, (p, s, _) in enumerate(parts)
-                 for w in parse_words(p, allow_empty=True, byte_order_mark=s == 0)]
+        words = [
+            w for i, (p, s, _) in enumerate(parts) for w in parse_words(p, allow_empty=True, byte_order_mark=s == 0)
+        ]
         assert words == parse_words(raw)
 
 

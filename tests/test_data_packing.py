@@ -143,7 +143,9 @@ def test_training_packs_by_default_and_no_pack_trains_padded():
     model_def = get_model("transformer")
     lengths = np.array([len(w) for w in words])
     assert 0 < train_steps.packing_capacity(TrainConfig.create("transformer", **base), model_def, lengths, 16) < 16 * 16
-    assert train_steps.packing_capacity(TrainConfig.create("transformer", pack=False, **base), model_def, lengths, 16) == 0
+    assert (
+        train_steps.packing_capacity(TrainConfig.create("transformer", pack=False, **base), model_def, lengths, 16) == 0
+    )
     assert train_steps.packing_capacity(TrainConfig.create("gru", **base), get_model("gru"), lengths, 16) == 0
 
 
@@ -200,10 +202,22 @@ def test_a_packed_run_resumed_midway_equals_the_uninterrupted_run():
     from makemore_jax.seeding import seed_key
 
     words = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"] * 8
-    cfg = TrainConfig.create("transformer", steps=20, eval_every=10, log_every=10, n_layer=1, n_head=2, n_embd=8,
-                             batch_size=16, block_size=16, dropout=0.1)
+    cfg = TrainConfig.create(
+        "transformer",
+        steps=20,
+        eval_every=10,
+        log_every=10,
+        n_layer=1,
+        n_head=2,
+        n_embd=8,
+        batch_size=16,
+        block_size=16,
+        dropout=0.1,
+    )
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    assert train_steps.packing_capacity(cfg, get_model("transformer"), np.asarray([len(w) for w in data.words["train"]]), 16)
+    assert train_steps.packing_capacity(
+        cfg, get_model("transformer"), np.asarray([len(w) for w in data.words["train"]]), 16
+    )
     whole = train.new_model(cfg, data)
     full = train.fit(whole, data)
     first = train.new_model(cfg, data)
@@ -212,6 +226,8 @@ def test_a_packed_run_resumed_midway_equals_the_uninterrupted_run():
     first.config = cfg
     resumed = train.fit(first, data, train.TrainState(part.params, part.opt_state, part.step, part.best_dev))
     assert resumed.step == full.step == 20
-    for a, b in zip(jax.tree_util.tree_leaves((full.params, full.opt_state)),
-                    jax.tree_util.tree_leaves((resumed.params, resumed.opt_state))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves((full.params, full.opt_state)),
+        jax.tree_util.tree_leaves((resumed.params, resumed.opt_state)),
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -141,7 +141,9 @@ def test_andrejq(out, N):
 
 
 def test_neural_bigram_converges_to_the_counts(out):
-    literal, onehot, counts = grab(out, r"loss at init: ([\d.]+) \(bigram\.loss_onehot ([\d.]+), bigram\.loss_counts ([\d.]+)\)$")
+    literal, onehot, counts = grab(
+        out, r"loss at init: ([\d.]+) \(bigram\.loss_onehot ([\d.]+), bigram\.loss_counts ([\d.]+)\)$"
+    )
     assert literal == onehot == counts
     (diff,) = grab(out, r"first 5 losses, one-hot loop vs counts: max difference (\S+)$")
     assert float(diff) < 1e-4
@@ -155,7 +157,9 @@ def test_neural_bigram_converges_to_the_counts(out):
     # the unsmoothed counts are the maximum-likelihood bigram: no W has a lower NLL
     assert float(counting) <= float(net) < float(counting) + 0.01
     assert float(net) < steps[-1][1]  # the final loss is the NLL plus a positive L2 penalty
-    smoothed, plain = grab(out, r"max \|P_net - P\| over the table: ([\d.]+) \(add-1 counts\), ([\d.]+) \(unsmoothed\)$")
+    smoothed, plain = grab(
+        out, r"max \|P_net - P\| over the table: ([\d.]+) \(add-1 counts\), ([\d.]+) \(unsmoothed\)$"
+    )
     assert 0 < float(smoothed) < 0.05 and 0 < float(plain) < 0.15
 
 

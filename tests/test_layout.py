@@ -15,8 +15,19 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "makemore_jax")
-RANK = {"_version": 0, "errors": 0, "seeding": 0, "data": 1, "models": 2, "training": 3, "sampling": 4, "store": 5, "api": 6, "cli": 7,
-        "__main__": 8}
+RANK = {
+    "_version": 0,
+    "errors": 0,
+    "seeding": 0,
+    "data": 1,
+    "models": 2,
+    "training": 3,
+    "sampling": 4,
+    "store": 5,
+    "api": 6,
+    "cli": 7,
+    "__main__": 8,
+}
 
 
 def modules() -> dict[str, str]:
@@ -47,7 +58,7 @@ def imported(name: str, path: str) -> set[str]:
                 out.add(full if full in MODULES else target)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            out.update(n[len("makemore_jax."):] for n in names if n.startswith("makemore_jax."))
+            out.update(n[len("makemore_jax.") :] for n in names if n.startswith("makemore_jax."))
     return {m for m in out if m in MODULES and m != name}
 
 
@@ -74,7 +85,7 @@ def test_no_circles():
         state[node] = "open"
         for nxt in sorted(GRAPH[node]):
             if state.get(nxt) == "open":
-                circles.append(stack[stack.index(nxt):] + [nxt])
+                circles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"

@@ -6,7 +6,6 @@ reading of its equations, its fast path against its literal form, and each
 one is shown able to learn by overfitting a handful of words.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,7 +54,9 @@ def test_context_windows_blank_pad_before_the_start():
 
 def test_context_windows_longer_than_the_window():
     idx = jnp.arange(6, dtype=jnp.int32)[None]
-    np.testing.assert_array_equal(mlp.context_windows(idx, 2, blank=-1)[0], [[-1, 0], [0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
+    np.testing.assert_array_equal(
+        mlp.context_windows(idx, 2, blank=-1)[0], [[-1, 0], [0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]
+    )
 
 
 # --- mlp ------------------------------------------------------------------------

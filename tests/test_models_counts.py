@@ -64,7 +64,9 @@ def test_unseen_pair_is_infinite_without_smoothing_and_finite_with_it(counts):
     assert int(counts[17, 17]) == 0
     unsmoothed = mean_nll(smoothed_probs(counts, 0.0), xs, ys)
     assert jnp.isposinf(unsmoothed)
-    assert jnp.isposinf(nll_from_counts(jnp.log(smoothed_probs(counts, 0.0)), jnp.zeros((27, 27), jnp.int32).at[17, 17].set(1)))
+    assert jnp.isposinf(
+        nll_from_counts(jnp.log(smoothed_probs(counts, 0.0)), jnp.zeros((27, 27), jnp.int32).at[17, 17].set(1))
+    )
     assert jnp.isfinite(mean_nll(smoothed_probs(counts, 0.01), xs, ys))
 
 

@@ -40,7 +40,9 @@ def test_em_weights_maximise_the_dev_likelihood():
 def untrained(kind, vocab, seed, block_size=16, **sizes):
     cfg = TrainConfig.create(kind, **sizes)
     model = TrainedModel(cfg, vocab, {}, block_size)
-    model.params = jax.jit(get_model(kind).init, static_argnums=1)(jax.random.key(seed), model.model_config)  # op by op: seconds
+    model.params = jax.jit(get_model(kind).init, static_argnums=1)(
+        jax.random.key(seed), model.model_config
+    )  # op by op: seconds
     return model
 
 

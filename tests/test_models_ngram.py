@@ -169,7 +169,9 @@ def test_key_path_and_rank_path_count_the_same(vocab_size, order):
             levels = ngram.all_levels(counts, how)
             for n, level in enumerate(levels, start=1):
                 grams, raw, distinct = expected[n]
-                assert level.ngrams.dtype == level.raw.dtype == level.continuation.dtype == level.suffix.dtype == np.int32
+                assert (
+                    level.ngrams.dtype == level.raw.dtype == level.continuation.dtype == level.suffix.dtype == np.int32
+                )
                 assert np.array_equal(level.ngrams, grams) and np.array_equal(level.raw, raw), (method, how, n)
                 assert np.array_equal(level.continuation, distinct), (method, how, n)
                 if n > 1:
@@ -273,7 +275,9 @@ def test_discounts_from_the_count_of_counts():
     counts = np.array([1] * 10 + [2] * 5 + [3] * 3 + [4] * 2 + [9] * 4)
     y = 10 / (10 + 2 * 5)
     assert ngram.kn_discount(counts) == pytest.approx(y)
-    assert ngram.modified_kn_discounts(counts) == pytest.approx((1 - 2 * y * 5 / 10, 2 - 3 * y * 3 / 5, 3 - 4 * y * 2 / 3))
+    assert ngram.modified_kn_discounts(counts) == pytest.approx(
+        (1 - 2 * y * 5 / 10, 2 - 3 * y * 3 / 5, 3 - 4 * y * 2 / 3)
+    )
     # nothing seen twice: no estimate of D2, D3+; fall back as KenLM does
     assert ngram.modified_kn_discounts(np.array([1, 1, 3, 4]))[1:] == ngram.FALLBACK_DISCOUNTS[1:]
     assert ngram.kn_discount(np.array([5, 6])) == ngram.FALLBACK_DISCOUNTS[0]
@@ -319,7 +323,9 @@ def test_per_word_nll_agrees_with_the_sequence_path_and_any_length(small_model):
     np.testing.assert_array_equal(word_nll(model, words), ngram.word_nll(model, words))  # the model's own scoring
     long_word = "a" * (model.block_size + 5)
     totals = ngram.word_nll(model, [long_word, words[0]])
-    assert totals[0] / (len(long_word) + 1) == pytest.approx(ngram.words_nll(model.params, [long_word], data.vocab), rel=1e-5)
+    assert totals[0] / (len(long_word) + 1) == pytest.approx(
+        ngram.words_nll(model.params, [long_word], data.vocab), rel=1e-5
+    )
 
 
 def test_sampling_through_the_decoder_equals_recomputing(small_model):
@@ -333,7 +339,9 @@ def test_sampling_through_the_decoder_equals_recomputing(small_model):
     assert all(set(name) <= set(data.vocab.chars) for name in fast)
     # order 1 has no context to carry
     unigram = TrainedModel(model.config, data.vocab, ngram.fit(data.words["train"], data.vocab, 1), model.block_size)
-    ids, _ = sample_ids(Decoder(ngram.decode_init, ngram.decode_step), None, unigram.params, key, 5, 8, jnp.float32(1.0))
+    ids, _ = sample_ids(
+        Decoder(ngram.decode_init, ngram.decode_step), None, unigram.params, key, 5, 8, jnp.float32(1.0)
+    )
     assert ids.shape == (5, 8)
 
 
@@ -380,13 +388,16 @@ def _rewrite_arrays(d, change):
     (d / "model.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda a: a.__setitem__("params/ctx_keys", a["params/ctx_keys"][::-1].copy()), "inconsistent"),
-    (lambda a: a.__setitem__("params/next_ids", a["params/next_ids"] + 40), "inconsistent"),
-    (lambda a: a.__setitem__("params/discounts", a["params/discounts"] * 5), "discounts must lie in"),
-    (lambda a: a.pop("params/level_rows"), "missing"),
-    (lambda a: a.__setitem__("params/unigram", a["params/unigram"][:-1]), "params/unigram is int32"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda a: a.__setitem__("params/ctx_keys", a["params/ctx_keys"][::-1].copy()), "inconsistent"),
+        (lambda a: a.__setitem__("params/next_ids", a["params/next_ids"] + 40), "inconsistent"),
+        (lambda a: a.__setitem__("params/discounts", a["params/discounts"] * 5), "discounts must lie in"),
+        (lambda a: a.pop("params/level_rows"), "missing"),
+        (lambda a: a.__setitem__("params/unigram", a["params/unigram"][:-1]), "params/unigram is int32"),
+    ],
+)
 def test_damaged_tables_are_refused(tmp_path, small, change, message):
     words, vocab = small
     cfg = TrainConfig.create("ngram", order=5).validate()
@@ -405,13 +416,16 @@ def test_configs_saved_before_the_ngram_fields_still_load():
         TrainConfig.from_json({k: v for k, v in old.items() if k != "lr"})
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"order": 0}, "order must be an integer >= 1"),
-    ({"smoothing_method": "witten-bell"}, "smoothing method must be one of"),
-    ({"discount": 1.0}, r"discount must be in \(0, 1\)"),
-    ({"discount": -0.5}, r"discount must be in \(0, 1\)"),
-    ({"discount_scale": 0.0}, "discount scale must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"order": 0}, "order must be an integer >= 1"),
+        ({"smoothing_method": "witten-bell"}, "smoothing method must be one of"),
+        ({"discount": 1.0}, r"discount must be in \(0, 1\)"),
+        ({"discount": -0.5}, r"discount must be in \(0, 1\)"),
+        ({"discount_scale": 0.0}, "discount scale must be a finite number > 0"),
+    ],
+)
 def test_bad_settings_are_refused(fields, message):
     with pytest.raises(MakemoreError, match=message):
         TrainConfig.create("ngram", **fields).validate()
@@ -436,8 +450,14 @@ def test_tuning_scores_each_setting_as_the_model_it_builds(small):
     settings = tune.grid(4)
     nll = tune.dev_nll(train, dev, vocab, settings)
     assert len(nll) == len(settings) == 4 * (len(tune.K_GRID) + len(tune.DISCOUNT_GRID) + len(tune.SCALE_GRID))
-    picks = [tune.Setting(3, "add-k", 0.1), tune.Setting(4, "kn", 0.0), tune.Setting(2, "kn", 0.7),
-             tune.Setting(4, "modified-kn", 1.2), tune.Setting(1, "modified-kn", 1.0), tune.best(settings, nll)]
+    picks = [
+        tune.Setting(3, "add-k", 0.1),
+        tune.Setting(4, "kn", 0.0),
+        tune.Setting(2, "kn", 0.7),
+        tune.Setting(4, "modified-kn", 1.2),
+        tune.Setting(1, "modified-kn", 1.0),
+        tune.best(settings, nll),
+    ]
     for s in picks:
         cfg = TrainConfig.create("ngram", **s.config_fields()).validate()
         params = ngram.fit(train, vocab, s.order, cfg.smoothing_method, cfg.smoothing, cfg.discount, cfg.discount_scale)

@@ -35,7 +35,7 @@ def read_arpa(path: str):
     assert lines[0] == "\\data\\"
     declared, i = {}, 1
     while lines[i].startswith("ngram "):
-        n, count = lines[i][len("ngram "):].split("=")
+        n, count = lines[i][len("ngram ") :].split("=")
         declared[int(n)] = int(count)
         i += 1
     order = max(declared)
@@ -100,7 +100,15 @@ CASES = {
     "order 4 add-k": ["--type", "ngram", "--order", "4", "--smoothing", "0.5"],
     "order 4 kn": ["--type", "ngram", "--order", "4", "--kn"],
     "order 4 modified-kn": ["--type", "ngram", "--order", "4", "--modified-kn"],
-    "order 5 modified-kn (sparse tables)": ["--type", "ngram", "--order", "5", "--modified-kn", "--discount-scale", "1.2"],
+    "order 5 modified-kn (sparse tables)": [
+        "--type",
+        "ngram",
+        "--order",
+        "5",
+        "--modified-kn",
+        "--discount-scale",
+        "1.2",
+    ],
     "order 5 add-k (sparse tables)": ["--type", "ngram", "--order", "5", "--smoothing", "0.1"],
 }
 
@@ -150,12 +158,15 @@ def test_arpa_lists_the_prefix_and_suffix_of_every_ngram(tmp_path, capsys, small
     assert all("<s>" not in g[1:] for g in probs)  # one <s>, and only first
 
 
-@pytest.mark.parametrize("flags", [
-    ["--type", "counts", "--smoothing", "1"],
-    ["--type", "ngram", "--order", "3", "--smoothing", "0.5"],
-    ["--type", "ngram", "--order", "3", "--kn"],
-    ["--type", "ngram", "--order", "3", "--modified-kn"],
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--type", "counts", "--smoothing", "1"],
+        ["--type", "ngram", "--order", "3", "--smoothing", "0.5"],
+        ["--type", "ngram", "--order", "3", "--kn"],
+        ["--type", "ngram", "--order", "3", "--modified-kn"],
+    ],
+)
 def test_arpa_with_a_character_never_seen_in_training(tmp_path, capsys, flags):
     """A character only in the dev split: an unseen context (add-k: uniform) and an unseen unigram (Kneser-Ney)."""
     words = ["abc", "bca", "cab", "acb", "abba", "cabbac", "bb", "ca", "aab", "bcc", "cba", "ab", "ba"] * 3 + ["azza"]
@@ -163,7 +174,9 @@ def test_arpa_with_a_character_never_seen_in_training(tmp_path, capsys, flags):
     path = tmp_path / "words.txt"
     path.write_text("\n".join(words) + "\n")
     d, arpa_path = str(tmp_path / "w"), str(tmp_path / "model.arpa")
-    code, out, err = run(capsys, "train", *flags, "-i", str(path), "-o", d, "--seed", str(seed), "--num-samples", "0", "-q")
+    code, out, err = run(
+        capsys, "train", *flags, "-i", str(path), "-o", d, "--seed", str(seed), "--num-samples", "0", "-q"
+    )
     assert code == 0, err
     assert run(capsys, "export", "-o", d, arpa_path)[0] == 0
     model = checkpoint.load(d).model
@@ -177,14 +190,23 @@ def test_arpa_file_by_hand(tmp_path, capsys):
     words = tmp_path / "ab.txt"
     words.write_text("ab\n" * 8 + "b\n" * 2)
     d, path = str(tmp_path / "w"), str(tmp_path / "ab.arpa")
-    code, out, err = run(capsys, "train", "--type", "counts", "-i", str(words), "-o", d, "--split", "1,0,0", "--num-samples", "0")
+    code, out, err = run(
+        capsys, "train", "--type", "counts", "-i", str(words), "-o", d, "--split", "1,0,0", "--num-samples", "0"
+    )
     assert code == 0, err
     assert run(capsys, "export", "-o", d, path)[0] == 0
     order, probs, bows = read_arpa(path)
     assert order == 2
     # start: a 8 times, b 2 times; after a: b 8; after b: end 10; add-1 over 3 ids
-    for ngram, p in {("<s>", "a"): 9 / 13, ("<s>", "b"): 3 / 13, ("<s>", "</s>"): 1 / 13, ("a", "b"): 9 / 11,
-                     ("a", "a"): 1 / 11, ("b", "</s>"): 11 / 13, ("b", "b"): 1 / 13}.items():
+    for ngram, p in {
+        ("<s>", "a"): 9 / 13,
+        ("<s>", "b"): 3 / 13,
+        ("<s>", "</s>"): 1 / 13,
+        ("a", "b"): 9 / 11,
+        ("a", "a"): 1 / 11,
+        ("b", "</s>"): 11 / 13,
+        ("b", "b"): 1 / 13,
+    }.items():
         assert probs[ngram] == pytest.approx(math.log10(p), abs=1e-6), ngram
     assert probs[("a",)] == pytest.approx(math.log10(1 / 3), abs=1e-6)  # an unseen context is uniform
     assert word_log10((order, probs, bows), "ab") == pytest.approx(math.log10(9 / 13 * 9 / 11 * 11 / 13), abs=1e-6)

@@ -64,7 +64,9 @@ def test_stream_keys_are_the_keys_of_the_rows(names, order):
     words, vocab = names
     stream = vocab.encode_stream(words[:3000])
     rows = counting.ngram_windows(stream, order)
-    np.testing.assert_array_equal(spill.stream_keys(stream, order, vocab.size, np.int32), ngram.ngram_keys(rows, vocab.size))
+    np.testing.assert_array_equal(
+        spill.stream_keys(stream, order, vocab.size, np.int32), ngram.ngram_keys(rows, vocab.size)
+    )
 
 
 def test_stream_keys_in_int64_are_the_keys_of_the_rows(wide):
@@ -185,7 +187,9 @@ def _assert_same_params(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-@pytest.mark.parametrize("order,method", [(1, "add-k"), (3, "kn"), (5, "modified-kn"), (7, "modified-kn"), (6, "add-k")])
+@pytest.mark.parametrize(
+    "order,method", [(1, "add-k"), (3, "kn"), (5, "modified-kn"), (7, "modified-kn"), (6, "add-k")]
+)
 def test_a_model_counted_within_1M_is_the_model_counted_in_memory(names, order, method, tmp_path, monkeypatch):
     words, vocab = names
     monkeypatch.setattr(spill.tempfile, "tempdir", str(tmp_path))
@@ -258,14 +262,18 @@ def test_train_on_a_full_disk_exits_2_with_one_line_and_leaves_the_work_director
     small = tmp_path / "small.txt"
     small.write_text("\n".join(words[:2000]) + "\n")
     d = str(tmp_path / "w")
-    code, _, err = run(capsys, "train", "--type", "ngram", "--order", "2", "-i", str(small), "-o", d, "--num-samples", "0")
+    code, _, err = run(
+        capsys, "train", "--type", "ngram", "--order", "2", "-i", str(small), "-o", d, "--num-samples", "0"
+    )
     assert code == 0, err
     before = snapshot(d)
     spill_dir = tmp_path / "tmp"
     spill_dir.mkdir()
     monkeypatch.setattr(spill.tempfile, "tempdir", str(spill_dir))
     monkeypatch.setattr(spill, "write_run", _disk_full)
-    code, out, err = run(capsys, "train", "--type", "ngram", "--order", "6", "--memory", "1M", "-o", d, "--num-samples", "0")
+    code, out, err = run(
+        capsys, "train", "--type", "ngram", "--order", "6", "--memory", "1M", "-o", d, "--num-samples", "0"
+    )
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -277,10 +285,21 @@ def test_train_on_a_full_disk_exits_2_with_one_line_and_leaves_the_work_director
 # ---- --memory ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("512M", 512 * 2**20), ("2G", 2 * 2**30), ("2g", 2 * 2**30), ("1.5G", 3 * 2**29), ("2GiB", 2 * 2**30),
-    ("768MB", 768 * 2**20), ("1048576", 2**20), ("4096K", 2**22), (" 1T ", 2**40), (2**21, 2**21),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("512M", 512 * 2**20),
+        ("2G", 2 * 2**30),
+        ("2g", 2 * 2**30),
+        ("1.5G", 3 * 2**29),
+        ("2GiB", 2 * 2**30),
+        ("768MB", 768 * 2**20),
+        ("1048576", 2**20),
+        ("4096K", 2**22),
+        (" 1T ", 2**40),
+        (2**21, 2**21),
+    ],
+)
 def test_memory_sizes(spec, expected):
     assert spill.memory_bytes(spec) == expected
 
@@ -316,13 +335,19 @@ def test_memory_is_a_resource_not_saved_with_the_model():
         TrainConfig.create("ngram", memory="lots").validate()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--type", "ngram", "--memory", "lots"], "memory must be a size such as 512M, 2G, 80% or a number of bytes, got 'lots'"),
-    (["--type", "ngram", "--memory", "100K"], "memory 100K is too small: counting needs at least 1M"),
-    (["--type", "ngram", "--memory", "120%"], "a share of physical memory must be in (0, 100]%"),
-    (["--type", "mlp", "--memory", "1G"], "--memory: only for --type ngram"),
-    (["--memory", "1G"], "--memory: only for --type ngram"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--type", "ngram", "--memory", "lots"],
+            "memory must be a size such as 512M, 2G, 80% or a number of bytes, got 'lots'",
+        ),
+        (["--type", "ngram", "--memory", "100K"], "memory 100K is too small: counting needs at least 1M"),
+        (["--type", "ngram", "--memory", "120%"], "a share of physical memory must be in (0, 100]%"),
+        (["--type", "mlp", "--memory", "1G"], "--memory: only for --type ngram"),
+        (["--memory", "1G"], "--memory: only for --type ngram"),
+    ],
+)
 def test_bad_memory_flags_are_one_line_and_exit_2(tmp_path, capsys, args, message):
     d = tmp_path / "w"
     code, out, err = run(capsys, "train", *args, "-o", str(d))
@@ -400,7 +425,9 @@ def test_a_long_split_is_counted_within_the_models_memory_setting(names, monkeyp
     fields = {"order": 3, "smoothing_method": "kn"}
     budgets = []
     real = model.count_words
-    monkeypatch.setattr(model, "count_words", lambda w, v, order, memory: (budgets.append(memory), real(w, v, order, memory))[1])
+    monkeypatch.setattr(
+        model, "count_words", lambda w, v, order, memory: (budgets.append(memory), real(w, v, order, memory))[1]
+    )
     monkeypatch.setattr(model, "SCORE_ROWS", 1000)  # every split is long now
     for memory, expected in (("1M", 2**20), ("", spill.default_memory())):
         budgets.clear()
@@ -425,7 +452,14 @@ four = parallel.DataParallel.over(parallel.select_devices("cpu", 4))
 print(json.dumps({{str(n): ngram.count_ngrams(words, vocab, n) == parallel.count_ngram_words(words, vocab, n, 2**14, four)
                    for n in (2, 4)}}))
 """.format(names=NAMES)
-    env = {**os.environ, "PYTHONPATH": ROOT, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"2": True, "4": True}

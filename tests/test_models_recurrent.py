@@ -73,7 +73,8 @@ def perturbed(params, seed):
     noise: JAX's random draws, op by op, compile for every parameter shape)."""
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(np.asarray(x) + 0.3 * rng.standard_normal(x.shape), jnp.float32), params)
+        lambda x: jnp.asarray(np.asarray(x) + 0.3 * rng.standard_normal(x.shape), jnp.float32), params
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

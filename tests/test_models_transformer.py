@@ -136,7 +136,8 @@ def perturbed(params, seed):
     """1.5 × every parameter + N(0, 0.3²) noise (numpy's: JAX's random draws compile for seconds per shape)."""
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(1.5 * np.asarray(x) + 0.3 * rng.standard_normal(x.shape), jnp.float32), params)
+        lambda x: jnp.asarray(1.5 * np.asarray(x) + 0.3 * rng.standard_normal(x.shape), jnp.float32), params
+    )
 
 
 @pytest.mark.parametrize("path", ["unrolled", "scanned"])
@@ -237,7 +238,9 @@ def test_dropout_is_keyed_scaled_and_off_at_rate_zero(params):
     # compiled, as training runs it (one program for every rate): op by op these calls take seconds
     apply_dropout = jax.jit(transformer.apply_dropout)
     idx = jax.random.randint(jax.random.key(1), (3, TINY.block_size), 0, TINY.vocab_size)
-    np.testing.assert_allclose(apply_dropout(params, idx, jax.random.key(2), 0.0), apply(params, idx), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        apply_dropout(params, idx, jax.random.key(2), 0.0), apply(params, idx), rtol=1e-6, atol=1e-6
+    )
     a = apply_dropout(params, idx, jax.random.key(2), 0.3)
     b = apply_dropout(params, idx, jax.random.key(2), 0.3)
     c = apply_dropout(params, idx, jax.random.key(3), 0.3)
@@ -269,8 +272,11 @@ def test_hand_written_gradients_match_autodiff(params, path, request, monkeypatc
     _autodiff_everywhere(monkeypatch)
     ref_loss, ref_grads = fresh_jit(jax.value_and_grad(objective))(params)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)  # the forward numbers are the same
-    for path_, g, ref in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(grads),
-                             jax.tree_util.tree_leaves(ref_grads)):
+    for path_, g, ref in zip(
+        jax.tree_util.tree_leaves_with_path(grads),
+        jax.tree_util.tree_leaves(grads),
+        jax.tree_util.tree_leaves(ref_grads),
+    ):
         scale = float(jnp.abs(ref).max())
         assert scale > 0, path_[0]
         np.testing.assert_allclose(g, ref, rtol=0, atol=1e-5 * scale, err_msg=jax.tree_util.keystr(path_[0]))

@@ -19,7 +19,13 @@ def blocks(lang):
 def test_python_example_prints_what_the_readme_says():
     code = next(b for b in blocks("python") if "count_matrix" in b)
     expected = next(b for b in blocks("text") if b.startswith("counting model NLL"))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected
 
@@ -33,8 +39,14 @@ def test_ci_runs_the_readme_test_command():
 
 def test_python_api_example_runs(tmp_path):
     code = next(b for b in blocks("python") if "makemore_jax.train(" in b)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": ROOT})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert out.returncode == 0, out.stderr
     nll_line, names_line, logp_line = out.stdout.splitlines()
     nll, ppl = (float(x) for x in re.findall(r"\d+\.\d+", nll_line))

@@ -62,7 +62,13 @@ def test_pick_is_the_inverse_cdf_of_the_tempered_softmax(table, temperature):
         cdf = np.cumsum(np.exp(z)) / np.exp(z).sum()
         expected = np.searchsorted(cdf, u, side="right")
         away = np.abs(u[:, None] - cdf[None, :]).min(axis=1) > 1e-5  # float32 may round at a boundary
-        got = np.asarray(pick(jnp.tile(jnp.asarray(row, jnp.float32), (len(u), 1)), jnp.asarray(u, jnp.float32), jnp.float32(temperature)))
+        got = np.asarray(
+            pick(
+                jnp.tile(jnp.asarray(row, jnp.float32), (len(u), 1)),
+                jnp.asarray(u, jnp.float32),
+                jnp.float32(temperature),
+            )
+        )
         np.testing.assert_array_equal(got[away], expected[away])
         assert away.mean() > 0.9
 
@@ -103,7 +109,9 @@ def test_large_vocabularies_sum_by_cumsum_to_the_same_draws(monkeypatch):
 
 def test_ids_of_probability_zero_are_never_picked():
     logits = jnp.array([[0.0, 1.0, -jnp.inf, -jnp.inf]] * 4)
-    u = jnp.array([0.0, 0.5, np.nextafter(np.float32(1), np.float32(0)), 1.0], jnp.float32)  # 1.0: rounding's worst case
+    u = jnp.array(
+        [0.0, 0.5, np.nextafter(np.float32(1), np.float32(0)), 1.0], jnp.float32
+    )  # 1.0: rounding's worst case
     assert np.asarray(pick(logits, u, jnp.float32(1.0))).tolist() == [0, 1, 1, 1]
     tiny = jnp.array([[0.0, 1.0, 0.5]])
     assert int(pick(tiny, jnp.array([0.999]), jnp.float32(1e-30))[0]) == 1  # tiny T: the max, no overflow
@@ -166,7 +174,9 @@ def staged_and_single(monkeypatch, make_decoder, params, n, max_len, temperature
     for stage_min in (8, 10**9) if single else (8,):
         monkeypatch.setattr(sampling, "STAGE_MIN", stage_min)
         # a new decoder each time: jit's cache must not hand back the program of the other setting
-        ids, ended = sample_ids(make_decoder(), config, params, jax.random.key(9), n, max_len, jnp.float32(temperature), top_k)
+        ids, ended = sample_ids(
+            make_decoder(), config, params, jax.random.key(9), n, max_len, jnp.float32(temperature), top_k
+        )
         out.append((np.asarray(ids), np.asarray(ended)))
     return out
 
@@ -189,7 +199,13 @@ def test_stages_of_shrinking_batches_change_no_name(monkeypatch, table, temperat
 
     with jax.threefry_partitionable(partitionable):  # without it a short draw is not a long one's start
         (staged, staged_ended), (single, single_ended) = staged_and_single(
-            monkeypatch, lambda: TABLE_DECODER._replace(table=lambda p: p["W"]), {"W": table}, 1200, 25, temperature, top_k
+            monkeypatch,
+            lambda: TABLE_DECODER._replace(table=lambda p: p["W"]),
+            {"W": table},
+            1200,
+            25,
+            temperature,
+            top_k,
         )
     np.testing.assert_array_equal(staged, single)
     np.testing.assert_array_equal(staged_ended, single_ended)
@@ -357,12 +373,18 @@ def test_steered_names_are_the_same_through_the_fast_decoder_and_the_recompute_p
 
 @pytest.mark.parametrize("kind", ["counts", "transformer"])
 def test_top_p_keeps_the_most_likely_characters_until_p(kind, vocab, counts):
-    model = (TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16) if kind == "counts"
-             else untrained(kind, vocab))
+    model = (
+        TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+        if kind == "counts"
+        else untrained(kind, vocab)
+    )
     tiny, _ = generate(model, jax.random.key(0), 20, steer=steering(vocab, top_p=1e-6))
     greedy, _ = generate(model, jax.random.key(0), 20, temperature=0.0)
     assert tiny == greedy  # only the most likely character survives
-    assert generate(model, jax.random.key(0), 20, steer=steering(vocab, top_p=1.0))[0] == generate(model, jax.random.key(0), 20)[0]
+    assert (
+        generate(model, jax.random.key(0), 20, steer=steering(vocab, top_p=1.0))[0]
+        == generate(model, jax.random.key(0), 20)[0]
+    )
 
 
 def test_top_p_filter_keeps_the_smallest_set_reaching_p():
@@ -380,7 +402,9 @@ def test_unique_and_new_names_are_redrawn_within_bounds(vocab, counts, names):
     key = jax.random.key(9)
     got = generate_distinct(model, key, 300, unique=True, exclude=frozenset(names))
     assert len(set(got)) == 300 and not set(got) & set(names)
-    assert got == generate_distinct(model, key, 300, unique=True, exclude=frozenset(names))  # the same seed, the same names
+    assert got == generate_distinct(
+        model, key, 300, unique=True, exclude=frozenset(names)
+    )  # the same seed, the same names
     # the 26 letters and '' are all there is; '' (p = 1/32,060: a name of no letter) first comes at position
     # 144,864 of this seed's stream, and the walk stops 20,000 draws after the last new name
     with pytest.raises(NotEnough, match=r"found only 26 unique names in [\d,]+ draws \(asked for 1,000\)") as err:
@@ -392,8 +416,14 @@ def test_steering_refuses_what_cannot_be(vocab, counts):
     model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     for steer, message in [
         (lambda: steering(vocab, "zoë"), "not in the model's vocabulary"),
-        (lambda: generate(model, jax.random.key(0), 3, max_len=2, steer=steering(vocab, "abc")), "more than the maximum length"),
-        (lambda: generate(model, jax.random.key(0), 3, max_len=2, steer=steering(vocab, min_len=3)), "more than the maximum length"),
+        (
+            lambda: generate(model, jax.random.key(0), 3, max_len=2, steer=steering(vocab, "abc")),
+            "more than the maximum length",
+        ),
+        (
+            lambda: generate(model, jax.random.key(0), 3, max_len=2, steer=steering(vocab, min_len=3)),
+            "more than the maximum length",
+        ),
         (lambda: generate(model, jax.random.key(0), 3, steer=steering(vocab, top_p=0.0)), "top-p must be in"),
     ]:
         with pytest.raises(MakemoreError, match=message):

@@ -53,8 +53,21 @@ def ngram_dir(tmp_path_factory, small):
 
 @pytest.fixture(scope="module")
 def transformer_dir(tmp_path_factory, small):
-    return _train(tmp_path_factory, small, "tf", "--type", "transformer", "--steps", "20", "--n-layer", "1",
-                  "--n-head", "2", "--n-embd", "16")
+    return _train(
+        tmp_path_factory,
+        small,
+        "tf",
+        "--type",
+        "transformer",
+        "--steps",
+        "20",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "16",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +132,14 @@ def test_a_huge_n_is_drawn_a_bounded_chunk_at_a_time(transformer_dir):
     assert long * 8 * sampling.MAX_SAMPLE_LEN <= sampling.CHUNK_BYTES  # ids and uniforms of a chunk stay bounded
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["-n", "99999999999999999999"], "at most 4,294,967,296 names can be drawn with one seed"),
-    (["-n", str(2**32 + 1)], "32-bit unsigned integer"),
-    (["--max-len", "3000000000"], "maximum length must be at most 10,000 characters, got 3,000,000,000"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["-n", "99999999999999999999"], "at most 4,294,967,296 names can be drawn with one seed"),
+        (["-n", str(2**32 + 1)], "32-bit unsigned integer"),
+        (["--max-len", "3000000000"], "maximum length must be at most 10,000 characters, got 3,000,000,000"),
+    ],
+)
 def test_sizes_past_the_bounds_are_refused_in_one_line_before_any_work(capsys, tmp_path, flags, message):
     missing = str(tmp_path / "not-there")  # checked before the work directory is even read
     code, out, err = run_inprocess(capsys, "sample", "-o", missing, *flags)
@@ -133,8 +149,9 @@ def test_sizes_past_the_bounds_are_refused_in_one_line_before_any_work(capsys, t
 def test_a_huge_temperature_draws_quietly(capsys, counts_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a numpy or JAX overflow warning fails the test
-        code, out, err = run_inprocess(capsys, "sample", "-o", counts_dir, "-n", "5", "-t", "1e308", "--top-k", "3",
-                                       "--no-report")
+        code, out, err = run_inprocess(
+            capsys, "sample", "-o", counts_dir, "-n", "5", "-t", "1e308", "--top-k", "3", "--no-report"
+        )
     assert code == 0 and err == "" and len(out.splitlines()) == 5
     model = makemore_jax.load(counts_dir)
     with warnings.catch_warnings():
@@ -179,8 +196,10 @@ def test_stuck_names_are_skipped_in_stream_order(stuck_dir, seed):
 
 # ---- 3. the report: "new" is what --new-only means; dev counted; singular and plural --------------
 
-REPORT = re.compile(r"(\d+) of (\d+) samples? (?:is|are) in the training set, (\d+) in the dev set, (\d+) in the test "
-                    r"set, (\d+) (?:is|are) new")
+REPORT = re.compile(
+    r"(\d+) of (\d+) samples? (?:is|are) in the training set, (\d+) in the dev set, (\d+) in the test "
+    r"set, (\d+) (?:is|are) new"
+)
 
 
 def test_the_report_counts_dev_and_new_means_in_no_split(capsys, ngram_dir):
@@ -254,24 +273,28 @@ def test_unique_and_new_only_are_prefix_stable_with_redraws(ngram_dir, capsys, s
         assert many == _first_qualifying(stream, 40, keep)
         for k in (1, 7, 20):
             assert model.sample(k, seed=seed, temperature=0.25, **options) == many[:k]
-    code, out, _ = run_inprocess(capsys, "sample", "-o", ngram_dir, "-n", "20", "--seed", str(seed), "-t", "0.25",
-                                 "--unique", "--no-report")
+    code, out, _ = run_inprocess(
+        capsys, "sample", "-o", ngram_dir, "-n", "20", "--seed", str(seed), "-t", "0.25", "--unique", "--no-report"
+    )
     assert code == 0 and out.split("\n")[:-1] == model.sample(40, seed=seed, temperature=0.25, unique=True)[:20]
 
 
 # ---- 5. the Python API refuses what the command line refuses --------------------------------------
 
 
-@pytest.mark.parametrize("words, message", [
-    (["em\nma"], r"word 'em\\nma' holds a line break \('\\n'\)"),
-    (["emma", "ol\rivia"], r"word 'ol\\rivia' holds a line break"),
-    ([" emma"], r"word ' emma' has whitespace at an end"),
-    (["emma\t"], r"word 'emma\\t' has whitespace at an end"),
-    (["zoë"], r"character 'ë' \(U\+00EB\) in word 'zoë' is not in the model's vocabulary"),
-    (["Emma"], r"character 'E' \(U\+0045\) in word 'Emma'"),
-    (["emma", 5], r"word 2 is not a str: 5"),
-    ("emma", r"words must be a list of words, got one str"),
-])
+@pytest.mark.parametrize(
+    "words, message",
+    [
+        (["em\nma"], r"word 'em\\nma' holds a line break \('\\n'\)"),
+        (["emma", "ol\rivia"], r"word 'ol\\rivia' holds a line break"),
+        ([" emma"], r"word ' emma' has whitespace at an end"),
+        (["emma\t"], r"word 'emma\\t' has whitespace at an end"),
+        (["zoë"], r"character 'ë' \(U\+00EB\) in word 'zoë' is not in the model's vocabulary"),
+        (["Emma"], r"character 'E' \(U\+0045\) in word 'Emma'"),
+        (["emma", 5], r"word 2 is not a str: 5"),
+        ("emma", r"words must be a list of words, got one str"),
+    ],
+)
 @pytest.mark.parametrize("which", ["counts_dir", "ngram_dir", "transformer_dir", "mixture"])
 def test_scoring_refuses_a_word_the_command_line_could_not_read(request, tmp_path_factory, words, message, which):
     if which == "mixture":
@@ -288,37 +311,40 @@ def test_scoring_refuses_a_word_the_command_line_could_not_read(request, tmp_pat
     assert np.isfinite(model.log_prob(["emma", "ava"])).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(n="10"), "n must be an integer >= 0, got '10'"),
-    (dict(n=2.5), "n must be an integer >= 0, got 2.5"),
-    (dict(n=True), "n must be an integer >= 0, got True"),
-    (dict(n=None), "n must be an integer >= 0, got None"),
-    (dict(n=-1), "n must be an integer >= 0, got -1"),
-    (dict(n=2**32 + 1), "at most 4,294,967,296 names can be drawn with one seed"),
-    (dict(seed=2**32), "seed must be an integer in 0..4294967295, got 4294967296"),
-    (dict(seed=-1), "seed must be an integer in 0..4294967295"),
-    (dict(seed=1.0), "seed must be an integer"),
-    (dict(temperature=float("nan")), "temperature must be a finite number >= 0, got nan"),
-    (dict(temperature=float("inf")), "temperature must be a finite number >= 0"),
-    (dict(temperature="1"), "temperature must be a finite number >= 0, got '1'"),
-    (dict(temperature=None), "temperature must be a finite number >= 0, got None"),
-    (dict(temperature=-0.5), "temperature must be a finite number >= 0"),
-    (dict(top_p=0), "top_p must be a number in (0, 1], got 0"),
-    (dict(top_p=1.5), "top_p must be a number in (0, 1]"),
-    (dict(top_p=float("nan")), "top_p must be a number in (0, 1]"),
-    (dict(top_k=-1), "top_k must be an integer >= 0"),
-    (dict(top_k=2.5), "top_k must be an integer >= 0"),
-    (dict(top_k=None), "top_k must be an integer >= 0"),
-    (dict(min_len="3"), "min_len must be an integer >= 0, got '3'"),
-    (dict(min_len=False), "min_len must be an integer >= 0, got False"),
-    (dict(max_len=0), "max_len must be an integer >= 1, got 0"),
-    (dict(max_len=7.0), "max_len must be an integer >= 1"),
-    (dict(max_len=3_000_000_000), "maximum length must be at most 10,000 characters"),
-    (dict(prefix=None), "prefix must be a str, got None"),
-    (dict(prefix=5), "prefix must be a str"),
-    (dict(unique="yes"), "unique must be True or False, got 'yes'"),
-    (dict(new_only=None), "new_only must be True or False, got None"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n="10"), "n must be an integer >= 0, got '10'"),
+        (dict(n=2.5), "n must be an integer >= 0, got 2.5"),
+        (dict(n=True), "n must be an integer >= 0, got True"),
+        (dict(n=None), "n must be an integer >= 0, got None"),
+        (dict(n=-1), "n must be an integer >= 0, got -1"),
+        (dict(n=2**32 + 1), "at most 4,294,967,296 names can be drawn with one seed"),
+        (dict(seed=2**32), "seed must be an integer in 0..4294967295, got 4294967296"),
+        (dict(seed=-1), "seed must be an integer in 0..4294967295"),
+        (dict(seed=1.0), "seed must be an integer"),
+        (dict(temperature=float("nan")), "temperature must be a finite number >= 0, got nan"),
+        (dict(temperature=float("inf")), "temperature must be a finite number >= 0"),
+        (dict(temperature="1"), "temperature must be a finite number >= 0, got '1'"),
+        (dict(temperature=None), "temperature must be a finite number >= 0, got None"),
+        (dict(temperature=-0.5), "temperature must be a finite number >= 0"),
+        (dict(top_p=0), "top_p must be a number in (0, 1], got 0"),
+        (dict(top_p=1.5), "top_p must be a number in (0, 1]"),
+        (dict(top_p=float("nan")), "top_p must be a number in (0, 1]"),
+        (dict(top_k=-1), "top_k must be an integer >= 0"),
+        (dict(top_k=2.5), "top_k must be an integer >= 0"),
+        (dict(top_k=None), "top_k must be an integer >= 0"),
+        (dict(min_len="3"), "min_len must be an integer >= 0, got '3'"),
+        (dict(min_len=False), "min_len must be an integer >= 0, got False"),
+        (dict(max_len=0), "max_len must be an integer >= 1, got 0"),
+        (dict(max_len=7.0), "max_len must be an integer >= 1"),
+        (dict(max_len=3_000_000_000), "maximum length must be at most 10,000 characters"),
+        (dict(prefix=None), "prefix must be a str, got None"),
+        (dict(prefix=5), "prefix must be a str"),
+        (dict(unique="yes"), "unique must be True or False, got 'yes'"),
+        (dict(new_only=None), "new_only must be True or False, got None"),
+    ],
+)
 def test_sample_refuses_arguments_of_the_wrong_type_or_range(counts_dir, kwargs, message):
     model = makemore_jax.load(counts_dir)
     with pytest.raises(MakemoreError) as err:

@@ -23,12 +23,16 @@ def make(kind="bigram", seed=0):
     if kind == "counts":
         model.params = {"counts": np.random.default_rng(seed).integers(0, 9, (4, 4)).astype(np.int32)}
     else:
-        model.params = jax.tree_util.tree_map(np.asarray, get_model(kind).init(jax.random.key(seed), model.model_config))
+        model.params = jax.tree_util.tree_map(
+            np.asarray, get_model(kind).init(jax.random.key(seed), model.model_config)
+        )
     return model
 
 
 def save(d, model, **kw):
-    checkpoint.save(str(d), "model", model, training={"max_word_len": 5}, metrics={"dev_nll": float("inf"), "test_nll": 2.5}, **kw)
+    checkpoint.save(
+        str(d), "model", model, training={"max_word_len": 5}, metrics={"dev_nll": float("inf"), "test_nll": 2.5}, **kw
+    )
 
 
 def snapshot(d):

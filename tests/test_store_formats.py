@@ -78,7 +78,9 @@ def differences(got: list[str], want: list[str]) -> list[str]:
     found = []
     for g, w in zip(got, want):
         gn, wn = NUMBER.findall(g), NUMBER.findall(w)
-        if NUMBER.sub("#", g) != NUMBER.sub("#", w) or any(abs(float(a) - float(b)) > TOLERANCE for a, b in zip(gn, wn)):
+        if NUMBER.sub("#", g) != NUMBER.sub("#", w) or any(
+            abs(float(a) - float(b)) > TOLERANCE for a, b in zip(gn, wn)
+        ):
             found.append(f"{g!r}, expected {w!r}")
     return found
 

@@ -80,9 +80,11 @@ def python(backend: str, body: str) -> str:
     if backend != "flock":
         if backend == "msvcrt":
             lines += [FAKE_MSVCRT, WINDOWS_OS]
-        lines += ["sys.modules['fcntl'] = None",
-                  # JAX's filelock says it once it finds no fcntl; on Windows it has msvcrt and does not
-                  "import warnings; warnings.filterwarnings('ignore', message='only soft file lock')"]
+        lines += [
+            "sys.modules['fcntl'] = None",
+            # JAX's filelock says it once it finds no fcntl; on Windows it has msvcrt and does not
+            "import warnings; warnings.filterwarnings('ignore', message='only soft file lock')",
+        ]
     lines.append("from makemore_jax.store import lock")
     if backend == "msvcrt":  # lock's alone: others (subprocess) would take the process for a Windows one
         lines.append("lock.msvcrt = msvcrt")
@@ -91,13 +93,20 @@ def python(backend: str, body: str) -> str:
 
 
 def run(backend: str, body: str, *args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-c", python(backend, body), *map(str, args)], capture_output=True,
-                          text=True, env=ENV, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", python(backend, body), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def popen(backend: str, body: str, *args, cwd, **kw):
-    return subprocess.Popen([sys.executable, "-c", python(backend, body), *map(str, args)], text=True, env=ENV,
-                            cwd=cwd, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", python(backend, body), *map(str, args)], text=True, env=ENV, cwd=cwd, **kw
+    )
 
 
 def makemore(backend: str, *argv, cwd):
@@ -106,8 +115,10 @@ def makemore(backend: str, *argv, cwd):
 
 def in_use(workdir, pid, host=""):
     on = f" on {host}" if host else ""
-    return (f"{workdir} is in use by another makemore run (process {pid}{on}); one run at a time writes to a "
-            "work directory: wait for it to end, or choose another -o")
+    return (
+        f"{workdir} is in use by another makemore run (process {pid}{on}); one run at a time writes to a "
+        "work directory: wait for it to end, or choose another -o"
+    )
 
 
 def dead_pid() -> int:
@@ -155,8 +166,10 @@ def run_every_command(backend, names, where):
             path = os.path.join(dirpath, name)
             data = open(path, "rb").read()
             if name == "metrics.jsonl":  # the same but for the speed
-                data = [{k: v for k, v in json.loads(line).items() if k not in ("steps_per_s", "compile_s")}
-                        for line in data.splitlines()]
+                data = [
+                    {k: v for k, v in json.loads(line).items() if k not in ("steps_per_s", "compile_s")}
+                    for line in data.splitlines()
+                ]
             files[os.path.relpath(path, where)] = (oct(os.stat(path).st_mode), data)
     return out, proc.stderr, files
 
@@ -222,8 +235,27 @@ def test_the_lock_is_released_at_exit_and_when_a_signal_stops_training(backend, 
     assert holder.returncode == 0
     assert os.listdir(work) == []
 
-    train = ["train", "-o", work, "-i", small_names, "--type", "bigram", "--optimizer", "adamw", "--lr", "0.05",
-             "--batch-size", "16", "--steps", "1000000", "--eval-every", "10", "--log-every", "10"]
+    train = [
+        "train",
+        "-o",
+        work,
+        "-i",
+        small_names,
+        "--type",
+        "bigram",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "16",
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "10",
+        "--log-every",
+        "10",
+    ]
     body = "from makemore_jax.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = popen(backend, body, *train, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -241,7 +273,9 @@ def test_the_lock_is_released_at_exit_and_when_a_signal_stops_training(backend, 
     assert stopped, err
     assert LOCK_FILE not in os.listdir(work)
     steps = int(stopped.group(1).replace(",", "")) + 10
-    resumed = makemore(backend, "train", "-o", work, "--resume", "-i", small_names, "-q", "--steps", steps, cwd=tmp_path)
+    resumed = makemore(
+        backend, "train", "-o", work, "--resume", "-i", small_names, "-q", "--steps", steps, cwd=tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert LOCK_FILE not in os.listdir(work)
 
@@ -309,7 +343,9 @@ def test_a_half_written_lock_file_is_held_until_it_is_old(file_lock):
     path = plant(file_lock, "")
     with pytest.raises(MakemoreError, match=r"is in use by another makemore run; one run at a time"):
         lock.hold(str(file_lock))
-    plant(file_lock, f"{os.getpid()} {socket.gethostname()}", age_s=2 * lock.UNREADABLE_STALE_S)  # no newline: cut short
+    plant(
+        file_lock, f"{os.getpid()} {socket.gethostname()}", age_s=2 * lock.UNREADABLE_STALE_S
+    )  # no newline: cut short
     lock.hold(str(file_lock))
     assert holds(file_lock) and path.read_text().endswith("\n")
 
@@ -383,8 +419,9 @@ def test_of_runs_finding_the_same_stale_lock_exactly_one_takes_it_over(tmp_path)
         work = tmp_path / f"w{round_}"
         plant(work, f"{dead_pid()} {socket.gethostname()} 0123\n")
         go = tmp_path / f"go{round_}"
-        racers = [popen("file", "import os\n" + RACER, work, go, cwd=tmp_path, stdout=subprocess.PIPE)
-                  for _ in range(6)]
+        racers = [
+            popen("file", "import os\n" + RACER, work, go, cwd=tmp_path, stdout=subprocess.PIPE) for _ in range(6)
+        ]
         time.sleep(1.0)  # all started and waiting
         go.touch()
         outs = [r.communicate(timeout=120)[0] for r in racers]

@@ -240,8 +240,20 @@ def test_plot_save_onto_a_fifo_is_refused(work, capsys, fifo):
     before = entries(work)
     for aimed in (f.path, str(work / "link.png")):
         refused(run(capsys, "plot", "counts", "-i", str(work / "small.txt"), "--save", aimed), "FIFO")
-    refused(run(capsys, "plot", "counts", "-i", str(work / "small.txt"), "--save", str(work / "c" / "model.json"),
-                "--format", "png"), "work directory")
+    refused(
+        run(
+            capsys,
+            "plot",
+            "counts",
+            "-i",
+            str(work / "small.txt"),
+            "--save",
+            str(work / "c" / "model.json"),
+            "--format",
+            "png",
+        ),
+        "work directory",
+    )
     assert entries(work) == before
     assert f.received == b""
 

@@ -18,7 +18,9 @@ from makemore_jax.seeding import seed_key
 def fit_full_batch(counts, l2, steps, lr=50.0):
     params = bigram.init(seed_key(0, "init"), bigram.BigramConfig(counts.shape[0]))
     opt = optax.sgd(lr)
-    params, _, losses = train_steps.run_steps(train_steps.full_batch_loss(bigram.loss_counts, l2), opt, params, opt.init(params), {"counts": counts}, 0, steps)
+    params, _, losses = train_steps.run_steps(
+        train_steps.full_batch_loss(bigram.loss_counts, l2), opt, params, opt.init(params), {"counts": counts}, 0, steps
+    )
     return params, losses
 
 
@@ -109,7 +111,10 @@ def test_default_bigram_trains_close_to_counting_model(names):
 
 def test_bigram_init_scale_scales_the_lecture_init_and_zero_is_makemores(names):
     data = train.Dataset.build(names[:500], seed_key(0, "split"), (0.8, 0.1, 0.1))
-    W = {s: np.asarray(train.new_model(TrainConfig.create("bigram", init_scale=s), data).params["W"]) for s in (1.0, 0.5, 0.0)}
+    W = {
+        s: np.asarray(train.new_model(TrainConfig.create("bigram", init_scale=s), data).params["W"])
+        for s in (1.0, 0.5, 0.0)
+    }
     np.testing.assert_allclose(W[0.5], 0.5 * W[1.0], rtol=1e-6)
     assert not W[0.0].any() and W[1.0].std() > 0.5
     # From zeros, makemore's AdamW recipe starts at the uniform log V and learns quickly.
@@ -132,8 +137,17 @@ def test_type_defaults():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("lr", -1.0), ("l2", -0.1), ("smoothing", float("nan")), ("steps", -5), ("batch_size", -1), ("seed", -1),
-     ("optimizer", "adam9"), ("n_head", 0), ("lr_schedule", "wiggly")],
+    [
+        ("lr", -1.0),
+        ("l2", -0.1),
+        ("smoothing", float("nan")),
+        ("steps", -5),
+        ("batch_size", -1),
+        ("seed", -1),
+        ("optimizer", "adam9"),
+        ("n_head", 0),
+        ("lr_schedule", "wiggly"),
+    ],
 )
 def test_bad_config_is_refused(field, value):
     with pytest.raises(MakemoreError):
@@ -171,7 +185,18 @@ def small(names):
 
 
 def family_cfg(kind="bigram", **kw):
-    base = dict(optimizer="adamw", lr=1e-2, batch_size=16, steps=60, eval_every=20, log_every=10, n_layer=1, n_head=2, n_embd=8, n_embd2=16)
+    base = dict(
+        optimizer="adamw",
+        lr=1e-2,
+        batch_size=16,
+        steps=60,
+        eval_every=20,
+        log_every=10,
+        n_layer=1,
+        n_head=2,
+        n_embd=8,
+        n_embd2=16,
+    )
     return TrainConfig.create(kind, **{**base, **kw})
 
 
@@ -182,7 +207,9 @@ def test_padding_positions_do_not_count():
     total, count = masked_nll_sum(logits, jnp.asarray(tokens[:, 1:]), jnp.asarray(lengths))
     assert int(count) == 3 + 2
     garbage = logits.at[0, 3:].set(1e6).at[1, 2:].set(-1e6)  # change only padded positions
-    assert float(masked_nll_sum(garbage, jnp.asarray(tokens[:, 1:]), jnp.asarray(lengths))[0]) == pytest.approx(float(total))
+    assert float(masked_nll_sum(garbage, jnp.asarray(tokens[:, 1:]), jnp.asarray(lengths))[0]) == pytest.approx(
+        float(total)
+    )
 
 
 def test_sequence_nll_of_bigram_equals_table_nll(names):
@@ -224,12 +251,16 @@ def _resume(workdir, data, steps=None):
         from dataclasses import replace
 
         model.config = replace(model.config, steps=steps)
-    opt_state = checkpoint.restore_opt_state(loaded, train_steps.make_optimizer(model.config).init(model.params), workdir)
+    opt_state = checkpoint.restore_opt_state(
+        loaded, train_steps.make_optimizer(model.config).init(model.params), workdir
+    )
     state = train.TrainState(model.params, opt_state, loaded.step, loaded.best_dev)
     return train.fit(model, data, state)
 
 
-@pytest.mark.parametrize("kind,extra", [("bigram", {}), ("bigram", {"lr_schedule": "cosine", "warmup_steps": 10, "grad_clip": 1.0})])
+@pytest.mark.parametrize(
+    "kind,extra", [("bigram", {}), ("bigram", {"lr_schedule": "cosine", "warmup_steps": 10, "grad_clip": 1.0})]
+)
 def test_interrupted_and_resumed_run_equals_uninterrupted(names, tmp_path, kind, extra):
     cfg = family_cfg(kind, **extra)
     full, _ = _run_in(str(tmp_path / "full"), names, cfg)

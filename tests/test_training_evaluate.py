@@ -29,8 +29,29 @@ def trained(tmp_path_factory):
         words.write_text("".join(f.readline() for _ in range(300)) + "emma\n")  # one repeat
     common = ["-i", str(words), "--num-samples", "0", "--quiet"]
     assert main(["train", "--type", "counts", "-o", str(root / "counts"), *common]) == 0
-    assert main(["train", "--type", "rnn", "-o", str(root / "rnn"), "--steps", "20", "--eval-every", "20",
-                 "--n-embd", "4", "--n-embd2", "8", "--batch-size", "8", *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--type",
+                "rnn",
+                "-o",
+                str(root / "rnn"),
+                "--steps",
+                "20",
+                "--eval-every",
+                "20",
+                "--n-embd",
+                "4",
+                "--n-embd2",
+                "8",
+                "--batch-size",
+                "8",
+                *common,
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -53,7 +74,9 @@ def test_word_nll_adds_up_to_the_split_nll(trained, name):
     assert nll.shape == (len(words),) and (nll > 0).all()
     mean = split_nll(model, Dataset(model.vocab, {"train": [], "dev": [], "test": words}), ["test"])["test"]
     assert nll.sum() / sum(len(w) + 1 for w in words) == pytest.approx(mean, rel=1e-5)
-    assert word_nll(model, words[:3]) == pytest.approx(nll[:3], rel=1e-5)  # a word's score does not depend on the others
+    assert word_nll(model, words[:3]) == pytest.approx(
+        nll[:3], rel=1e-5
+    )  # a word's score does not depend on the others
 
 
 def test_word_nll_refuses_what_the_model_cannot_score(trained):
@@ -86,7 +109,9 @@ def test_eval_per_word_lists_the_most_and_least_likely_words(trained, capsys):
     assert code == 0
     lines = out.splitlines()
     assert "mean NLL" in lines[0]
-    assert lines[1].startswith("4 most likely words (mean NLL per character") and lines[7].startswith("4 least likely words")
+    assert lines[1].startswith("4 most likely words (mean NLL per character") and lines[7].startswith(
+        "4 least likely words"
+    )
     most = [line.split() for line in lines[3:7]]
     least = [line.split() for line in lines[9:13]]
     assert len(lines) == 13

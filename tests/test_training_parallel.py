@@ -27,8 +27,14 @@ def env_with_devices(flag: str = FOUR_DEVICES) -> dict:
 
 
 def makemore(*args, flag=FOUR_DEVICES, timeout=120):
-    proc = subprocess.run([sys.executable, "-m", "makemore_jax", *args], capture_output=True, text=True,
-                          env=env_with_devices(flag), cwd=ROOT, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "makemore_jax", *args],
+        capture_output=True,
+        text=True,
+        env=env_with_devices(flag),
+        cwd=ROOT,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -38,8 +44,18 @@ def makemore(*args, flag=FOUR_DEVICES, timeout=120):
 def family(kind, **kw):
     from makemore_jax.training.config import TrainConfig
 
-    base = dict(optimizer="adamw", lr=1e-2, batch_size=16, steps=20, eval_every=20, log_every=10,
-                n_layer=1, n_head=2, n_embd=8, n_embd2=16)
+    base = dict(
+        optimizer="adamw",
+        lr=1e-2,
+        batch_size=16,
+        steps=20,
+        eval_every=20,
+        log_every=10,
+        n_layer=1,
+        n_head=2,
+        n_embd=8,
+        n_embd2=16,
+    )
     return TrainConfig.create(kind, **{**base, **kw})
 
 
@@ -69,8 +85,13 @@ def worker() -> dict:
     out = {"device_count": len(devices)}
 
     def max_diff(a, b):
-        return max((float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-                    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))), default=0.0)
+        return max(
+            (
+                float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+            ),
+            default=0.0,
+        )
 
     # training: the same global batches on 1, 2 and 4 devices
     # SGD for the Transformer: AdamW divides by sqrt(v), which turns rounding noise in a near-zero
@@ -78,9 +99,12 @@ def worker() -> dict:
     layouts = {"2": on[2], "4": on[4], "4_shard_params": distributed.DataParallel.over(devices, shard_params=True)}
     runs = {
         # data-parallel steps run padded rows, and dropout masks are drawn in the layout used: compare padded with padded
-        "transformer_dropout": (family("transformer", dropout=0.1, optimizer="sgd", lr=0.5, steps=10, eval_every=10, log_every=5,
-                                       pack=False),
-                                ("4", "4_shard_params")),
+        "transformer_dropout": (
+            family(
+                "transformer", dropout=0.1, optimizer="sgd", lr=0.5, steps=10, eval_every=10, log_every=5, pack=False
+            ),
+            ("4", "4_shard_params"),
+        ),
         "mlp_all_words": (family("mlp", batch_size=0, steps=6, eval_every=6, log_every=3), ("2", "4")),
         "bigram_full_batch": (family("bigram", optimizer="sgd", lr=10.0, batch_size=0), ("4",)),
     }
@@ -149,8 +173,14 @@ def worker() -> dict:
 
 @pytest.fixture(scope="module")
 def four():
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "worker"], capture_output=True, text=True,
-                          env=env_with_devices(), cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "worker"],
+        capture_output=True,
+        text=True,
+        env=env_with_devices(),
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -198,19 +228,26 @@ def test_batch_that_does_not_divide_among_the_devices_is_one_line_and_exit_2(tmp
     work = tmp_path / "w"
     code, _, err = makemore("train", "-o", str(work), "--type", "mlp", "--batch-size", "30", timeout=60)
     assert code == 2, err
-    assert err.strip() == ("makemore train: error: batch size 30 does not divide among 4 devices: "
-                           "use a multiple of 4, or fewer --devices")
+    assert err.strip() == (
+        "makemore train: error: batch size 30 does not divide among 4 devices: use a multiple of 4, or fewer --devices"
+    )
     assert not work.exists()  # refused before anything was written
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--devices", "64"], "--devices 64: this process sees only"),
-    (["--device", "tpu"], "--device tpu: JAX has no tpu device here"),
-    (["--coordinator", "localhost:1234"], "--coordinator, --num-processes and --process-id go together"),
-    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "--coordinator must be HOST:PORT"),
-    (["--coordinator", "localhost:1", "--num-processes", "2", "--process-id", "2"], "--process-id must be in 0..1"),
-    (["--devices", "0"], "--devices: must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--devices", "64"], "--devices 64: this process sees only"),
+        (["--device", "tpu"], "--device tpu: JAX has no tpu device here"),
+        (["--coordinator", "localhost:1234"], "--coordinator, --num-processes and --process-id go together"),
+        (
+            ["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
+            "--coordinator must be HOST:PORT",
+        ),
+        (["--coordinator", "localhost:1", "--num-processes", "2", "--process-id", "2"], "--process-id must be in 0..1"),
+        (["--devices", "0"], "--devices: must be an integer >= 1"),
+    ],
+)
 def test_bad_device_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message):
     from makemore_jax.cli.commands import main
 
@@ -229,10 +266,21 @@ def test_bad_device_settings_are_one_line_and_exit_2(tmp_path, capsys, args, mes
 def test_other_commands_take_a_device_kind_too(tmp_path, capsys, command):
     from makemore_jax.cli.commands import build_parser, main
 
-    assert build_parser().parse_args([command, "--device", "cpu"] + (["a", "b"] if command == "mix" else [])
-                                     + (["--type", "ngram"] if command == "tune" else [])).device == "cpu"
-    code = main([command, "-o", str(tmp_path / "none"), "--device", "tpu"] + (["a", "b"] if command == "mix" else [])
-                + (["--type", "ngram"] if command == "tune" else []))
+    assert (
+        build_parser()
+        .parse_args(
+            [command, "--device", "cpu"]
+            + (["a", "b"] if command == "mix" else [])
+            + (["--type", "ngram"] if command == "tune" else [])
+        )
+        .device
+        == "cpu"
+    )
+    code = main(
+        [command, "-o", str(tmp_path / "none"), "--device", "tpu"]
+        + (["a", "b"] if command == "mix" else [])
+        + (["--type", "ngram"] if command == "tune" else [])
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--device tpu: JAX has no tpu device here" in err, err
 
@@ -255,8 +303,23 @@ def _last_params(workdir):
     return checkpoint.flatten_params(checkpoint.load(str(workdir), "last").model.params)
 
 
-TRAIN = ["--type", "mlp", "--steps", "20", "--batch-size", "16", "--eval-every", "20", "--n-embd", "8",
-         "--n-embd2", "16", "--num-samples", "0", "-q"]
+TRAIN = [
+    "--type",
+    "mlp",
+    "--steps",
+    "20",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "20",
+    "--n-embd",
+    "8",
+    "--n-embd2",
+    "16",
+    "--num-samples",
+    "0",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -287,10 +350,31 @@ def two_processes(tmp_path, *args, timeout=120):
     coordinator = f"127.0.0.1:{_free_port()}"
     procs = []
     for pid in (0, 1):
-        cmd = [sys.executable, "-m", "makemore_jax", "train", "-o", str(tmp_path / f"w{pid}"), *args,
-               "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(pid)]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=env_with_devices("--xla_force_host_platform_device_count=2"), cwd=ROOT))
+        cmd = [
+            sys.executable,
+            "-m",
+            "makemore_jax",
+            "train",
+            "-o",
+            str(tmp_path / f"w{pid}"),
+            *args,
+            "--coordinator",
+            coordinator,
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(pid),
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env_with_devices("--xla_force_host_platform_device_count=2"),
+                cwd=ROOT,
+            )
+        )
     results = []
     try:
         for p in procs:

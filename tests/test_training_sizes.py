@@ -49,20 +49,25 @@ def refused(capsys, tmp_path, *args: str, command: str = "train") -> str:
     assert lines[0].startswith(f"makemore {command}: error: "), err
     assert elapsed < QUICK_S, f"refused only after {elapsed:.0f} s"
     assert not work.exists()
-    return lines[0][len(f"makemore {command}: error: "):]
+    return lines[0][len(f"makemore {command}: error: ") :]
 
 
 def refused_in_a_subprocess(tmp_path, *args: str, command: str = "train") -> str:
     """As refused, in a child process: a hang (V**order computed exactly) is cut at 60 s and fails the test."""
     work = tmp_path / "w"
-    proc = subprocess.run([sys.executable, "-m", "makemore_jax", command, *args, "-o", str(work), "--num-samples", "0"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "makemore_jax", command, *args, "-o", str(work), "--num-samples", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith(f"makemore {command}: error: "), proc.stderr
     assert not work.exists()
-    return lines[0][len(f"makemore {command}: error: "):]
+    return lines[0][len(f"makemore {command}: error: ") :]
 
 
 # ---- n-gram orders (row 3) ---------------------------------------------------------------------
@@ -76,8 +81,9 @@ def test_a_huge_order_is_refused_at_once_not_counted_for_minutes(tmp_path, words
 
 
 def test_a_huge_max_order_is_refused_at_once(tmp_path, words_file):
-    message = refused_in_a_subprocess(tmp_path, "--type", "ngram", "--max-order", "99999999999999999999", "-i", words_file,
-                                      command="tune")
+    message = refused_in_a_subprocess(
+        tmp_path, "--type", "ngram", "--max-order", "99999999999999999999", "-i", words_file, command="tune"
+    )
     assert message.startswith("order 99,999,999,999,999,999,999 is too large to count: at most order 64 ")
 
 
@@ -97,13 +103,16 @@ def test_an_order_counted_in_memory_is_held_to_the_memory_given(capsys, tmp_path
 
 
 def test_tune_holds_its_orders_to_the_memory_given(capsys, tmp_path, words_file):
-    message = refused(capsys, tmp_path, "--type", "ngram", "--max-order", "64", "--memory", "1M", "-i", words_file,
-                      command="tune")
+    message = refused(
+        capsys, tmp_path, "--type", "ngram", "--max-order", "64", "--memory", "1M", "-i", words_file, command="tune"
+    )
     assert "the counting budget (--memory) of 1 MiB" in message
     assert message.endswith(f"at most order {2**20 // (train_positions(words_file) * 32)} fits")
 
 
-def test_an_order_whose_tables_pass_physical_memory_is_refused_before_counting(capsys, tmp_path, words_file, monkeypatch):
+def test_an_order_whose_tables_pass_physical_memory_is_refused_before_counting(
+    capsys, tmp_path, words_file, monkeypatch
+):
     from makemore_jax.models import ngram
 
     monkeypatch.setattr(ngram, "physical_memory", lambda: 2**20)  # a machine of 1 MiB
@@ -128,7 +137,9 @@ def test_table_sizes_are_computed_without_forming_v_to_the_order():
     assert ngram.power_fits(1, 10**20, 1) and not ngram.power_fits(27, 10**20, 2**63)
     assert key_dtype(27, 10**20) is None
     assert not ngram.dense_fits(27, 10**20) and not ngram.key_fits(27, 10**20)
-    assert ngram.table_bytes(100, 27, 10**20) == 4 * (27 * 4 + 100 * (10**20 * (10**20 + 1) // 2 - 1 + 3 * (10**20 - 1)))
+    assert ngram.table_bytes(100, 27, 10**20) == 4 * (
+        27 * 4 + 100 * (10**20 * (10**20 + 1) // 2 - 1 + 3 * (10**20 - 1))
+    )
     assert time.perf_counter() - t0 < 1
 
 
@@ -137,12 +148,17 @@ def test_table_sizes_are_computed_without_forming_v_to_the_order():
 
 def test_a_batch_past_int32_is_refused_from_the_settings(capsys, tmp_path, words_file):
     message = refused(capsys, tmp_path, "--type", "mlp", "--batch-size", "99999999999", "-i", words_file)
-    assert message == "batch_size must be at most 2,147,483,647 (JAX counts steps and indexes arrays with int32), got 99,999,999,999"
+    assert (
+        message
+        == "batch_size must be at most 2,147,483,647 (JAX counts steps and indexes arrays with int32), got 99,999,999,999"
+    )
 
 
 def test_a_batch_that_cannot_fit_says_how_large_one_does(capsys, tmp_path, words_file):
     message = refused(capsys, tmp_path, "--type", "mlp", "--batch-size", "2000000000", "-i", words_file)
-    assert message.startswith("mlp training with a batch of 2,000,000,000 words at block size 10 needs at least "), message
+    assert message.startswith("mlp training with a batch of 2,000,000,000 words at block size 10 needs at least "), (
+        message
+    )
     assert "at most a batch of about " in message and "words fits" in message
 
 
@@ -179,8 +195,10 @@ def test_tune_on_one_word_says_the_words_are_too_few(capsys, tmp_path):
     one = tmp_path / "one.txt"
     one.write_text("emma\n")
     message = refused(capsys, tmp_path, "--type", "ngram", "-i", str(one), command="tune")
-    assert message == ("tuning needs a dev split, and 1 word is too few for one: the split 0.8,0.1,0.1 gives dev 10% "
-                       "of the words, rounded down to 0; give at least 10 words")
+    assert message == (
+        "tuning needs a dev split, and 1 word is too few for one: the split 0.8,0.1,0.1 gives dev 10% "
+        "of the words, rounded down to 0; give at least 10 words"
+    )
     assert "give it a share with --split" not in message  # the split had one already
 
 
@@ -192,8 +210,23 @@ def test_tune_without_a_dev_share_still_asks_for_one(capsys, tmp_path, words_fil
 def test_sizes_that_fit_still_train(capsys, tmp_path, words_file):
     """A batch larger than the training split is drawn with replacement, as before; an order past the longest word
     trains; the bounds refuse only what cannot be held."""
-    for args in (["--type", "mlp", "--batch-size", "500", "--steps", "2", "--eval-every", "2", "--n-embd", "4", "--n-embd2", "8"],
-                 ["--type", "ngram", "--order", "20"]):
+    for args in (
+        [
+            "--type",
+            "mlp",
+            "--batch-size",
+            "500",
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--n-embd",
+            "4",
+            "--n-embd2",
+            "8",
+        ],
+        ["--type", "ngram", "--order", "20"],
+    ):
         work = tmp_path / args[1]
         code, out, err = run_inprocess(capsys, "train", *args, "-i", words_file, "-o", str(work), "--num-samples", "0")
         assert code == 0, err

@@ -20,7 +20,15 @@ from makemore_jax.models.counts import count_matrix
 from ..context import Context
 from ..environment import copy_bandwidth
 from ..harness import (
-    Candidate, Target, TaskResult, check, format_ratio, format_seconds, measure, register, result,
+    Candidate,
+    Target,
+    TaskResult,
+    check,
+    format_ratio,
+    format_seconds,
+    measure,
+    register,
+    result,
 )
 from .common import BigramData, load_bigram_data
 
@@ -66,7 +74,9 @@ def one_scatter_counts(xs_N: jax.Array, ys_N: jax.Array, vocab_size: int) -> jax
     """Probe: count_matrix's scatter-add on the flat index, all pairs in one scatter (one thread)."""
     flat_N = xs_N * vocab_size + ys_N
     cells = jnp.zeros((vocab_size * vocab_size,), jnp.int32)
-    return jax.lax.scatter_add(cells, flat_N[:, None], jnp.ones_like(flat_N), counts.FLAT_CELLS).reshape(vocab_size, vocab_size)
+    return jax.lax.scatter_add(cells, flat_N[:, None], jnp.ones_like(flat_N), counts.FLAT_CELLS).reshape(
+        vocab_size, vocab_size
+    )
 
 
 def candidates(ctx: Context, d: BigramData) -> list[Candidate]:
@@ -89,35 +99,63 @@ def candidates(ctx: Context, d: BigramData) -> list[Candidate]:
     slow = ctx.size(3, 2)
     return [
         Candidate(
-            "lecture_tensor", "lecture: Python loop, N[ix1, ix2] += 1 on a torch tensor", "python+torch", "lecture",
-            ctx.torch_synced(lambda: lecture_counts_tensor(torch, d.words, d.stoi, V, dev)), repeats=slow,
+            "lecture_tensor",
+            "lecture: Python loop, N[ix1, ix2] += 1 on a torch tensor",
+            "python+torch",
+            "lecture",
+            ctx.torch_synced(lambda: lecture_counts_tensor(torch, d.words, d.stoi, V, dev)),
+            repeats=slow,
             warmup=lambda: lecture_counts_tensor(torch, warm_words, d.stoi, V, dev),
         ),
         Candidate(
-            "lecture_dict", "lecture: Python loop, dict of character pairs", "python", "lecture",
-            lambda: lecture_counts_dict(d.words), repeats=slow, warmup=lambda: lecture_counts_dict(warm_words),
+            "lecture_dict",
+            "lecture: Python loop, dict of character pairs",
+            "python",
+            "lecture",
+            lambda: lecture_counts_dict(d.words),
+            repeats=slow,
+            warmup=lambda: lecture_counts_dict(warm_words),
         ),
         Candidate(
-            "torch_bincount", "torch.bincount(xs*V + ys, minlength=V*V)", "torch", "best_effort",
+            "torch_bincount",
+            "torch.bincount(xs*V + ys, minlength=V*V)",
+            "torch",
+            "best_effort",
             ctx.torch_synced(lambda: torch.bincount(xs_t * V + ys_t, minlength=V * V).view(V, V)),
         ),
         Candidate(
-            "torch_index_put", "torch index_put_((xs, ys), 1, accumulate=True)", "torch", "best_effort",
+            "torch_index_put",
+            "torch index_put_((xs, ys), 1, accumulate=True)",
+            "torch",
+            "best_effort",
             ctx.torch_synced(index_put),
         ),
         Candidate(
-            "torch_index_add", "torch index_add_(0, xs*V + ys, 1)", "torch", "best_effort", ctx.torch_synced(index_add),
+            "torch_index_add",
+            "torch index_add_(0, xs*V + ys, 1)",
+            "torch",
+            "best_effort",
+            ctx.torch_synced(index_add),
         ),
         Candidate(
-            "jax_count_matrix", f"makemore_jax.models.counts.count_matrix (jit scatter-add, {counts.SCATTER_PARTS} parts)",
-            "jax", "package", lambda: count_matrix(xs_j, ys_j, V).block_until_ready(),
+            "jax_count_matrix",
+            f"makemore_jax.models.counts.count_matrix (jit scatter-add, {counts.SCATTER_PARTS} parts)",
+            "jax",
+            "package",
+            lambda: count_matrix(xs_j, ys_j, V).block_until_ready(),
         ),
         Candidate(
-            "jax_one_scatter", "probe: the same scatter-add, all pairs in one part", "jax", "probe",
+            "jax_one_scatter",
+            "probe: the same scatter-add, all pairs in one part",
+            "jax",
+            "probe",
             lambda: one_scatter_counts(xs_j, ys_j, V).block_until_ready(),
         ),
         Candidate(
-            "jax_scatter_2d", "probe: JAX 2-D scatter-add N.at[xs, ys].add(1)", "jax", "probe",
+            "jax_scatter_2d",
+            "probe: JAX 2-D scatter-add N.at[xs, ys].add(1)",
+            "jax",
+            "probe",
             lambda: scatter_2d_counts(xs_j, ys_j, V).block_until_ready(),
         ),
     ]
@@ -175,8 +213,15 @@ def bigram_counts(ctx: Context) -> TaskResult:
         Target("probe: one-part scatter vs best PyTorch", "jax_one_scatter", torch_best),
     ]
     res = result(
-        "Count matrix", f"V×V bigram counts of {len(d.words):,} names ({n_pairs:,} pairs, V = {V})", "call",
-        cands, timings, targets, checks, rounds, extra={"floor": floor},
+        "Count matrix",
+        f"V×V bigram counts of {len(d.words):,} names ({n_pairs:,} pairs, V = {V})",
+        "call",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
+        extra={"floor": floor},
     )
     res.notes = notes(res, floor)
     return res

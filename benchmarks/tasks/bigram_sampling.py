@@ -22,7 +22,14 @@ from makemore_jax.models.counts import count_matrix, smoothed_probs
 
 from ..context import Context
 from ..harness import (
-    Candidate, Target, TaskResult, check, format_seconds, measure, register, result,
+    Candidate,
+    Target,
+    TaskResult,
+    check,
+    format_seconds,
+    measure,
+    register,
+    result,
 )
 from .common import BigramData, load_bigram_data
 
@@ -124,7 +131,8 @@ def compare_lengths(name: str, a: np.ndarray, b: np.ndarray, ref: str) -> tuple[
     stats = {"mean": float(a.mean()), "rel_diff_of_mean": rel, "z": float(z), "ks_D": D, "ks_p": p}
     checks = [
         check(
-            f"{name} mean length ~ {ref}", abs(z) <= MAX_Z,
+            f"{name} mean length ~ {ref}",
+            abs(z) <= MAX_Z,
             f"{a.mean():.3f} vs {b.mean():.3f} ({rel:+.1%}, z = {z:+.2f}, n = {len(a):,}/{len(b):,})",
         ),
         check(f"{name} length distribution ~ {ref} (KS)", p >= MIN_KS_P, f"D = {D:.4f}, p = {p:.3g}"),
@@ -151,30 +159,58 @@ def candidates(ctx: Context, d: BigramData, n: int, n_lecture: int) -> list[Cand
 
     return [
         Candidate(
-            "lecture", "lecture: torch.multinomial per character, name by name", "python+torch", "lecture",
-            lambda: lecture_sampling(torch, P, itos, n_lecture, gen), work=n_lecture, repeats=ctx.size(10, 3),
+            "lecture",
+            "lecture: torch.multinomial per character, name by name",
+            "python+torch",
+            "lecture",
+            lambda: lecture_sampling(torch, P, itos, n_lecture, gen),
+            work=n_lecture,
+            repeats=ctx.size(10, 3),
             warmup=lambda: lecture_sampling(torch, P, itos, 10, gen),
         ),
         Candidate(
-            "torch_batched_multinomial", "torch: batched, multinomial over running names", "torch", "best_effort",
-            ctx.torch_synced(lambda: batched_multinomial(torch, P, n, MAX_LEN, gen)), work=n, repeats=ctx.size(10, 3),
-        ),
-        Candidate(
-            "torch_batched_inverse_cdf", "torch: batched, rand + searchsorted in the CDF", "torch", "best_effort",
-            ctx.torch_synced(lambda: batched_inverse_cdf(torch, cdf_VxV, n, MAX_LEN, gen)), work=n,
-        ),
-        Candidate(
-            "jax_sample_ids", "makemore_jax sample_ids (jit, ids on device)", "jax", "package", jax_ids, work=n,
+            "torch_batched_multinomial",
+            "torch: batched, multinomial over running names",
+            "torch",
+            "best_effort",
+            ctx.torch_synced(lambda: batched_multinomial(torch, P, n, MAX_LEN, gen)),
+            work=n,
             repeats=ctx.size(10, 3),
         ),
         Candidate(
-            "jax_sample_names", "makemore_jax sample_names (ids + decode to str)", "jax", "package",
-            lambda: sampling.sample_names(key, logits_VxV, d.vocab, n, max_len=MAX_LEN), work=n,
+            "torch_batched_inverse_cdf",
+            "torch: batched, rand + searchsorted in the CDF",
+            "torch",
+            "best_effort",
+            ctx.torch_synced(lambda: batched_inverse_cdf(torch, cdf_VxV, n, MAX_LEN, gen)),
+            work=n,
+        ),
+        Candidate(
+            "jax_sample_ids",
+            "makemore_jax sample_ids (jit, ids on device)",
+            "jax",
+            "package",
+            jax_ids,
+            work=n,
             repeats=ctx.size(10, 3),
         ),
         Candidate(
-            "jax_uniforms_only", "probe: all n × (max_len + 1) uniforms alone (summed)", "jax", "probe",
-            lambda: uniforms_only(key, n, MAX_LEN + 1).block_until_ready(), work=n, repeats=ctx.size(10, 3),
+            "jax_sample_names",
+            "makemore_jax sample_names (ids + decode to str)",
+            "jax",
+            "package",
+            lambda: sampling.sample_names(key, logits_VxV, d.vocab, n, max_len=MAX_LEN),
+            work=n,
+            repeats=ctx.size(10, 3),
+        ),
+        Candidate(
+            "jax_uniforms_only",
+            "probe: all n × (max_len + 1) uniforms alone (summed)",
+            "jax",
+            "probe",
+            lambda: uniforms_only(key, n, MAX_LEN + 1).block_until_ready(),
+            work=n,
+            repeats=ctx.size(10, 3),
         ),
     ]
 
@@ -198,7 +234,8 @@ def bigram_sampling(ctx: Context) -> TaskResult:
     ref = "torch_batched_multinomial"
     checks = [
         check(
-            "sample_names decodes sample_ids", np.array_equal(lengths["jax_sample_names"], lengths["jax_sample_ids"]),
+            "sample_names decodes sample_ids",
+            np.array_equal(lengths["jax_sample_names"], lengths["jax_sample_ids"]),
             "same key, same lengths",
         )
     ]
@@ -209,15 +246,22 @@ def bigram_sampling(ctx: Context) -> TaskResult:
     targets = [
         Target("JAX vs lecture loop (names/s)", "jax_sample_ids", ("lecture",), at_least=100.0),
         Target(
-            "JAX vs best batched PyTorch (names/s)", "jax_sample_ids",
-            ("torch_batched_multinomial", "torch_batched_inverse_cdf"), at_least=1.0,
+            "JAX vs best batched PyTorch (names/s)",
+            "jax_sample_ids",
+            ("torch_batched_multinomial", "torch_batched_inverse_cdf"),
+            at_least=1.0,
         ),
         Target("JAX sample_names (strings) vs lecture loop", "jax_sample_names", ("lecture",)),
     ]
     res = result(
         "Sampling names",
         f"{n:,} names from the add-1 smoothed bigram table, at most {MAX_LEN} characters",
-        "name", cands, timings, targets, checks, rounds,
+        "name",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
         extra={"max_len": MAX_LEN, "n": n, "n_lecture": n_lecture, "vocab_size": d.V, "lengths": stats},
     )
     res.notes = notes(res, n_lecture)
@@ -238,7 +282,8 @@ def notes(res: TaskResult, n_lecture: int) -> list[str]:
         "names still running fit the next stage they move into it, so finished names stop costing steps, and it "
         f"draws the first {sampling.FIRST_HORIZON} uniforms of every name, the rest only for the names still "
         "running after that."
-        if len(sizes) > 1 else f"With {res.extra['n']:,} names its loop runs in one stage, drawing every name's uniforms."
+        if len(sizes) > 1
+        else f"With {res.extra['n']:,} names its loop runs in one stage, drawing every name's uniforms."
     )
     out.append(
         f"sample_ids draws one uniform per name and position (inverse CDF; the {res.extra['vocab_size']}×"

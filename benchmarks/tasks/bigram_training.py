@@ -24,7 +24,15 @@ from makemore_jax.models.counts import count_matrix
 
 from ..context import Context
 from ..harness import (
-    Candidate, Target, TaskResult, check, format_ratio, format_seconds, measure, register, result,
+    Candidate,
+    Target,
+    TaskResult,
+    check,
+    format_ratio,
+    format_seconds,
+    measure,
+    register,
+    result,
 )
 from .common import BigramData, load_bigram_data
 
@@ -134,34 +142,64 @@ def candidates(ctx: Context, d: BigramData, W0: np.ndarray, steps: int) -> tuple
     slow = ctx.size(3, 2)
     cands = [
         Candidate(
-            "lecture", "lecture: one-hot @ W, softmax by hand, autograd", "torch", "lecture",
-            lambda: lecture_training(torch, F, xs, ys, xenc, W0, steps), work=steps, repeats=slow,
+            "lecture",
+            "lecture: one-hot @ W, softmax by hand, autograd",
+            "torch",
+            "lecture",
+            lambda: lecture_training(torch, F, xs, ys, xenc, W0, steps),
+            work=steps,
+            repeats=slow,
             warmup=lambda: lecture_training(torch, F, xs, ys, xenc, W0, 2),
         ),
         Candidate(
-            "torch_cross_entropy", "torch: W[xs] + F.cross_entropy, autograd", "torch", "best_effort",
-            lambda: cross_entropy_training(torch, F, xs, ys, W0, steps), work=steps, repeats=slow,
+            "torch_cross_entropy",
+            "torch: W[xs] + F.cross_entropy, autograd",
+            "torch",
+            "best_effort",
+            lambda: cross_entropy_training(torch, F, xs, ys, W0, steps),
+            work=steps,
+            repeats=slow,
             warmup=lambda: cross_entropy_training(torch, F, xs, ys, W0, 2),
         ),
         Candidate(
-            "torch_counts_autograd", "torch: count matrix, log_softmax, autograd", "torch", "best_effort",
-            lambda: counts_autograd_training(torch, N_VxV, W0, steps), work=steps,
+            "torch_counts_autograd",
+            "torch: count matrix, log_softmax, autograd",
+            "torch",
+            "best_effort",
+            lambda: counts_autograd_training(torch, N_VxV, W0, steps),
+            work=steps,
         ),
         Candidate(
-            "torch_counts_manual", "torch: count matrix, closed-form gradient", "torch", "best_effort",
-            manual, work=steps,
+            "torch_counts_manual",
+            "torch: count matrix, closed-form gradient",
+            "torch",
+            "best_effort",
+            manual,
+            work=steps,
         ),
         Candidate(
-            "jax_run_steps", "makemore_jax train_steps.run_steps(full_batch_loss, optax.sgd)", "jax", "package",
-            lambda: jax_train(steps), work=steps,
+            "jax_run_steps",
+            "makemore_jax train_steps.run_steps(full_batch_loss, optax.sgd)",
+            "jax",
+            "package",
+            lambda: jax_train(steps),
+            work=steps,
         ),
         Candidate(
-            "jax_count_and_train", "probe: count_matrix from the pairs + run_steps", "jax", "probe",
-            jax_count_and_train, work=steps,
+            "jax_count_and_train",
+            "probe: count_matrix from the pairs + run_steps",
+            "jax",
+            "probe",
+            jax_count_and_train,
+            work=steps,
         ),
         Candidate(
-            "jax_one_step", "probe: run_steps with 1 step (fixed cost per call)", "jax", "probe",
-            lambda: jax_train(1), work=1,
+            "jax_one_step",
+            "probe: run_steps with 1 step (fixed cost per call)",
+            "jax",
+            "probe",
+            lambda: jax_train(1),
+            work=1,
         ),
     ]
     try:  # the first call compiles: dynamo traces the unrolled loop, inductor builds C++
@@ -176,8 +214,13 @@ def candidates(ctx: Context, d: BigramData, W0: np.ndarray, steps: int) -> tuple
         return cands, {"error": why}
     info = {"error": None, "seconds": compile_s, "inductor_cache_hit": counters["inductor"]["fxgraph_cache_hit"] > 0}
     compiled_candidate = Candidate(
-        "torch_compile", "torch.compile of the closed-form loop (unrolled)", "torch", "best_effort",
-        compiled_run, work=steps, first_call_s=compile_s,
+        "torch_compile",
+        "torch.compile of the closed-form loop (unrolled)",
+        "torch",
+        "best_effort",
+        compiled_run,
+        work=steps,
+        first_call_s=compile_s,
     )
     return cands[:4] + [compiled_candidate] + cands[4:], info
 
@@ -203,7 +246,14 @@ def jax_kernels_per_step(d: BigramData, W0: np.ndarray, steps: int) -> int | Non
     counts = jnp.zeros((d.V, d.V), jnp.int32)
     unroll = max(min(train_steps.full_batch_unroll(), steps), 1)
     lowered = train_steps.run_steps.lower(
-        train_steps.full_batch_loss(bigram.loss_counts, L2), optimizer, params, optimizer.init(params), {"counts": counts}, 0, steps, unroll
+        train_steps.full_batch_loss(bigram.loss_counts, L2),
+        optimizer,
+        params,
+        optimizer.init(params),
+        {"counts": counts},
+        0,
+        steps,
+        unroll,
     )
     kernels = scan_body_kernels(lowered.compile().as_text())
     return None if kernels is None else round(kernels / unroll)
@@ -247,7 +297,12 @@ def bigram_training(ctx: Context) -> TaskResult:
     res = result(
         "Neural bigram training",
         f"{steps} full-batch SGD steps on {len(d.xs_N):,} pairs (lr {LR:g}, λ {L2:g}), from the same W",
-        "step", cands, timings, targets, checks, rounds,
+        "step",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
         extra={
             "steps": steps,
             "final_losses": losses,

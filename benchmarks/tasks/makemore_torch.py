@@ -87,10 +87,14 @@ def make_model(name: str, config: ModelConfig, best: bool = False):
 
         def __init__(self):
             super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(V, E), wpe=nn.Embedding(T, E),
-                h=nn.ModuleList([Block() for _ in range(config.n_layer)]), ln_f=nn.LayerNorm(E),
-            ))
+            self.transformer = nn.ModuleDict(
+                dict(
+                    wte=nn.Embedding(V, E),
+                    wpe=nn.Embedding(T, E),
+                    h=nn.ModuleList([Block() for _ in range(config.n_layer)]),
+                    ln_f=nn.LayerNorm(E),
+                )
+            )
             self.lm_head = nn.Linear(E, V, bias=False)
 
         def forward(self, idx):
@@ -242,8 +246,14 @@ def make_model(name: str, config: ModelConfig, best: bool = False):
             return self.lm_head(root.view(B, L, H))
 
     builders = {
-        "bigram": Bigram, "mlp": MLP, "bow": BoW, "transformer": Transformer, "wavenet": WaveNet,
-        "rnn": lambda: RNN(RNNCell(), 1), "gru": lambda: RNN(GRUCell(), 1), "lstm": lambda: RNN(LSTMCell(), 2),
+        "bigram": Bigram,
+        "mlp": MLP,
+        "bow": BoW,
+        "transformer": Transformer,
+        "wavenet": WaveNet,
+        "rnn": lambda: RNN(RNNCell(), 1),
+        "gru": lambda: RNN(GRUCell(), 1),
+        "lstm": lambda: RNN(LSTMCell(), 2),
     }
     return builders[name]()
 
@@ -262,9 +272,13 @@ def load_jax_transformer(model, params: dict) -> None:
 
     blocks = params["blocks"]
     n_layer, C = blocks["ln_1"]["scale"].shape
-    state = {"transformer.wte.weight": t(params["wte"]), "transformer.wpe.weight": t(params["wpe"]),
-             "transformer.ln_f.weight": t(params["ln_f"]["scale"]), "transformer.ln_f.bias": t(params["ln_f"]["bias"]),
-             "lm_head.weight": t(params["lm_head"]["w"]).T}
+    state = {
+        "transformer.wte.weight": t(params["wte"]),
+        "transformer.wpe.weight": t(params["wpe"]),
+        "transformer.ln_f.weight": t(params["ln_f"]["scale"]),
+        "transformer.ln_f.bias": t(params["ln_f"]["bias"]),
+        "lm_head.weight": t(params["lm_head"]["w"]).T,
+    }
     for l in range(n_layer):
         h = f"transformer.h.{l}."
         for ln in ("ln_1", "ln_2"):

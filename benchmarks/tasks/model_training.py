@@ -38,7 +38,16 @@ from makemore_jax.models import MODEL_NAMES, ModelConfig, get_model
 
 from ..context import Context
 from ..harness import (
-    Candidate, Target, TaskResult, check, error_line, format_ratio, format_seconds, measure, register, result,
+    Candidate,
+    Target,
+    TaskResult,
+    check,
+    error_line,
+    format_ratio,
+    format_seconds,
+    measure,
+    register,
+    result,
 )
 from . import makemore_torch
 
@@ -127,16 +136,25 @@ def compiled_candidate(ctx, name, config, batch_size, idx, targets, torch_steps,
         ctx.log(f"  {name} B={batch_size}: torch.compile failed, candidate left out: {why}")
         return None, {"error": why}
     info = {
-        "error": None, "first_call_s": compile_s, "eager_loss0": eager_loss0, "compiled_loss0": losses[0],
+        "error": None,
+        "first_call_s": compile_s,
+        "eager_loss0": eager_loss0,
+        "compiled_loss0": losses[0],
         "graphs": counters["stats"]["unique_graphs"] - graphs,
         "inductor_cache_hits": counters["inductor"]["fxgraph_cache_hit"] - before["fxgraph_cache_hit"],
         "inductor_cache_misses": counters["inductor"]["fxgraph_cache_miss"] - before["fxgraph_cache_miss"],
     }
     tag = f"{name}_b{batch_size}"
     candidate = Candidate(
-        f"torch_compile_{tag}", f"{name} B={batch_size}: PyTorch, fused AdamW"
-        + (" + SDPA" if name == "transformer" else "") + ", loss under torch.compile", "torch", "best_effort",
-        ctx.torch_synced(lambda: train_steps(idx, targets, torch_steps)), work=torch_steps, first_call_s=compile_s,
+        f"torch_compile_{tag}",
+        f"{name} B={batch_size}: PyTorch, fused AdamW"
+        + (" + SDPA" if name == "transformer" else "")
+        + ", loss under torch.compile",
+        "torch",
+        "best_effort",
+        ctx.torch_synced(lambda: train_steps(idx, targets, torch_steps)),
+        work=torch_steps,
+        first_call_s=compile_s,
     )
     return candidate, info
 
@@ -184,27 +202,41 @@ def model_candidates(ctx, name, config, batch_size, tokens, lengths, torch_steps
         )
     cands = [
         Candidate(
-            f"torch_{tag}", f"{name} B={batch_size}: makemore-style PyTorch", "torch", "lecture",
+            f"torch_{tag}",
+            f"{name} B={batch_size}: makemore-style PyTorch",
+            "torch",
+            "lecture",
             ctx.torch_synced(lambda: makemore_torch.train_steps(torch_model, torch_opt, idx, targets, torch_steps)),
             work=torch_steps,
         ),
         Candidate(
-            f"torch_best_{tag}", f"{name} B={batch_size}: PyTorch, fused AdamW"
-            + (" + SDPA" if name == "transformer" else ""), "torch", "best_effort",
+            f"torch_best_{tag}",
+            f"{name} B={batch_size}: PyTorch, fused AdamW" + (" + SDPA" if name == "transformer" else ""),
+            "torch",
+            "best_effort",
             ctx.torch_synced(lambda: makemore_torch.train_steps(best_model, best_opt, idx, targets, torch_steps)),
             work=torch_steps,
         ),
         *([torch_compiled] if torch_compiled else []),
         Candidate(
-            f"jax_{tag}", f"{name} B={batch_size}: makemore_jax run_steps", "jax", "package", jax_run,
-            work=jax_steps, first_call_s=compile_s,
+            f"jax_{tag}",
+            f"{name} B={batch_size}: makemore_jax run_steps",
+            "jax",
+            "package",
+            jax_run,
+            work=jax_steps,
+            first_call_s=compile_s,
         ),
     ]
     info = {
-        "matmul_flops": flops, "xla_step_flops": jax_step_flops(one_step), "torch_loss0": torch_loss0,
+        "matmul_flops": flops,
+        "xla_step_flops": jax_step_flops(one_step),
+        "torch_loss0": torch_loss0,
         "params": int(sum(p.size for p in jax.tree_util.tree_leaves(params))),
-        "torch_params": int(sum(p.numel() for p in torch_model.parameters())), "jax_compile_s": compile_s,
-        "torch_steps_per_call": torch_steps, "torch_compile": compile_info,
+        "torch_params": int(sum(p.numel() for p in torch_model.parameters())),
+        "jax_compile_s": compile_s,
+        "torch_steps_per_call": torch_steps,
+        "torch_compile": compile_info,
     }
     return cands, info
 
@@ -241,26 +273,38 @@ def model_training(ctx: Context) -> TaskResult:
                 compiled_losses = np.asarray(timings[f"torch_compile_{tag}"].output)
                 checks += compiled_checks(tag, info["torch_compile"], compiled_losses)
             at_least = TRANSFORMER_TARGET if name == "transformer" else 1.0
-            targets.append(Target(f"JAX vs makemore PyTorch: {name}, B={batch_size}", f"jax_{tag}", (f"torch_{tag}",), at_least))
+            targets.append(
+                Target(f"JAX vs makemore PyTorch: {name}, B={batch_size}", f"jax_{tag}", (f"torch_{tag}",), at_least)
+            )
     for batch_size in batch_sizes:
         for name in MODEL_NAMES:
             tag = f"{name}_b{batch_size}"
-            targets.append(Target(f"JAX vs PyTorch best effort: {name}, B={batch_size}", f"jax_{tag}", (f"torch_best_{tag}",)))
+            targets.append(
+                Target(f"JAX vs PyTorch best effort: {name}, B={batch_size}", f"jax_{tag}", (f"torch_best_{tag}",))
+            )
     for batch_size in batch_sizes:
         for name in MODEL_NAMES:
             tag = f"{name}_b{batch_size}"
             if per_model[tag]["torch_compile"]["error"]:
                 continue
             at_least = TRANSFORMER_TARGET if (name, batch_size) == ("transformer", 32) else None
-            targets.append(Target(f"JAX vs torch.compile: {name}, B={batch_size}", f"jax_{tag}",
-                                  (f"torch_compile_{tag}",), at_least))
+            targets.append(
+                Target(
+                    f"JAX vs torch.compile: {name}, B={batch_size}", f"jax_{tag}", (f"torch_compile_{tag}",), at_least
+                )
+            )
     res = result(
         "Model training steps",
         f"ms per AdamW step of each model (makemore sizes n_layer/n_head/n_embd/n_embd2 = "
         f"{'/'.join(map(str, sizes))}, V = {V}, block_size {BLOCK_SIZE}) on one fixed batch of names; PyTorch "
         f"up to {torch_steps} steps per call (fewer for a slow model: see extra), makemore_jax {jax_steps} steps "
         "per run_steps call",
-        "step", all_cands, timings, targets, checks, rounds,
+        "step",
+        all_cands,
+        timings,
+        targets,
+        checks,
+        rounds,
         extra={"matmul_rate": rate, "models": per_model, "batch_sizes": list(batch_sizes)},
     )
     res.extra["floor"] = floors(res, rate["flops_per_s"])
@@ -285,11 +329,16 @@ def compiled_checks(tag: str, info: dict, losses: np.ndarray) -> list:
     """torch.compile's first loss equals eager's on the same weights, and its losses fall over the timed steps."""
     eager, compiled = info["eager_loss0"], info["compiled_loss0"]
     return [
-        check(f"{tag} torch.compile step-0 loss == eager (±{COMPILED_LOSS0_TOLERANCE:g} relative)",
-              abs(compiled - eager) <= COMPILED_LOSS0_TOLERANCE * abs(eager), f"{compiled:.6f} vs {eager:.6f}"),
-        check(f"{tag} torch.compile loss falls over the timed steps",
-              np.isfinite(losses).all() and losses[-1] < losses[0],
-              f"{losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps"),
+        check(
+            f"{tag} torch.compile step-0 loss == eager (±{COMPILED_LOSS0_TOLERANCE:g} relative)",
+            abs(compiled - eager) <= COMPILED_LOSS0_TOLERANCE * abs(eager),
+            f"{compiled:.6f} vs {eager:.6f}",
+        ),
+        check(
+            f"{tag} torch.compile loss falls over the timed steps",
+            np.isfinite(losses).all() and losses[-1] < losses[0],
+            f"{losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps",
+        ),
     ]
 
 
@@ -297,15 +346,21 @@ def loss_checks(tag: str, log_v: float, info: dict, torch_losses: np.ndarray, ja
     """Step-0 losses finite and near log V (random logits are not all 0: within 50%), losses falling."""
     out = []
     for side, loss0 in (("torch", info["torch_loss0"]), ("jax", info["jax_loss0"])):
-        out.append(check(
-            f"{tag} {side} step-0 loss ~ log V", math.isfinite(loss0) and abs(loss0 - log_v) < LOSS0_TOLERANCE * log_v,
-            f"{loss0:.4f} vs log V = {log_v:.4f}",
-        ))
+        out.append(
+            check(
+                f"{tag} {side} step-0 loss ~ log V",
+                math.isfinite(loss0) and abs(loss0 - log_v) < LOSS0_TOLERANCE * log_v,
+                f"{loss0:.4f} vs log V = {log_v:.4f}",
+            )
+        )
     for side, losses in (("torch", torch_losses), ("jax", jax_losses)):
-        out.append(check(
-            f"{tag} {side} loss falls over the timed steps", np.isfinite(losses).all() and losses[-1] < losses[0],
-            f"{losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps",
-        ))
+        out.append(
+            check(
+                f"{tag} {side} loss falls over the timed steps",
+                np.isfinite(losses).all() and losses[-1] < losses[0],
+                f"{losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps",
+            )
+        )
     return out
 
 
@@ -317,8 +372,11 @@ def floors(res: TaskResult, flops_per_s: float) -> dict:
         torch_s = res.candidate(f"torch_{tag}")["per_unit_s"]
         jax_s = res.candidate(f"jax_{tag}")["per_unit_s"]
         out[tag] = {
-            "floor_s": floor_s, "torch_s": torch_s, "jax_s": jax_s,
-            "torch_of_floor": floor_s / torch_s, "jax_of_floor": floor_s / jax_s,
+            "floor_s": floor_s,
+            "torch_s": torch_s,
+            "jax_s": jax_s,
+            "torch_of_floor": floor_s / torch_s,
+            "jax_of_floor": floor_s / jax_s,
         }
         if not info["torch_compile"]["error"]:
             compiled_s = res.candidate(f"torch_compile_{tag}")["per_unit_s"]
@@ -341,7 +399,8 @@ def compile_notes(res: TaskResult) -> list[str]:
             "model and batch; AOTAutograd compiles the backward too); zero_grad, AdamW's step and the loop stay "
             "eager. Compiling AdamW's step as well, or the whole step function, was no faster for the "
             "Transformer at B=32 on the 2-core CPU and costs more compilation. First call (compilation, then "
-            "the call's steps): " + ", ".join(f"{tag} {format_seconds(i['first_call_s'])}" for tag, i in done.items())
+            "the call's steps): "
+            + ", ".join(f"{tag} {format_seconds(i['first_call_s'])}" for tag, i in done.items())
             + f"; {format_seconds(sum(i['first_call_s'] for i in done.values()))} in all, with {hits} inductor "
             f"cache hits and {misses} misses (graphs compiled before, on this machine, come from the cache)."
         )
@@ -372,8 +431,11 @@ def notes(res: TaskResult) -> list[str]:
         f"jax {rate['jax_flops_per_s'] / 1e9:.1f} on a {rate['n']}² float32 matmul). Share of the floor reached "
         "(floor / measured step time):",
     ]
-    table = ["| model, batch | matmul MFLOP/step | floor | PyTorch | % of floor | torch.compile | % of floor "
-             "| makemore_jax | % of floor |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| model, batch | matmul MFLOP/step | floor | PyTorch | % of floor | torch.compile | % of floor "
+        "| makemore_jax | % of floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for tag, f in res.extra["floor"].items():
         info = res.extra["models"][tag]
         compiled = "– | –"
@@ -388,7 +450,8 @@ def notes(res: TaskResult) -> list[str]:
     compile_s = {tag: info["jax_compile_s"] for tag, info in res.extra["models"].items()}
     lines.append(
         "makemore_jax compile time of the timed run_steps call (the 'first call' column): "
-        + ", ".join(f"{tag} {format_seconds(s)}" for tag, s in compile_s.items()) + "."
+        + ", ".join(f"{tag} {format_seconds(s)}" for tag, s in compile_s.items())
+        + "."
     )
     lines.append(
         "The floor counts the makemore-style module's matmuls. makemore_jax's MLP and WaveNet do fewer (per-slot "

@@ -57,10 +57,12 @@ def jax_candidate(ctx, cfg, config, tokens, lengths, steps: int, pack: bool):
     params = model_def.init(seed_key(SEED, "init"), config)
     optimizer = train_steps.make_optimizer(cfg)
     opt_state = optimizer.init(params)
-    capacity = train_steps.packing_capacity(cfg if pack else TrainConfig.create("transformer", pack=False), model_def,
-                                      lengths, BLOCK_SIZE)
-    loss_fn = train_steps.sequence_loss(model_def.apply, 0.0, cfg.batch_size, apply_packed=model_def.apply_packed,
-                                  capacity=capacity)
+    capacity = train_steps.packing_capacity(
+        cfg if pack else TrainConfig.create("transformer", pack=False), model_def, lengths, BLOCK_SIZE
+    )
+    loss_fn = train_steps.sequence_loss(
+        model_def.apply, 0.0, cfg.batch_size, apply_packed=model_def.apply_packed, capacity=capacity
+    )
     batch = {"tokens": ctx.to_jax(tokens), "lengths": ctx.to_jax(lengths), "key": seed_key(SEED, "batches")}
     t0 = time.perf_counter()
     compiled = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, steps).compile()
@@ -83,8 +85,9 @@ def names_training(ctx: Context) -> TaskResult:
     d = data.Dataset.build(words, seed_key(0, "split"))
     tokens, lengths = d.padded("train", BLOCK_SIZE)
     steps, rounds = ctx.size(100, 3), ctx.size(5, 1)
-    cfg = TrainConfig.create("transformer", batch_size=BATCH_SIZE, **({} if not ctx.quick else
-                             {"n_layer": 1, "n_head": 2, "n_embd": 8}))
+    cfg = TrainConfig.create(
+        "transformer", batch_size=BATCH_SIZE, **({} if not ctx.quick else {"n_layer": 1, "n_head": 2, "n_embd": 8})
+    )
     config = cfg.model_config(d.vocab.size, BLOCK_SIZE)
 
     packed_run, packed_compile, jax_chars, capacity = jax_candidate(ctx, cfg, config, tokens, lengths, steps, True)
@@ -119,26 +122,66 @@ def names_training(ctx: Context) -> TaskResult:
         return run
 
     gen.manual_seed(SEED)
-    torch_chars = sum(int((torch_lengths[torch.randint(0, X.size(0), (cfg.batch_size,), device=ctx.torch_device,
-                                                        generator=gen).cpu()] + 1).sum()) for _ in range(steps))
+    torch_chars = sum(
+        int(
+            (
+                torch_lengths[
+                    torch.randint(0, X.size(0), (cfg.batch_size,), device=ctx.torch_device, generator=gen).cpu()
+                ]
+                + 1
+            ).sum()
+        )
+        for _ in range(steps)
+    )
     cands = [
-        Candidate("torch", f"makemore's loop: {BATCH_SIZE} names per step padded to {BLOCK_SIZE} positions",
-                  "torch", "lecture", ctx.torch_synced(torch_side(False)), work=torch_chars),
-        Candidate("torch_best", "the same, fused AdamW + SDPA", "torch", "best_effort",
-                  ctx.torch_synced(torch_side(True)), work=torch_chars),
-        Candidate("jax_packed", f"makemore_jax run_steps, names packed end to end ({capacity} slots per batch)",
-                  "jax", "package", packed_run, work=jax_chars, first_call_s=packed_compile),
-        Candidate("jax_padded", "probe: makemore_jax run_steps, padded like makemore (--no-pack)", "jax", "probe",
-                  padded_run, work=jax_chars, first_call_s=padded_compile),
+        Candidate(
+            "torch",
+            f"makemore's loop: {BATCH_SIZE} names per step padded to {BLOCK_SIZE} positions",
+            "torch",
+            "lecture",
+            ctx.torch_synced(torch_side(False)),
+            work=torch_chars,
+        ),
+        Candidate(
+            "torch_best",
+            "the same, fused AdamW + SDPA",
+            "torch",
+            "best_effort",
+            ctx.torch_synced(torch_side(True)),
+            work=torch_chars,
+        ),
+        Candidate(
+            "jax_packed",
+            f"makemore_jax run_steps, names packed end to end ({capacity} slots per batch)",
+            "jax",
+            "package",
+            packed_run,
+            work=jax_chars,
+            first_call_s=packed_compile,
+        ),
+        Candidate(
+            "jax_padded",
+            "probe: makemore_jax run_steps, padded like makemore (--no-pack)",
+            "jax",
+            "probe",
+            padded_run,
+            work=jax_chars,
+            first_call_s=padded_compile,
+        ),
     ]
     timings = measure(cands, rounds, ctx.log)
     packed_losses, padded_losses = timings["jax_packed"].output, timings["jax_padded"].output
     checks = [
-        check("packed and padded makemore_jax train alike (same batches)",
-              np.allclose(packed_losses, padded_losses, atol=1e-3),
-              f"max |Δ loss| {np.abs(np.asarray(packed_losses) - np.asarray(padded_losses)).max():.2e} over {steps} steps"),
-        check("PyTorch loss falls", timings["torch"].output[-1] < timings["torch"].output[0],
-              f"{timings['torch'].output[0]:.4f} -> {timings['torch'].output[-1]:.4f}"),
+        check(
+            "packed and padded makemore_jax train alike (same batches)",
+            np.allclose(packed_losses, padded_losses, atol=1e-3),
+            f"max |Δ loss| {np.abs(np.asarray(packed_losses) - np.asarray(padded_losses)).max():.2e} over {steps} steps",
+        ),
+        check(
+            "PyTorch loss falls",
+            timings["torch"].output[-1] < timings["torch"].output[0],
+            f"{timings['torch'].output[0]:.4f} -> {timings['torch'].output[-1]:.4f}",
+        ),
     ]
     targets = [
         Target("JAX packed vs makemore PyTorch (real characters/s)", "jax_packed", ("torch",), TARGET),
@@ -147,15 +190,27 @@ def names_training(ctx: Context) -> TaskResult:
         Target("packing's own gain: JAX packed vs JAX padded", "jax_packed", ("jax_padded",)),
     ]
     padded_slots = steps * cfg.batch_size * BLOCK_SIZE
-    profiles = {"packed step": profile_by_kind(packed_run, 2, steps),
-                "padded step": profile_by_kind(padded_run, 2, steps)}
+    profiles = {
+        "packed step": profile_by_kind(packed_run, 2, steps),
+        "padded step": profile_by_kind(padded_run, 2, steps),
+    }
     res = result(
         "Transformer training on names (real characters/s)",
         f"{steps} AdamW steps of the Transformer (makemore sizes) on {BATCH_SIZE} names drawn per step from the "
         f"training split; work = characters plus ends of the drawn names (padding excluded)",
-        "character", cands, timings, targets, checks, rounds,
-        extra={"capacity": capacity, "jax_chars": jax_chars, "torch_chars": torch_chars,
-               "padded_slots": padded_slots, "profiles": profiles},
+        "character",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
+        extra={
+            "capacity": capacity,
+            "jax_chars": jax_chars,
+            "torch_chars": torch_chars,
+            "padded_slots": padded_slots,
+            "profiles": profiles,
+        },
     )
     res.notes = [
         f"A padded step computes {cfg.batch_size} × {BLOCK_SIZE} = {cfg.batch_size * BLOCK_SIZE} positions; the drawn "

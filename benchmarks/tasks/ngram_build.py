@@ -110,33 +110,55 @@ def candidates(ctx: Context, d: BigramData) -> list[Candidate]:
     slow = ctx.size(3, 2)
     return [
         Candidate(
-            "lecture_dict", f"lecture: Python dict of {ORDER}-tuples from the words, then each lower order", "python",
-            "lecture", lambda: lecture_levels(d.words, ORDER), repeats=slow,
+            "lecture_dict",
+            f"lecture: Python dict of {ORDER}-tuples from the words, then each lower order",
+            "python",
+            "lecture",
+            lambda: lecture_levels(d.words, ORDER),
+            repeats=slow,
             warmup=lambda: lecture_levels(d.words[:100], ORDER),
         ),
         Candidate(
-            "torch_unique", "torch.unique of int64 keys, index_add_ and bincount below", "torch", "best_effort",
+            "torch_unique",
+            "torch.unique of int64 keys, index_add_ and bincount below",
+            "torch",
+            "best_effort",
             ctx.torch_synced(lambda: torch_unique_levels(torch, ngrams_t, V)),
         ),
         Candidate(
-            "torch_bincount", f"torch.bincount into all V^{ORDER} cells, sums below", "torch", "best_effort",
+            "torch_bincount",
+            f"torch.bincount into all V^{ORDER} cells, sums below",
+            "torch",
+            "best_effort",
             ctx.torch_synced(lambda: torch_bincount_levels(torch, ngrams_t, V)),
         ),
         Candidate(
-            "jax_ngram", "ngram.all_levels(ngram.count_ngram_rows(rows, V))", "jax", "package",
+            "jax_ngram",
+            "ngram.all_levels(ngram.count_ngram_rows(rows, V))",
+            "jax",
+            "package",
             lambda: ngram.all_levels(ngram.count_ngram_rows(rows, V)),
         ),
         Candidate(
-            "jax_from_words", "probe: the same from the words (ngram.count_ngrams: encoding and rows included)", "jax",
-            "probe", lambda: ngram.all_levels(ngram.count_ngrams(d.words, d.vocab, ORDER)),
+            "jax_from_words",
+            "probe: the same from the words (ngram.count_ngrams: encoding and rows included)",
+            "jax",
+            "probe",
+            lambda: ngram.all_levels(ngram.count_ngrams(d.words, d.vocab, ORDER)),
         ),
         Candidate(
-            "jax_top_only", f"probe: ngram.count_ngram_rows only (order {ORDER}, no lower orders)", "jax", "probe",
+            "jax_top_only",
+            f"probe: ngram.count_ngram_rows only (order {ORDER}, no lower orders)",
+            "jax",
+            "probe",
             lambda: ngram.count_ngram_rows(rows, V),
         ),
         Candidate(
-            "xla_sort_keys", f"probe: jax.lax.sort of the {ORDER}-grams' int32 keys alone (XLA, not used)", "jax",
-            "probe", lambda: xla_sort(keys_j).block_until_ready(),
+            "xla_sort_keys",
+            f"probe: jax.lax.sort of the {ORDER}-grams' int32 keys alone (XLA, not used)",
+            "jax",
+            "probe",
+            lambda: xla_sort(keys_j).block_until_ready(),
         ),
     ]
 
@@ -155,21 +177,41 @@ def ngram_build(ctx: Context) -> TaskResult:
     kinds = {"lecture_dict": "lecture", "torch_unique": "torch", "torch_bincount": "torch_dense", "jax_ngram": "jax"}
     built = {name: canonical(outputs[name], d.V, kind, d.stoi) for name, kind in kinds.items()}
     reference = built["lecture_dict"]
-    checks = [check("every position counted once at order 5", int(reference[ORDER][1].sum()) == n_positions,
-                    f"{int(reference[ORDER][1].sum()):,} of {n_positions:,}")]
-    for name in ("torch_unique", "torch_bincount", "jax_ngram"):
-        same = all(
-            all(np.array_equal(a, b) for a, b in zip(built[name][n], reference[n])) for n in range(1, ORDER + 1)
+    checks = [
+        check(
+            "every position counted once at order 5",
+            int(reference[ORDER][1].sum()) == n_positions,
+            f"{int(reference[ORDER][1].sum()):,} of {n_positions:,}",
         )
-        checks.append(check(f"{name} == lecture_dict (n-grams, raw and continuation counts, orders 1..{ORDER})", same,
-                            f"{len(built[name][ORDER][0]):,} distinct {ORDER}-grams"))
+    ]
+    for name in ("torch_unique", "torch_bincount", "jax_ngram"):
+        same = all(all(np.array_equal(a, b) for a, b in zip(built[name][n], reference[n])) for n in range(1, ORDER + 1))
+        checks.append(
+            check(
+                f"{name} == lecture_dict (n-grams, raw and continuation counts, orders 1..{ORDER})",
+                same,
+                f"{len(built[name][ORDER][0]):,} distinct {ORDER}-grams",
+            )
+        )
     top_only = timings["jax_top_only"].output
-    checks.append(check(f"jax_top_only == the order-{ORDER} level of jax_ngram",
-                        np.array_equal(top_only.counts, timings["jax_ngram"].output[-1].raw), f"{len(top_only.counts):,} rows"))
+    checks.append(
+        check(
+            f"jax_top_only == the order-{ORDER} level of jax_ngram",
+            np.array_equal(top_only.counts, timings["jax_ngram"].output[-1].raw),
+            f"{len(top_only.counts):,} rows",
+        )
+    )
     from_words = canonical(dict(enumerate(timings["jax_from_words"].output, start=1)), d.V, "jax", d.stoi)
-    checks.append(check("jax_from_words == jax_ngram", all(
-        all(np.array_equal(a, b) for a, b in zip(from_words[n], built["jax_ngram"][n])) for n in range(1, ORDER + 1)
-    ), "orders 1..5"))
+    checks.append(
+        check(
+            "jax_from_words == jax_ngram",
+            all(
+                all(np.array_equal(a, b) for a, b in zip(from_words[n], built["jax_ngram"][n]))
+                for n in range(1, ORDER + 1)
+            ),
+            "orders 1..5",
+        )
+    )
 
     torch_best = ("torch_unique", "torch_bincount")
     targets = [
@@ -179,8 +221,15 @@ def ngram_build(ctx: Context) -> TaskResult:
     ]
     distinct = {n: len(reference[n][0]) for n in range(1, ORDER + 1)}
     res = result(
-        f"Order-{ORDER} n-gram counts", f"raw and continuation counts of orders 1..{ORDER} of {len(d.words):,} names "
-        f"({n_positions:,} positions, V = {d.V})", "build", cands, timings, targets, checks, rounds,
+        f"Order-{ORDER} n-gram counts",
+        f"raw and continuation counts of orders 1..{ORDER} of {len(d.words):,} names "
+        f"({n_positions:,} positions, V = {d.V})",
+        "build",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
         extra={"distinct_ngrams": distinct},
     )
     res.notes = notes(res)

@@ -47,8 +47,22 @@ COMMANDS = {
 QUICK_COMMANDS = {
     "counts": ["--type", "counts"],
     "ngram6": ["--type", "ngram", "--order", "6"],
-    "transformer": ["--type", "transformer", "--steps", "3", "--eval-every", "3", "--n-layer", "1", "--n-embd", "16",
-                    "--n-embd2", "16", "--n-head", "2"],
+    "transformer": [
+        "--type",
+        "transformer",
+        "--steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--n-layer",
+        "1",
+        "--n-embd",
+        "16",
+        "--n-embd2",
+        "16",
+        "--n-head",
+        "2",
+    ],
 }
 SIZES = {"32k": None, "1m": 1_000_000, "4m": 4_000_000}  # None: names.txt itself
 QUICK_SIZES = {"32k": None, "64k": 64_000}
@@ -98,14 +112,21 @@ def growth_and_notes(records: dict, words: dict, sizes: list, commands: list) ->
     for model in commands:
         t = {tag: statistics.median(records[f"{model}_{tag}"]["wall_s"]) for tag in sizes}
         m = {tag: records[f"{model}_{tag}"]["peak_bytes"] for tag in sizes}
-        growth[model] = {f"{a}->{b}": {"time": growth_per_4x(t[a], t[b], words[a], words[b]),
-                                       "memory": growth_per_4x(m[a], m[b], words[a], words[b])}
-                         for a, b in zip(sizes[:-1], sizes[1:])}
+        growth[model] = {
+            f"{a}->{b}": {
+                "time": growth_per_4x(t[a], t[b], words[a], words[b]),
+                "memory": growth_per_4x(m[a], m[b], words[a], words[b]),
+            }
+            for a, b in zip(sizes[:-1], sizes[1:])
+        }
     notes = [
         f"{model}: per 4× more words, median time ×"
         + ", ×".join(f"{g['time']:.2f} ({step.replace('->', ' → ')})" for step, g in growth[model].items())
-        + "; peak memory ×" + ", ×".join(f"{g['memory']:.2f}" for g in growth[model].values())
-        + "; peak " + ", ".join(f"{records[f'{model}_{tag}']['peak_bytes'] / 2**30:.2f} GiB" for tag in sizes) + "."
+        + "; peak memory ×"
+        + ", ×".join(f"{g['memory']:.2f}" for g in growth[model].values())
+        + "; peak "
+        + ", ".join(f"{records[f'{model}_{tag}']['peak_bytes'] / 2**30:.2f} GiB" for tag in sizes)
+        + "."
         for model in commands
     ]
     return growth, notes
@@ -114,8 +135,10 @@ def growth_and_notes(records: dict, words: dict, sizes: list, commands: list) ->
 def ngram_note(record: dict, n_words: int) -> str:
     """The n-gram target's line: median time and peak memory against ≤ 60 s and ≤ 2 GB."""
     t, m = statistics.median(record["wall_s"]), record["peak_bytes"]
-    return (f"ngram order 6 on {n_words:,} words: {t:.1f} s (median) and {m / 2**30:.2f} GiB peak "
-            f"(target ≤ 60 s and ≤ 2 GB: {'met' if t <= 60 and m <= 2e9 else 'MISSED'}).")
+    return (
+        f"ngram order 6 on {n_words:,} words: {t:.1f} s (median) and {m / 2**30:.2f} GiB peak "
+        f"(target ≤ 60 s and ≤ 2 GB: {'met' if t <= 60 and m <= 2e9 else 'MISSED'})."
+    )
 
 
 def scaling(ctx: Context) -> TaskResult:
@@ -141,8 +164,10 @@ def scaling(ctx: Context) -> TaskResult:
                     os.makedirs(work)
                     runs.setdefault(name, []).append(run_command([*flags, "-i", files[tag]], work))
                     last = runs[name][-1]
-                    ctx.log(f"  {name:<18} {format_seconds(last['wall_s']):>9}  {last['peak_bytes'] / 2**30:5.2f} GiB"
-                            f"  exit {last['exit']}")
+                    ctx.log(
+                        f"  {name:<18} {format_seconds(last['wall_s']):>9}  {last['peak_bytes'] / 2**30:5.2f} GiB"
+                        f"  exit {last['exit']}"
+                    )
         big, big_bytes = {}, 0
         if not ctx.quick:  # once each: the largest list, to show every command completes on it
             files["20m"] = os.path.join(scratch, "words-20m.txt")
@@ -153,52 +178,94 @@ def scaling(ctx: Context) -> TaskResult:
                 work = os.path.join(scratch, f"{model}_20m")
                 os.makedirs(work)
                 big[model] = run_command([*flags, "-i", files["20m"]], work)
-                ctx.log(f"  {model + '_20m':<18} {format_seconds(big[model]['wall_s']):>9}  "
-                        f"{big[model]['peak_bytes'] / 2**30:5.2f} GiB  exit {big[model]['exit']}")
+                ctx.log(
+                    f"  {model + '_20m':<18} {format_seconds(big[model]['wall_s']):>9}  "
+                    f"{big[model]['peak_bytes'] / 2**30:5.2f} GiB  exit {big[model]['exit']}"
+                )
     cands, timings, checks, records = [], {}, [], {}
     for name, rs in runs.items():
         model, tag = name.rsplit("_", 1)
         ok = [r for r in rs if r["exit"] == 0]
         cand = Candidate(name, f"{model} on {words[tag]:,} words", "jax", "package", fn=lambda: None)
         cands.append(cand)
-        timings[name] = Timing(times_s=[r["wall_s"] for r in ok], output=None,
-                               missing=None if ok else f"exit {rs[0]['exit']}")
-        records[name] = {"wall_s": [r["wall_s"] for r in rs], "peak_bytes": max(r["peak_bytes"] for r in rs),
-                         "exit": [r["exit"] for r in rs], "nll": nll_line(rs[0]["output"])}
-        checks.append(check(f"{name}: exits 0 and reports train, dev and test NLL",
-                            len(ok) == len(rs) and bool(nll_line(rs[0]["output"])),
-                            records[name]["nll"] or (rs[0]["output"].strip().splitlines() or ["no output"])[-1]))
+        timings[name] = Timing(
+            times_s=[r["wall_s"] for r in ok], output=None, missing=None if ok else f"exit {rs[0]['exit']}"
+        )
+        records[name] = {
+            "wall_s": [r["wall_s"] for r in rs],
+            "peak_bytes": max(r["peak_bytes"] for r in rs),
+            "exit": [r["exit"] for r in rs],
+            "nll": nll_line(rs[0]["output"]),
+        }
+        checks.append(
+            check(
+                f"{name}: exits 0 and reports train, dev and test NLL",
+                len(ok) == len(rs) and bool(nll_line(rs[0]["output"])),
+                records[name]["nll"] or (rs[0]["output"].strip().splitlines() or ["no output"])[-1],
+            )
+        )
     small, mid, large = list(sizes)[0], list(sizes)[1], list(sizes)[-1]
-    targets = [Target(f"transformer: {words[mid]:,} words vs names.txt (≥ 0.667: ≤ 1.5× the time)",
-                      f"transformer_{mid}", (f"transformer_{small}",), 0.667)]
+    targets = [
+        Target(
+            f"transformer: {words[mid]:,} words vs names.txt (≥ 0.667: ≤ 1.5× the time)",
+            f"transformer_{mid}",
+            (f"transformer_{small}",),
+            0.667,
+        )
+    ]
     if not ctx.quick:
-        targets.append(Target(f"transformer: {words[large]:,} words vs names.txt (≥ 0.5: ≤ 2× the time)",
-                              f"transformer_{large}", (f"transformer_{small}",), 0.5))
+        targets.append(
+            Target(
+                f"transformer: {words[large]:,} words vs names.txt (≥ 0.5: ≤ 2× the time)",
+                f"transformer_{large}",
+                (f"transformer_{small}",),
+                0.5,
+            )
+        )
     for model in commands:
         if model != "transformer":
-            targets.append(Target(f"{model}: {words[large]:,} words vs names.txt", f"{model}_{large}",
-                                  (f"{model}_{small}",)))
+            targets.append(
+                Target(f"{model}: {words[large]:,} words vs names.txt", f"{model}_{large}", (f"{model}_{small}",))
+            )
     growth, notes = growth_and_notes(records, words, list(sizes), list(commands))
     extra = {"records": records, "growth_per_4x": growth, "words": words}
     if not ctx.quick:
         notes.append(ngram_note(records[f"ngram6_{large}"], words[large]))
-        extra["20m"] = {m: {k: r[k] for k in ("wall_s", "peak_bytes", "exit")} | {"nll": nll_line(r["output"])}
-                        for m, r in big.items()}
+        extra["20m"] = {
+            m: {k: r[k] for k in ("wall_s", "peak_bytes", "exit")} | {"nll": nll_line(r["output"])}
+            for m, r in big.items()
+        }
         for model, r in big.items():
             budget = " (counting within the default memory budget)" if model == "ngram6" else ""
-            checks.append(check(f"{model} on {BIG:,} words completes{budget}",
-                                r["exit"] == 0 and bool(nll_line(r["output"])),
-                                f"{r['wall_s']:.1f} s, {r['peak_bytes'] / 2**30:.2f} GiB peak, exit {r['exit']}"))
-        notes.append(f"On {BIG:,} words ({big_bytes / 1e6:.0f} MB), once each: "
-                     + "; ".join(f"{m} {r['wall_s']:.0f} s, {r['peak_bytes'] / 2**30:.2f} GiB peak" for m, r in big.items())
-                     + ".")
+            checks.append(
+                check(
+                    f"{model} on {BIG:,} words completes{budget}",
+                    r["exit"] == 0 and bool(nll_line(r["output"])),
+                    f"{r['wall_s']:.1f} s, {r['peak_bytes'] / 2**30:.2f} GiB peak, exit {r['exit']}",
+                )
+            )
+        notes.append(
+            f"On {BIG:,} words ({big_bytes / 1e6:.0f} MB), once each: "
+            + "; ".join(f"{m} {r['wall_s']:.0f} s, {r['peak_bytes'] / 2**30:.2f} GiB peak" for m, r in big.items())
+            + "."
+        )
     description = (
         "wall time and peak memory of whole `makemore train` commands (counts; ngram order 6; Transformer, "
         f"300 steps) on names.txt and on {', '.join(f'{words[t]:,}' for t in list(sizes)[1:])} words drawn from "
         "its bigram model, each in a fresh process"
     )
-    return result("Cost against the size of the word list", description, "run", cands, timings, targets, checks,
-                  rounds, extra=extra, notes=notes)
+    return result(
+        "Cost against the size of the word list",
+        description,
+        "run",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
+        extra=extra,
+        notes=notes,
+    )
 
 
 register("scaling")(scaling)

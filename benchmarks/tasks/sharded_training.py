@@ -62,8 +62,13 @@ def child(devices: int, platform: str, quick: bool) -> dict:
     jax.config.update("jax_default_device", chosen[0])
     parallel = distributed.DataParallel.over(chosen) if devices > 1 else None
     cfg = TrainConfig.create(
-        "transformer", seed=SEED, batch_size=size["batch"], n_layer=size["n_layer"], n_head=size["n_head"],
-        n_embd=size["n_embd"], n_embd2=size["n_embd2"],
+        "transformer",
+        seed=SEED,
+        batch_size=size["batch"],
+        n_layer=size["n_layer"],
+        n_head=size["n_head"],
+        n_embd=size["n_embd"],
+        n_embd2=size["n_embd2"],
     )
     words = data.read_words(data.bundled_names_path())
     dataset = data.Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
@@ -80,8 +85,9 @@ def child(devices: int, platform: str, quick: bool) -> dict:
     else:
         tokens, lengths = parallel.shard_rows(dataset.words["train"], dataset.vocab, model.block_size)
         batch = parallel.place_inputs({"tokens": tokens, "lengths": lengths, **keys})
-        loss_fn = train_steps.sequence_loss(model.apply, cfg.l2, cfg.batch_size, num_words=len(dataset.words["train"]),
-                                      place_batch=parallel.place_batch)
+        loss_fn = train_steps.sequence_loss(
+            model.apply, cfg.l2, cfg.batch_size, num_words=len(dataset.words["train"]), place_batch=parallel.place_batch
+        )
         params, opt_state = parallel.place_state(params, opt_state)
         t0 = time.perf_counter()
         compiled = parallel.compile_steps(loss_fn, optimizer, params, opt_state, batch, size["steps"])
@@ -94,8 +100,12 @@ def child(devices: int, platform: str, quick: bool) -> dict:
         times.append(time.perf_counter() - t0)
         losses = out.tolist()
     return {
-        "devices_seen": len(chosen), "platform": chosen[0].platform, "times_s": times[1:], "compile_s": compile_s,
-        "losses": losses, "tokens_per_call": size["steps"] * cfg.batch_size * model.block_size,
+        "devices_seen": len(chosen),
+        "platform": chosen[0].platform,
+        "times_s": times[1:],
+        "compile_s": compile_s,
+        "losses": losses,
+        "tokens_per_call": size["steps"] * cfg.batch_size * model.block_size,
         "block_size": model.block_size,
     }
 
@@ -124,8 +134,15 @@ def sharded_training(ctx: Context) -> TaskResult:
         rec = spawn(devices, platform, ctx.quick)
         records[tag] = rec
         label = f"{devices} simulated CPU device(s)" if platform == "cpu" else "1 GPU"
-        cand = Candidate(f"jax_{tag}", f"Transformer B={size['batch']}: {label}", "jax", "package",
-                         fn=lambda: None, work=rec["tokens_per_call"], first_call_s=rec["compile_s"])
+        cand = Candidate(
+            f"jax_{tag}",
+            f"Transformer B={size['batch']}: {label}",
+            "jax",
+            "package",
+            fn=lambda: None,
+            work=rec["tokens_per_call"],
+            first_call_s=rec["compile_s"],
+        )
         cands.append(cand)
         timings[cand.name] = Timing(times_s=rec["times_s"], first_call_s=rec["compile_s"], output=rec["losses"])
         ctx.log(f"  {cand.label:<58} {rec['tokens_per_call'] / np.median(rec['times_s']):>12,.0f} tokens/s")
@@ -133,15 +150,23 @@ def sharded_training(ctx: Context) -> TaskResult:
     checks = []
     for tag, devices, platform in runs:
         rec = records[tag]
-        checks.append(check(f"{tag}: the child saw {devices} {platform} device(s)",
-                            rec["devices_seen"] == devices and rec["platform"] == platform,
-                            f"{rec['devices_seen']} {rec['platform']} device(s)"))
+        checks.append(
+            check(
+                f"{tag}: the child saw {devices} {platform} device(s)",
+                rec["devices_seen"] == devices and rec["platform"] == platform,
+                f"{rec['devices_seen']} {rec['platform']} device(s)",
+            )
+        )
         if tag == "cpu1":
             continue  # the baseline itself
         diff = float(np.max(np.abs(np.asarray(rec["losses"]) - base)))
-        checks.append(check(f"{tag}: losses equal the one-device run's (same global batches)",
-                            np.isfinite(rec["losses"]).all() and diff < LOSS_TOLERANCE,
-                            f"max |Δ loss| {diff:.2e} over {len(base)} steps"))
+        checks.append(
+            check(
+                f"{tag}: losses equal the one-device run's (same global batches)",
+                np.isfinite(rec["losses"]).all() and diff < LOSS_TOLERANCE,
+                f"max |Δ loss| {diff:.2e} over {len(base)} steps",
+            )
+        )
     targets = [
         # On a 2-core machine two simulated devices could at best use both cores; whether they do is measured, not assumed.
         Target("2 simulated CPU devices vs 1", "jax_cpu2", ("jax_cpu1",), 1.0),
@@ -154,7 +179,12 @@ def sharded_training(ctx: Context) -> TaskResult:
         f"tokens/s of Transformer AdamW steps (n_layer/n_head/n_embd/n_embd2 = {size['n_layer']}/{size['n_head']}/"
         f"{size['n_embd']}/{size['n_embd2']}, global batch {size['batch']} names, {size['steps']} steps per call) "
         "on 1, 2 and 4 devices, each count in its own process",
-        "token", cands, timings, targets, checks, size["repeats"],
+        "token",
+        cands,
+        timings,
+        targets,
+        checks,
+        size["repeats"],
         extra={"records": records, "cores": os.cpu_count()},
     )
     res.notes = notes(res, os.cpu_count())

@@ -57,7 +57,16 @@ from makemore_jax.seeding import seed_key
 
 from ..context import Context
 from ..harness import (
-    Candidate, Target, TaskResult, Timing, check, error_line, format_ratio, format_seconds, register, result,
+    Candidate,
+    Target,
+    TaskResult,
+    Timing,
+    check,
+    error_line,
+    format_ratio,
+    format_seconds,
+    register,
+    result,
 )
 from . import makemore_torch
 
@@ -81,8 +90,14 @@ MAKEMORE_RECIPE = {"batch_size": 32, "lr": 5e-4, "weight_decay": 0.01, "lr_sched
 # (2.001); 128 / 4e-3 / 3,000: 1,700. A schedule that decays too soon stalls just above 2.00; of those that get
 # there, this one needs the fewest steps × step time at its batch on the 2-core CPU.
 JAX_BEST_RECIPE = {
-    "batch_size": 64, "lr": 4e-3, "warmup_steps": 200, "lr_schedule": "cosine", "min_lr": 1e-5, "steps": 2500,
-    "weight_decay": 0.1, "eval_every": 100,
+    "batch_size": 64,
+    "lr": 4e-3,
+    "warmup_steps": 200,
+    "lr_schedule": "cosine",
+    "min_lr": 1e-5,
+    "steps": 2500,
+    "weight_decay": 0.1,
+    "eval_every": 100,
 }
 
 
@@ -94,8 +109,9 @@ def jax_training_loss(model_def, cfg: TrainConfig, train_lengths: np.ndarray):
     cfg.pack is off; the loss is the padded batch's either way.
     """
     capacity = train_steps.packing_capacity(cfg, model_def, train_lengths, BLOCK_SIZE)
-    return train_steps.sequence_loss(model_def.apply, cfg.l2, cfg.batch_size, apply_packed=model_def.apply_packed,
-                               capacity=capacity)
+    return train_steps.sequence_loss(
+        model_def.apply, cfg.l2, cfg.batch_size, apply_packed=model_def.apply_packed, capacity=capacity
+    )
 
 
 @partial(jax.jit, static_argnames=("apply_packed",))
@@ -130,8 +146,11 @@ def jax_run(cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wal
     opt_state = optimizer.init(params)
     tokens, lengths = d.padded("train", BLOCK_SIZE)
     dev_nll = jax_dev_nll(model_def, *d.padded("dev", BLOCK_SIZE))
-    batch = {"tokens": jax.numpy.asarray(tokens), "lengths": jax.numpy.asarray(lengths),
-             "key": seed_key(cfg.seed, "batches")}
+    batch = {
+        "tokens": jax.numpy.asarray(tokens),
+        "lengths": jax.numpy.asarray(lengths),
+        "key": seed_key(cfg.seed, "batches"),
+    }
     loss_fn = jax_training_loss(model_def, cfg, lengths)
     t_compile = time.perf_counter()
     run = train_steps.run_steps.lower(loss_fn, optimizer, params, opt_state, batch, 0, cfg.eval_every).compile()
@@ -153,13 +172,30 @@ def jax_start(cfg: TrainConfig, d: data.Dataset, steps: int) -> dict:
     """What jax_run starts from and draws: the initial parameters and every step's batch indices (steps, B)."""
     config = cfg.model_config(d.vocab.size, BLOCK_SIZE)
     params = get_model("transformer").init(seed_key(cfg.seed, "init"), config)
-    draws = jax.jit(jax.vmap(partial(train_steps.drawn_rows, seed_key(cfg.seed, "batches"), batch_size=cfg.batch_size,
-                                     num_words=len(d.words["train"]))))
+    draws = jax.jit(
+        jax.vmap(
+            partial(
+                train_steps.drawn_rows,
+                seed_key(cfg.seed, "batches"),
+                batch_size=cfg.batch_size,
+                num_words=len(d.words["train"]),
+            )
+        )
+    )
     return {"params": params, "batches": np.asarray(draws(np.arange(steps, dtype=np.int32)))}
 
 
-def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wall_cap: float,
-              start: dict, best: bool = False, compiled: bool = False) -> dict:
+def torch_run(
+    ctx: Context,
+    cfg: TrainConfig,
+    d: data.Dataset,
+    target: float,
+    step_cap: int,
+    wall_cap: float,
+    start: dict,
+    best: bool = False,
+    compiled: bool = False,
+) -> dict:
     """makemore's loop to the target, dev NLL over the whole split every cfg.eval_every steps. A history dict.
 
     start (jax_start): the weights to begin from and the batch of each step.
@@ -212,8 +248,9 @@ def torch_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, st
     return {"evals": evals, "first_step_s": first_step_s, "compile_error": None, "first_loss": first_loss}
 
 
-def torch_best_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int,
-                   wall_cap: float, start: dict) -> dict:
+def torch_best_run(
+    ctx: Context, cfg: TrainConfig, d: data.Dataset, target: float, step_cap: int, wall_cap: float, start: dict
+) -> dict:
     """PyTorch's best effort: SDPA, fused AdamW and the compiled loss; eager where torch.compile fails, or --quick."""
     if ctx.quick:  # compiling even the tiny model takes longer than its whole run
         return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, start, best=True), "compiled": False}
@@ -222,8 +259,11 @@ def torch_best_run(ctx: Context, cfg: TrainConfig, d: data.Dataset, target: floa
     except Exception as err:  # e.g. no C++ compiler: the run starts again, eager
         why = error_line(err)
         ctx.log(f"  torch.compile failed, the best effort runs eager: {why}")
-        return {**torch_run(ctx, cfg, d, target, step_cap, wall_cap, start, best=True), "compiled": False,
-                "compile_error": why}
+        return {
+            **torch_run(ctx, cfg, d, target, step_cap, wall_cap, start, best=True),
+            "compiled": False,
+            "compile_error": why,
+        }
 
 
 def summary(run: dict, target: float) -> dict:
@@ -232,7 +272,10 @@ def summary(run: dict, target: float) -> dict:
     reached = next((e for e in evals if e[2] <= target), None)
     last = reached or evals[-1]
     return {
-        "reached": reached is not None, "steps": last[0], "wall_s": last[1], "dev_nll": last[2],
+        "reached": reached is not None,
+        "steps": last[0],
+        "wall_s": last[1],
+        "dev_nll": last[2],
         "best_dev_nll": min(e[2] for e in evals),
         "history": [{"step": s, "wall_s": w, "dev_nll": v} for s, w, v in evals],
         **{k: v for k, v in run.items() if k != "evals"},
@@ -247,16 +290,21 @@ def timing(run: dict, target: float) -> Timing:
     first_call = run["compile_s"] if "compile_s" in run else run["first_step_s"] if run.get("compiled") else None
     if run["reached"]:
         return Timing([run["wall_s"]], first_call_s=first_call)
-    return Timing(first_call_s=first_call, missing=(
-        f"did not reach dev NLL {target:.2f}: stopped at step {run['steps']:,} after {format_seconds(run['wall_s'])}, "
-        f"best dev NLL {run['best_dev_nll']:.4f}"
-    ))
+    return Timing(
+        first_call_s=first_call,
+        missing=(
+            f"did not reach dev NLL {target:.2f}: stopped at step {run['steps']:,} after {format_seconds(run['wall_s'])}, "
+            f"best dev NLL {run['best_dev_nll']:.4f}"
+        ),
+    )
 
 
 def recipe_text(recipe: dict) -> str:
     """A recipe as `makemore train` flags."""
-    return " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-                    for k, v in recipe.items())
+    return " ".join(
+        f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+        for k, v in recipe.items()
+    )
 
 
 @register("time_to_quality")
@@ -267,10 +315,12 @@ def time_to_quality(ctx: Context) -> TaskResult:
     target = TARGET_NLL if not ctx.quick else QUICK_TARGET_NLL
     step_cap, wall_cap = ctx.size(STEP_CAP, QUICK_STEP_CAP), WALL_CAP_S
     quick_eval = {"eval_every": 25} if ctx.quick else {}
-    same = TrainConfig.create("transformer", seed=SEED, block_size=BLOCK_SIZE, **sizes,
-                              **{**MAKEMORE_RECIPE, **quick_eval})
-    best = TrainConfig.create("transformer", seed=SEED, block_size=BLOCK_SIZE, **sizes,
-                              **{**JAX_BEST_RECIPE, **quick_eval})
+    same = TrainConfig.create(
+        "transformer", seed=SEED, block_size=BLOCK_SIZE, **sizes, **{**MAKEMORE_RECIPE, **quick_eval}
+    )
+    best = TrainConfig.create(
+        "transformer", seed=SEED, block_size=BLOCK_SIZE, **sizes, **{**JAX_BEST_RECIPE, **quick_eval}
+    )
     ctx.log(f"time_to_quality: dev NLL <= {target}, cap {step_cap:,} steps / {wall_cap:.0f} s per run")
     runs = {}
     start = jax_start(same, d, step_cap + same.eval_every)  # a run stops at the first evaluation past the cap
@@ -282,31 +332,54 @@ def time_to_quality(ctx: Context) -> TaskResult:
     ):
         runs[name] = summary(fn(), target)
         r = runs[name]
-        ctx.log(f"  {name}: {'reached' if r['reached'] else 'stopped at'} dev NLL {r['dev_nll']:.4f} at step "
-                f"{r['steps']:,} after {format_seconds(r['wall_s'])}")
+        ctx.log(
+            f"  {name}: {'reached' if r['reached'] else 'stopped at'} dev NLL {r['dev_nll']:.4f} at step "
+            f"{r['steps']:,} after {format_seconds(r['wall_s'])}"
+        )
     cands = [
         Candidate("makemore", "makemore-style PyTorch loop, makemore's recipe", "torch", "lecture", lambda: None),
-        Candidate("torch_best", "PyTorch loop, SDPA, " + (
-            "fused AdamW, loss under torch.compile (compile included)" if runs["torch_best"]["compiled"]
-            else "fused AdamW, eager") + ", makemore's recipe", "torch", "best_effort", lambda: None),
-        Candidate("jax_run_steps", "makemore_jax run_steps, packed batches, makemore's recipe (compile included)",
-                  "jax", "package", lambda: None),
-        Candidate("jax_best_recipe", "makemore_jax, its own recipe (compile included)", "jax", "package",
-                  lambda: None),
+        Candidate(
+            "torch_best",
+            "PyTorch loop, SDPA, "
+            + (
+                "fused AdamW, loss under torch.compile (compile included)"
+                if runs["torch_best"]["compiled"]
+                else "fused AdamW, eager"
+            )
+            + ", makemore's recipe",
+            "torch",
+            "best_effort",
+            lambda: None,
+        ),
+        Candidate(
+            "jax_run_steps",
+            "makemore_jax run_steps, packed batches, makemore's recipe (compile included)",
+            "jax",
+            "package",
+            lambda: None,
+        ),
+        Candidate("jax_best_recipe", "makemore_jax, its own recipe (compile included)", "jax", "package", lambda: None),
     ]
     run_of = {"makemore": "torch", "torch_best": "torch_best", "jax_run_steps": "jax", "jax_best_recipe": "jax_best"}
     timings = {c: timing(runs[r], target) for c, r in run_of.items()}
     checks = [
-        check(f"{name} starts where makemore_jax does (same weights, same first batch): first loss",
-              abs(runs[name]["first_loss"] - runs["jax"]["first_loss"]) < 1e-4,
-              f"{runs[name]['first_loss']:.6f} against {runs['jax']['first_loss']:.6f}")
+        check(
+            f"{name} starts where makemore_jax does (same weights, same first batch): first loss",
+            abs(runs[name]["first_loss"] - runs["jax"]["first_loss"]) < 1e-4,
+            f"{runs[name]['first_loss']:.6f} against {runs['jax']['first_loss']:.6f}",
+        )
         for name in ("torch", "torch_best")
     ]
     for name, r in runs.items():
         devs = [h["dev_nll"] for h in r["history"]]
         falling = devs[-1] < devs[0] if len(devs) > 1 else devs[0] < math.log(d.vocab.size)
-        checks.append(check(f"{name} dev NLL finite and falling", all(map(math.isfinite, devs)) and falling,
-                            " -> ".join(f"{v:.3f}" for v in devs[:3] + devs[-1:])))
+        checks.append(
+            check(
+                f"{name} dev NLL finite and falling",
+                all(map(math.isfinite, devs)) and falling,
+                " -> ".join(f"{v:.3f}" for v in devs[:3] + devs[-1:]),
+            )
+        )
     to = f"time to dev NLL {target:.2f}"
     targets = [
         Target(f"JAX vs makemore PyTorch: {to}, same recipe", "jax_run_steps", ("makemore",), at_least=2.0),
@@ -319,9 +392,19 @@ def time_to_quality(ctx: Context) -> TaskResult:
         f"whole dev split ({len(d.words['dev']):,} names) scored every few steps; makemore's recipe (batch "
         f"{same.batch_size}, AdamW lr {same.lr:g}, dev every {same.eval_every} steps) on both sides, and "
         f"makemore_jax's own ({recipe_text(JAX_BEST_RECIPE)}); cap {step_cap:,} steps or {wall_cap:.0f} s per run",
-        "run", cands, timings, targets, checks, 1,
-        extra={"target_nll": target, "step_cap": step_cap, "wall_cap_s": wall_cap, "runs": runs,
-               "recipes": {"makemore": MAKEMORE_RECIPE, "jax_best": JAX_BEST_RECIPE}},
+        "run",
+        cands,
+        timings,
+        targets,
+        checks,
+        1,
+        extra={
+            "target_nll": target,
+            "step_cap": step_cap,
+            "wall_cap_s": wall_cap,
+            "runs": runs,
+            "recipes": {"makemore": MAKEMORE_RECIPE, "jax_best": JAX_BEST_RECIPE},
+        },
     )
     res.notes = notes(res)
     return res

@@ -30,7 +30,16 @@ from makemore_jax.training.fitted import TrainedModel
 
 from ..context import Context
 from ..harness import (
-    Candidate, Target, TaskResult, check, error_line, format_ratio, format_seconds, measure, register, result,
+    Candidate,
+    Target,
+    TaskResult,
+    check,
+    error_line,
+    format_ratio,
+    format_seconds,
+    measure,
+    register,
+    result,
 )
 from . import makemore_torch
 
@@ -55,8 +64,15 @@ def compiled_sampler(ctx: Context, model, run, n: int):
         why = error_line(err)
         ctx.log(f"  torch.compile failed, candidate left out: {why}")
         return None, {"error": why}
-    cand = Candidate("torch_compile", "the SDPA loop, model under torch.compile", "torch", "best_effort",
-                     ctx.torch_synced(lambda: run(compiled)), work=n, first_call_s=first_call_s)
+    cand = Candidate(
+        "torch_compile",
+        "the SDPA loop, model under torch.compile",
+        "torch",
+        "best_effort",
+        ctx.torch_synced(lambda: run(compiled)),
+        work=n,
+        first_call_s=first_call_s,
+    )
     return cand, {"error": None, "first_call_s": first_call_s, "graphs": counters["stats"]["unique_graphs"] - graphs}
 
 
@@ -108,15 +124,39 @@ def transformer_sampling(ctx: Context) -> TaskResult:
     if not ctx.quick:
         compiled, compile_info = compiled_sampler(ctx, best_model, torch_names, n)
     cands = [
-        Candidate("makemore", "makemore generate: recompute, softmax, multinomial", "torch", "lecture",
-                  ctx.torch_synced(lambda: torch_names(torch_model)), work=n),
-        Candidate("torch_sdpa", "the same loop with F.scaled_dot_product_attention", "torch", "best_effort",
-                  ctx.torch_synced(lambda: torch_names(best_model)), work=n),
+        Candidate(
+            "makemore",
+            "makemore generate: recompute, softmax, multinomial",
+            "torch",
+            "lecture",
+            ctx.torch_synced(lambda: torch_names(torch_model)),
+            work=n,
+        ),
+        Candidate(
+            "torch_sdpa",
+            "the same loop with F.scaled_dot_product_attention",
+            "torch",
+            "best_effort",
+            ctx.torch_synced(lambda: torch_names(best_model)),
+            work=n,
+        ),
         *([compiled] if compiled else []),
-        Candidate("jax_kv_cache", "makemore_jax sampling.generate (KV cache, jit)", "jax", "package",
-                  lambda: jax_names(True), work=n),
-        Candidate("jax_recompute", "makemore_jax sampling.generate(fast=False) (recompute)", "jax", "package",
-                  lambda: jax_names(False), work=n),
+        Candidate(
+            "jax_kv_cache",
+            "makemore_jax sampling.generate (KV cache, jit)",
+            "jax",
+            "package",
+            lambda: jax_names(True),
+            work=n,
+        ),
+        Candidate(
+            "jax_recompute",
+            "makemore_jax sampling.generate(fast=False) (recompute)",
+            "jax",
+            "package",
+            lambda: jax_names(False),
+            work=n,
+        ),
     ]
     rounds = ctx.size(10, 2)
     timings = measure(cands, rounds, ctx.log)
@@ -124,15 +164,19 @@ def transformer_sampling(ctx: Context) -> TaskResult:
     agreement = float(np.mean([a == b for a, b in zip(fast, slow)]))
     alphabet = set(vocab.chars)
     checks = [
-        check("KV-cache names == recompute names (same key)", agreement >= MIN_AGREEMENT,
-              f"{agreement:.1%} of {n:,} names equal"),
+        check(
+            "KV-cache names == recompute names (same key)",
+            agreement >= MIN_AGREEMENT,
+            f"{agreement:.1%} of {n:,} names equal",
+        ),
     ]
     lengths = {}
     for name in [c.name for c in cands]:
         out = timings[name].output
         ok = len(out) == n and all(set(s) <= alphabet and len(s) <= steps for s in out)
-        checks.append(check(f"{name}: {n:,} names of the vocabulary, at most {steps} characters", ok,
-                            f"{len(out):,} names"))
+        checks.append(
+            check(f"{name}: {n:,} names of the vocabulary, at most {steps} characters", ok, f"{len(out):,} names")
+        )
         lengths[name] = float(np.mean([len(s) for s in out]))
     best_loops = ("makemore", "torch_sdpa") + (("torch_compile",) if compiled else ())
     targets = [
@@ -145,7 +189,12 @@ def transformer_sampling(ctx: Context) -> TaskResult:
         "Transformer sampling",
         f"{n:,} names from the Transformer (n_layer {cfg.n_layer}, n_head {cfg.n_head}, n_embd {cfg.n_embd}, "
         f"random init), {steps} ids each, all names in one batch",
-        "name", cands, timings, targets, checks, rounds,
+        "name",
+        cands,
+        timings,
+        targets,
+        checks,
+        rounds,
         extra={"n": n, "steps": steps, "mean_lengths": lengths, "agreement": agreement, "torch_compile": compile_info},
     )
     res.notes = notes(res)

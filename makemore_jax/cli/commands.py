@@ -69,9 +69,34 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 # TrainConfig fields set by flags of the same name; None means not given, so the
 # model type's default applies (and --resume can tell what the user asked for).
 TRAIN_SETTINGS = (
-    "seed", "split", "smoothing", "optimizer", "lr", "weight_decay", "l2", "steps", "batch_size",
-    "warmup_steps", "lr_schedule", "min_lr", "grad_clip", "dropout", "eval_every", "eval_words", "log_every",
-    "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "order", "smoothing_method", "discount", "discount_scale", "init_scale", "pack",
+    "seed",
+    "split",
+    "smoothing",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "l2",
+    "steps",
+    "batch_size",
+    "warmup_steps",
+    "lr_schedule",
+    "min_lr",
+    "grad_clip",
+    "dropout",
+    "eval_every",
+    "eval_words",
+    "log_every",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "n_embd2",
+    "block_size",
+    "order",
+    "smoothing_method",
+    "discount",
+    "discount_scale",
+    "init_scale",
+    "pack",
     "memory",
 )
 
@@ -79,12 +104,21 @@ TRAIN_SETTINGS = (
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
-    parser = _Parser(prog="makemore", description="Character-level language models in JAX: train on a list of words, sample new ones.")
+    parser = _Parser(
+        prog="makemore",
+        description="Character-level language models in JAX: train on a list of words, sample new ones.",
+    )
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,mix,sample,export,eval,plot}")
 
     def workdir(p):
-        p.add_argument("-o", "--work-dir", metavar="WORKDIR", default=DEFAULT_WORKDIR, help=f"work directory (default: {DEFAULT_WORKDIR})")
+        p.add_argument(
+            "-o",
+            "--work-dir",
+            metavar="WORKDIR",
+            default=DEFAULT_WORKDIR,
+            help=f"work directory (default: {DEFAULT_WORKDIR})",
+        )
 
     _add_train_parser(sub, workdir)
     _add_tune_parser(sub, workdir)
@@ -112,88 +146,231 @@ def _add_train_parser(sub, workdir) -> None:
     from ..training.config import OPTIMIZERS, SCHEDULES
 
     t = sub.add_parser(
-        "train", help="train a model and save it to the work directory",
+        "train",
+        help="train a model and save it to the work directory",
         description="Train a model, report train/dev/test NLL, save it, print samples. Defaults depend on --type: "
         "the bigram follows the lecture (full-batch SGD, lr 50, λ 0.01, 500 steps); the other neural models follow "
         "the PyTorch makemore (AdamW, lr 5e-4, weight decay 0.01, batch 32, 10,000 steps).",
     )
-    t.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words, one per line, UTF-8 (default: the bundled names.txt)")
+    t.add_argument(
+        "-i",
+        "--input-file",
+        metavar="FILE",
+        default=None,
+        help="words, one per line, UTF-8 (default: the bundled names.txt)",
+    )
     workdir(t)
     t.add_argument("--type", choices=MODEL_TYPES, help="model type (default: bigram)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in WORKDIR exactly where it stopped")
     t.add_argument("--seed", type=seed_int, help="fixes split, init, batch order and samples (default 0)")
-    t.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
+    t.add_argument(
+        "--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)"
+    )
     smoothing = t.add_mutually_exclusive_group()
-    smoothing.add_argument("--smoothing", type=non_negative_float, metavar="K", help="add-k smoothing of the counting and ngram models (default 1)")
-    smoothing.add_argument("--kn", dest="smoothing_method", action="store_const", const="kn", help="ngram: interpolated Kneser-Ney")
-    smoothing.add_argument("--modified-kn", dest="smoothing_method", action="store_const", const="modified-kn",
-                           help="ngram: modified Kneser-Ney, three discounts per order (the default without --smoothing)")
-    t.add_argument("--order", type=positive_int, metavar="N",
-                   help=f"ngram: characters per n-gram, the context is N-1 of them (default 5, at most {ngram.MAX_ORDER})")
-    t.add_argument("--discount", type=open_unit_float, metavar="D", help="with --kn: one discount at every order (default: n1/(n1+2n2) of each order)")
-    t.add_argument("--discount-scale", type=positive_float, metavar="S", help="with --kn or --modified-kn: factor on the count-of-counts discounts (default 1)")
-    t.add_argument("--memory", metavar="SIZE", help="ngram: what counting may hold in memory before it spills sorted runs to a "
-                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)")
+    smoothing.add_argument(
+        "--smoothing",
+        type=non_negative_float,
+        metavar="K",
+        help="add-k smoothing of the counting and ngram models (default 1)",
+    )
+    smoothing.add_argument(
+        "--kn", dest="smoothing_method", action="store_const", const="kn", help="ngram: interpolated Kneser-Ney"
+    )
+    smoothing.add_argument(
+        "--modified-kn",
+        dest="smoothing_method",
+        action="store_const",
+        const="modified-kn",
+        help="ngram: modified Kneser-Ney, three discounts per order (the default without --smoothing)",
+    )
+    t.add_argument(
+        "--order",
+        type=positive_int,
+        metavar="N",
+        help=f"ngram: characters per n-gram, the context is N-1 of them (default 5, at most {ngram.MAX_ORDER})",
+    )
+    t.add_argument(
+        "--discount",
+        type=open_unit_float,
+        metavar="D",
+        help="with --kn: one discount at every order (default: n1/(n1+2n2) of each order)",
+    )
+    t.add_argument(
+        "--discount-scale",
+        type=positive_float,
+        metavar="S",
+        help="with --kn or --modified-kn: factor on the count-of-counts discounts (default 1)",
+    )
+    t.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help="ngram: what counting may hold in memory before it spills sorted runs to a "
+        "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)",
+    )
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (bigram default) or adamw (default for the rest)")
     t.add_argument("--lr", "--learning-rate", type=non_negative_float, help="learning rate (bigram 50, others 5e-4)")
     t.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0.01)")
-    t.add_argument("--l2", type=non_negative_float, metavar="LAMBDA", help="penalty λ·mean(param²) (bigram 0.01, others 0)")
+    t.add_argument(
+        "--l2", type=non_negative_float, metavar="LAMBDA", help="penalty λ·mean(param²) (bigram 0.01, others 0)"
+    )
     t.add_argument("--steps", "--max-steps", type=non_negative_int, help="optimizer steps (bigram 500, others 10,000)")
-    t.add_argument("--batch-size", "-b", type=non_negative_int,
-                   help="words per step, drawn with replacement; 0 = the whole training split (bigram 0, others 32); "
-                   "refused if a step cannot fit the device's memory")
+    t.add_argument(
+        "--batch-size",
+        "-b",
+        type=non_negative_int,
+        help="words per step, drawn with replacement; 0 = the whole training split (bigram 0, others 32); "
+        "refused if a step cannot fit the device's memory",
+    )
     t.add_argument("--warmup-steps", type=non_negative_int, help="linear learning-rate warmup (default 0)")
     t.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default) or cosine decay to --min-lr")
     t.add_argument("--min-lr", type=non_negative_float, help="where cosine decay ends (default 0)")
     t.add_argument("--grad-clip", type=non_negative_float, help="clip gradients to this global norm, 0 = off (default)")
-    t.add_argument("--dropout", type=non_negative_float, help="training-time dropout rate, for the transformer (default 0)")
-    t.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
-                   help="transformer: pack each batch's words end to end instead of padding each to the block size; "
-                   "the same loss, less work (default on; --no-pack trains on padded rows)")
-    t.add_argument("--init-scale", type=non_negative_float, metavar="S", help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), 0 = zeros, as the PyTorch makemore")
+    t.add_argument(
+        "--dropout", type=non_negative_float, help="training-time dropout rate, for the transformer (default 0)"
+    )
+    t.add_argument(
+        "--pack",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="transformer: pack each batch's words end to end instead of padding each to the block size; "
+        "the same loss, less work (default on; --no-pack trains on padded rows)",
+    )
+    t.add_argument(
+        "--init-scale",
+        type=non_negative_float,
+        metavar="S",
+        help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), 0 = zeros, as the PyTorch makemore",
+    )
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
-    t.add_argument("--eval-words", type=non_negative_int, metavar="N",
-                   help="words of each split scored at each evaluation during training, a fixed seeded sample; "
-                   "0 = whole splits (default 40,000); the dev and test figures at the end are of the whole splits")
-    t.add_argument("--log-every", type=positive_int, help="steps between progress lines; when given, plain lines even on a terminal")
+    t.add_argument(
+        "--eval-words",
+        type=non_negative_int,
+        metavar="N",
+        help="words of each split scored at each evaluation during training, a fixed seeded sample; "
+        "0 = whole splits (default 40,000); the dev and test figures at the end are of the whole splits",
+    )
+    t.add_argument(
+        "--log-every",
+        type=positive_int,
+        help="steps between progress lines; when given, plain lines even on a terminal",
+    )
     t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")
     t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
     t.add_argument("--n-embd", type=positive_int, help="embedding size (default 64)")
     t.add_argument("--n-embd2", type=positive_int, help="hidden size (default 64)")
-    t.add_argument("--block-size", type=non_negative_int,
-                   help="longest sequence, 0 = longest word + 1 (default); more only lengthens samples and costs memory")
-    t.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print after training (default 10)")
+    t.add_argument(
+        "--block-size",
+        type=non_negative_int,
+        help="longest sequence, 0 = longest word + 1 (default); more only lengthens samples and costs memory",
+    )
+    t.add_argument(
+        "--num-samples",
+        type=non_negative_int,
+        default=10,
+        metavar="N",
+        help="names to print after training (default 10)",
+    )
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_parallel_flags(t)
     t.set_defaults(run=cmd_train)
 
 
 def _add_sample_parser(sub, workdir) -> None:
-    s = sub.add_parser("sample", help="print names sampled from a trained model", description="Print names sampled from the model in WORKDIR; the same seed gives the same names.")
+    s = sub.add_parser(
+        "sample",
+        help="print names sampled from a trained model",
+        description="Print names sampled from the model in WORKDIR; the same seed gives the same names.",
+    )
     workdir(s)
-    s.add_argument("-n", "--num-samples", type=non_negative_int, default=20, metavar="N", help="how many names, printed as they are drawn (default 20)")
+    s.add_argument(
+        "-n",
+        "--num-samples",
+        type=non_negative_int,
+        default=20,
+        metavar="N",
+        help="how many names, printed as they are drawn (default 20)",
+    )
     s.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
-    s.add_argument("--temperature", "-t", type=non_negative_float, default=1.0, metavar="T", help="0 = greedy, 1 = the model's distribution (default 1)")
-    s.add_argument("--top-k", type=non_negative_int, default=0, metavar="K", help="draw only from the K most likely characters, 0 = all (default)")
-    s.add_argument("--top-p", type=unit_float, default=1.0, metavar="P",
-                   help="draw only from the most likely characters whose probabilities add up to P, 1 = all (default)")
-    s.add_argument("--prefix", default="", metavar="TEXT", help="names that start with TEXT, drawn from the model given TEXT")
-    s.add_argument("--min-len", type=non_negative_int, default=0, metavar="L", help="no name shorter than L characters: the end cannot be drawn before (default 0)")
-    s.add_argument("--max-len", type=positive_int, default=None, metavar="L", help="cut names at L characters, at most 10,000 (default: the longest the model allows)")
-    s.add_argument("--unique", action="store_true", help="no name twice: the names of the plain sample that qualify, in order (a bounded walk)")
-    s.add_argument("--new-only", action="store_true", help="no name of the training input, of any split: the plain sample's names that qualify, in order")
-    s.add_argument("--no-report", action="store_true", help="do not report how many names are in the training or test set")
-    s.add_argument("--log-prob", action="store_true", help="print before each name its log-probability under the model (end included; temperature 1, no top-k)")
+    s.add_argument(
+        "--temperature",
+        "-t",
+        type=non_negative_float,
+        default=1.0,
+        metavar="T",
+        help="0 = greedy, 1 = the model's distribution (default 1)",
+    )
+    s.add_argument(
+        "--top-k",
+        type=non_negative_int,
+        default=0,
+        metavar="K",
+        help="draw only from the K most likely characters, 0 = all (default)",
+    )
+    s.add_argument(
+        "--top-p",
+        type=unit_float,
+        default=1.0,
+        metavar="P",
+        help="draw only from the most likely characters whose probabilities add up to P, 1 = all (default)",
+    )
+    s.add_argument(
+        "--prefix", default="", metavar="TEXT", help="names that start with TEXT, drawn from the model given TEXT"
+    )
+    s.add_argument(
+        "--min-len",
+        type=non_negative_int,
+        default=0,
+        metavar="L",
+        help="no name shorter than L characters: the end cannot be drawn before (default 0)",
+    )
+    s.add_argument(
+        "--max-len",
+        type=positive_int,
+        default=None,
+        metavar="L",
+        help="cut names at L characters, at most 10,000 (default: the longest the model allows)",
+    )
+    s.add_argument(
+        "--unique",
+        action="store_true",
+        help="no name twice: the names of the plain sample that qualify, in order (a bounded walk)",
+    )
+    s.add_argument(
+        "--new-only",
+        action="store_true",
+        help="no name of the training input, of any split: the plain sample's names that qualify, in order",
+    )
+    s.add_argument(
+        "--no-report", action="store_true", help="do not report how many names are in the training or test set"
+    )
+    s.add_argument(
+        "--log-prob",
+        action="store_true",
+        help="print before each name its log-probability under the model (end included; temperature 1, no top-k)",
+    )
     _add_device_flag(s)
     s.set_defaults(run=cmd_sample)
 
 
 def _add_eval_parser(sub, workdir) -> None:
-    e = sub.add_parser("eval", help="mean NLL of a word list under a trained model", description="Mean negative log-likelihood per character (end included) of the words in FILE.")
-    e.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words to score (default: the bundled names.txt)")
+    e = sub.add_parser(
+        "eval",
+        help="mean NLL of a word list under a trained model",
+        description="Mean negative log-likelihood per character (end included) of the words in FILE.",
+    )
+    e.add_argument(
+        "-i", "--input-file", metavar="FILE", default=None, help="words to score (default: the bundled names.txt)"
+    )
     workdir(e)
-    e.add_argument("--per-word", type=positive_int, nargs="?", const=10, default=None, metavar="N",
-                   help="also list the N most and N least likely words, by NLL per character (N default 10)")
+    e.add_argument(
+        "--per-word",
+        type=positive_int,
+        nargs="?",
+        const=10,
+        default=None,
+        metavar="N",
+        help="also list the N most and N least likely words, by NLL per character (N default 10)",
+    )
     _add_device_flag(e)
     e.set_defaults(run=cmd_eval)
 
@@ -218,13 +395,34 @@ def _use_device(platform: str | None) -> None:
 def _add_parallel_flags(t) -> None:
     from ..training.parallel import PLATFORMS
 
-    g = t.add_argument_group("devices and hosts", "Data-parallel training: the batch is split over the devices, the gradients summed by the compiler.")
-    g.add_argument("--devices", type=positive_int, metavar="N", help="devices per process to train on (default: all of them; 1 = the one-device program)")
+    g = t.add_argument_group(
+        "devices and hosts",
+        "Data-parallel training: the batch is split over the devices, the gradients summed by the compiler.",
+    )
+    g.add_argument(
+        "--devices",
+        type=positive_int,
+        metavar="N",
+        help="devices per process to train on (default: all of them; 1 = the one-device program)",
+    )
     g.add_argument("--device", choices=PLATFORMS, help="kind of device (default: JAX's default backend)")
-    g.add_argument("--shard-params", action="store_true", help="split each weight matrix over the devices instead of copying it to each")
-    g.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: the address of process 0, the same for every process")
-    g.add_argument("--num-processes", type=positive_int, metavar="P", help="multi-host: how many processes (hosts) take part")
-    g.add_argument("--process-id", type=non_negative_int, metavar="I", help="multi-host: this process, 0..P-1; process 0 saves the model")
+    g.add_argument(
+        "--shard-params",
+        action="store_true",
+        help="split each weight matrix over the devices instead of copying it to each",
+    )
+    g.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="multi-host: the address of process 0, the same for every process"
+    )
+    g.add_argument(
+        "--num-processes", type=positive_int, metavar="P", help="multi-host: how many processes (hosts) take part"
+    )
+    g.add_argument(
+        "--process-id",
+        type=non_negative_int,
+        metavar="I",
+        help="multi-host: this process, 0..P-1; process 0 saves the model",
+    )
 
 
 def _add_tune_parser(sub, workdir) -> None:
@@ -232,27 +430,52 @@ def _add_tune_parser(sub, workdir) -> None:
     from ..training.tune import DEFAULT_MAX_ORDER
 
     u = sub.add_parser(
-        "tune", help="choose an n-gram model's order and smoothing on the dev split, save it",
+        "tune",
+        help="choose an n-gram model's order and smoothing on the dev split, save it",
         description="Count the training split once, score every order 1..N (--max-order) with add-k, Kneser-Ney and modified "
         "Kneser-Ney smoothing over a grid on the dev split, print the table, evaluate the best on test once and save it.",
     )
     u.add_argument("--type", choices=("ngram",), required=True, help="the model family to tune (ngram)")
-    u.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words, one per line, UTF-8 (default: the bundled names.txt)")
+    u.add_argument(
+        "-i",
+        "--input-file",
+        metavar="FILE",
+        default=None,
+        help="words, one per line, UTF-8 (default: the bundled names.txt)",
+    )
     workdir(u)
     u.add_argument("--seed", type=seed_int, help="fixes the split and the printed samples (default 0)")
-    u.add_argument("--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)")
-    u.add_argument("--max-order", type=positive_int, default=DEFAULT_MAX_ORDER, metavar="N",
-                   help=f"try orders 1..N (default {DEFAULT_MAX_ORDER}, at most {MAX_ORDER})")
-    u.add_argument("--memory", metavar="SIZE", help="what counting may hold in memory before it spills sorted runs to a "
-                   "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)")
-    u.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print from the chosen model (default 10)")
+    u.add_argument(
+        "--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)"
+    )
+    u.add_argument(
+        "--max-order",
+        type=positive_int,
+        default=DEFAULT_MAX_ORDER,
+        metavar="N",
+        help=f"try orders 1..N (default {DEFAULT_MAX_ORDER}, at most {MAX_ORDER})",
+    )
+    u.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help="what counting may hold in memory before it spills sorted runs to a "
+        "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)",
+    )
+    u.add_argument(
+        "--num-samples",
+        type=non_negative_int,
+        default=10,
+        metavar="N",
+        help="names to print from the chosen model (default 10)",
+    )
     _add_device_flag(u)
     u.set_defaults(run=cmd_tune)
 
 
 def _add_mix_parser(sub, workdir) -> None:
     m = sub.add_parser(
-        "mix", help="mix trained models, weights fitted on the dev split, and save the mixture",
+        "mix",
+        help="mix trained models, weights fitted on the dev split, and save the mixture",
         description="p(next) = sum of w_k p_k(next) over the models in MODEL_DIR...; the weights are fitted on the dev "
         "split of the data the models were trained on (same data, seed and split for all). Prints every split's NLL "
         "for each model and the mixture, saves the mixture to WORKDIR (sample and eval use it) and prints samples.",
@@ -267,7 +490,8 @@ def _add_mix_parser(sub, workdir) -> None:
 
 def _add_plot_parser(sub, workdir) -> None:
     p = sub.add_parser(
-        "plot", help="draw a picture: counts, weights, loss or embeddings (needs matplotlib)",
+        "plot",
+        help="draw a picture: counts, weights, loss or embeddings (needs matplotlib)",
         description="Draw a picture to a PNG (default) or SVG file. Needs matplotlib: pip install 'makemore-jax[plot]'.",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{counts,weights,loss,embeddings}")
@@ -277,24 +501,48 @@ def _add_plot_parser(sub, workdir) -> None:
         q.add_argument("--format", choices=("png", "svg"), help="png or svg (default: the suffix of --save, else png)")
         q.add_argument("--dpi", type=positive_int, default=100, help="pixels per inch of a PNG (default 100)")
 
-    c = kinds.add_parser("counts", help="the bigram count matrix of a word file, each cell labelled",
-                         description="The V×V matrix of bigram counts of all the words in FILE as a heat map, each cell labelled with its pair and count.")
-    c.add_argument("-i", "--input-file", metavar="FILE", default=None, help="words, one per line (default: the bundled names.txt)")
-    c.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
-                   help="label each cell with its pair and count (default: for vocabularies of at most 32)")
+    c = kinds.add_parser(
+        "counts",
+        help="the bigram count matrix of a word file, each cell labelled",
+        description="The V×V matrix of bigram counts of all the words in FILE as a heat map, each cell labelled with its pair and count.",
+    )
+    c.add_argument(
+        "-i", "--input-file", metavar="FILE", default=None, help="words, one per line (default: the bundled names.txt)"
+    )
+    c.add_argument(
+        "--labels",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="label each cell with its pair and count (default: for vocabularies of at most 32)",
+    )
     image(c, "counts")
-    w = kinds.add_parser("weights", help="a trained neural bigram's probabilities beside the counting model's",
-                         description="softmax(W) of the neural bigram in WORKDIR, the add-k counting model of its training split, and their difference.")
+    w = kinds.add_parser(
+        "weights",
+        help="a trained neural bigram's probabilities beside the counting model's",
+        description="softmax(W) of the neural bigram in WORKDIR, the add-k counting model of its training split, and their difference.",
+    )
     workdir(w)
     image(w, "weights")
-    lo = kinds.add_parser("loss", help="train and dev NLL against step, from the metrics of one or more runs",
-                          description="Train and dev NLL against step from WORKDIR/metrics.jsonl, with the counting model's NLL as horizontal lines. Repeat -o to compare runs.")
-    lo.add_argument("-o", "--work-dir", metavar="WORKDIR", action="append", dest="work_dirs",
-                    help=f"a work directory; repeat to put several runs on one chart (default: {DEFAULT_WORKDIR})")
+    lo = kinds.add_parser(
+        "loss",
+        help="train and dev NLL against step, from the metrics of one or more runs",
+        description="Train and dev NLL against step from WORKDIR/metrics.jsonl, with the counting model's NLL as horizontal lines. Repeat -o to compare runs.",
+    )
+    lo.add_argument(
+        "-o",
+        "--work-dir",
+        metavar="WORKDIR",
+        action="append",
+        dest="work_dirs",
+        help=f"a work directory; repeat to put several runs on one chart (default: {DEFAULT_WORKDIR})",
+    )
     lo.add_argument("--log-x", action="store_true", help="logarithmic step axis")
     image(lo, "loss")
-    e = kinds.add_parser("embeddings", help="a model's character embedding in 2-D, each point labelled",
-                         description="The character embedding (wte) of the model in WORKDIR: its two dimensions when n_embd = 2, else its first two principal components.")
+    e = kinds.add_parser(
+        "embeddings",
+        help="a model's character embedding in 2-D, each point labelled",
+        description="The character embedding (wte) of the model in WORKDIR: its two dimensions when n_embd = 2, else its first two principal components.",
+    )
     workdir(e)
     image(e, "embeddings")
     p.set_defaults(run=cmd_plot)
@@ -344,8 +592,9 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None, recor
     def check(digest: str) -> None:
         if expect_sha256 is not None and digest != expect_sha256:
             if recorded:  # the path the run recorded, whose words are no longer those it was trained on
-                raise MakemoreError(f"--resume: the run's input {path} changed since training: give the words "
-                                    "it was trained on with -i")
+                raise MakemoreError(
+                    f"--resume: the run's input {path} changed since training: give the words it was trained on with -i"
+                )
             raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
 
     if parallel is not None and jax.process_count() > 1:
@@ -412,7 +661,9 @@ def _resume_state(args, given: dict):
     for field, value in given.items():
         value = list(value) if isinstance(value, tuple) else value
         if field != "steps" and old[field] != value:
-            raise MakemoreError(f"--resume: --{field.replace('_', '-')} {value} differs from the saved run's {old[field]}")
+            raise MakemoreError(
+                f"--resume: --{field.replace('_', '-')} {value} differs from the saved run's {old[field]}"
+            )
     if "steps" in given:
         model.config = replace(model.config, steps=given["steps"])
     optimizer = make_optimizer(model.config)
@@ -434,8 +685,10 @@ def _refuse_resuming_counted(work_dir: str) -> None:
     except MakemoreError:
         return  # loading "last" below says what is wrong
     if held.model_def.counted:
-        raise MakemoreError(f"--resume: {work_dir} holds {a_model(held.type)}, which is counted in one pass: "
-                            "there is nothing to resume (train it again without --resume)")
+        raise MakemoreError(
+            f"--resume: {work_dir} holds {a_model(held.type)}, which is counted in one pass: "
+            "there is nothing to resume (train it again without --resume)"
+        )
 
 
 def _parallel(args):
@@ -518,8 +771,11 @@ def cmd_train(args) -> None:
         """dev and test whole, train on the evaluations' sample (whole unless it is large); what the
         evaluation of the scored model during training (record) already has is taken from it."""
         sample = evaluation_words(data, cfg)
-        nll = {s: record[f"{s}_nll"] for s in ("train", "dev") if record and record.get(f"{s}_nll") is not None
-               and (s == "train" or sample.words[s] is data.words[s])}
+        nll = {
+            s: record[f"{s}_nll"]
+            for s in ("train", "dev")
+            if record and record.get(f"{s}_nll") is not None and (s == "train" or sample.words[s] is data.words[s])
+        }
         with Status().phase("scoring") as update:
             tell = lambda split, done, total: update(done, total, split)  # noqa: E731
             if "train" not in nll:
@@ -550,7 +806,9 @@ def cmd_train(args) -> None:
     if metrics is None:
         metrics = score(model)
     metrics = with_perplexities(metrics)
-    checkpoint.save(args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
+    checkpoint.save(
+        args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics
+    )
     best = "" if model.model_def.counted else f" (best by dev, step {step:,})"
     print(f"{model.model_def.label(cfg)}{best}: {_nll_line(metrics)}")
     print(f"saved to {args.work_dir}/")
@@ -573,8 +831,9 @@ def _start_run(args, parallel, writer: bool):
         model, state, training = _resume_state(args, given)
         if args.input_file is None:  # the input the run recorded, not the bundled names
             path = _recorded_input(training)
-        data, digest, num_words = _load_data(path, model.config, parallel, expect_sha256=training.get("input_sha256"),
-                                             recorded=args.input_file is None)
+        data, digest, num_words = _load_data(
+            path, model.config, parallel, expect_sha256=training.get("input_sha256"), recorded=args.input_file is None
+        )
         if data.vocab != model.vocab:
             raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
         check_fits(model.config, data, parallel)  # this machine may hold less than the one that began the run
@@ -596,8 +855,11 @@ def _start_run(args, parallel, writer: bool):
         print(_devices_line(parallel), flush=True)
     if data.local_only:
         parsed, first, end = data.parsed
-        print(f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
-              f"(bytes {first:,} to {end:,} of {path})", flush=True)
+        print(
+            f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
+            f"(bytes {first:,} to {end:,} of {path})",
+            flush=True,
+        )
     return model, state, training, data
 
 
@@ -618,19 +880,44 @@ def _train_steps(args, model, state, data, training: dict, parallel, writer: boo
         checkpoint.write_metrics(args.work_dir, st.history)
         if is_best:
             checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
-        checkpoint.save(args.work_dir, "last", model_now, step=st.step, best_dev=st.best_dev, training=training, opt_state=st.opt_state)
+        checkpoint.save(
+            args.work_dir,
+            "last",
+            model_now,
+            step=st.step,
+            best_dev=st.best_dev,
+            training=training,
+            opt_state=st.opt_state,
+        )
 
     stop_signal = interrupt.Deferred()  # Ctrl-C or SIGTERM: finish the chunk, save, stop
     try:
         # a live line on a terminal, plain lines in logs or with --log-every
-        with stop_signal.active(), reporter(cfg.steps, quiet=args.quiet or not writer, plain=args.log_every is not None,
-                                            start_step=state.step if state else 0) as report:
-            return fit(model, data, state, report.record, save if writer else None, stop_requested=stop_signal,
-                       parallel=parallel)
+        with (
+            stop_signal.active(),
+            reporter(
+                cfg.steps,
+                quiet=args.quiet or not writer,
+                plain=args.log_every is not None,
+                start_step=state.step if state else 0,
+            ) as report,
+        ):
+            return fit(
+                model,
+                data,
+                state,
+                report.record,
+                save if writer else None,
+                stop_requested=stop_signal,
+                parallel=parallel,
+            )
     except Interrupted as stop:
         signum = stop_signal.signum or signal.SIGINT
-        print(f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
-              f"{_resume_command(args)}", file=sys.stderr)
+        print(
+            f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
+            f"{_resume_command(args)}",
+            file=sys.stderr,
+        )
         raise SystemExit(interrupt.exit_status(signum)) from None
 
 
@@ -667,14 +954,20 @@ def cmd_tune(args) -> None:
     for line in tune.format_tables(settings, nll):
         print(line)
     chosen = tune.best(settings, nll)
-    print(f"{len(settings)} settings, orders 1..{args.max_order}, counted and scored on dev in {elapsed:.1f} s; "
-          f"best: {chosen.describe()}")
+    print(
+        f"{len(settings)} settings, orders 1..{args.max_order}, counted and scored on dev in {elapsed:.1f} s; "
+        f"best: {chosen.describe()}"
+    )
 
     cfg = TrainConfig.create("ngram", **given, **chosen.config_fields()).validate()
     check_fits(cfg, data)  # the chosen order is at most --max-order, checked above: this only confirms it
     model = new_model(cfg, data)
-    metrics = with_perplexities({f"{s}_nll": v for s, v in split_nll(model, data).items()})  # test: once, for the chosen model
-    grid = [{"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)]
+    metrics = with_perplexities(
+        {f"{s}_nll": v for s, v in split_nll(model, data).items()}
+    )  # test: once, for the chosen model
+    grid = [
+        {"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)
+    ]
     training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words), "tuning": grid}
     _hold_workdir(args.work_dir)
     checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
@@ -725,8 +1018,10 @@ def _novelty_report(loaded):
     def line() -> str:
         total = sum(counts.values())
         of_total = f"of {total:,} sample is" if total == 1 else f"of {total:,} samples are"  # "1 of 1 sample is"
-        return (f"{counts['train']:,} {of_total} in the training set, {counts['dev']:,} in the dev set, "
-                f"{counts['test']:,} in the test set, {counts['new']:,} {'is' if counts['new'] == 1 else 'are'} new")
+        return (
+            f"{counts['train']:,} {of_total} in the training set, {counts['dev']:,} in the dev set, "
+            f"{counts['test']:,} in the test set, {counts['new']:,} {'is' if counts['new'] == 1 else 'are'} new"
+        )
 
     return tally, line
 
@@ -743,8 +1038,16 @@ def cmd_sample(args) -> None:
     check_sizes(args.num_samples, args.max_len)  # before the model is read
     model = api.load(args.work_dir)
     chunks = model.sample_chunks(
-        args.num_samples, seed=args.seed, prefix=args.prefix, min_len=args.min_len, max_len=args.max_len,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, unique=args.unique, new_only=args.new_only,
+        args.num_samples,
+        seed=args.seed,
+        prefix=args.prefix,
+        min_len=args.min_len,
+        max_len=args.max_len,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        unique=args.unique,
+        new_only=args.new_only,
     )
     tally, report = _novelty_report(model) if not args.no_report else (None, None)
     printed = 0
@@ -777,7 +1080,9 @@ def cmd_eval(args) -> None:
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = int(word_lengths(words).sum()) + len(words)
-    print(f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {counted(n_chars, 'character')} ({counted(len(words), 'word')})")
+    print(
+        f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {counted(n_chars, 'character')} ({counted(len(words), 'word')})"
+    )
     if args.per_word:
         from ..training.evaluate import word_nll
 
@@ -795,7 +1100,9 @@ def _print_extremes(words: list[str], total_nll, n: int) -> None:
     per_char_of = dict(zip(idx.tolist(), per_char.tolist()))
     header = "  NLL/char     log p  word"
     for what, chosen in (("most", order[:n]), ("least", order[::-1][:n])):
-        print(f"{len(chosen)} {what} likely words (mean NLL per character, the end counted as one; log p = total log-probability):")
+        print(
+            f"{len(chosen)} {what} likely words (mean NLL per character, the end counted as one; log p = total log-probability):"
+        )
         print(header)
         for i in chosen:
             print(f"  {per_char_of[int(i)]:8.4f}  {-float(total_nll[i]):8.3f}  {words[i]}")
@@ -811,8 +1118,14 @@ def cmd_plot(args) -> None:
     elif args.kind == "weights":
         plot.plot_weights(args.work_dir, path, fmt, args.dpi)
     elif args.kind == "loss":
-        plot.plot_loss(args.work_dirs or [DEFAULT_WORKDIR], path, fmt, args.dpi, args.log_x,
-                       warn=lambda message: print(f"makemore plot: {message}", file=sys.stderr))
+        plot.plot_loss(
+            args.work_dirs or [DEFAULT_WORKDIR],
+            path,
+            fmt,
+            args.dpi,
+            args.log_x,
+            warn=lambda message: print(f"makemore plot: {message}", file=sys.stderr),
+        )
     else:
         plot.plot_embeddings(args.work_dir, path, fmt, args.dpi)
     print(f"wrote {path}")
@@ -844,7 +1157,9 @@ def cmd_mix(args) -> None:
     except MakemoreError:
         raise MakemoreError(f"the models' training input {path} is gone: the dev split cannot be rebuilt") from None
     if now != digest:
-        raise MakemoreError(f"the models' training input {path} changed since training: the dev split cannot be rebuilt")
+        raise MakemoreError(
+            f"the models' training input {path} changed since training: the dev split cannot be rebuilt"
+        )
     cfg = loaded[0].model.config
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     mix, report = mixture.fit([ld.model for ld in loaded], data)
@@ -914,19 +1229,25 @@ def _failure_line(err: BaseException) -> str | None:
     anything else (a bug, which keeps its traceback)."""
     import errno
 
-    if isinstance(err, MemoryError) or (type(err).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
-                                        and "RESOURCE_EXHAUSTED" in str(err)):
+    if isinstance(err, MemoryError) or (
+        type(err).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and "RESOURCE_EXHAUSTED" in str(err)
+    ):
         return "out of memory (a smaller model, --batch-size, -n or input needs less)"
     if isinstance(err, OverflowError):
         return f"a number is too large for this machine ({err})"
     if isinstance(err, UnicodeEncodeError):  # a name the terminal's encoding cannot show
-        return (f"cannot print {err.object[err.start:err.end]!r} in this terminal's encoding ({err.encoding}); "
-                "set PYTHONIOENCODING=utf-8")
+        return (
+            f"cannot print {err.object[err.start : err.end]!r} in this terminal's encoding ({err.encoding}); "
+            "set PYTHONIOENCODING=utf-8"
+        )
     if isinstance(err, OSError) and err.errno is not None:
         where = err.filename if err.filename is not None else "standard output"
         reason = err.strerror or errno.errorcode.get(err.errno, str(err))
-        return f"cannot write to {where}: {reason}" if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EBADF, errno.EIO, errno.EDQUOT) \
+        return (
+            f"cannot write to {where}: {reason}"
+            if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EBADF, errno.EIO, errno.EDQUOT)
             else f"{where}: {reason}"
+        )
     return None
 
 

@@ -15,7 +15,8 @@ FORMATS = ("arpa",)
 
 def add_export_parser(sub, workdir) -> None:
     x = sub.add_parser(
-        "export", help="write a counting or n-gram model as an ARPA file (KenLM, SRILM)",
+        "export",
+        help="write a counting or n-gram model as an ARPA file (KenLM, SRILM)",
         description="Write the model in WORKDIR to FILE in a format other tools read. ARPA (the format of KenLM "
         "and SRILM): characters are the tokens and each word a sentence, <s> before it and </s> after it; a "
         "reader that scores words by standard backoff gets the model's own probabilities. Counting models "
@@ -23,7 +24,9 @@ def add_export_parser(sub, workdir) -> None:
     )
     workdir(x)
     x.add_argument("--format", choices=FORMATS, default="arpa", help="file format (default: arpa)")
-    x.add_argument("file", metavar="FILE", help="the file to write (replaced if it exists; a symbolic link is written through)")
+    x.add_argument(
+        "file", metavar="FILE", help="the file to write (replaced if it exists; a symbolic link is written through)"
+    )
     x.set_defaults(run=cmd_export)
 
 

@@ -80,7 +80,6 @@ def save_figure(fig, path: str, fmt: str, dpi: int = 100, palette: bool = False)
     """
     from matplotlib import rc_context
 
-
     buf = io.BytesIO()
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "makemore-jax"}), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from")  # rare characters: an empty box
@@ -153,8 +152,11 @@ def _escape(text: str) -> str:
 def _title(fig, what: str, details: str) -> None:
     """A title line, then the details ("model: ...; ... · data: ...") broken at the dots or semicolons where they must be."""
     width = int(10 * fig.get_size_inches()[0])  # about ten characters of 12-point text to the inch
-    pieces = [(" · " if k and not n else "; ", piece)
-              for k, part in enumerate(details.split(" · ")) for n, piece in enumerate(part.split("; "))]
+    pieces = [
+        (" · " if k and not n else "; ", piece)
+        for k, part in enumerate(details.split(" · "))
+        for n, piece in enumerate(part.split("; "))
+    ]
     lines: list[str] = []
     for sep, piece in pieces:
         if lines and len(lines[-1]) + len(sep) + len(piece) <= width:
@@ -210,7 +212,9 @@ def counts_figure(counts_VxV, chars: Sequence[str], title: str, details: str, *,
         for i in range(V):
             for j in range(V):
                 color = "white" if dark[i, j] else "0.3"
-                ax.text(j, i, chars[i] + chars[j], ha="center", va="bottom", fontsize=7.5, color=color, parse_math=False)
+                ax.text(
+                    j, i, chars[i] + chars[j], ha="center", va="bottom", fontsize=7.5, color=color, parse_math=False
+                )
                 ax.text(j, i, str(int(N[i, j])), ha="center", va="top", fontsize=7.5, color=color, parse_math=False)
     _char_axes(ax, chars, V)
     if not labels:  # the labels say each count; without them a colour bar does
@@ -222,14 +226,15 @@ def counts_figure(counts_VxV, chars: Sequence[str], title: str, details: str, *,
 def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bool | None = None) -> None:
     """Count matrix of all the words in input_path, drawn to save."""
 
-
     words = read_word_array(input_path)
     vocab = words.vocab
     xs, ys = bigram_pairs(words, vocab)
     N = np.asarray(count_matrix(jnp.asarray(xs), jnp.asarray(ys), vocab.size))
     chars = [shown(vocab.itos(i)) for i in range(vocab.size)]
-    details = (f"model: counting, raw counts before smoothing · data: {_data_name(input_path)}, all {len(words):,} words, "
-               f"{len(xs):,} pairs · step: none (counted, not trained)")
+    details = (
+        f"model: counting, raw counts before smoothing · data: {_data_name(input_path)}, all {len(words):,} words, "
+        f"{len(xs):,} pairs · step: none (counted, not trained)"
+    )
     what = f"How often each character (row) is followed by each other (column); '{vocab.itos(BOUNDARY_ID)}' is the start/end"
     fig = counts_figure(N, chars, what, details, labels=labels)
     save_figure(fig, save, fmt, dpi, palette=vocab.size <= LABELLED_MAX_V if labels is None else labels)
@@ -246,10 +251,11 @@ def _load(workdir: str):
 def training_data(loaded, workdir: str):
     """The Dataset a saved model was trained on (same input, seed and split), or MakemoreError."""
 
-
     path = loaded.training.get("input", "")
     if not path or not os.path.exists(path):
-        raise MakemoreError(f"{workdir}: the training input {path or '(unknown)'} is gone, so its counts cannot be rebuilt")
+        raise MakemoreError(
+            f"{workdir}: the training input {path or '(unknown)'} is gone, so its counts cannot be rebuilt"
+        )
     raw = read_bytes(path)
     if hashlib.sha256(raw).hexdigest() != loaded.training.get("input_sha256"):
         raise MakemoreError(f"{workdir}: {path} changed since training, so its counts cannot be rebuilt")
@@ -274,7 +280,6 @@ def _data_details(loaded, data=None) -> str:
 
 def counting_probs(data, smoothing: float) -> np.ndarray:
     """The counting model of the training split: add-k smoothed P, (V, V) float32."""
-
 
     xs, ys = data.pairs("train")
     return np.asarray(smoothed_probs(count_matrix(jnp.asarray(xs), jnp.asarray(ys), data.vocab.size), smoothing))
@@ -315,7 +320,9 @@ def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     loaded = _load(workdir)
     model = loaded.model
     if model.model_def.counted or model.model_def.table is None:  # the trained table model: the neural bigram
-        raise MakemoreError(f"{workdir}: holds {a_model(model.type)}; plot weights needs a trained neural bigram (--type bigram)")
+        raise MakemoreError(
+            f"{workdir}: holds {a_model(model.type)}; plot weights needs a trained neural bigram (--type bigram)"
+        )
     data = training_data(loaded, workdir)
     k = model.config.smoothing
     net = np.asarray(jax.nn.softmax(model.params["W"], axis=-1))
@@ -323,7 +330,9 @@ def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     chars = [shown(model.vocab.itos(i)) for i in range(model.vocab.size)]
     details = f"model: bigram in {_dir(workdir)}, step {loaded.step:,} (best by dev) · {_data_details(loaded, data)}"
     names = (f"neural bigram: softmax(W), step {loaded.step:,}", f"counting model: add-{k:g} smoothing, training split")
-    fig = weights_figure(net, counted, chars, "The network learns the counts: p(next | current), learned and counted", details, names)
+    fig = weights_figure(
+        net, counted, chars, "The network learns the counts: p(next | current), learned and counted", details, names
+    )
     save_figure(fig, save, fmt, dpi)
 
 
@@ -370,7 +379,9 @@ def curve_from_metrics(records: list[dict], label: str) -> Curve:
     )
 
 
-def loss_figure(curves: Sequence[Curve], baselines: Sequence[Baseline], title: str, details: str, *, log_x: bool = False):
+def loss_figure(
+    curves: Sequence[Curve], baselines: Sequence[Baseline], title: str, details: str, *, log_x: bool = False
+):
     """Train and dev NLL against step for each run (one colour each), the training loss faint behind.
 
     Dev NLL is solid with dots, train NLL dashed; the baselines are
@@ -383,21 +394,52 @@ def loss_figure(curves: Sequence[Curve], baselines: Sequence[Baseline], title: s
         color = palette[n % len(palette)]
         label = _escape(curve.label)
         if len(curve.loss_steps):
-            ax.plot(curve.loss_steps, curve.loss, color=color, alpha=0.3, linewidth=1, label=f"{label}: training loss (per log chunk)")
+            ax.plot(
+                curve.loss_steps,
+                curve.loss,
+                color=color,
+                alpha=0.3,
+                linewidth=1,
+                label=f"{label}: training loss (per log chunk)",
+            )
         if np.isfinite(curve.dev_nll).any():
-            ax.plot(curve.eval_steps, curve.dev_nll, color=color, linewidth=2, marker="o", markersize=3.5, label=f"{label}: dev NLL")
+            ax.plot(
+                curve.eval_steps,
+                curve.dev_nll,
+                color=color,
+                linewidth=2,
+                marker="o",
+                markersize=3.5,
+                label=f"{label}: dev NLL",
+            )
         if np.isfinite(curve.train_nll).any():
-            ax.plot(curve.eval_steps, curve.train_nll, color=color, linewidth=1.5, linestyle="--", label=f"{label}: train NLL")
+            ax.plot(
+                curve.eval_steps,
+                curve.train_nll,
+                color=color,
+                linewidth=1.5,
+                linestyle="--",
+                label=f"{label}: train NLL",
+            )
     for base in baselines:
         style = ":" if base.split == "dev" else "-."
-        ax.axhline(base.value, color="0.35" if base.split == "dev" else "0.6", linestyle=style, linewidth=1.3,
-                   label=_escape(f"{base.label}: {base.split} NLL {base.value:.4f}"))
+        ax.axhline(
+            base.value,
+            color="0.35" if base.split == "dev" else "0.6",
+            linestyle=style,
+            linewidth=1.3,
+            label=_escape(f"{base.label}: {base.split} NLL {base.value:.4f}"),
+        )
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("step" + (" (log scale)" if log_x else ""))
     ax.set_ylabel("mean NLL per character (nats)")
     ax.grid(True, alpha=0.3)
-    _loss_legend(fig, [(palette[n % len(palette)], _escape(c.label)) for n, c in enumerate(curves)], ax.lines[-len(baselines):] if baselines else [])
+    _loss_legend(
+        fig,
+        [(palette[n % len(palette)], _escape(c.label)) for n, c in enumerate(curves)],
+        ax.lines[-len(baselines) :] if baselines else [],
+    )
     _title(fig, title, details)
     return fig
 
@@ -408,9 +450,11 @@ def _loss_legend(fig, runs: list[tuple[str, str]], baseline_lines: list) -> None
 
     columns = [
         [Line2D([], [], color=color, linewidth=2.5, label=label) for color, label in runs],
-        [Line2D([], [], color="0.2", linewidth=2, marker="o", markersize=3.5, label="dev NLL (at evaluations)"),
-         Line2D([], [], color="0.2", linewidth=1.5, linestyle="--", label="train NLL (at evaluations)"),
-         Line2D([], [], color="0.2", alpha=0.3, linewidth=1, label="training loss (mean of each log chunk)")],
+        [
+            Line2D([], [], color="0.2", linewidth=2, marker="o", markersize=3.5, label="dev NLL (at evaluations)"),
+            Line2D([], [], color="0.2", linewidth=1.5, linestyle="--", label="train NLL (at evaluations)"),
+            Line2D([], [], color="0.2", alpha=0.3, linewidth=1, label="training loss (mean of each log chunk)"),
+        ],
         list(baseline_lines),
     ]
     columns = [c for c in columns if c]
@@ -423,7 +467,6 @@ def _loss_legend(fig, runs: list[tuple[str, str]], baseline_lines: list) -> None
 def counting_baselines(loaded, workdir: str) -> list[Baseline]:
     """The counting model (the run's add-k) on the run's training split: its train and dev NLL."""
 
-
     data = training_data(loaded, workdir)
     cfg = replace(loaded.model.config, type="counts")
     nll = split_nll(new_model(cfg, data), data, ["train", "dev"])
@@ -431,8 +474,14 @@ def counting_baselines(loaded, workdir: str) -> list[Baseline]:
     return [Baseline(label, v, s) for s, v in nll.items() if v is not None]
 
 
-def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_x: bool = False,
-              warn: Callable[[str], None] = lambda message: None) -> None:
+def plot_loss(
+    workdirs: Sequence[str],
+    save: str,
+    fmt: str,
+    dpi: int = 100,
+    log_x: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
+) -> None:
     """Training curves of one or more work directories on one chart, with counting baselines."""
 
     curves, parts, data_names = [], [], []
@@ -442,7 +491,9 @@ def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_
         loaded = loaded_of[workdir] = _load(workdir)
         model = loaded.model
         if model.model_def.counted:
-            raise MakemoreError(f"{workdir}: holds a counting model, which is not trained step by step (no {METRICS_FILE})")
+            raise MakemoreError(
+                f"{workdir}: holds a counting model, which is not trained step by step (no {METRICS_FILE})"
+            )
         records = read_metrics(workdir)
         if not os.path.exists(os.path.join(workdir, METRICS_FILE)) or not records:
             raise MakemoreError(f"{workdir}: no training curve ({METRICS_FILE} is missing or empty)")
@@ -452,7 +503,9 @@ def plot_loss(workdirs: Sequence[str], save: str, fmt: str, dpi: int = 100, log_
         if _data_details(loaded) not in data_names:
             data_names.append(_data_details(loaded))
         cfg = model.config
-        by_data.setdefault((loaded.training.get("input_sha256"), cfg.seed, tuple(cfg.split), cfg.smoothing), []).append(workdir)
+        by_data.setdefault((loaded.training.get("input_sha256"), cfg.seed, tuple(cfg.split), cfg.smoothing), []).append(
+            workdir
+        )
     baselines = []
     for runs in by_data.values():
         try:
@@ -499,8 +552,10 @@ def embedding_table(model) -> np.ndarray:
     """
     wte = model.params.get("wte") if isinstance(model.params, dict) else None
     if wte is None:
-        raise MakemoreError(f"{a_model(model.type).capitalize()} has no character embedding (plot embeddings needs one with wte: "
-                            "mlp, rnn, gru, lstm, bow, transformer, wavenet)")
+        raise MakemoreError(
+            f"{a_model(model.type).capitalize()} has no character embedding (plot embeddings needs one with wte: "
+            "mlp, rnn, gru, lstm, bow, transformer, wavenet)"
+        )
     return np.asarray(wte)[: model.vocab.size]
 
 
@@ -547,8 +602,19 @@ def embeddings_figure(points_Vx2, chars: Sequence[str], axis_labels: tuple[str, 
     ax.scatter(labels[:, 0], labels[:, 1], s=0)  # the axes' limits take in the moved discs too
     for n, ((lx, ly), char) in enumerate(zip(labels, chars)):
         face = "#d95f02" if n == 0 else "#4c72b0"
-        ax.text(lx, ly, char, ha="center", va="center", color="white", fontsize=11, fontweight="bold", parse_math=False,
-                zorder=2, bbox={"boxstyle": "circle,pad=0.35", "facecolor": face, "edgecolor": "white"})
+        ax.text(
+            lx,
+            ly,
+            char,
+            ha="center",
+            va="center",
+            color="white",
+            fontsize=11,
+            fontweight="bold",
+            parse_math=False,
+            zorder=2,
+            bbox={"boxstyle": "circle,pad=0.35", "facecolor": face, "edgecolor": "white"},
+        )
     ax.margins(0.08)
     ax.set_xlabel(_escape(axis_labels[0]))
     ax.set_ylabel(_escape(axis_labels[1]))
@@ -570,9 +636,14 @@ def plot_embeddings(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
         points, labels, how = table, ("embedding dimension 1", "embedding dimension 2"), "its 2 dimensions"
     else:
         points, share = pca_2d(table)
-        labels = (f"principal component 1 ({100 * share[0]:.0f}% of variance)", f"principal component 2 ({100 * share[1]:.0f}% of variance)")
+        labels = (
+            f"principal component 1 ({100 * share[0]:.0f}% of variance)",
+            f"principal component 2 ({100 * share[1]:.0f}% of variance)",
+        )
         how = f"PCA of its {D} dimensions to 2"
     chars = [shown(model.vocab.itos(i)) for i in range(V)]
     details = f"model: {model.type} in {_dir(workdir)}, step {loaded.step:,} (best by dev) · {_data_details(loaded)}"
-    fig = embeddings_figure(points, chars, labels, f"Character embeddings (wte), {how}; '.' is the start/end boundary", details)
+    fig = embeddings_figure(
+        points, chars, labels, f"Character embeddings (wte), {how}; '.' is the start/end boundary", details
+    )
     save_figure(fig, save, fmt, dpi)

@@ -76,8 +76,14 @@ class LiveLine(Silent):
     BAR = 20
     WIDE = 110  # columns: room for the bar and the longest line
 
-    def __init__(self, total_steps: int, stream: TextIO, start_step: int = 0,
-                 clock: Callable[[], float] = time.perf_counter, width: int | None = None):
+    def __init__(
+        self,
+        total_steps: int,
+        stream: TextIO,
+        start_step: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
+        width: int | None = None,
+    ):
         self.total_steps, self.stream, self.clock = total_steps, stream, clock
         self.width = width if width is not None else shutil.get_terminal_size().columns
         self.started = clock()
@@ -107,8 +113,10 @@ class LiveLine(Silent):
         left = (self.total_steps - self.step) / rate if rate > 0 else float("inf")
         dev = f"  dev {self.dev:.4f} @{self.dev_step:,}" if self.dev is not None else ""
         when = f"{duration(now - self.started)} total" if self.step >= self.total_steps else f"{duration(left)} left"
-        text = (f"step {self.step:>{len(f'{self.total_steps:,}')},}/{self.total_steps:,}  loss {record['loss']:.4f}{dev}  "
-                f"{rate:,.0f} steps/s  {when}")
+        text = (
+            f"step {self.step:>{len(f'{self.total_steps:,}')},}/{self.total_steps:,}  loss {record['loss']:.4f}{dev}  "
+            f"{rate:,.0f} steps/s  {when}"
+        )
         if self.width >= self.WIDE:  # a bar only on a wide terminal, decided once so the line does not jump
             filled = round(self.BAR * self.step / self.total_steps) if self.total_steps else self.BAR
             text = f"[{'#' * filled}{'.' * (self.BAR - filled)}] {text}"
@@ -121,8 +129,15 @@ class LiveLine(Silent):
             self.stream.flush()
 
 
-def reporter(total_steps: int, *, quiet: bool = False, plain: bool = False, start_step: int = 0,
-             out: TextIO | None = None, err: TextIO | None = None):
+def reporter(
+    total_steps: int,
+    *,
+    quiet: bool = False,
+    plain: bool = False,
+    start_step: int = 0,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+):
     """What training progress looks like here: Silent, PlainLines on ``out`` or a LiveLine on ``err``.
 
     Live only when both streams are a terminal (stdout and stderr by default)
@@ -161,7 +176,9 @@ class Status:
         percentage (of what, e.g. which split)."""
         self.show(f"{label} ...")
         try:
-            yield lambda done, total, what="": self.show(f"{label} {what}{' ' if what else ''}{100 * done // max(total, 1)}%")
+            yield lambda done, total, what="": self.show(
+                f"{label} {what}{' ' if what else ''}{100 * done // max(total, 1)}%"
+            )
         finally:
             if self.shown:
                 self.stream.write("\r" + " " * self.shown + "\r")

@@ -208,7 +208,13 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     row_of = (owner * held + rank).astype(np.int32)
 
     data = SlicedDataset(
-        vocab, by_split, totals={"train": n_train, "dev": n_dev, "test": n - n_train - n_dev}, rows=rows,
-        longest=longest, row_of=row_of, held_per_process=held, parsed=(len(words), start, end),
+        vocab,
+        by_split,
+        totals={"train": n_train, "dev": n_dev, "test": n - n_train - n_dev},
+        rows=rows,
+        longest=longest,
+        row_of=row_of,
+        held_per_process=held,
+        parsed=(len(words), start, end),
     )
     return data

@@ -61,8 +61,12 @@ def pack(tokens_BxL: jax.Array, lengths_B: jax.Array, capacity: int, row_len: in
     rows = capacity // row_len
     shape = (rows, row_len)
     return Packed(
-        inputs_N.reshape(shape), targets_N.reshape(shape), pos_N.reshape(shape), segments_N.reshape(shape),
-        counted_N.reshape(shape), ends_B[-1] <= capacity,
+        inputs_N.reshape(shape),
+        targets_N.reshape(shape),
+        pos_N.reshape(shape),
+        segments_N.reshape(shape),
+        counted_N.reshape(shape),
+        ends_B[-1] <= capacity,
     )
 
 

@@ -80,7 +80,10 @@ def leaves(tokens_WxL: np.ndarray, lengths_W: np.ndarray) -> Leaves:
     leaf_tokens = np.zeros((len(keep), width), np.int32)
     leaf_tokens[:, 1:] = rows[keep]
     return Leaves(
-        leaf_tokens, lens[keep].astype(np.int32), natural[keep].astype(np.float32), end[keep].astype(np.float32),
+        leaf_tokens,
+        lens[keep].astype(np.int32),
+        natural[keep].astype(np.float32),
+        end[keep].astype(np.float32),
         positions,
     )
 
@@ -185,7 +188,9 @@ def trie(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int) -> Trie:
     out_parent[slot] = np.where(depth > 0, slot[parent] % S, 0)
     out_counts[slot], out_words[slot] = counts, ends_here
     shape = (n_rows, S)
-    return Trie(*(a.reshape(shape) for a in (out_ids, out_depth, out_ends, out_parent, out_counts, out_words)), positions)
+    return Trie(
+        *(a.reshape(shape) for a in (out_ids, out_depth, out_ends, out_parent, out_counts, out_words)), positions
+    )
 
 
 def _sorted_words(tokens_WxL: np.ndarray):

@@ -45,7 +45,9 @@ def bundled_names_path() -> str:
 MAX_WORD_LEN = 1000  # characters; a longer line is not a word (and would blow up the padded batches)
 
 
-def parse_words(raw: bytes, source: str = "input", *, allow_empty: bool = False, byte_order_mark: bool = True) -> list[str]:
+def parse_words(
+    raw: bytes, source: str = "input", *, allow_empty: bool = False, byte_order_mark: bool = True
+) -> list[str]:
     """Decode UTF-8 bytes into words: one per line, whitespace stripped, blank lines dropped.
 
     The rules, applied to every file the tool reads: a byte-order mark at the
@@ -199,7 +201,9 @@ def _parse_block(cps: np.ndarray) -> _Block:
     return _block_words(cps, keep, starts, lengths, space[is_break])
 
 
-def _block_words(cps: np.ndarray, keep: np.ndarray, starts: np.ndarray, lengths: np.ndarray, breaks: np.ndarray) -> _Block:
+def _block_words(
+    cps: np.ndarray, keep: np.ndarray, starts: np.ndarray, lengths: np.ndarray, breaks: np.ndarray
+) -> _Block:
     """The _Block of words at starts with lengths, keep marking their characters; breaks: where lines end.
 
     A fault's line is the number of breaks before it.
@@ -223,7 +227,9 @@ def _block_ends(raw, start: int, size: int) -> list[int]:
     return ends
 
 
-def _parse_blocks(raw: bytes, source: str, allow_empty: bool, byte_order_mark: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def _parse_blocks(
+    raw: bytes, source: str, allow_empty: bool, byte_order_mark: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (code points, lengths) of the words of each block of raw; parse_words's MakemoreErrors.
 
     The bytes are parsed PARSE_BLOCK at a time, each block cut just after a
@@ -244,7 +250,9 @@ def _parse_blocks(raw: bytes, source: str, allow_empty: bool, byte_order_mark: b
                 text = str(chunk, "utf-8")
             except UnicodeDecodeError as err:
                 line = lines_before + _line_of(bytes(chunk[: err.start]))
-                raise MakemoreError(f"{source}: line {line} is not valid UTF-8 (byte 0x{chunk[err.start]:02x})") from None
+                raise MakemoreError(
+                    f"{source}: line {line} is not valid UTF-8 (byte 0x{chunk[err.start]:02x})"
+                ) from None
             cps = np.frombuffer(text.encode("utf-32-le"), "<u4")
             del text
         block = _parse_block(cps)
@@ -258,7 +266,9 @@ def _parse_blocks(raw: bytes, source: str, allow_empty: bool, byte_order_mark: b
     if nul is not None:
         raise MakemoreError(f"{source}: line {nul} holds a NUL character (is it a binary or UTF-16 file?)")
     if long is not None:
-        raise MakemoreError(f"{source}: line {long[0]} has {long[1]:,} characters; a word may have at most {MAX_WORD_LEN:,}")
+        raise MakemoreError(
+            f"{source}: line {long[0]} has {long[1]:,} characters; a word may have at most {MAX_WORD_LEN:,}"
+        )
     if not allow_empty and not any(len(n) for _, n in blocks):
         raise MakemoreError(f"{source}: no words (the file is empty or holds only blank lines)")
     return blocks
@@ -271,8 +281,9 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def parse_code_points(raw: bytes, source: str = "input", *, allow_empty: bool = False,
-                      byte_order_mark: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def parse_code_points(
+    raw: bytes, source: str = "input", *, allow_empty: bool = False, byte_order_mark: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """``parse_words`` as arrays: the words' code points end to end, and int64 offsets (W + 1,).
 
     Word k is codes[offsets[k]:offsets[k + 1]]: the same words by the same
@@ -285,8 +296,9 @@ def parse_code_points(raw: bytes, source: str = "input", *, allow_empty: bool = 
     return codes, _offsets(np.concatenate([n for _, n in blocks] or [np.zeros(0, np.int64)]))
 
 
-def parse_word_array(raw: bytes, source: str = "input", *, allow_empty: bool = False,
-                     byte_order_mark: bool = True) -> "WordArray":
+def parse_word_array(
+    raw: bytes, source: str = "input", *, allow_empty: bool = False, byte_order_mark: bool = True
+) -> "WordArray":
     """The words of parse_words as a WordArray over the vocabulary of their characters.
 
     Memory: the bytes, the ids (one byte a character for up to 255
@@ -513,7 +525,9 @@ class WordArray(SequenceABC):
             raise IndexError("word index out of range")
         if self._strings is not None:
             return self._strings[index]
-        return "".join(self.vocab.chars[i - 1] for i in self.ids[self.offsets[index] : self.offsets[index + 1]].tolist())
+        return "".join(
+            self.vocab.chars[i - 1] for i in self.ids[self.offsets[index] : self.offsets[index + 1]].tolist()
+        )
 
     def strings(self) -> list[str]:
         """Every word as a str, decoded in one pass (the ids mapped to code points, then split at
@@ -537,7 +551,9 @@ class WordArray(SequenceABC):
             if len(self) != len(other):
                 return False
             if self.vocab == other.vocab:
-                return bool(np.array_equal(self.lengths(), other.lengths()) and np.array_equal(self.chars(), other.chars()))
+                return bool(
+                    np.array_equal(self.lengths(), other.lengths()) and np.array_equal(self.chars(), other.chars())
+                )
             return self.strings() == other.strings()
         if isinstance(other, (list, tuple)):
             return len(self) == len(other) and self.strings() == list(other)
@@ -780,6 +796,7 @@ class Dataset:
         if "max_word_len" not in self._cache:
             self._cache["max_word_len"] = max(int(word_lengths(ws).max()) for ws in self.words.values() if len(ws))
         return self._cache["max_word_len"]
+
     def nonempty(self) -> list[str]:
         return [s for s in SPLITS if self.sizes[s]]
 

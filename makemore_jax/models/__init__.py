@@ -89,8 +89,14 @@ def _given_as_is(given: dict) -> dict:
 
 # The PyTorch makemore's training settings, every neural model's defaults but the bigram's
 MAKEMORE_DEFAULTS = (
-    ("optimizer", "adamw"), ("lr", 5e-4), ("weight_decay", 0.01), ("l2", 0.0), ("steps", 10000),
-    ("batch_size", 32), ("eval_every", 500), ("log_every", 100),
+    ("optimizer", "adamw"),
+    ("lr", 5e-4),
+    ("weight_decay", 0.01),
+    ("l2", 0.0),
+    ("steps", 10000),
+    ("batch_size", 32),
+    ("eval_every", 500),
+    ("log_every", 100),
 )
 
 

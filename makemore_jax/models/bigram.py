@@ -82,7 +82,14 @@ def table(params: dict, settings=None) -> jax.Array:
 
 MODELS = {
     "bigram": ModelDef(
-        "bigram", init, apply, decode_init, decode_step, table=table, loss_counts=loss_counts,
-        defaults=(), options=(("init_scale", None),),  # refused for other types by the settings' own check
+        "bigram",
+        init,
+        apply,
+        decode_init,
+        decode_step,
+        table=table,
+        loss_counts=loss_counts,
+        defaults=(),
+        options=(("init_scale", None),),  # refused for other types by the settings' own check
     )
 }

@@ -19,7 +19,9 @@ from . import ModelDef, bigram
 
 
 SCATTER_PARTS = 2  # count_matrix counts the pairs in this many independent scatters (one per CPU thread)
-FLAT_CELLS = jax.lax.ScatterDimensionNumbers(update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,))
+FLAT_CELLS = jax.lax.ScatterDimensionNumbers(
+    update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)
+)
 
 
 @partial(jax.jit, static_argnames="vocab_size")
@@ -87,7 +89,14 @@ def saved_arrays(arrays: dict, settings, vocab_size: int) -> dict:
 
 MODELS = {
     "counts": ModelDef(
-        "counts", _init, bigram.apply, bigram.decode_init, bigram.decode_step,
-        count=count, table=table, saved_arrays=saved_arrays, defaults=(),
+        "counts",
+        _init,
+        bigram.apply,
+        bigram.decode_init,
+        bigram.decode_step,
+        count=count,
+        table=table,
+        saved_arrays=saved_arrays,
+        defaults=(),
     )
 }

@@ -33,6 +33,7 @@ from . import ModelDef
 from . import bigram
 from .decoding import TABLE_DECODER, Decoder, recompute_decoder
 
+
 def _member_parts(model):
     """(apply, params, decoder, decoder config) of one trained model."""
     if model.table is not None:

@@ -155,9 +155,7 @@ def apply(cell: Cell, params: dict, idx_BxT: jax.Array) -> jax.Array:
     return linear(params["lm_head"], jnp.swapaxes(h_TxBxH, 0, 1))
 
 
-def decode_step(
-    cell: Cell, params: dict, state: State, token_B: jax.Array, t: jax.Array
-) -> tuple[jax.Array, State]:
+def decode_step(cell: Cell, params: dict, state: State, token_B: jax.Array, t: jax.Array) -> tuple[jax.Array, State]:
     """Feed the id at position t; the logits apply gives at t, and the next state.
 
     t is not needed: the state alone says where the sequence is.

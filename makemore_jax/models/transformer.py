@@ -40,9 +40,7 @@ from . import ModelConfig, ModelDef, layers
 
 def check(config: ModelConfig) -> None:
     if config.n_embd % config.n_head:
-        raise MakemoreError(
-            f"transformer: n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})"
-        )
+        raise MakemoreError(f"transformer: n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
 
 
 def _block_init(key: jax.Array, n_embd: int, n_head: int) -> dict:
@@ -251,8 +249,14 @@ def apply_dropout(params: dict, idx_BxT: jax.Array, key: jax.Array, rate: float)
     return _forward(params, idx_BxT, _dropout(key, rate))
 
 
-def apply_packed(params: dict, ids_RxS: jax.Array, positions_RxS: jax.Array, segments_RxS: jax.Array,
-                 key: jax.Array | None = None, rate: float = 0.0) -> jax.Array:
+def apply_packed(
+    params: dict,
+    ids_RxS: jax.Array,
+    positions_RxS: jax.Array,
+    segments_RxS: jax.Array,
+    key: jax.Array | None = None,
+    rate: float = 0.0,
+) -> jax.Array:
     """Logits (R, S, V) of words packed end to end in rows of S slots (see ``packing``).
 
     Slot s of row r attends to the slots of rows r - 1 and r that belong to
@@ -327,7 +331,14 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
 
 MODELS = {
     "transformer": ModelDef(
-        "transformer", init, apply, decode_init=decode_init, decode_step=decode_step, check=check,
-        apply_dropout=apply_dropout, apply_packed=apply_packed, apply_trie=apply_trie,
+        "transformer",
+        init,
+        apply,
+        decode_init=decode_init,
+        decode_step=decode_step,
+        check=check,
+        apply_dropout=apply_dropout,
+        apply_packed=apply_packed,
+        apply_trie=apply_trie,
     )
 }

@@ -250,7 +250,9 @@ def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
     path = os.path.join(workdir, f"{name}.json")
     if not os.path.isdir(workdir):
         if os.path.lexists(workdir):
-            raise MakemoreError(f"{workdir} is a file, not a work directory (-o names the directory a model was saved to)")
+            raise MakemoreError(
+                f"{workdir} is a file, not a work directory (-o names the directory a model was saved to)"
+            )
         raise MakemoreError(f"{workdir}: no such work directory (train a model there first)")
     try:
         with open(path, "rb") as f:
@@ -343,7 +345,9 @@ def load(workdir: str, name: str = "model") -> Loaded:
         raise _corrupt(arrays_path, f"arrays do not fit {a_model(config.type)} (missing {missing}, unexpected {extra})")
     for key, (shape, dtype) in expected.items():
         if got[key].shape != shape or got[key].dtype != dtype:
-            raise _corrupt(arrays_path, f"{key} is {got[key].dtype}{list(got[key].shape)}, expected {dtype}{list(shape)}")
+            raise _corrupt(
+                arrays_path, f"{key} is {got[key].dtype}{list(got[key].shape)}, expected {dtype}{list(shape)}"
+            )
     model.params = unflatten_params(got)
     opt_keys = sorted(k for k in arrays if k.startswith("opt/"))
     opt_leaves = [arrays[k] for k in opt_keys] if opt_keys else None
@@ -360,7 +364,9 @@ def restore_opt_state(loaded: Loaded, template, path: str):
     got = loaded.opt_leaves or []
     if len(got) != len(leaves) or any(a.shape != np.shape(b) for a, b in zip(got, leaves)):
         raise _corrupt(path, "its optimizer state does not fit this model and optimizer")
-    return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(got, leaves)])
+    return jax.tree_util.tree_unflatten(
+        treedef, [jax.numpy.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(got, leaves)]
+    )
 
 
 def _read_arrays(path: str, payload: bytes) -> dict[str, np.ndarray]:
@@ -380,13 +386,22 @@ def save_mixture(workdir: str, mix: mixture.Mixture, loaded_members, sources, re
     for k, ld in enumerate(loaded_members):
         name = f"member-{k}"
         save(
-            os.path.join(workdir, name), "model", ld.model, step=ld.step, best_dev=ld.best_dev,
-            training=ld.training, metrics=ld.metrics,
+            os.path.join(workdir, name),
+            "model",
+            ld.model,
+            step=ld.step,
+            best_dev=ld.best_dev,
+            training=ld.training,
+            metrics=ld.metrics,
         )
         names.append(name)
     meta = {
-        "format": MIXTURE_FORMAT, "format_version": MIXTURE_FORMAT_VERSION, "members": names, "sources": list(sources),
-        "weights": [float(w) for w in mix.weights], "report": report,
+        "format": MIXTURE_FORMAT,
+        "format_version": MIXTURE_FORMAT_VERSION,
+        "members": names,
+        "sources": list(sources),
+        "weights": [float(w) for w in mix.weights],
+        "report": report,
     }
     meta["meta_sha256"] = meta_digest(meta)  # a hand edit of the weights is refused on loading
     atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode())
@@ -405,15 +420,24 @@ def _load_mixture(workdir: str) -> "Loaded":
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise MakemoreError(f"{path}: not a readable mixture file ({err.__class__.__name__})") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if not (isinstance(meta, dict) and meta.get("format") == MIXTURE_FORMAT and not isinstance(version, bool)
-            and version in MIXTURE_READABLE_VERSIONS):
-        raise MakemoreError(f"{path}: not a makemore-jax mixture file of version "
-                            f"{' or '.join(map(str, MIXTURE_READABLE_VERSIONS))}")
+    if not (
+        isinstance(meta, dict)
+        and meta.get("format") == MIXTURE_FORMAT
+        and not isinstance(version, bool)
+        and version in MIXTURE_READABLE_VERSIONS
+    ):
+        raise MakemoreError(
+            f"{path}: not a makemore-jax mixture file of version {' or '.join(map(str, MIXTURE_READABLE_VERSIONS))}"
+        )
     names, weights = meta.get("members"), meta.get("weights")
     if not (
-        isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights) >= 2
-        and all(isinstance(n, str) and n.startswith("member-") and not any(s in n for s in ("/", os.sep, os.altsep) if s)
-                for n in names)
+        isinstance(names, list)
+        and isinstance(weights, list)
+        and len(names) == len(weights) >= 2
+        and all(
+            isinstance(n, str) and n.startswith("member-") and not any(s in n for s in ("/", os.sep, os.altsep) if s)
+            for n in names
+        )
         and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
     ):
         raise MakemoreError(f"{path}: damaged (members and weights do not match)")

@@ -130,8 +130,9 @@ def check_user_file(path: str, what: str = "FILE", *, make_parents: bool = False
         if role is not None:
             where = named if linked and candidate == real else f"{path} is "
             workdir = (os.path.dirname(path) or ".") if candidate == given else os.path.dirname(candidate)
-            raise MakemoreError(f"{where}{role} of the work directory {workdir}: writing it would damage "
-                                "that model; name another file")
+            raise MakemoreError(
+                f"{where}{role} of the work directory {workdir}: writing it would damage that model; name another file"
+            )
     return real
 
 

@@ -21,8 +21,19 @@ INT32_LIMIT = 2**31 - 1
 # Integer settings that become step counters, array sizes or indices in int32 (a batch of words is drawn by
 # int32 row indices, run_steps counts steps in int32): bounded by INT32_LIMIT from the settings alone. What
 # they take in memory together, with the data, is training.sizes.check_fits's.
-INT32_SIZES = ("steps", "batch_size", "warmup_steps", "block_size", "eval_words", "eval_every", "log_every",
-               "n_layer", "n_head", "n_embd", "n_embd2")
+INT32_SIZES = (
+    "steps",
+    "batch_size",
+    "warmup_steps",
+    "block_size",
+    "eval_words",
+    "eval_every",
+    "log_every",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "n_embd2",
+)
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 
@@ -45,7 +56,9 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 = off
     dropout: float = 0.0  # training-time dropout rate, for models that have it
     eval_every: int = 50
-    eval_words: int = 40000  # words of each split scored at each evaluation (a fixed sample; above names.txt's 32,033); 0 = all
+    eval_words: int = (
+        40000  # words of each split scored at each evaluation (a fixed sample; above names.txt's 32,033); 0 = all
+    )
     log_every: int = 50
     n_layer: int = 4
     n_head: int = 4
@@ -93,17 +106,25 @@ class TrainConfig:
         for name in INT32_SIZES:  # checked before anything multiplies them (check_fits) or JAX sees them
             value = getattr(self, name)
             if value > INT32_LIMIT:
-                raise MakemoreError(f"{name} must be at most {INT32_LIMIT:,} (JAX counts steps and indexes "
-                                    f"arrays with int32), got {value:,}")
+                raise MakemoreError(
+                    f"{name} must be at most {INT32_LIMIT:,} (JAX counts steps and indexes "
+                    f"arrays with int32), got {value:,}"
+                )
         if not (isinstance(self.order, int) and self.order >= 1):
             raise MakemoreError(f"order must be an integer >= 1, got {self.order}")
         if ngram.order_too_large(self.order):
             raise MakemoreError(ngram.order_too_large(self.order))
         if self.smoothing_method not in SMOOTHING_METHODS:
-            raise MakemoreError(f"smoothing method must be one of {', '.join(SMOOTHING_METHODS)}, got {self.smoothing_method!r}")
+            raise MakemoreError(
+                f"smoothing method must be one of {', '.join(SMOOTHING_METHODS)}, got {self.smoothing_method!r}"
+            )
         if not (isinstance(self.discount, (int, float)) and (self.discount == 0 or 0 < self.discount < 1)):
             raise MakemoreError(f"discount must be in (0, 1) (or 0: from the count-of-counts), got {self.discount}")
-        if not (isinstance(self.discount_scale, (int, float)) and math.isfinite(self.discount_scale) and self.discount_scale > 0):
+        if not (
+            isinstance(self.discount_scale, (int, float))
+            and math.isfinite(self.discount_scale)
+            and self.discount_scale > 0
+        ):
             raise MakemoreError(f"discount scale must be a finite number > 0, got {self.discount_scale}")
         ngram.memory_bytes(self.memory)
         if self.init_scale != 1.0 and "init_scale" not in dict(get_model(self.type).options):

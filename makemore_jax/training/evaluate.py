@@ -76,8 +76,10 @@ def sequence_nll_sums(model, tokens_WxL: np.ndarray, lengths_W: np.ndarray, prog
         row_len = max(TRIE_ROW, model.block_size)
         tr = prefixes.trie(tokens_WxL, lengths_W, row_len)
         rows = max(1, TRIE_ROWS * TRIE_ROW // row_len)
-        arrays = [np.reshape(_whole(a, rows), (-1, rows, row_len))
-                  for a in (tr.ids, tr.depths, tr.ends, tr.parents, tr.counts, tr.words)]
+        arrays = [
+            np.reshape(_whole(a, rows), (-1, rows, row_len))
+            for a in (tr.ids, tr.depths, tr.ends, tr.parents, tr.counts, tr.words)
+        ]
         return _in_groups(partial(_trie_group, apply_trie, model.params), arrays, progress), tr.positions
     lv = prefixes.leaves(tokens_WxL, lengths_W)
     chunks = [np.reshape(_whole(a, EVAL_CHUNK), (-1, EVAL_CHUNK, a.shape[1])) for a in (lv.tokens, lv.natural, lv.end)]

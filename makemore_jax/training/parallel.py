@@ -73,8 +73,11 @@ def initialize(coordinator: str, num_processes: int, process_id: int, timeout_s:
         raise MakemoreError(f"--process-id must be in 0..{num_processes - 1}, got {process_id}")
     try:
         jax.distributed.initialize(
-            coordinator, num_processes, process_id,
-            cluster_detection_method="deactivate", initialization_timeout=timeout_s,
+            coordinator,
+            num_processes,
+            process_id,
+            cluster_detection_method="deactivate",
+            initialization_timeout=timeout_s,
         )
     except (RuntimeError, ValueError) as err:  # jaxlib's XlaRuntimeError is a RuntimeError
         raise MakemoreError(
@@ -190,6 +193,7 @@ class DataParallel:
         """
         if jax.process_count() == 1:
             return tree
+
         def host(x):
             if x.is_fully_addressable or x.is_fully_replicated:
                 return np.asarray(x)
@@ -212,7 +216,7 @@ class DataParallel:
         shape = (total, block_size + 1)
         spans = [_rows_of(index[0], total) for index in by_rows.addressable_devices_indices_map(shape).values()]
         lo, hi = min(s.start for s in spans), max(s.stop for s in spans)
-        tokens, lengths = _encode_rows(words[lo:min(hi, n)], vocab, block_size, hi - lo)
+        tokens, lengths = _encode_rows(words[lo : min(hi, n)], vocab, block_size, hi - lo)
         return (
             jax.make_array_from_callback(shape, by_rows, lambda index: tokens[_rows_of(index[0], total, lo)]),
             jax.make_array_from_callback((total,), by_row, lambda index: lengths[_rows_of(index[0], total, lo)]),
@@ -258,7 +262,8 @@ class DataParallel:
         replicated = self.sharding()
         steps = jax.jit(
             lambda p, o, b, first: run_steps(loss_fn, optimizer, p, o, b, first, num_steps, unroll),
-            in_shardings=(p_s, o_s, b_s, replicated), out_shardings=(p_s, o_s, replicated),
+            in_shardings=(p_s, o_s, b_s, replicated),
+            out_shardings=(p_s, o_s, replicated),
         )
         return steps.lower(params, opt_state, batch_data, 0).compile()
 
@@ -307,8 +312,9 @@ def count_flat(flat_P: np.ndarray, cells: int, parallel: DataParallel, process_l
     return _summed_tables(placed, cells, parts, parallel.sharding())
 
 
-def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: DataParallel | None = None,
-                 process_local: bool = False) -> jax.Array:
+def count_matrix(
+    xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: DataParallel | None = None, process_local: bool = False
+) -> jax.Array:
     """counts.count_matrix (N[i, j] = how often j follows i, int32 V×V), counted over the devices.
 
     Without parallel (or with one device) it is counts.count_matrix itself.
@@ -320,8 +326,16 @@ def count_matrix(xs: np.ndarray, ys: np.ndarray, vocab_size: int, parallel: Data
     return count_flat(flat, vocab_size * vocab_size, parallel, process_local).reshape(vocab_size, vocab_size)
 
 
-def count_ngram_words(words: Sequence[str], vocab: Vocabulary, order: int, memory: int, parallel: DataParallel | None = None,
-                      process_local: bool = False, temp_dir: str | None = None, progress=None):
+def count_ngram_words(
+    words: Sequence[str],
+    vocab: Vocabulary,
+    order: int,
+    memory: int,
+    parallel: DataParallel | None = None,
+    process_local: bool = False,
+    temp_dir: str | None = None,
+    progress=None,
+):
     """The n-grams of the words counted as count_ngram_rows counts their rows: the same NgramCounts.
 
     Where a process counts on its host (one device, or a sparse table) it
@@ -341,8 +355,9 @@ def count_ngram_words(words: Sequence[str], vocab: Vocabulary, order: int, memor
     return ngram.count_weighted_rows(rows, weights, V, "sparse")
 
 
-def count_ngram_rows(ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None,
-                     process_local: bool = False):
+def count_ngram_rows(
+    ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None, process_local: bool = False
+):
     """ngram.count_ngram_rows counted over the devices: the same NgramCounts.
 
     Dense tables (V^N within ngram.DENSE_MAX_CELLS) are counted sharded;

@@ -32,7 +32,10 @@ from ..models import ModelConfig, get_model, ngram
 from .config import TrainConfig
 
 FLOAT_BYTES = 4
-OPTIMIZER_COPIES = {"sgd": 3, "adamw": 5}  # copies of the parameters a step holds: params, grads, updates (+ Adam's m, v)
+OPTIMIZER_COPIES = {
+    "sgd": 3,
+    "adamw": 5,
+}  # copies of the parameters a step holds: params, grads, updates (+ Adam's m, v)
 
 
 def block_size_for(cfg: TrainConfig, data: Dataset, model_def) -> int:
@@ -53,7 +56,9 @@ def block_size_for(cfg: TrainConfig, data: Dataset, model_def) -> int:
 def available_memory(parallel=None) -> tuple[int | None, str]:
     """(bytes, where) a training step can use: the device's memory where JAX reports it (a GPU: its
     bytes_limit, times the devices of a data-parallel run), else the machine's physical memory; None if unknown."""
-    devices = list(parallel.mesh.devices.flat) if parallel is not None else [jnp.zeros(()).devices().pop()]  # the default device
+    devices = (
+        list(parallel.mesh.devices.flat) if parallel is not None else [jnp.zeros(()).devices().pop()]
+    )  # the default device
     limits = []
     for device in devices:
         try:
@@ -90,7 +95,9 @@ def check_fits(cfg: TrainConfig, data: Dataset, parallel=None) -> None:
     if memory is None or need <= memory:
         return
     rows = cfg.batch_size or data.sizes["train"]
-    batch = f"a batch of {rows:,} words" if cfg.batch_size else f"the whole training split ({rows:,} words) as the batch"
+    batch = (
+        f"a batch of {rows:,} words" if cfg.batch_size else f"the whole training split ({rows:,} words) as the batch"
+    )
     fixed = parts["parameters"] + parts["training rows"]
     hint = "give a smaller --batch-size, --block-size or model"
     fitting_batch = (memory - fixed) // max(parts["activations"] // rows, 1) if fixed < memory else 0
@@ -151,6 +158,7 @@ def parameter_count(cfg: TrainConfig, vocab_size: int, block_size: int, model_de
     A model's size is linear in its layers, so at most two are traced and the
     rest extrapolated: a deep Transformer's Python loop over layers stays short.
     """
+
     def count(n_layer: int) -> int:
         config = ModelConfig(vocab_size, block_size, n_layer, cfg.n_head, cfg.n_embd, cfg.n_embd2)
         model_def.check(config)

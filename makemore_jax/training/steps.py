@@ -39,7 +39,9 @@ def run_steps(loss_fn, optimizer, params, opt_state, batch_data, first_step, num
         return (optax.apply_updates(params, updates), opt_state), loss
 
     steps = first_step + jnp.arange(num_steps, dtype=jnp.int32)
-    (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), steps, unroll=max(min(unroll, num_steps), 1))
+    (params, opt_state), losses = jax.lax.scan(
+        one_step, (params, opt_state), steps, unroll=max(min(unroll, num_steps), 1)
+    )
     return params, opt_state, losses
 
 
@@ -108,8 +110,17 @@ def _cond_sums(pred, true_sums, false_sums, params, true_args: tuple, false_args
     return sums(params, (pred, true_args, false_args))
 
 
-def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout: float = 0.0,
-                  num_words: int | None = None, place_batch=None, apply_packed=None, capacity: int = 0):
+def sequence_loss(
+    apply,
+    l2: float,
+    batch_size: int,
+    apply_dropout=None,
+    dropout: float = 0.0,
+    num_words: int | None = None,
+    place_batch=None,
+    apply_packed=None,
+    capacity: int = 0,
+):
     """Mean cross-entropy per position of a batch of words (+ λ·mean(param²)).
 
     batch_size words are drawn with replacement from fold_in(key, step); 0
@@ -141,8 +152,9 @@ def sequence_loss(apply, l2: float, batch_size: int, apply_dropout=None, dropout
     def packed_or_padded_sums(params, tokens, lengths, dropout_key):
         row_len = tokens.shape[1] - 1
         packed = packing.pack(tokens, lengths, capacity, row_len)
-        return _cond_sums(packed.fits, packed_sums, padded_sums, params, (packed, dropout_key),
-                          (tokens, lengths, dropout_key))
+        return _cond_sums(
+            packed.fits, packed_sums, padded_sums, params, (packed, dropout_key), (tokens, lengths, dropout_key)
+        )
 
     sums = packed_or_padded_sums if capacity else padded_sums
 

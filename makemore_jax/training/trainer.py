@@ -49,7 +49,9 @@ class Interrupted(Exception):
 MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 MiB each at this size
 
 
-def new_model(cfg: TrainConfig, data: Dataset, parallel=None, progress: Callable[[str], None] | None = None) -> TrainedModel:
+def new_model(
+    cfg: TrainConfig, data: Dataset, parallel=None, progress: Callable[[str], None] | None = None
+) -> TrainedModel:
     """A model for the data: vocabulary, block size, and its initial parameters, or its counts.
 
     A counted model (counts, n-grams) is complete here. With parallel (a
@@ -109,15 +111,24 @@ def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
     cfg = model.config
     if full_batch_from_counts(model):
         xs, ys = data.pairs("train")
-        return full_batch_loss(model.model_def.loss_counts, cfg.l2), {"counts": count_matrix_over_devices(xs, ys, data.vocab.size, parallel, data.local_only)}
+        return full_batch_loss(model.model_def.loss_counts, cfg.l2), {
+            "counts": count_matrix_over_devices(xs, ys, data.vocab.size, parallel, data.local_only)
+        }
     keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
     if parallel is None:
         tokens, lengths = data.padded("train", model.block_size)
         batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), **keys}
         model_def = model.model_def
         capacity = packing_capacity(cfg, model_def, lengths, model.block_size)
-        loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model_def.apply_dropout, cfg.dropout,
-                             apply_packed=model_def.apply_packed, capacity=capacity)
+        loss = sequence_loss(
+            model.apply,
+            cfg.l2,
+            cfg.batch_size,
+            model_def.apply_dropout,
+            cfg.dropout,
+            apply_packed=model_def.apply_packed,
+            capacity=capacity,
+        )
         return loss, batch
     parallel.check_batch(cfg.batch_size)
     if data.local_only:  # each process holds the rows it parsed; row_of says where each training row is
@@ -125,8 +136,15 @@ def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
         keys["row_of"] = data.row_of
     else:
         tokens, lengths = parallel.shard_rows(data.words["train"], data.vocab, model.block_size)
-    loss = sequence_loss(model.apply, cfg.l2, cfg.batch_size, model.model_def.apply_dropout, cfg.dropout,
-                         num_words=data.sizes["train"], place_batch=parallel.place_batch)
+    loss = sequence_loss(
+        model.apply,
+        cfg.l2,
+        cfg.batch_size,
+        model.model_def.apply_dropout,
+        cfg.dropout,
+        num_words=data.sizes["train"],
+        place_batch=parallel.place_batch,
+    )
     return loss, {"tokens": tokens, "lengths": lengths, **keys}
 
 
@@ -210,7 +228,13 @@ class _Chunks:
     """The compiled chunks of steps of one run, by length (compiled once each; the time reported apart)."""
 
     def __init__(self, loss_fn, optimizer, batch_data, unroll: int, parallel=None):
-        self.loss_fn, self.optimizer, self.batch_data, self.unroll, self.parallel = loss_fn, optimizer, batch_data, unroll, parallel
+        self.loss_fn, self.optimizer, self.batch_data, self.unroll, self.parallel = (
+            loss_fn,
+            optimizer,
+            batch_data,
+            unroll,
+            parallel,
+        )
         self.executables: dict[int, object] = {}
 
     def run(self, state: TrainState, todo: int, record: dict):

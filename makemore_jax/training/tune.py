@@ -49,7 +49,10 @@ class Setting:
         return fields
 
     def describe(self) -> str:
-        what = {"add-k": f"k = {self.value:g}", "kn": f"D = {self.value:g}" if self.value else "D from the count-of-counts"}
+        what = {
+            "add-k": f"k = {self.value:g}",
+            "kn": f"D = {self.value:g}" if self.value else "D from the count-of-counts",
+        }
         return f"{self.method}, order {self.order}, " + what.get(self.method, f"discount scale {self.value:g}")
 
 
@@ -122,8 +125,13 @@ def grid_nll(raw_Lx5xP, cont_Lx5xP, n_live, orders_S, methods_S, ks_S, discounts
     return jax.lax.map(one, (orders_S, methods_S, ks_S, discounts_SxLx3))
 
 
-def dev_nll(train_words: Sequence[str], dev_words: Sequence[str], vocab: Vocabulary, settings: Sequence[Setting],
-            memory: int | None = None) -> np.ndarray:
+def dev_nll(
+    train_words: Sequence[str],
+    dev_words: Sequence[str],
+    vocab: Vocabulary,
+    settings: Sequence[Setting],
+    memory: int | None = None,
+) -> np.ndarray:
     """Dev NLL of the model each setting builds from the training words: float (S,).
 
     The training words are counted within memory bytes (None: ngram.default_memory()), spilling past them.
@@ -143,11 +151,17 @@ def dev_nll(train_words: Sequence[str], dev_words: Sequence[str], vocab: Vocabul
         if s.method != "add-k":
             fields = s.config_fields()
             found = ngram.smoothing_params(
-                levels, s.order, s.method, discount=fields.get("discount", 0.0), discount_scale=fields.get("discount_scale", 1.0)
+                levels,
+                s.order,
+                s.method,
+                discount=fields.get("discount", 0.0),
+                discount_scale=fields.get("discount_scale", 1.0),
             )
             discounts[i, : s.order] = found["discounts"]
     nll = grid_nll(
-        raw_stats, cont_stats, len(ngrams),
+        raw_stats,
+        cont_stats,
+        len(ngrams),
         jnp.asarray([s.order for s in settings], jnp.int32),
         jnp.asarray([0 if s.method == "add-k" else 1 for s in settings], jnp.int32),
         jnp.asarray([s.value if s.method == "add-k" else 0.0 for s in settings], jnp.float32),

@@ -374,4 +374,6 @@ def format_arpa(sections: list[Section], tokens: list[str]) -> str:
 
 
 def _numbers(x: np.ndarray) -> np.ndarray:
-    return np.array(["-99" if v <= LOG10_ZERO else "0" if v == 0 else f"{v:.{DIGITS}g}" for v in x.tolist()], dtype=object)
+    return np.array(
+        ["-99" if v <= LOG10_ZERO else "0" if v == 0 else f"{v:.{DIGITS}g}" for v in x.tolist()], dtype=object
+    )

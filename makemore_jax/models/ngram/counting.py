@@ -47,7 +47,9 @@ def ngram_windows(stream_S: np.ndarray, order: int) -> np.ndarray:
     return np.where(inside_PxN, stream_S[np.maximum(idx_PxN, 0)], BOUNDARY_ID).astype(np.int32)
 
 
-def words_to_ngrams(words: Sequence[str], vocab: Vocabulary, order: int, max_cells: int | None = MAX_NGRAM_CELLS) -> np.ndarray:
+def words_to_ngrams(
+    words: Sequence[str], vocab: Vocabulary, order: int, max_cells: int | None = MAX_NGRAM_CELLS
+) -> np.ndarray:
     """The n-gram of every character and every end of the words: int32 (P, order), P = Σ (len + 1).
 
     Raises MakemoreError for a character outside the vocabulary, or if the
@@ -91,7 +93,9 @@ def table_bytes(positions: int, vocab_size: int, order: int) -> int:
         n += 1
         distinct = min(distinct * vocab_size, positions)
         total += distinct * (n + 3)
-        if min(distinct * vocab_size, positions) == distinct:  # every higher order holds as many: Σ_{m=n+1..order} (m + 3)
+        if (
+            min(distinct * vocab_size, positions) == distinct
+        ):  # every higher order holds as many: Σ_{m=n+1..order} (m + 3)
             rest = order - n
             total += distinct * (rest * (n + 1 + order) // 2 + 3 * rest)
             break
@@ -335,7 +339,9 @@ def padded_rows(ngrams_PxN: np.ndarray) -> jax.Array:
     return jnp.asarray(np.pad(ngrams_PxN, ((0, shape_bucket(len(ngrams_PxN)) - len(ngrams_PxN)), (0, 0))))
 
 
-def count_weighted_rows(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int, kind: str) -> NgramCounts:
+def count_weighted_rows(
+    ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vocab_size: int, kind: str
+) -> NgramCounts:
     """The counts of the rows by kind: 'dense', 'keys', 'ranks', or 'sparse' (keys where they fit, else ranks).
 
     weights_P: each row's weight (how often it occurred), None for once each.
@@ -351,7 +357,9 @@ def count_weighted_rows(ngrams_PxN: np.ndarray, weights_P: np.ndarray | None, vo
         weights_P = np.ones((P,), np.int32)
     rows, weights = _pad_repeating(ngrams_PxN), np.pad(weights_P, (0, shape_bucket(P) - P))  # padding: weight 0
     if kind == "dense":
-        return counts_from_table(np.asarray(dense_counts(jnp.asarray(rows), jnp.asarray(weights), vocab_size)), order, vocab_size)
+        return counts_from_table(
+            np.asarray(dense_counts(jnp.asarray(rows), jnp.asarray(weights), vocab_size)), order, vocab_size
+        )
     # ranks: rank the rows in suffix order one id at a time, then sum the weights per rank
     top = suffix_ranks(rows, vocab_size)[-1]
     n = int(np.asarray(top).max()) + 1
@@ -430,7 +438,9 @@ def read_word_chunks(path: str, chunk_words: int) -> Iterator[list[str]]:
             try:
                 word = line.decode("utf-8").strip()
             except UnicodeDecodeError as err:
-                raise MakemoreError(f"{path}: line {number} is not valid UTF-8 (byte 0x{line[err.start]:02x})") from None
+                raise MakemoreError(
+                    f"{path}: line {number} is not valid UTF-8 (byte 0x{line[err.start]:02x})"
+                ) from None
             if word:
                 chunk.append(word)
             if len(chunk) == chunk_words:
@@ -494,7 +504,11 @@ def levels_by_keys(counts: NgramCounts) -> list[Level]:
         levels.append(Level(ngrams, raw, continuation, np.repeat(np.arange(len(first), dtype=np.int32), sizes)))
         ends = np.cumsum(raw, dtype=np.int64)[first + sizes - 1]  # the raw counts summed up to each run's end
         keys = lower[first]
-        ngrams, raw, continuation = _digits(keys, n - 1, V), np.diff(ends, prepend=0).astype(np.int32), sizes.astype(np.int32)
+        ngrams, raw, continuation = (
+            _digits(keys, n - 1, V),
+            np.diff(ends, prepend=0).astype(np.int32),
+            sizes.astype(np.int32),
+        )
     levels.append(Level(ngrams, raw, continuation, np.zeros((len(keys),), np.int32)))
     return levels[::-1]
 
@@ -512,10 +526,12 @@ def _levels_by_ranks(counts: NgramCounts) -> list[Level]:
         first = np.flatnonzero(starts[n - 1, :M])  # the first row of each run
         k = len(first)
         raw_n = raw[n - 1, :k].astype(np.int32)
-        levels.append(Level(
-            np.ascontiguousarray(counts.ngrams[first, N - n :]),
-            raw_n,
-            raw_n if n == N else distinct[n - 1, :k].astype(np.int32),
-            runs[n - 2, first].astype(np.int32) if n > 1 else np.zeros((k,), np.int32),
-        ))
+        levels.append(
+            Level(
+                np.ascontiguousarray(counts.ngrams[first, N - n :]),
+                raw_n,
+                raw_n if n == N else distinct[n - 1, :k].astype(np.int32),
+                runs[n - 2, first].astype(np.int32) if n > 1 else np.zeros((k,), np.int32),
+            )
+        )
     return levels

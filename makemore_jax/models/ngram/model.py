@@ -33,6 +33,7 @@ def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups
     Rows with group −1 are padding. The rows go through ``lax.map`` chunk at a
     time, all in one call: (n_groups,) float32 sums and (n_groups,) int32 counts.
     """
+
     def score(args):
         rows_CxN, group_C = args
         p_CxV = probs(params, rows_CxN[:, :-1])
@@ -48,8 +49,9 @@ def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups
     return sums.sum(axis=0), counts.sum(axis=0)
 
 
-def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary,
-                 memory: int | None = None) -> list[float | None]:
+def nll_per_list(
+    params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary, memory: int | None = None
+) -> list[float | None]:
     """Mean NLL per character of each list of words, each end counting as one (as ``evaluate.split_nll``).
 
     All lists in one compiled call; None for an empty list; +inf where the
@@ -60,8 +62,9 @@ def nll_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocab
     return [float(t) / int(c) if c else None for t, c in sums]
 
 
-def nll_sums_per_list(params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary,
-                      memory: int | None = None) -> np.ndarray:
+def nll_sums_per_list(
+    params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary, memory: int | None = None
+) -> np.ndarray:
     """(total NLL, positions) of each list of words: float64 (len(word_lists), 2); see nll_per_list.
 
     Lists of up to SCORE_ROWS positions in all go in one call; longer ones a
@@ -93,10 +96,14 @@ def _distinct_sums(params: dict, words: Sequence[str], vocab: Vocabulary, order:
     context_M = ngram_keys(contexts_MxC, vocab.size, np.int64)  # V^(order - 1) fits int64 here
     _, first, inverse = np.unique(context_M, return_index=True, return_inverse=True)
     distinct_CxC = contexts_MxC[first]
-    logp_CxV = np.concatenate([
-        np.asarray(contexts_logprobs(params, jnp.asarray(_pad_rows(distinct_CxC[a : a + SCORE_CONTEXTS], SCORE_CONTEXTS))))
-        for a in range(0, len(distinct_CxC), SCORE_CONTEXTS)
-    ])
+    logp_CxV = np.concatenate(
+        [
+            np.asarray(
+                contexts_logprobs(params, jnp.asarray(_pad_rows(distinct_CxC[a : a + SCORE_CONTEXTS], SCORE_CONTEXTS)))
+            )
+            for a in range(0, len(distinct_CxC), SCORE_CONTEXTS)
+        ]
+    )
     nll_M = -logp_CxV[inverse.reshape(-1), targets_M].astype(np.float64)
     return np.array([np.dot(counts.counts.astype(np.float64), nll_M), float(counts.counts.sum())])
 
@@ -120,7 +127,9 @@ def _sums_per_list(params: dict, word_lists, vocab: Vocabulary, order: int, leas
     rows = np.concatenate([*ngrams, np.zeros((0, order), np.int32)])
     pad = max(shape_bucket(len(rows)), least_rows) - len(rows)
     rows = np.pad(rows, ((0, pad), (0, 0)))
-    sums, counts = ngrams_nll(params, jnp.asarray(rows), jnp.asarray(np.pad(group, (0, pad), constant_values=-1)), len(word_lists))
+    sums, counts = ngrams_nll(
+        params, jnp.asarray(rows), jnp.asarray(np.pad(group, (0, pad), constant_values=-1)), len(word_lists)
+    )
     return np.stack([np.asarray(sums, np.float64), np.asarray(counts, np.float64)], axis=1)
 
 
@@ -142,7 +151,10 @@ def word_nll(model, words: Sequence[str]) -> np.ndarray:
     word_P = np.repeat(np.arange(len(words), dtype=np.int32), word_lengths(words) + 1)
     pad = shape_bucket(len(rows)) - len(rows)
     sums, _ = ngrams_nll(
-        model.params, padded_rows(rows), jnp.asarray(np.pad(word_P, (0, pad), constant_values=-1)), shape_bucket(len(words))
+        model.params,
+        padded_rows(rows),
+        jnp.asarray(np.pad(word_P, (0, pad), constant_values=-1)),
+        shape_bucket(len(words)),
     )
     return np.asarray(sums)[: len(words)]
 
@@ -206,7 +218,9 @@ def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, 
     expected = {"params/unigram": ((V,), i32)}
     if "params/dense_offsets" in arrays or "params/dense" in arrays:
         if not dense_fits(V, order):
-            raise MakemoreError(f"a dense order-{order} table over {V} ids cannot be right: it has more than {DENSE_MAX_CELLS:,} cells")
+            raise MakemoreError(
+                f"a dense order-{order} table over {V} ids cannot be right: it has more than {DENSE_MAX_CELLS:,} cells"
+            )
         offsets = np.cumsum([0] + [V**n for n in range(2, order + 1)])
         expected.update({"params/dense_offsets": ((order,), i32), "params/dense": ((int(offsets[-1]),), i32)})
         got = np.asarray(arrays.get("params/dense_offsets", offsets))
@@ -214,12 +228,17 @@ def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, 
             raise MakemoreError("dense_offsets do not match the order and vocabulary")
     else:
         rows, entries = (np.shape(arrays.get(f"params/{k}", ()))[:1] or (0,) for k in ("ctx_keys", "next_ids"))
-        expected.update({
-            "params/ctx_keys": (rows, i32), "params/level_rows": ((order,), i32), "params/row_start": ((rows[0] + 1,), i32),
-            "params/next_ids": (entries, i32), "params/counts": (entries, i32),
-        })
+        expected.update(
+            {
+                "params/ctx_keys": (rows, i32),
+                "params/level_rows": ((order,), i32),
+                "params/row_start": ((rows[0] + 1,), i32),
+                "params/next_ids": (entries, i32),
+                "params/counts": (entries, i32),
+            }
+        )
         if all(np.shape(arrays.get(k, ())) == shape for k, (shape, _) in expected.items()):
-            _check_sparse({k[len("params/"):]: np.asarray(v) for k, v in arrays.items()}, V)
+            _check_sparse({k[len("params/") :]: np.asarray(v) for k, v in arrays.items()}, V)
     if method == "add-k":
         expected["params/add_k"] = ((), f32)
         if not np.all(np.asarray(arrays.get("params/add_k", 0.0)) >= 0):
@@ -235,13 +254,21 @@ def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, 
 def _check_sparse(t: dict, V: int) -> None:
     levels, keys, start = t["level_rows"].astype(np.int64), t["ctx_keys"].astype(np.int64), t["row_start"]
     fits = (
-        levels[0] == 0 and levels[-1] == keys.size and np.all(np.diff(levels) >= 0)
-        and np.all(keys >= 0) and all(np.all(np.diff(keys[a:b]) > 0) for a, b in zip(levels[:-1], levels[1:]))
-        and start[0] == 0 and start[-1] == t["next_ids"].size and np.all((np.diff(start) >= 1) & (np.diff(start) <= V))
-        and np.all((t["next_ids"] >= 0) & (t["next_ids"] < V)) and np.all(t["counts"] >= 0)
+        levels[0] == 0
+        and levels[-1] == keys.size
+        and np.all(np.diff(levels) >= 0)
+        and np.all(keys >= 0)
+        and all(np.all(np.diff(keys[a:b]) > 0) for a, b in zip(levels[:-1], levels[1:]))
+        and start[0] == 0
+        and start[-1] == t["next_ids"].size
+        and np.all((np.diff(start) >= 1) & (np.diff(start) <= V))
+        and np.all((t["next_ids"] >= 0) & (t["next_ids"] < V))
+        and np.all(t["counts"] >= 0)
     )
     if not fits:
-        raise MakemoreError("its sparse count table is inconsistent (context keys, row starts, ids or counts out of order or range)")
+        raise MakemoreError(
+            "its sparse count table is inconsistent (context keys, row starts, ids or counts out of order or range)"
+        )
 
 
 # ---- the model as the rest of the package sees it ---------------------------------------------
@@ -256,8 +283,13 @@ def count(data, settings, counter) -> dict:
     memory = memory_bytes(settings.memory)
     counts = counter.ngram_words(data.words["train"], data.vocab, settings.order, memory)
     return build_params(
-        all_levels(counts), settings.order, data.vocab.size, settings.smoothing_method, settings.smoothing,
-        settings.discount, settings.discount_scale,
+        all_levels(counts),
+        settings.order,
+        data.vocab.size,
+        settings.smoothing_method,
+        settings.smoothing,
+        settings.discount,
+        settings.discount_scale,
     )
 
 
@@ -290,11 +322,25 @@ def describe(settings) -> str:
 
 
 MODEL_DEF = ModelDef(
-    "ngram", _init, apply, decode_init, decode_step,
-    count=count, split_nll=split_nll, word_nll=word_nll, saved_arrays=saved_arrays, any_length=True,
+    "ngram",
+    _init,
+    apply,
+    decode_init,
+    decode_step,
+    count=count,
+    split_nll=split_nll,
+    word_nll=word_nll,
+    saved_arrays=saved_arrays,
+    any_length=True,
     defaults=(("order", 5), ("smoothing_method", "modified-kn")),
-    options=(("order", "--order"), ("smoothing_method", "--kn/--modified-kn"), ("discount", "--discount"),
-             ("discount_scale", "--discount-scale"), ("memory", "--memory")),
-    resolve=resolve, describe=describe,
+    options=(
+        ("order", "--order"),
+        ("smoothing_method", "--kn/--modified-kn"),
+        ("discount", "--discount"),
+        ("discount_scale", "--discount-scale"),
+        ("memory", "--memory"),
+    ),
+    resolve=resolve,
+    describe=describe,
 )
 MODELS = {"ngram": MODEL_DEF}

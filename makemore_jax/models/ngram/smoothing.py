@@ -15,7 +15,11 @@ from ...errors import MakemoreError
 from .counting import INT32_LIMIT, Level, all_levels, choose_representation, count_ngrams, flat_index
 
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # where the count-of-counts give no usable estimate (KenLM's)
-METHODS = ("add-k", "kn", "modified-kn")  # smoothing methods: add-k (with k = smoothing), Kneser–Ney, modified Kneser–Ney
+METHODS = (
+    "add-k",
+    "kn",
+    "modified-kn",
+)  # smoothing methods: add-k (with k = smoothing), Kneser–Ney, modified Kneser–Ney
 
 
 # ---- discounts ------------------------------------------------------------------------
@@ -290,7 +294,9 @@ def probs(params: dict, contexts_BxC: jax.Array) -> jax.Array:
         raise ValueError(f"an order-{N} model needs contexts of {N - 1} ids, got {contexts_BxC.shape[1]}")
     B = contexts_BxC.shape[0]
     if "add_k" in params:
-        top, _ = fold_orders(params, contexts_BxC, lambda _, c, x: (c, None), jnp.zeros((B, V), jnp.int32), jnp.zeros((N,)))
+        top, _ = fold_orders(
+            params, contexts_BxC, lambda _, c, x: (c, None), jnp.zeros((B, V), jnp.int32), jnp.zeros((N,))
+        )
         return add_k(top.astype(jnp.float32), top.sum(axis=1, keepdims=True).astype(jnp.float32), params["add_k"], V)
 
     def mix(p_BxV, c_BxV, d_3):

@@ -38,8 +38,22 @@ import numpy as np
 from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 from .counting import (
-    INT32_LIMIT, MAX_NGRAM_CELLS, NgramCounts, _digits, _pad_repeating, check_order, choose_representation, count_ngram_rows,
-    count_weighted_rows, counts_from_table, dense_counts, key_dtype, run_starts, shape_bucket, word_pieces, words_to_ngrams,
+    INT32_LIMIT,
+    MAX_NGRAM_CELLS,
+    NgramCounts,
+    _digits,
+    _pad_repeating,
+    check_order,
+    choose_representation,
+    count_ngram_rows,
+    count_weighted_rows,
+    counts_from_table,
+    dense_counts,
+    key_dtype,
+    run_starts,
+    shape_bucket,
+    word_pieces,
+    words_to_ngrams,
 )
 
 MIN_MEMORY = 2**20  # the least budget a user may give (--memory): below it blocks get too small to be worth reading
@@ -47,7 +61,9 @@ FALLBACK_MEMORY = 2**30  # the default budget where the physical memory is unkno
 POSITION_BYTES = 48  # a piece's keys and the temporaries of encoding and keying them, per position
 PIECE_MAX_POSITIONS = 2**22  # positions keyed at once at most: larger pieces sort no faster
 MIN_BLOCK = 256  # entries of a run read at once at least, whatever the budget
-ROWS_BYTES_PER_ID = 32  # counting in memory: an int32 id of the rows, its padded copy, its suffix ranks, and the sums' temporaries
+ROWS_BYTES_PER_ID = (
+    32  # counting in memory: an int32 id of the rows, its padded copy, its suffix ranks, and the sums' temporaries
+)
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 SIZE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>%|[KMGT](?:i?B)?|B)?", re.IGNORECASE)
 
@@ -103,8 +119,10 @@ def memory_bytes(spec: str | int) -> int:
     else:
         budget = int(value * UNITS[unit[:1] if unit != "B" else ""])
     if budget < MIN_MEMORY:
-        raise MakemoreError(f"memory {text} is too small: counting needs at least 1M (leave it out for the default, "
-                            f"a quarter of physical memory)")
+        raise MakemoreError(
+            f"memory {text} is too small: counting needs at least 1M (leave it out for the default, "
+            f"a quarter of physical memory)"
+        )
     return budget
 
 
@@ -311,7 +329,9 @@ class Runs:
                     f"no space left in {where} for the n-gram counts' temporary files: give counting more --memory "
                     "(it spills less) or set TMPDIR to a directory on a disk with room"
                 ) from None
-            raise MakemoreError(f"cannot write the n-gram counts' temporary files in {where}: {err.strerror or err}") from None
+            raise MakemoreError(
+                f"cannot write the n-gram counts' temporary files in {where}: {err.strerror or err}"
+            ) from None
         self.files.append(_FileRun(path, len(keys), self.dtype))
 
     def sources(self) -> list:
@@ -375,7 +395,11 @@ class Ticker:
 
 
 def count_words(
-    words: Sequence[str], vocab: Vocabulary, order: int, memory: int, temp_dir: str | None = None,
+    words: Sequence[str],
+    vocab: Vocabulary,
+    order: int,
+    memory: int,
+    temp_dir: str | None = None,
     progress: Progress | None = None,
 ) -> NgramCounts:
     """count_ngrams of the words within `memory` bytes (see the module docstring): the same NgramCounts.
@@ -396,8 +420,13 @@ def count_words(
 
 
 def count_chunks(
-    chunks: Iterable[Sequence[str]], vocab: Vocabulary, order: int, memory: int, temp_dir: str | None = None,
-    progress: Progress | None = None, total: int | None = None,
+    chunks: Iterable[Sequence[str]],
+    vocab: Vocabulary,
+    order: int,
+    memory: int,
+    temp_dir: str | None = None,
+    progress: Progress | None = None,
+    total: int | None = None,
 ) -> NgramCounts:
     """count_words of all the words of the chunks (e.g. ``read_word_chunks``), taken one at a time.
 
