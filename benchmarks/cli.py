@@ -58,9 +58,8 @@ def build_parser(task_names: list[str]) -> argparse.ArgumentParser:
 
 def run_worker(name: str, result_file: str, quick: bool, device: str) -> int:
     """Inside the worker process: run one task and write its record as JSON."""
-    from .harness import TASKS
-
     from .environment import OtherLoad, package_revision
+    from .harness import TASKS
 
     ctx = Context.create(quick, device, log=lambda s: print(s, flush=True))
     with OtherLoad() as load:  # other processes on the machine skew every number: say how busy it was
@@ -99,9 +98,11 @@ def summarise(name: str, task: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import report
+    from . import (
+        report,
+        tasks,  # noqa: F401  (registers the tasks)
+    )
     from .harness import TASKS
-    from . import tasks  # noqa: F401  (registers the tasks)
 
     args = build_parser(list(TASKS)).parse_args(argv)
     try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Context:
     log: Callable[[str], None] = print
 
     @classmethod
-    def create(cls, quick: bool, device: str, log: Callable[[str], None] = print) -> "Context":
+    def create(cls, quick: bool, device: str, log: Callable[[str], None] = print) -> Context:
         import jax
 
         torch = require_torch()

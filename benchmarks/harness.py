@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("lecture", "best_effort", "package", "probe")
 # A call shorter than this is made twice in each round and only the second is

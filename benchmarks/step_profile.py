@@ -16,7 +16,7 @@ import re
 import tempfile
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 

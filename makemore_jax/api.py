@@ -18,8 +18,8 @@ import hashlib
 import math
 import numbers
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -30,8 +30,9 @@ carried state or a key/value cache supply their own; for the others
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +40,8 @@ import numpy as np
 
 from .data.words import BOUNDARY_ID, MAX_WORD_LEN, Vocabulary
 from .errors import MakemoreError, counted
-from .training.parallel import DATA_AXIS, DataParallel
 from .models.decoding import TABLE_DECODER, Decoder, recompute_decoder
-
+from .training.parallel import DATA_AXIS, DataParallel
 
 TRIANGLE_MAX_V = 512  # running sums by a V×V triangle product up to this vocabulary size (1 MiB), cumsum beyond
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import makemore_jax
+
 from conftest import first_names, run_inprocess
 
 

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot
 from makemore_jax.cli.commands import main
+
+from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot
 
 
 def run(*args, cwd=None):

@@ -4,6 +4,7 @@ planted checkpoints, numerics. Real processes wherever the fault is a process's.
 """
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -16,15 +17,14 @@ import subprocess
 import sys
 import time
 
-import fcntl
 import numpy as np
 import pytest
 
-from conftest import ROOT, first_names, run_inprocess, snapshot
-from makemore_jax.store import checkpoint
-from makemore_jax.store import lock
 from makemore_jax.cli.commands import EXIT_INTERRUPTED, EXIT_TERMINATED, main
 from makemore_jax.errors import MakemoreError
+from makemore_jax.store import checkpoint, lock
+
+from conftest import ROOT, first_names, run_inprocess, snapshot
 
 # a tiny minibatch model with AdamW moments: cheap to compile, every part of a checkpoint
 TINY = ["--type", "bigram", "--optimizer", "adamw", "--lr", "0.05", "--batch-size", "16"]
@@ -127,10 +127,10 @@ def test_stop_signal_saves_the_current_step_and_says_how_to_resume(tmp_path, sma
 
 
 def test_a_deferred_stop_ends_training_after_the_chunk_and_saves_it(small_names, tmp_path):
-    from makemore_jax.training import trainer as train
-    from makemore_jax.training.config import TrainConfig
     from makemore_jax.data.words import Dataset, read_words
     from makemore_jax.seeding import seed_key
+    from makemore_jax.training import trainer as train
+    from makemore_jax.training.config import TrainConfig
 
     cfg = TrainConfig.create("bigram", optimizer="adamw", lr=0.05, batch_size=16, steps=100, eval_every=50, log_every=5)
     data = Dataset.build(read_words(small_names), seed_key(0, "split"), cfg.split)

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from makemore_jax.store import checkpoint
 from makemore_jax.cli.commands import main
 from makemore_jax.data.words import MAX_WORD_LEN, Vocabulary, parse_words
 from makemore_jax.errors import MakemoreError
+from makemore_jax.store import checkpoint
 
 QUICK = settings(max_examples=300, deadline=None)
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -288,11 +288,11 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    from makemore_jax.training.config import TrainConfig
-    from makemore_jax.training.fitted import TrainedModel
     import jax
 
     from makemore_jax.models import get_model
+    from makemore_jax.training.config import TrainConfig
+    from makemore_jax.training.fitted import TrainedModel
 
     work = tmp_path_factory.mktemp("ckpt")
     cfg = TrainConfig.create("mlp", n_embd=4, n_embd2=6)

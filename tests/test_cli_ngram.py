@@ -5,8 +5,10 @@ import os
 
 import pytest
 
-from conftest import NAMES, first_names, run_inprocess as run, snapshot
 from makemore_jax.cli.commands import main
+
+from conftest import NAMES, first_names, snapshot
+from conftest import run_inprocess as run
 
 
 @pytest.fixture(scope="module")

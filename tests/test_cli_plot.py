@@ -1,6 +1,5 @@
 """`makemore plot`: every picture renders, says what it shows, and draws the numbers it was given."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,15 +11,17 @@ import matplotlib  # the plot extra: CI installs it, so these tests never skip
 import numpy as np
 import pytest
 
-from conftest import NAMES, ROOT, run_inprocess as run
-from makemore_jax.store import checkpoint
 from makemore_jax.cli import plot
 from makemore_jax.cli.commands import main
-from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.data.words import Dataset, Vocabulary, bigram_pairs, read_words
 from makemore_jax.errors import MakemoreError
+from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.models.losses import mean_nll
 from makemore_jax.seeding import seed_key
+from makemore_jax.store import checkpoint
+
+from conftest import NAMES, ROOT
+from conftest import run_inprocess as run
 
 TINY = ["--steps", "20", "--eval-every", "10", "--log-every", "10", "--num-samples", "0", "--quiet"]
 MLP = ["--type", "mlp", "--n-embd", "3", "--n-embd2", "8", "--batch-size", "8", *TINY]

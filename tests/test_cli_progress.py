@@ -5,9 +5,10 @@ import re
 
 import pytest
 
-from conftest import first_names
 from makemore_jax.cli import progress
 from makemore_jax.cli.commands import main
+
+from conftest import first_names
 
 
 class Terminal(io.StringIO):

@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 
 from makemore_jax.data import packing
-
-from makemore_jax.training import trainer as train
-
-from makemore_jax.training import steps as train_steps
-from makemore_jax.training.config import TrainConfig
 from makemore_jax.data.words import Vocabulary, encode_padded
-from makemore_jax.training.evaluate import masked_nll_sum
 from makemore_jax.models import ModelConfig, get_model
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training import trainer as train
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.training.evaluate import masked_nll_sum
 
 BLOCK = 8
 WORDS = ["ab", "abcdefg", "c", "", "bca", "abcdefg", "gfedcba", "d", "ee", "fab"]

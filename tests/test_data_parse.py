@@ -11,11 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import NAMES
 from makemore_jax.data import words as data
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import ngram
 from makemore_jax.seeding import seed_key
+
+from conftest import NAMES
 
 SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace() and chr(c) not in "\n\r"]
 LETTERS = list("abcxyz.'-") + ["é", "ß", "日", "本", "\U0001f600", "\ufeff", "\u200b", "\x01", "\x7f", "\x80", "\xff"]

@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import NAMES
 from makemore_jax.data import prefixes
 from makemore_jax.data.words import Vocabulary, encode_padded, read_words
-from makemore_jax.seeding import permutation
+
+from conftest import NAMES
 
 
 def pair_counts(words) -> Counter:
@@ -66,12 +66,12 @@ def test_names_share_a_quarter_of_their_positions():
 
 def test_split_nll_by_leaves_equals_every_position_summed():
     """Repeats and words that are prefixes of others, by the prefix tree (Transformer) and padded (MLP)."""
+    from makemore_jax.data.words import Dataset
     from makemore_jax.models import get_model
+    from makemore_jax.seeding import seed_key
     from makemore_jax.training import evaluate
     from makemore_jax.training.config import TrainConfig
     from makemore_jax.training.trainer import new_model
-    from makemore_jax.data.words import Dataset
-    from makemore_jax.seeding import seed_key
 
     words = ["ab", "abc", "ab", "a", "abcd", "b", "ba", "ab", "c", "abd", "cab"] * 7 + ["d" * 9]
     data = Dataset.build(words, seed_key(0, "split"), (1, 0, 0))

@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import NAMES
 from makemore_jax.data import words as data
 from makemore_jax.errors import MakemoreError
 from makemore_jax.seeding import seed_key
+
+from conftest import NAMES
 
 
 def test_names_dataset_facts(names, vocab, pairs):
@@ -35,7 +36,7 @@ def test_pairs_match_the_lecture_loop(names, vocab, pairs):
 
 
 def test_parse_strips_drops_blanks_and_keeps_any_character():
-    words = data.parse_words("  Émile \n\n\t\nO'Neil\r\nx.y 2\n   \n".encode("utf-8"))
+    words = data.parse_words("  Émile \n\n\t\nO'Neil\r\nx.y 2\n   \n".encode())
     assert words == ["Émile", "O'Neil", "x.y 2"]
     vocab = data.Vocabulary.from_words(words)
     assert vocab.chars == tuple(sorted(set("ÉmileO'Neilx.y 2")))

@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.errors import MakemoreError
-from makemore_jax.training.evaluate import table_nll
+from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.models.losses import mean_nll, nll_from_counts
+from makemore_jax.training.evaluate import table_nll
 
 
 def test_count_matrix_equals_numpy_histogram(pairs, counts, vocab):

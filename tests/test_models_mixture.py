@@ -9,17 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax.store import checkpoint
-
-from makemore_jax.models import mixture
 from makemore_jax.cli.commands import main
-from makemore_jax.training.config import TrainConfig
 from makemore_jax.data.words import Dataset, encode_padded
 from makemore_jax.errors import MakemoreError
-from makemore_jax.models import get_model
+from makemore_jax.models import get_model, mixture
 from makemore_jax.sampling import generate
-from makemore_jax.seeding import seed_key
+from makemore_jax.store import checkpoint
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.training.fitted import TrainedModel
+
 from conftest import run_inprocess as cli
 
 

@@ -3,8 +3,6 @@ per-context implementation, normalisation, evaluation, sampling, checkpoints, tu
 
 import io
 import json
-import math
-import os
 from collections import Counter
 
 import jax
@@ -12,21 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax.store import checkpoint
-
-from makemore_jax.models import ngram
-
-from makemore_jax.training import tune
-from makemore_jax.training.config import TrainConfig
-from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.data.words import Dataset, Vocabulary, read_words
 from makemore_jax.errors import MakemoreError
-from makemore_jax.training.evaluate import sequence_split_nll, split_nll
-from makemore_jax.sampling import generate, sample_ids, Decoder
+from makemore_jax.models import ngram
+from makemore_jax.models.counts import count_matrix, smoothed_probs
+from makemore_jax.sampling import Decoder, generate, sample_ids
 from makemore_jax.seeding import seed_key
+from makemore_jax.store import checkpoint
+from makemore_jax.training import tune
+from makemore_jax.training.config import TrainConfig
+from makemore_jax.training.evaluate import sequence_split_nll
 from makemore_jax.training.fitted import TrainedModel
 from makemore_jax.training.trainer import new_model
-
 
 # ---- literal references: the lecture's loops over characters, dictionaries of tuples --------
 

@@ -11,13 +11,14 @@ import os
 import numpy as np
 import pytest
 
-from conftest import first_names, run_inprocess, snapshot
 from makemore_jax.data.words import Dataset
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models.ngram import arpa
 from makemore_jax.seeding import seed_key
 from makemore_jax.store import checkpoint
 from makemore_jax.training.evaluate import word_nll
+
+from conftest import first_names, run_inprocess, snapshot
 
 # words that reach unseen contexts, the start and the end in every way: one character, rare pairs, long
 ODD_WORDS = ["a", "q", "zzzzzzzzzz", "xqjv", "emmaemmaemmaemma", "ab", "yx", "anna"]

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import NAMES, ROOT, run_inprocess as run, snapshot
 from makemore_jax.data.words import Dataset, Vocabulary
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import ngram
@@ -18,6 +17,9 @@ from makemore_jax.models.ngram import counting, model, spill
 from makemore_jax.seeding import seed_key
 from makemore_jax.training.config import TrainConfig
 from makemore_jax.training.trainer import new_model
+
+from conftest import NAMES, ROOT, snapshot
+from conftest import run_inprocess as run
 
 TINY = 2**14  # bytes: pieces of 85 positions, runs of 512 entries in memory, many spills and blocks
 
@@ -441,17 +443,17 @@ def test_a_long_split_is_counted_within_the_models_memory_setting(names, monkeyp
 
 def test_counting_over_four_devices_gives_the_table_of_one():
     """Dense (order 2) and sparse (order 4) tables over four simulated devices equal the budgeted count's."""
-    script = """
+    script = f"""
 import json
 from makemore_jax.data.words import Vocabulary
 from makemore_jax.models import ngram
 from makemore_jax.training import parallel
-words = open({names!r}).read().split()[:3000]
+words = open({NAMES!r}).read().split()[:3000]
 vocab = Vocabulary.from_words(words)
 four = parallel.DataParallel.over(parallel.select_devices("cpu", 4))
 print(json.dumps({{str(n): ngram.count_ngrams(words, vocab, n) == parallel.count_ngram_words(words, vocab, n, 2**14, four)
                    for n in (2, 4)}}))
-""".format(names=NAMES)
+"""
     env = {
         **os.environ,
         "PYTHONPATH": ROOT,

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from makemore_jax.errors import MakemoreError
-from makemore_jax.models import ModelConfig, check_config, get_model
-from makemore_jax.models import layers, transformer
+from makemore_jax.models import ModelConfig, check_config, get_model, layers, transformer
 
 TINY = ModelConfig(vocab_size=7, block_size=8, n_layer=2, n_head=3, n_embd=12)
 MODEL = get_model("transformer")

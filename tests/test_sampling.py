@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from makemore_jax.models.counts import smoothed_probs
 from makemore_jax.data.words import Vocabulary
 from makemore_jax.errors import MakemoreError
+from makemore_jax.models.counts import smoothed_probs
 from makemore_jax.sampling import TABLE_DECODER, pick, sample_ids, sample_names
 
 
@@ -251,9 +251,9 @@ def test_zero_names():
 
 # ---- every model through the one sampler ---------------------------------------
 
-from makemore_jax.training.config import TrainConfig  # noqa: E402
 from makemore_jax.models import available, get_model  # noqa: E402
 from makemore_jax.sampling import generate  # noqa: E402
+from makemore_jax.training.config import TrainConfig  # noqa: E402
 from makemore_jax.training.fitted import TrainedModel  # noqa: E402
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=16, n_embd2=24)
@@ -342,7 +342,6 @@ def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab)
 
 # ---- steering: a prefix, a shortest length, top-p, unique and new names ----------------
 
-from makemore_jax.errors import MakemoreError  # noqa: E402
 from makemore_jax.sampling import NotEnough, generate_distinct, steering  # noqa: E402
 
 

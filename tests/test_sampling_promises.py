@@ -6,16 +6,16 @@ import re
 import sys
 import warnings
 
-import jax
 import numpy as np
 import pytest
 
 import makemore_jax
-from conftest import first_names, run_inprocess
 from makemore_jax import sampling
 from makemore_jax.errors import MakemoreError
 from makemore_jax.sampling import generate, name_chunks, plan, sample_ids, steering
 from makemore_jax.seeding import seed_key
+
+from conftest import first_names, run_inprocess
 
 SEEDS = (0, 1, 2, 3)
 

@@ -7,11 +7,11 @@ import numpy as np
 import optax
 import pytest
 
-from makemore_jax.store import checkpoint
-from makemore_jax.training.config import TrainConfig
 from makemore_jax.data.words import Vocabulary
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import get_model
+from makemore_jax.store import checkpoint
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.training.fitted import TrainedModel
 
 VOCAB = Vocabulary(tuple("abc"))

@@ -24,9 +24,10 @@ import time
 
 import pytest
 
-from conftest import ROOT, first_names
 from makemore_jax.errors import MakemoreError
 from makemore_jax.store import lock
+
+from conftest import ROOT, first_names
 
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 FALLBACKS = ["file", "msvcrt"]

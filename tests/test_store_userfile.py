@@ -22,10 +22,12 @@ import time
 
 import pytest
 
-from conftest import NAMES, run_inprocess as run
 from makemore_jax.cli.commands import main
 from makemore_jax.errors import MakemoreError
 from makemore_jax.store import userfile
+
+from conftest import NAMES
+from conftest import run_inprocess as run
 
 
 @pytest.fixture(scope="module")

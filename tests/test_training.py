@@ -1,18 +1,18 @@
 import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from makemore_jax.training import trainer as train
-
-from makemore_jax.training import steps as train_steps
-from makemore_jax.training.config import TrainConfig
-from makemore_jax.models.counts import smoothed_probs
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models import bigram
+from makemore_jax.models.counts import smoothed_probs
 from makemore_jax.seeding import seed_key
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training import trainer as train
+from makemore_jax.training.config import TrainConfig
 
 
 def fit_full_batch(counts, l2, steps, lr=50.0):
@@ -175,8 +175,8 @@ def test_divergence_is_reported_with_the_step(names):
 
 # ---- the family trainer: masking, resume, interruption, numerics -------------
 
-from makemore_jax.store import checkpoint  # noqa: E402
 from makemore_jax.data.words import Dataset, Vocabulary, encode_padded  # noqa: E402
+from makemore_jax.store import checkpoint  # noqa: E402
 from makemore_jax.training.evaluate import masked_nll_sum, sequence_nll, split_nll  # noqa: E402
 
 

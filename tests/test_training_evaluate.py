@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import NAMES
-from makemore_jax.store import checkpoint
 from makemore_jax.cli.commands import main
 from makemore_jax.data.words import Dataset
 from makemore_jax.errors import MakemoreError
+from makemore_jax.store import checkpoint
 from makemore_jax.training.evaluate import split_nll, word_nll
+
+from conftest import NAMES
 
 
 def run(capsys, *args):

@@ -63,19 +63,12 @@ def worker() -> dict:
     import jax
 
     from makemore_jax import sampling
-
-    from makemore_jax.models import counts
-
     from makemore_jax.data import words as data
-
-    from makemore_jax.training import parallel as distributed
-
-    from makemore_jax.models import ngram
-
-    from makemore_jax.training import trainer as train
-
-    from makemore_jax.training import steps as train_steps
+    from makemore_jax.models import counts, ngram
     from makemore_jax.seeding import seed_key
+    from makemore_jax.training import parallel as distributed
+    from makemore_jax.training import steps as train_steps
+    from makemore_jax.training import trainer as train
 
     devices = jax.devices()
     assert len(devices) == 4, devices

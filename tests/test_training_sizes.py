@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from conftest import NAMES, ROOT, run_inprocess
 from makemore_jax.errors import MakemoreError
+
+from conftest import NAMES, ROOT, run_inprocess
 
 QUICK_S = 30  # what "at once" allows on a loaded 2-core machine, JAX's start included; the hangs ran for minutes
 

@@ -16,11 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from makemore_jax.training import trainer as train
-
 from makemore_jax.models import bigram
-from makemore_jax.training import steps as train_steps
 from makemore_jax.models.counts import count_matrix
+from makemore_jax.training import steps as train_steps
 
 from ..context import Context
 from ..harness import (

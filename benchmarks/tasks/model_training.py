@@ -29,12 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from makemore_jax.data import words as data
-
-from makemore_jax.training import trainer as train
-
+from makemore_jax.models import MODEL_NAMES, ModelConfig, get_model
 from makemore_jax.training import steps as train_steps
 from makemore_jax.training.config import TrainConfig
-from makemore_jax.models import MODEL_NAMES, ModelConfig, get_model
 
 from ..context import Context
 from ..harness import (

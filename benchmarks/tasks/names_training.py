@@ -26,13 +26,10 @@ import jax
 import numpy as np
 
 from makemore_jax.data import words as data
-
-from makemore_jax.training import trainer as train
-
-from makemore_jax.training import steps as train_steps
-from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
 from makemore_jax.seeding import seed_key
+from makemore_jax.training import steps as train_steps
+from makemore_jax.training.config import TrainConfig
 
 from ..context import Context
 from ..harness import Candidate, Target, TaskResult, check, measure, register, result

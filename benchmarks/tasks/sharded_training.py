@@ -48,14 +48,11 @@ def child(devices: int, platform: str, quick: bool) -> dict:
     import jax.numpy as jnp
 
     from makemore_jax.data import words as data
-
-    from makemore_jax.training import parallel as distributed
-
-    from makemore_jax.training import trainer as train
-
-    from makemore_jax.training import steps as train_steps
-    from makemore_jax.training.config import TrainConfig
     from makemore_jax.seeding import seed_key
+    from makemore_jax.training import parallel as distributed
+    from makemore_jax.training import steps as train_steps
+    from makemore_jax.training import trainer as train
+    from makemore_jax.training.config import TrainConfig
 
     size = sizes(quick)
     chosen = distributed.select_devices(platform, devices)

@@ -22,10 +22,9 @@ import jax
 import numpy as np
 
 from makemore_jax import sampling
-
 from makemore_jax.data import words as data
-from makemore_jax.training.config import TrainConfig
 from makemore_jax.models import get_model
+from makemore_jax.training.config import TrainConfig
 from makemore_jax.training.fitted import TrainedModel
 
 from ..context import Context

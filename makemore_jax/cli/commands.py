@@ -739,8 +739,7 @@ def _is_writer() -> bool:
 def _hold_workdir(workdir: str) -> None:
     """Lock workdir for this command (one writer at a time), drop a killed run's temporary
     files, and check that it can be written, all before any work is done."""
-    from ..store import checkpoint
-    from ..store import lock
+    from ..store import checkpoint, lock
 
     lock.hold(workdir)
     checkpoint.prepare_workdir(workdir)
@@ -926,15 +925,15 @@ def cmd_tune(args) -> None:
 
     from ..data.words import Dataset
     from ..models import get_model
+    from ..models.losses import with_perplexities
+    from ..models.ngram import memory_bytes
     from ..seeding import seed_key
     from ..store import checkpoint
     from ..training import tune
     from ..training.config import TrainConfig
-    from ..models.losses import with_perplexities
     from ..training.evaluate import split_nll
-    from ..training.trainer import new_model
     from ..training.sizes import check_fits, check_tunable
-    from ..models.ngram import memory_bytes
+    from ..training.trainer import new_model
 
     if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
         raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
@@ -1132,11 +1131,11 @@ def cmd_plot(args) -> None:
 
 
 def cmd_mix(args) -> None:
+    from ..data.words import Dataset
     from ..models import mixture
     from ..models.losses import perplexity
-    from ..store import checkpoint
-    from ..data.words import Dataset
     from ..seeding import seed_key
+    from ..store import checkpoint
 
     out = os.path.abspath(args.work_dir)
     if out in {os.path.abspath(d) for d in args.models}:
@@ -1182,8 +1181,8 @@ def cmd_mix(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status. Every failure a user can meet ends here as one line on
     stderr (``makemore CMD: error: ...``), never a traceback."""
-    from . import interrupt
     from ..store import lock
+    from . import interrupt
 
     stdout_closed = _guard_standard_streams()
     parser = build_parser()

@@ -21,8 +21,8 @@ import math
 import os
 import textwrap
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -13,8 +13,9 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable, TextIO
+from typing import TextIO
 
 
 def plain_line(record: dict, total_steps: int) -> str:

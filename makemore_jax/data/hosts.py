@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
+from jax.experimental import multihost_utils
 
-from .words import SPLITS, Dataset, Vocabulary, WordArray, parse_word_array, reading, split_sizes
 from ..errors import MakemoreError
 from ..seeding import permutation
+from .words import SPLITS, Dataset, Vocabulary, WordArray, parse_word_array, reading, split_sizes
 
 BLOCK = 1 << 16  # bytes read at a time looking for a line's start
 

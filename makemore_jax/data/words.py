@@ -21,10 +21,10 @@ import importlib.resources
 import operator
 import os
 import sys
+from collections.abc import Sequence
 from collections.abc import Sequence as SequenceABC
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
 
 import jax
 import numpy as np
@@ -298,7 +298,7 @@ def parse_code_points(
 
 def parse_word_array(
     raw: bytes, source: str = "input", *, allow_empty: bool = False, byte_order_mark: bool = True
-) -> "WordArray":
+) -> WordArray:
     """The words of parse_words as a WordArray over the vocabulary of their characters.
 
     Memory: the bytes, the ids (one byte a character for up to 255
@@ -312,7 +312,7 @@ def parse_word_array(
     return WordArray(ids, _offsets(lengths), vocab, own_vocabulary=True)
 
 
-def read_word_array(path: str | os.PathLike) -> "WordArray":
+def read_word_array(path: str | os.PathLike) -> WordArray:
     """read_words as a WordArray (see parse_word_array)."""
     return parse_word_array(read_bytes(path), source=os.fspath(path))
 
@@ -345,7 +345,7 @@ class Vocabulary:
             raise MakemoreError("vocabulary cannot hold a lone surrogate (not a Unicode character)")
 
     @classmethod
-    def from_words(cls, words: Sequence[str]) -> "Vocabulary":
+    def from_words(cls, words: Sequence[str]) -> Vocabulary:
         return cls(tuple(sorted(set("".join(words)))))
 
     @property
@@ -392,7 +392,7 @@ class Vocabulary:
         return list(self.chars)
 
     @classmethod
-    def from_json(cls, chars) -> "Vocabulary":
+    def from_json(cls, chars) -> Vocabulary:
         if not isinstance(chars, list):
             raise MakemoreError("vocabulary must be a list of characters")
         return cls(tuple(chars))
@@ -425,7 +425,7 @@ def id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.int32)
 
 
-def _vocabulary_of(code_arrays: list[np.ndarray]) -> tuple["Vocabulary", np.ndarray]:
+def _vocabulary_of(code_arrays: list[np.ndarray]) -> tuple[Vocabulary, np.ndarray]:
     """The vocabulary of the code points in the arrays, and the table from each code point 0..max to its id."""
     top = max((int(c.max()) for c in code_arrays if len(c)), default=-1)
     seen = np.zeros(top + 1, bool)
@@ -469,7 +469,7 @@ class WordArray(SequenceABC):
         self._own_vocabulary = own_vocabulary  # known to use every character of vocab (compact: nothing to do)
 
     @classmethod
-    def from_strings(cls, words: Sequence[str], vocab: Vocabulary | None = None) -> "WordArray":
+    def from_strings(cls, words: Sequence[str], vocab: Vocabulary | None = None) -> WordArray:
         """The words (str) as a WordArray over vocab, or (None) over the vocabulary of their characters.
 
         MakemoreError for a character outside vocab, naming the word; or as
@@ -491,14 +491,14 @@ class WordArray(SequenceABC):
         return cls(ids.astype(id_dtype(vocab.size)), offsets, vocab)
 
     @classmethod
-    def from_code_points(cls, codes: np.ndarray, offsets: np.ndarray) -> "WordArray":
+    def from_code_points(cls, codes: np.ndarray, offsets: np.ndarray) -> WordArray:
         """Words given as code points end to end (see parse_code_points), over the vocabulary of those code points."""
         codes = np.asarray(codes)
         vocab, table = _vocabulary_of([codes])
         return cls(table[codes], np.asarray(offsets, np.int64), vocab, own_vocabulary=True)
 
     @classmethod
-    def empty(cls, vocab: Vocabulary) -> "WordArray":
+    def empty(cls, vocab: Vocabulary) -> WordArray:
         return cls(np.zeros(0, id_dtype(vocab.size)), np.zeros(1, np.int64), vocab)
 
     def __len__(self) -> int:
@@ -575,7 +575,7 @@ class WordArray(SequenceABC):
     def __repr__(self) -> str:
         return f"WordArray({len(self):,} words, {int(self.offsets[-1] - self.offsets[0]):,} characters, vocabulary of {self.vocab.size})"
 
-    def take(self, rows: np.ndarray) -> "WordArray":
+    def take(self, rows: np.ndarray) -> WordArray:
         """The words at rows, in that order, as new arrays: one vectorised gather per TAKE_WORDS words."""
         rows = np.asarray(rows, np.int64)
         starts = self.offsets[rows]
@@ -589,7 +589,7 @@ class WordArray(SequenceABC):
             ids[lo:hi] = self.ids[np.repeat(starts[a:b] - offsets[a:b], lengths[a:b]) + np.arange(lo, hi)]
         return WordArray(ids, offsets, self.vocab)
 
-    def in_vocabulary(self, vocab: Vocabulary) -> "WordArray":
+    def in_vocabulary(self, vocab: Vocabulary) -> WordArray:
         """The same words with ids of vocab (self where it is this vocabulary already).
 
         MakemoreError naming the first character (and its word) that vocab lacks.
@@ -605,7 +605,7 @@ class WordArray(SequenceABC):
             raise _unknown_character(self.vocab.chars[int(self.chars()[first]) - 1], self[word])
         return WordArray(ids, self.offsets - self.offsets[0], vocab)
 
-    def compact(self) -> "WordArray":
+    def compact(self) -> WordArray:
         """The same words over the vocabulary of their own characters (what Vocabulary.from_words gives)."""
         if self._own_vocabulary:
             return self
@@ -755,7 +755,7 @@ class Dataset:
         return x
 
     @classmethod
-    def build(cls, words: Sequence[str], key: jax.Array, fractions=(0.8, 0.1, 0.1)) -> "Dataset":
+    def build(cls, words: Sequence[str], key: jax.Array, fractions=(0.8, 0.1, 0.1)) -> Dataset:
         """The words (a list of str, or a WordArray such as read_word_array's) shuffled with key and split.
 
         The vocabulary is that of the words' characters; the split is
@@ -769,7 +769,7 @@ class Dataset:
         cuts = (0, n_train, n_train + n_dev, n)
         return cls(words.vocab, {s: words.take(order[a:b]) for s, a, b in zip(SPLITS, cuts[:-1], cuts[1:])})
 
-    def sample(self, most: int, key: jax.Array) -> "Dataset":
+    def sample(self, most: int, key: jax.Array) -> Dataset:
         """The same vocabulary with each split cut to at most `most` of its words, drawn without
         replacement with key (a fixed key: the same words at every call); most = 0 keeps every word."""
         if most <= 0 or all(n <= most for n in self.sizes.values()):
@@ -779,7 +779,7 @@ class Dataset:
             self._cache[cached] = self._sample(most, key)
         return self._cache[cached]
 
-    def _sample(self, most: int, key: jax.Array) -> "Dataset":
+    def _sample(self, most: int, key: jax.Array) -> Dataset:
         words = {}
         for i, split in enumerate(SPLITS):
             ws = self.words[split]

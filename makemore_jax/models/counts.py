@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from ..errors import MakemoreError
 from . import ModelDef, bigram
 
-
 SCATTER_PARTS = 2  # count_matrix counts the pairs in this many independent scatters (one per CPU thread)
 FLAT_CELLS = jax.lax.ScatterDimensionNumbers(
     update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)

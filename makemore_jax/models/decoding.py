@@ -8,8 +8,9 @@ their own (``ModelDef.decode_init`` / ``decode_step``); for the others
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from functools import cache
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,7 @@ class Decoder(NamedTuple):
 TABLE_DECODER = Decoder(bigram.decode_init, bigram.decode_step, lambda params: params["W"])  # params {"W": logits_VxV}
 
 
-@lru_cache(maxsize=None)
+@cache
 def recompute_decoder(apply: Callable) -> Decoder:
     """The plain path: keep the ids so far, run apply on all of them, read position t."""
 

@@ -26,11 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..data.packing import EVAL_CHUNK, in_chunks
 from ..data.words import Dataset
 from ..errors import MakemoreError
-from ..data.packing import EVAL_CHUNK, in_chunks
-from . import ModelDef
-from . import bigram
+from . import ModelDef, bigram
 from .decoding import TABLE_DECODER, Decoder, recompute_decoder
 
 

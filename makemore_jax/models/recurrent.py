@@ -31,9 +31,9 @@ batch: {"h": (B, H)}, plus "c" for the lstm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

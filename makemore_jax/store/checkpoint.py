@@ -411,7 +411,7 @@ def is_mixture(workdir: str) -> bool:
     return os.path.isfile(os.path.join(workdir, MIXTURE_FILE))
 
 
-def _load_mixture(workdir: str) -> "Loaded":
+def _load_mixture(workdir: str) -> Loaded:
     """Loaded whose model is the Mixture saved in workdir."""
     path = os.path.join(workdir, MIXTURE_FILE)
     try:

@@ -46,7 +46,7 @@ import hashlib
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import MakemoreError
 

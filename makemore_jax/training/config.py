@@ -76,7 +76,7 @@ class TrainConfig:
     pack: bool = True  # sequence models that can: batches packed end to end instead of padded (same loss)
 
     @classmethod
-    def create(cls, type: str = "bigram", **given) -> "TrainConfig":
+    def create(cls, type: str = "bigram", **given) -> TrainConfig:
         """Defaults for the type, overridden by the given fields (None means not given)."""
         if type not in MODEL_TYPES:
             raise MakemoreError(f"unknown model type {type!r} (choose from {', '.join(MODEL_TYPES)})")
@@ -86,7 +86,7 @@ class TrainConfig:
             raise MakemoreError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return cls(type=type, **fields)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.type not in MODEL_TYPES:
             raise MakemoreError(f"unknown model type {self.type!r} (choose from {', '.join(MODEL_TYPES)})")
         if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
@@ -149,7 +149,7 @@ class TrainConfig:
         return {**saved, "split": list(self.split)}
 
     @classmethod
-    def from_json(cls, obj) -> "TrainConfig":
+    def from_json(cls, obj) -> TrainConfig:
         """Exactly the fields of TrainConfig, validated; MakemoreError otherwise."""
         if not isinstance(obj, dict):
             raise MakemoreError("config must be an object")

@@ -24,10 +24,10 @@ import numpy as np
 
 from ..data import prefixes
 from ..data.packing import EVAL_CHUNK, in_chunks
-from ..models import bigram
-from ..models.counts import count_matrix
 from ..data.words import BOUNDARY_ID, Dataset, encode_padded
 from ..errors import MakemoreError
+from ..models import bigram
+from ..models.counts import count_matrix
 from ..models.losses import nll_from_counts
 
 TRIE_ROW = 32  # slots per row of a prefix tree (at least the block size)

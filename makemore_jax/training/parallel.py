@@ -31,14 +31,14 @@ compiles the plain program, bit for bit the one it compiled before.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
 
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from ..data.hosts import allgather, allgather_ragged
@@ -144,7 +144,7 @@ class DataParallel:
     shard_params: bool = False
 
     @classmethod
-    def over(cls, devices: Sequence, shard_params: bool = False) -> "DataParallel":
+    def over(cls, devices: Sequence, shard_params: bool = False) -> DataParallel:
         """A mesh over these devices (see select_devices), the batch axis named ``data``."""
         grid = np.empty(len(devices), dtype=object)
         grid[:] = list(devices)

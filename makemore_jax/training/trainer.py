@@ -8,8 +8,8 @@ run resumed from a checkpoint continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,13 +20,13 @@ from ..errors import MakemoreError
 from ..models import check_config, get_model
 from ..models.losses import with_perplexities
 from ..seeding import seed_key
-from .parallel import count_matrix as count_matrix_over_devices  # counts.count_matrix itself on one device
-from .parallel import count_ngram_rows as count_ngram_rows_over_devices
 from .config import TrainConfig
 from .evaluate import split_nll
-from .steps import full_batch_loss, full_batch_unroll, make_optimizer, packing_capacity, run_steps, sequence_loss
 from .fitted import TrainedModel
+from .parallel import count_matrix as count_matrix_over_devices  # counts.count_matrix itself on one device
+from .parallel import count_ngram_rows as count_ngram_rows_over_devices
 from .sizes import block_size_for, check_fits
+from .steps import full_batch_loss, full_batch_unroll, make_optimizer, packing_capacity, run_steps, sequence_loss
 
 
 @dataclass

@@ -11,17 +11,17 @@ order, all of them in one compiled call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..models import ngram
 from ..data.words import Vocabulary
 from ..errors import MakemoreError
+from ..models import ngram
 
 K_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # add-k
 DISCOUNT_GRID = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)  # plain Kneser–Ney; 0: from each order's count-of-counts

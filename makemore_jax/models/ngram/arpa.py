@@ -58,7 +58,7 @@ import numpy as np
 
 from ...data.words import BOUNDARY_ID
 from ...errors import MakemoreError
-from .counting import all_levels, NgramCounts
+from .counting import NgramCounts, all_levels
 from .smoothing import count_tables, model_order, vocab_size_of
 
 EXPORTABLE = ("counts", "ngram")

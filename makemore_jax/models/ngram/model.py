@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +13,17 @@ from ...data.packing import in_chunks
 from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
 from .. import ModelDef
-from .counting import DENSE_MAX_CELLS, shape_bucket, dense_fits, padded_rows, word_pieces, words_to_ngrams
-from .counting import all_levels, key_dtype, ngram_keys
+from .counting import (
+    DENSE_MAX_CELLS,
+    all_levels,
+    dense_fits,
+    key_dtype,
+    ngram_keys,
+    padded_rows,
+    shape_bucket,
+    word_pieces,
+    words_to_ngrams,
+)
 from .smoothing import build_params, model_order, probs
 from .spill import count_words, default_memory, memory_bytes
 

@@ -29,8 +29,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -291,7 +291,7 @@ class Runs:
         self.files: list[_FileRun] = []
         self.directory: str | None = None
 
-    def __enter__(self) -> "Runs":
+    def __enter__(self) -> Runs:
         return self
 
     def __exit__(self, *exc) -> None:
