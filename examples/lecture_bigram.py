@@ -124,7 +124,8 @@ wx = jnp.array([stoi[a] for a, _ in pairs])
 wy = jnp.array([stoi[b] for _, b in pairs])
 print(f"NLL of '{word}' with smoothing: {float(mean_nll(P, wx, wy)):.4f}")
 print(
-    f"NLL of '{word}' without smoothing: {float(mean_nll(P0, wx, wy))}  (P0['j','q'] = {float(P0[stoi['j'], stoi['q']])})"
+    f"NLL of '{word}' without smoothing: {float(mean_nll(P0, wx, wy))}"
+    f"  (P0['j','q'] = {float(P0[stoi['j'], stoi['q']])})"
 )
 
 # --- 6. The neural bigram ---------------------------------------------------------------------
@@ -176,13 +177,15 @@ params, _, losses = run_steps(
     STEPS,
 )
 print(
-    f"first 5 losses, one-hot loop vs counts: max difference {max(abs(a - float(b)) for a, b in zip(slow_losses, losses)):.1e}"
+    "first 5 losses, one-hot loop vs counts: max difference"
+    f" {max(abs(a - float(b)) for a, b in zip(slow_losses, losses)):.1e}"
 )
 for k in (0, 1, 10, 100, 500, STEPS - 1):
     print(f"step {k:4d}: loss {float(losses[k]):.4f}")
 P_net = bigram.probs(params)  # softmax(W)
 print(
-    f"network NLL after {STEPS} steps: {float(mean_nll(P_net, xs, ys)):.4f}  (counting model: {float(mean_nll(P0, xs, ys)):.4f})"
+    f"network NLL after {STEPS} steps: {float(mean_nll(P_net, xs, ys)):.4f}"
+    f"  (counting model: {float(mean_nll(P0, xs, ys)):.4f})"
 )
 print(
     f"max |P_net - P| over the table: {float(jnp.abs(P_net - P).max()):.4f} (add-1 counts), "

@@ -644,7 +644,9 @@ def generate_over_devices(
     temperature: float = 1.0,
     top_k: int = 0,
 ) -> tuple[list[str], np.ndarray]:
-    """generate with the names split over the data axis of parallel (a training.parallel.DataParallel); the same names for the same key.
+    """generate with the names split over the data axis of parallel (a training.parallel.DataParallel).
+
+    The same names for the same key.
 
     Every name has its own key (``fold_in(key, i)``), so the names do not
     depend on how the batch is laid out. n is rounded up to a multiple of D and

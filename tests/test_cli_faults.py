@@ -354,7 +354,8 @@ def test_read_only_work_directory_is_one_line_and_keeps_the_checkpoint(trained, 
             proc = run_under(WITHOUT_DAC_OVERRIDE, ["train", "-o", str(trained), "-i", small_names, *extra])
             assert proc.returncode == 2, proc.stderr
             assert proc.stderr.strip().splitlines() == [
-                f"makemore train: error: cannot write to {trained}: Permission denied (what was saved there before is kept)"
+                f"makemore train: error: cannot write to {trained}: Permission denied"
+                " (what was saved there before is kept)"
             ]
     finally:
         os.chmod(trained, 0o755)
@@ -364,7 +365,10 @@ def test_read_only_work_directory_is_one_line_and_keeps_the_checkpoint(trained, 
 
 def file_size_limit(limit_bytes: int) -> str:
     # SIGXFSZ ignored: a write past the limit fails with EFBIG instead of killing the process
-    return f"signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nresource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes}))"
+    return (
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes}))"
+    )
 
 
 def test_file_size_limit_is_one_line_and_keeps_the_checkpoint(trained, small_names):
@@ -591,7 +595,8 @@ def test_names_the_terminal_cannot_show_are_one_line(tmp_path, capsys):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "makemore sample: error: cannot print '\\U0001f642' in this terminal's encoding (ascii); set PYTHONIOENCODING=utf-8"
+        "makemore sample: error: cannot print '\\U0001f642' in this terminal's encoding (ascii);"
+        " set PYTHONIOENCODING=utf-8"
     )
 
 

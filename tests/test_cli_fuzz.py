@@ -238,7 +238,10 @@ def test_line_endings_and_bom_give_the_same_model(tmp_path):
 def test_combining_marks_emoji_and_a_single_word_train_sample_and_evaluate(tmp_path, kind):
     steps = [] if kind in ("counts", "ngram") else ["--steps", "4", "--eval-every", "2", "--batch-size", "4"]
     for name, text in {
-        "unicode": "e\u0301mile\n\u00e9mile\n\U0001f642\U0001f642\nna\u0308ive\n\u05e9\u05dc\u05d5\u05dd\n\U0001f468\u200d\U0001f469\n"
+        "unicode": (
+            "e\u0301mile\n\u00e9mile\n\U0001f642\U0001f642\nna\u0308ive\n"
+            "\u05e9\u05dc\u05d5\u05dd\n\U0001f468\u200d\U0001f469\n"
+        )
         * 3,
         "single": "anna\n",
     }.items():

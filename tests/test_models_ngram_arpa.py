@@ -64,7 +64,10 @@ def read_arpa(path: str):
 
 
 def backoff_log10(probs, bows, history: tuple, token: str) -> float:
-    """Standard backoff: the listed prob of "h w", else bow(h) (0 when h is not listed) plus that of h minus its oldest."""
+    """Standard backoff: the listed prob of "h w".
+
+    Else bow(h) (0 when h is not listed) plus that of h minus its oldest.
+    """
     total = 0.0
     while (*history, token) not in probs:
         total += bows.get(history, 0.0)

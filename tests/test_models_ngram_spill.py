@@ -451,7 +451,8 @@ from makemore_jax.training import parallel
 words = open({NAMES!r}).read().split()[:3000]
 vocab = Vocabulary.from_words(words)
 four = parallel.DataParallel.over(parallel.select_devices("cpu", 4))
-print(json.dumps({{str(n): ngram.count_ngrams(words, vocab, n) == parallel.count_ngram_words(words, vocab, n, 2**14, four)
+print(json.dumps({{str(n): ngram.count_ngrams(words, vocab, n)
+                          == parallel.count_ngram_words(words, vocab, n, 2**14, four)
                    for n in (2, 4)}}))
 """
     env = {

@@ -251,7 +251,10 @@ def test_dropout_is_keyed_scaled_and_off_at_rate_zero(params):
 
 
 def _autodiff_everywhere(monkeypatch):
-    """The hand-written backward passes (layers.dense, transformer._attention) replaced by plain jnp, left to autodiff."""
+    """The hand-written backward passes (layers.dense, transformer._attention) replaced by plain jnp.
+
+    They are left to autodiff.
+    """
     monkeypatch.setattr(layers, "dense", lambda x, w: x @ w)
     monkeypatch.setattr(transformer, "_attention", transformer._attend)
 

@@ -91,7 +91,8 @@ def worker() -> dict:
     # gradient into a full-size step (its moments and losses still agree to 1e-8; see the MLP's)
     layouts = {"2": on[2], "4": on[4], "4_shard_params": distributed.DataParallel.over(devices, shard_params=True)}
     runs = {
-        # data-parallel steps run padded rows, and dropout masks are drawn in the layout used: compare padded with padded
+        # data-parallel steps run padded rows, and dropout masks are drawn in the layout used:
+        # compare padded with padded
         "transformer_dropout": (
             family(
                 "transformer", dropout=0.1, optimizer="sgd", lr=0.5, steps=10, eval_every=10, log_every=5, pack=False

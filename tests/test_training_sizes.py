@@ -150,8 +150,8 @@ def test_table_sizes_are_computed_without_forming_v_to_the_order():
 def test_a_batch_past_int32_is_refused_from_the_settings(capsys, tmp_path, words_file):
     message = refused(capsys, tmp_path, "--type", "mlp", "--batch-size", "99999999999", "-i", words_file)
     assert (
-        message
-        == "batch_size must be at most 2,147,483,647 (JAX counts steps and indexes arrays with int32), got 99,999,999,999"
+        message == "batch_size must be at most 2,147,483,647 (JAX counts steps and indexes arrays with int32),"
+        " got 99,999,999,999"
     )
 
 

@@ -43,7 +43,10 @@ TARGET = 2.0  # real characters/s, makemore_jax packed vs makemore's padded loop
 
 
 def drawn_lengths(lengths: np.ndarray, key: jax.Array, batch_size: int, steps: int) -> np.ndarray:
-    """The lengths of the words sequence_loss draws at steps 0..steps-1 (train_steps.drawn_rows): (steps, batch_size)."""
+    """The lengths of the words sequence_loss draws at steps 0..steps-1 (train_steps.drawn_rows).
+
+    Shape (steps, batch_size).
+    """
     draws = jax.jit(jax.vmap(partial(train_steps.drawn_rows, key, batch_size=batch_size, num_words=len(lengths))))
     return lengths[np.asarray(draws(np.arange(steps, dtype=np.int32)))]
 
@@ -172,7 +175,8 @@ def names_training(ctx: Context) -> TaskResult:
         check(
             "packed and padded makemore_jax train alike (same batches)",
             np.allclose(packed_losses, padded_losses, atol=1e-3),
-            f"max |Δ loss| {np.abs(np.asarray(packed_losses) - np.asarray(padded_losses)).max():.2e} over {steps} steps",
+            f"max |Δ loss| {np.abs(np.asarray(packed_losses) - np.asarray(padded_losses)).max():.2e}"
+            f" over {steps} steps",
         ),
         check(
             "PyTorch loss falls",

@@ -165,7 +165,8 @@ def sharded_training(ctx: Context) -> TaskResult:
             )
         )
     targets = [
-        # On a 2-core machine two simulated devices could at best use both cores; whether they do is measured, not assumed.
+        # On a 2-core machine two simulated devices could at best use both cores;
+        # whether they do is measured, not assumed.
         Target("2 simulated CPU devices vs 1", "jax_cpu2", ("jax_cpu1",), 1.0),
         Target("4 simulated CPU devices vs 1", "jax_cpu4", ("jax_cpu1",)),
     ]

@@ -292,7 +292,8 @@ def timing(run: dict, target: float) -> Timing:
     return Timing(
         first_call_s=first_call,
         missing=(
-            f"did not reach dev NLL {target:.2f}: stopped at step {run['steps']:,} after {format_seconds(run['wall_s'])}, "
+            f"did not reach dev NLL {target:.2f}: stopped at step {run['steps']:,}"
+            f" after {format_seconds(run['wall_s'])}, "
             f"best dev NLL {run['best_dev_nll']:.4f}"
         ),
     )

@@ -239,7 +239,8 @@ def _add_train_parser(sub, workdir) -> None:
         "--init-scale",
         type=non_negative_float,
         metavar="S",
-        help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), 0 = zeros, as the PyTorch makemore",
+        help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), "
+        "0 = zeros, as the PyTorch makemore",
     )
     t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
     t.add_argument(
@@ -432,8 +433,9 @@ def _add_tune_parser(sub, workdir) -> None:
     u = sub.add_parser(
         "tune",
         help="choose an n-gram model's order and smoothing on the dev split, save it",
-        description="Count the training split once, score every order 1..N (--max-order) with add-k, Kneser-Ney and modified "
-        "Kneser-Ney smoothing over a grid on the dev split, print the table, evaluate the best on test once and save it.",
+        description="Count the training split once, score every order 1..N (--max-order) with add-k, "
+        "Kneser-Ney and modified Kneser-Ney smoothing over a grid on the dev split, print the table, "
+        "evaluate the best on test once and save it.",
     )
     u.add_argument("--type", choices=("ngram",), required=True, help="the model family to tune (ngram)")
     u.add_argument(
@@ -492,7 +494,8 @@ def _add_plot_parser(sub, workdir) -> None:
     p = sub.add_parser(
         "plot",
         help="draw a picture: counts, weights, loss or embeddings (needs matplotlib)",
-        description="Draw a picture to a PNG (default) or SVG file. Needs matplotlib: pip install 'makemore-jax[plot]'.",
+        description="Draw a picture to a PNG (default) or SVG file. "
+        "Needs matplotlib: pip install 'makemore-jax[plot]'.",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{counts,weights,loss,embeddings}")
 
@@ -504,7 +507,8 @@ def _add_plot_parser(sub, workdir) -> None:
     c = kinds.add_parser(
         "counts",
         help="the bigram count matrix of a word file, each cell labelled",
-        description="The V×V matrix of bigram counts of all the words in FILE as a heat map, each cell labelled with its pair and count.",
+        description="The V×V matrix of bigram counts of all the words in FILE as a heat map, "
+        "each cell labelled with its pair and count.",
     )
     c.add_argument(
         "-i", "--input-file", metavar="FILE", default=None, help="words, one per line (default: the bundled names.txt)"
@@ -519,14 +523,16 @@ def _add_plot_parser(sub, workdir) -> None:
     w = kinds.add_parser(
         "weights",
         help="a trained neural bigram's probabilities beside the counting model's",
-        description="softmax(W) of the neural bigram in WORKDIR, the add-k counting model of its training split, and their difference.",
+        description="softmax(W) of the neural bigram in WORKDIR, the add-k counting model of its training split, "
+        "and their difference.",
     )
     workdir(w)
     image(w, "weights")
     lo = kinds.add_parser(
         "loss",
         help="train and dev NLL against step, from the metrics of one or more runs",
-        description="Train and dev NLL against step from WORKDIR/metrics.jsonl, with the counting model's NLL as horizontal lines. Repeat -o to compare runs.",
+        description="Train and dev NLL against step from WORKDIR/metrics.jsonl, "
+        "with the counting model's NLL as horizontal lines. Repeat -o to compare runs.",
     )
     lo.add_argument(
         "-o",
@@ -541,7 +547,8 @@ def _add_plot_parser(sub, workdir) -> None:
     e = kinds.add_parser(
         "embeddings",
         help="a model's character embedding in 2-D, each point labelled",
-        description="The character embedding (wte) of the model in WORKDIR: its two dimensions when n_embd = 2, else its first two principal components.",
+        description="The character embedding (wte) of the model in WORKDIR: its two dimensions when n_embd = 2, "
+        "else its first two principal components.",
     )
     workdir(e)
     image(e, "embeddings")
@@ -617,7 +624,10 @@ def _fmt(x) -> str:
 
 
 def _nll_line(metrics: dict) -> str:
-    """'train NLL 2.4611 (ppl 11.72)  dev NLL ...  test NLL ...': each split's NLL and perplexity (with_perplexities')."""
+    """'train NLL 2.4611 (ppl 11.72)  dev NLL ...  test NLL ...'.
+
+    Each split's NLL and perplexity (with_perplexities').
+    """
     parts = []
     for s in ("train", "dev", "test"):
         ppl = metrics[f"{s}_ppl"]
@@ -815,7 +825,10 @@ def cmd_train(args) -> None:
 
 
 def _start_run(args, parallel, writer: bool):
-    """(model, state, training record, data) of a new run, or of the run in WORKDIR with --resume; the data line printed."""
+    """(model, state, training record, data) of a new run, or of the run in WORKDIR with --resume.
+
+    The data line is printed.
+    """
     from ..models import get_model
     from ..training.config import TrainConfig
     from ..training.sizes import check_fits
@@ -1080,7 +1093,8 @@ def cmd_eval(args) -> None:
         raise MakemoreError(f"{path}: {err}") from None
     n_chars = int(word_lengths(words).sum()) + len(words)
     print(
-        f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f}) over {counted(n_chars, 'character')} ({counted(len(words), 'word')})"
+        f"{path}: mean NLL {nll:.4f} (perplexity {perplexity(nll):.2f})"
+        f" over {counted(n_chars, 'character')} ({counted(len(words), 'word')})"
     )
     if args.per_word:
         from ..training.evaluate import word_nll
@@ -1100,7 +1114,8 @@ def _print_extremes(words: list[str], total_nll, n: int) -> None:
     header = "  NLL/char     log p  word"
     for what, chosen in (("most", order[:n]), ("least", order[::-1][:n])):
         print(
-            f"{len(chosen)} {what} likely words (mean NLL per character, the end counted as one; log p = total log-probability):"
+            f"{len(chosen)} {what} likely words"
+            " (mean NLL per character, the end counted as one; log p = total log-probability):"
         )
         print(header)
         for i in chosen:

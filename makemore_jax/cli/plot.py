@@ -150,7 +150,10 @@ def _escape(text: str) -> str:
 
 
 def _title(fig, what: str, details: str) -> None:
-    """A title line, then the details ("model: ...; ... · data: ...") broken at the dots or semicolons where they must be."""
+    """A title line, then the details ("model: ...; ... · data: ...").
+
+    The details are broken at the dots or semicolons where they must be.
+    """
     width = int(10 * fig.get_size_inches()[0])  # about ten characters of 12-point text to the inch
     pieces = [
         (" · " if k and not n else "; ", piece)
@@ -235,7 +238,10 @@ def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bo
         f"model: counting, raw counts before smoothing · data: {_data_name(input_path)}, all {len(words):,} words, "
         f"{len(xs):,} pairs · step: none (counted, not trained)"
     )
-    what = f"How often each character (row) is followed by each other (column); '{vocab.itos(BOUNDARY_ID)}' is the start/end"
+    what = (
+        "How often each character (row) is followed by each other (column);"
+        f" '{vocab.itos(BOUNDARY_ID)}' is the start/end"
+    )
     fig = counts_figure(N, chars, what, details, labels=labels)
     save_figure(fig, save, fmt, dpi, palette=vocab.size <= LABELLED_MAX_V if labels is None else labels)
 

@@ -24,7 +24,10 @@ def plain_line(record: dict, total_steps: int) -> str:
     if record.get("dev_ppl") is not None:  # the trainer records it beside the dev NLL
         nll += f" (ppl {record['dev_ppl']:.2f})"
     note = f", compiled in {record['compile_s']:.2f} s" if "compile_s" in record else ""
-    return f"step {record['step']:>7,}/{total_steps:,}  loss {record['loss']:.4f}{nll}  ({record['steps_per_s']:,.0f} steps/s{note})"
+    return (
+        f"step {record['step']:>7,}/{total_steps:,}  loss {record['loss']:.4f}{nll}"
+        f"  ({record['steps_per_s']:,.0f} steps/s{note})"
+    )
 
 
 def duration(seconds: float) -> str:

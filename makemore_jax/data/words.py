@@ -573,7 +573,10 @@ class WordArray(SequenceABC):
         return list(other) + self.strings()
 
     def __repr__(self) -> str:
-        return f"WordArray({len(self):,} words, {int(self.offsets[-1] - self.offsets[0]):,} characters, vocabulary of {self.vocab.size})"
+        return (
+            f"WordArray({len(self):,} words, {int(self.offsets[-1] - self.offsets[0]):,} characters,"
+            f" vocabulary of {self.vocab.size})"
+        )
 
     def take(self, rows: np.ndarray) -> WordArray:
         """The words at rows, in that order, as new arrays: one vectorised gather per TAKE_WORDS words."""

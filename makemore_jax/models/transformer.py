@@ -208,7 +208,10 @@ def _with_previous_row(k_RxSxHxD: jax.Array) -> jax.Array:
 
 
 def _blocks_and_head(params: dict, x_BxTxC: jax.Array, allowed, keys_of=_same_row, drop=_no_dropout) -> jax.Array:
-    """Every block, then the head. keys_of maps a layer's (B, T, H, D) keys or values to the ones each row attends over."""
+    """Every block, then the head.
+
+    keys_of maps a layer's (B, T, H, D) keys or values to the ones each row attends over.
+    """
 
     def layer(x_BxTxC, block, l):
         qkv_BxTx3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_BxTxC))

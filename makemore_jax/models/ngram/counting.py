@@ -70,7 +70,10 @@ def words_to_ngrams(
 
 
 def order_too_large(order: int) -> str | None:
-    """Why an order cannot be trained or tuned (above MAX_ORDER), or None; from the order alone, before any data is read."""
+    """Why an order cannot be trained or tuned (above MAX_ORDER), or None.
+
+    Decided from the order alone, before any data is read.
+    """
     if order <= MAX_ORDER:
         return None
     return (
@@ -81,7 +84,9 @@ def order_too_large(order: int) -> str | None:
 
 
 def table_bytes(positions: int, vocab_size: int, order: int) -> int:
-    """At most how many bytes the n-grams of orders 1..order of `positions` positions take once counted (``all_levels``).
+    """At most how many bytes the n-grams of orders 1..order of `positions` positions take once counted.
+
+    Counted as by ``all_levels``.
 
     Order n holds at most min(positions, V^n) distinct n-grams, each n int32
     ids, its raw and continuation counts and its suffix index. Computed with
@@ -210,7 +215,10 @@ def key_fits(vocab_size: int, order: int) -> bool:
 
 
 def key_dtype(vocab_size: int, order: int) -> np.dtype | None:
-    """The dtype of an n-gram's flat index: int32 while V^order fits it (key_fits), int64 while it fits that, else None."""
+    """The dtype of an n-gram's flat index.
+
+    int32 while V^order fits it (key_fits), int64 while it fits that, else None.
+    """
     if key_fits(vocab_size, order):
         return np.dtype(np.int32)
     return np.dtype(np.int64) if power_fits(vocab_size, order, INT64_LIMIT + 1) else None
@@ -222,7 +230,10 @@ def sparse_method(vocab_size: int, order: int) -> str:
 
 
 def ngram_keys(ngrams_PxN: np.ndarray, vocab_size: int, dtype=np.int32) -> np.ndarray:
-    """flat_index of each row on the host: dtype (P,). The keys must fit dtype (key_dtype; no step of the sum overflows)."""
+    """flat_index of each row on the host: dtype (P,).
+
+    The keys must fit dtype (key_dtype; no step of the sum overflows).
+    """
     key_P = np.zeros((ngrams_PxN.shape[0],), dtype)
     for j in range(ngrams_PxN.shape[1] - 1, -1, -1):
         key_P *= vocab_size

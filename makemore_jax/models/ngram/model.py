@@ -1,4 +1,7 @@
-"""The n-gram model as the rest of the package sees it: scoring words and splits, apply and decoding, saved arrays, its ModelDef."""
+"""The n-gram model as the rest of the package sees it.
+
+Scoring words and splits, apply and decoding, saved arrays, its ModelDef.
+"""
 
 from __future__ import annotations
 

@@ -127,7 +127,9 @@ def memory_bytes(spec: str | int) -> int:
 
 
 def check_in_memory_count(positions: int, vocab_size: int, order: int, memory: int) -> None:
-    """MakemoreError, one line, unless order-`order` n-grams of `positions` positions can be counted within memory bytes.
+    """MakemoreError, one line, unless order-`order` n-grams of `positions` positions fit in memory.
+
+    That is, unless they can be counted within `memory` bytes.
 
     Orders whose keys fit int64 are counted in pieces and spill to disk past
     the budget, so any budget holds them; beyond int64 the n-gram rows are
@@ -378,7 +380,10 @@ def merge_sources(sources: list, block: int, tick: Callable[[Callable[[], str]],
 
 
 class Ticker:
-    """Hands a phase's progress line to `progress` once the phase has run `after` seconds, then every `every` at most."""
+    """Hands a phase's progress line to `progress`.
+
+    First once the phase has run `after` seconds, then every `every` seconds at most.
+    """
 
     def __init__(self, progress: Progress | None, after: float = 2.0, every: float = 0.5, clock=None):
         self.progress, self.after, self.every = progress, after, every
