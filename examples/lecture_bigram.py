@@ -159,7 +159,7 @@ def step(W, opt_state):
 
 # The lecture's loop as written: each step multiplies a (228146, 27) one-hot matrix by W.
 W_slow, opt_state, slow_losses = W, optimizer.init(W), []
-for k in range(5):
+for _ in range(5):
     W_slow, opt_state, loss = step(W_slow, opt_state)
     slow_losses.append(float(loss))
 

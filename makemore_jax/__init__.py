@@ -6,7 +6,7 @@ give a ``Model`` to sample from, score words with and save (see
 package (and starting the ``makemore`` command) does not load JAX.
 """
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
 _API = ("Model", "NotEnough", "load", "train", "perplexity")
 

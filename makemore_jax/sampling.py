@@ -78,8 +78,8 @@ def pick(logits_NxV: jax.Array, u_N: jax.Array, temperature: jax.Array) -> jax.A
     """Draw from softmax(logits / T) for each row by inversion, given u in [0, 1); T = 0 is argmax."""
     return jax.lax.cond(
         temperature > 0,
-        lambda l: invert(tempered_cdf(l, temperature), u_N),
-        lambda l: jnp.argmax(l, axis=-1).astype(jnp.int32),
+        lambda logits: invert(tempered_cdf(logits, temperature), u_N),
+        lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32),
         logits_NxV,
     )
 
@@ -146,6 +146,9 @@ class Steer(NamedTuple):
     top_p: float = 1.0
 
 
+UNSTEERED = Steer()  # the default: no prefix, no minimum length, no nucleus (an immutable tuple, safe to share)
+
+
 def steered_logits(logits_NxV: jax.Array, t: jax.Array, temperature: jax.Array, top_k: int, steer: Steer) -> jax.Array:
     """The logits of position t as drawn: the end masked before min_len, then top-k, then top-p."""
     if steer.min_len:
@@ -182,7 +185,7 @@ def batch_axes(decoder: Decoder, config, params) -> tuple[int | None, ...] | Non
     whole state when some leaf's batch is not one axis of the batch's size
     (e.g. batch × heads folded into one): then names are not compacted.
     """
-    two, three = (jax.tree_util.tree_leaves(jax.eval_shape(lambda: decoder.init(params, config, b))) for b in (2, 3))
+    two, three = (jax.tree_util.tree_leaves(jax.eval_shape(partial(decoder.init, params, config, b))) for b in (2, 3))
     axes = []
     for x, y in zip(two, three):
         moved = [i for i, (p, q) in enumerate(zip(x.shape, y.shape)) if p != q]
@@ -202,7 +205,7 @@ def sample_ids(
     max_len: int,
     temperature: jax.Array,
     top_k: int = 0,
-    steer: Steer = Steer(),
+    steer: Steer = UNSTEERED,
     first: jax.Array | int = 0,
 ) -> tuple[jax.Array, jax.Array]:
     """Generate the n sequences at stream positions first .. first + n − 1: at most max_len ids after the start
@@ -380,7 +383,7 @@ def check_sizes(n: int, max_len: int | None = None) -> None:
         raise MakemoreError(f"maximum length must be at most {MAX_SAMPLE_LEN:,} characters, got {max_len:,}")
 
 
-def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0, steer: Steer = Steer()) -> None:
+def validate_sampling(n: int, max_len: int, temperature: float, top_k: int = 0, steer: Steer = UNSTEERED) -> None:
     if n < 0:
         raise MakemoreError(f"number of samples must be >= 0, got {n}")
     if max_len < 1:
@@ -482,7 +485,7 @@ def chunk_size(decoder: Decoder, config, params, max_len: int, vocab_size: int) 
     one, two = (
         sum(
             x.size * x.dtype.itemsize
-            for x in jax.tree_util.tree_leaves(jax.eval_shape(lambda: decoder.init(params, config, b)))
+            for x in jax.tree_util.tree_leaves(jax.eval_shape(partial(decoder.init, params, config, b)))
         )
         for b in (1, 2)
     )
@@ -499,7 +502,7 @@ def name_chunks(
     temperature: float = 1.0,
     top_k: int = 0,
     fast: bool = True,
-    steer: Steer = Steer(),
+    steer: Steer = UNSTEERED,
     start: int = 0,
     chunk: int | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -572,7 +575,7 @@ def sample_stream(
     how many draws (its .names empty: they were yielded). options: those of
     ``name_chunks``.
     """
-    steer = options.get("steer", Steer())
+    steer = options.get("steer", UNSTEERED)
     min_len = steer.min_len
     if not (unique or exclude or min_len):
         for names, _ in name_chunks(model, key, n, **options):

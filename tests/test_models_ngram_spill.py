@@ -135,7 +135,7 @@ def test_merging_in_blocks_equals_one_sort(tmp_path):
     """Runs of random keys, merged a few entries at a time, against np.unique of them all."""
     rng = np.random.default_rng(1)
     budget = spill.Budget(2**12, 8)
-    for trial in range(20):
+    for _ in range(20):
         runs = []
         with spill.Runs(budget, np.int64, str(tmp_path)) as store:
             for _ in range(rng.integers(1, 6)):

@@ -108,8 +108,8 @@ def reference_forward(params, ids_T):
     T = len(ids_T)
     L, C, _, H, D = p["blocks"]["attn"]["c_attn"]["w"].shape
     x = p["wte"][ids_T] + p["wpe"][:T]
-    for l in range(L):
-        b = jax.tree_util.tree_map(lambda a: a[l], p["blocks"])
+    for layer in range(L):
+        b = jax.tree_util.tree_map(lambda a, layer=layer: a[layer], p["blocks"])
         # PyTorch's layout: one (C, 3C) matrix, split into q | k | v, each split into heads.
         qkv = _np_layer_norm(b["ln_1"], x) @ b["attn"]["c_attn"]["w"].reshape(C, 3 * C)
         qkv = qkv + b["attn"]["c_attn"]["b"].reshape(3 * C)

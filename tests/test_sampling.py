@@ -311,7 +311,7 @@ def test_every_product_in_the_sampler_asks_for_full_float32_precision(kind, fast
     text = sample_ids.lower(decoder, config, params, jax.random.key(0), 4, max_len, jnp.float32(1.0)).as_text()
     products = [line for line in text.splitlines() if "dot_general" in line]
     assert products, "the sampler has no matrix product to check"
-    assert all("HIGHEST" in line for line in products), next(l for l in products if "HIGHEST" not in l)
+    assert all("HIGHEST" in line for line in products), next(line for line in products if "HIGHEST" not in line)
 
 
 def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab):

@@ -397,7 +397,7 @@ def parsed_parts(results) -> list[tuple[int, int]]:
 def test_two_processes_on_loopback_train_like_one_device(tmp_path, one_device_run):
     """Two processes of two CPU devices each, joined by jax.distributed (gloo collectives on CPU)."""
     results = two_processes(tmp_path, *TRAIN)
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0, err[-3000:]
     assert "process 1: trained to step 20" in results[1][1]
     assert not (tmp_path / "w1").exists()  # process 0 alone writes

@@ -42,7 +42,7 @@ MIN_KS_P = 1e-3  # and the length distributions must not be told apart at this l
 def lecture_sampling(torch, P, itos: dict[int, str], n: int, g) -> list[str]:
     """The lecture's loop: one torch.multinomial per character, one name at a time."""
     names = []
-    for i in range(n):
+    for _ in range(n):
         out = []
         ix = 0
         while True:

@@ -44,7 +44,7 @@ def lecture_training(torch, F, xs, ys, xenc, W0: np.ndarray, steps: int):
     """The lecture's loop, verbatim but for the step count: one-hot @ W, softmax by hand, autograd."""
     num = xs.nelement()
     W = torch.tensor(W0, device=xenc.device, requires_grad=True)
-    for k in range(steps):
+    for _ in range(steps):
         logits = xenc @ W
         counts = logits.exp()
         probs = counts / counts.sum(1, keepdims=True)

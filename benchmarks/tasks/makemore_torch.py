@@ -279,18 +279,21 @@ def load_jax_transformer(model, params: dict) -> None:
         "transformer.ln_f.bias": t(params["ln_f"]["bias"]),
         "lm_head.weight": t(params["lm_head"]["w"]).T,
     }
-    for l in range(n_layer):
-        h = f"transformer.h.{l}."
+    for layer in range(n_layer):
+        h = f"transformer.h.{layer}."
         for ln in ("ln_1", "ln_2"):
-            state[h + ln + ".weight"], state[h + ln + ".bias"] = t(blocks[ln]["scale"][l]), t(blocks[ln]["bias"][l])
+            state[h + ln + ".weight"], state[h + ln + ".bias"] = (
+                t(blocks[ln]["scale"][layer]),
+                t(blocks[ln]["bias"][layer]),
+            )
         attn, mlp = blocks["attn"], blocks["mlp"]
-        state[h + "attn.c_attn.weight"] = t(attn["c_attn"]["w"][l]).reshape(C, 3 * C).T
-        state[h + "attn.c_attn.bias"] = t(attn["c_attn"]["b"][l]).reshape(3 * C)
-        state[h + "attn.c_proj.weight"] = t(attn["c_proj"]["w"][l]).reshape(C, C).T
-        state[h + "attn.c_proj.bias"] = t(attn["c_proj"]["b"][l])
+        state[h + "attn.c_attn.weight"] = t(attn["c_attn"]["w"][layer]).reshape(C, 3 * C).T
+        state[h + "attn.c_attn.bias"] = t(attn["c_attn"]["b"][layer]).reshape(3 * C)
+        state[h + "attn.c_proj.weight"] = t(attn["c_proj"]["w"][layer]).reshape(C, C).T
+        state[h + "attn.c_proj.bias"] = t(attn["c_proj"]["b"][layer])
         for name in ("c_fc", "c_proj"):
-            state[h + f"mlp.{name}.weight"] = t(mlp[name]["w"][l]).T
-            state[h + f"mlp.{name}.bias"] = t(mlp[name]["b"][l])
+            state[h + f"mlp.{name}.weight"] = t(mlp[name]["w"][layer]).T
+            state[h + f"mlp.{name}.bias"] = t(mlp[name]["b"][layer])
     full = model.state_dict()
     missing = set(k for k in full if not k.endswith(".attn.bias")) - set(state)  # .attn.bias: the causal mask
     if missing:

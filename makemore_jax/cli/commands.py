@@ -1225,7 +1225,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         failed = False
         return 0
-    except Exception as err:  # noqa: BLE001: the failures below get one line; anything else is a bug
+    except Exception as err:  # noqa: BLE001 - the failures below get one line; anything else is a bug
         message = _failure_line(err)
         if message is None:
             raise

@@ -44,7 +44,7 @@ def _member_parts(model):
 
 def _mix(logits_per_member, log_w_K: jax.Array) -> jax.Array:
     """log Σ_k w_k softmax(logits_k) along the last axis."""
-    logp_Kx = jnp.stack([jax.nn.log_softmax(l, axis=-1) for l in logits_per_member])
+    logp_Kx = jnp.stack([jax.nn.log_softmax(logits, axis=-1) for logits in logits_per_member])
     return jax.scipy.special.logsumexp(logp_Kx + log_w_K.reshape((-1,) + (1,) * (logp_Kx.ndim - 1)), axis=0)
 
 

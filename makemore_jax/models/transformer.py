@@ -163,10 +163,13 @@ def _no_dropout(x: jax.Array, site) -> jax.Array:
     return x
 
 
-def _block_rest(block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array, drop=_no_dropout, l=0) -> jax.Array:
-    """The block after attention: the attention residual, then the MLP one (each branch through drop)."""
-    x_BxTxC = x_BxTxC + drop(_attn_out(block["attn"], y_BxTxHxD), 2 * l + 1)
-    return x_BxTxC + drop(_mlp(block["mlp"], layers.layer_norm(block["ln_2"], x_BxTxC)), 2 * l + 2)
+def _block_rest(block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array, drop=_no_dropout, index=0) -> jax.Array:
+    """The block after attention: the attention residual, then the MLP one (each branch through drop).
+
+    index: the layer's index, which numbers its dropout sites.
+    """
+    x_BxTxC = x_BxTxC + drop(_attn_out(block["attn"], y_BxTxHxD), 2 * index + 1)
+    return x_BxTxC + drop(_mlp(block["mlp"], layers.layer_norm(block["ln_2"], x_BxTxC)), 2 * index + 2)
 
 
 # Up to this many layers the blocks are unrolled into straight-line code; past
@@ -180,15 +183,15 @@ UNROLL_UP_TO = 8
 
 
 def _for_each_layer(body, carry, blocks: dict):
-    """carry = body(carry, block, l) for l = 0..n_layer-1, block = blocks[l]."""
+    """carry = body(carry, block, index) for index = 0..n_layer-1, block = blocks[index]."""
     n_layer = jax.tree_util.tree_leaves(blocks)[0].shape[0]
     if n_layer <= UNROLL_UP_TO:
-        for l in range(n_layer):
-            carry = body(carry, jax.tree_util.tree_map(lambda a: a[l], blocks), l)
+        for index in range(n_layer):
+            carry = body(carry, jax.tree_util.tree_map(lambda a, index=index: a[index], blocks), index)
         return carry
 
-    def step(carry, block_and_l):
-        return body(carry, *block_and_l), None
+    def step(carry, block_and_index):
+        return body(carry, *block_and_index), None
 
     return jax.lax.scan(step, carry, (blocks, jnp.arange(n_layer)))[0]
 
@@ -213,11 +216,11 @@ def _blocks_and_head(params: dict, x_BxTxC: jax.Array, allowed, keys_of=_same_ro
     keys_of maps a layer's (B, T, H, D) keys or values to the ones each row attends over.
     """
 
-    def layer(x_BxTxC, block, l):
+    def layer(x_BxTxC, block, index):
         qkv_BxTx3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_BxTxC))
         q, k, v = (qkv_BxTx3xHxD[:, :, i] for i in range(3))
         y_BxTxHxD = _attention(q, keys_of(k), keys_of(v), allowed)
-        return _block_rest(block, x_BxTxC, y_BxTxHxD, drop, l)
+        return _block_rest(block, x_BxTxC, y_BxTxHxD, drop, index)
 
     return _head(params, _for_each_layer(layer, x_BxTxC, params["blocks"]))
 
@@ -316,14 +319,14 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
     block_size = state["k"].shape[3]
     allowed_1xS = (jnp.arange(block_size) <= t)[None]
 
-    def layer(carry, block, l):
+    def layer(carry, block, index):
         x_Bx1xC, k_cache, v_cache = carry
         qkv_Bx1x3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_Bx1xC))
         # (B, 1, H, D) -> (1, B, H, 1, D): this layer's slot at position t.
         k_new, v_new = (qkv_Bx1x3xHxD[:, :, i].transpose(0, 2, 1, 3)[None] for i in (1, 2))
-        k_cache = jax.lax.dynamic_update_slice(k_cache, k_new, (l, 0, 0, t, 0))
-        v_cache = jax.lax.dynamic_update_slice(v_cache, v_new, (l, 0, 0, t, 0))
-        y_Bx1xHxD = _attend(qkv_Bx1x3xHxD[:, :, 0], k_cache[l], v_cache[l], allowed_1xS, "bhsd")
+        k_cache = jax.lax.dynamic_update_slice(k_cache, k_new, (index, 0, 0, t, 0))
+        v_cache = jax.lax.dynamic_update_slice(v_cache, v_new, (index, 0, 0, t, 0))
+        y_Bx1xHxD = _attend(qkv_Bx1x3xHxD[:, :, 0], k_cache[index], v_cache[index], allowed_1xS, "bhsd")
         return _block_rest(block, x_Bx1xC, y_Bx1xHxD), k_cache, v_cache
 
     x_Bx1xC = (params["wte"][token_B] + params["wpe"][t])[:, None]

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
@@ -370,7 +371,7 @@ def merge_sources(sources: list, block: int, tick: Callable[[Callable[[], str]],
         kept_keys.append(keys)
         kept_counts.append(counts)
         if tick is not None:
-            tick(lambda: f"merging {len(sources)} runs of n-gram counts: {100 * taken // max(total, 1)}%")
+            tick(lambda taken=taken: f"merging {len(sources)} runs of n-gram counts: {100 * taken // max(total, 1)}%")
     if not kept_keys:
         return np.zeros((0,), np.int64), np.zeros((0,), np.int32)
     return np.concatenate(kept_keys), np.concatenate(kept_counts)
@@ -451,7 +452,7 @@ def count_chunks(
             for piece in word_pieces(chunk, budget.piece_positions):
                 runs.add(*piece_run(piece, vocab, order, dtype))
                 done += int(word_lengths(piece).sum()) + len(piece)
-                tick(lambda: _counting_line(order, done, total, runs))
+                tick(partial(_counting_line, order, done, total, runs))
         sources = runs.sources()
         keys, counts = merge_sources(sources, budget.block_entries(len(sources)), Ticker(progress))
     return NgramCounts(order, vocab.size, _digits(keys, order, vocab.size), counts)
