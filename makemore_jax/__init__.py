@@ -11,7 +11,7 @@ from ._version import __version__ as __version__
 _API = ("Model", "NotEnough", "load", "train", "perplexity")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _API:
         from . import api  # the lazy start: JAX loads here, not at import
 
@@ -19,5 +19,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'makemore_jax' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_API))

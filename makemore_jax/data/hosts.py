@@ -26,9 +26,11 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import jax
 import numpy as np
+import numpy.typing as npt
 from jax.experimental import multihost_utils
 
 from ..errors import MakemoreError
@@ -43,7 +45,7 @@ def part_bounds(size: int, index: int, count: int) -> tuple[int, int]:
     return index * size // count, (index + 1) * size // count
 
 
-def _line_start(f, pos: int, size: int) -> int:
+def _line_start(f: BinaryIO, pos: int, size: int) -> int:
     """The first position >= pos that starts a line (just after a \\n), or size."""
     if pos <= 0:
         return 0
@@ -92,7 +94,7 @@ def allgather(x: np.ndarray) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
 
 
-def allgather_ragged(x: np.ndarray, fill=0) -> list[np.ndarray]:
+def allgather_ragged(x: np.ndarray, fill: float = 0) -> list[np.ndarray]:
     """Every process's x (first axes may differ; the rest must agree), as a list by process."""
     x = np.asarray(x)
     lengths = allgather(np.int64(len(x)))
@@ -101,7 +103,7 @@ def allgather_ragged(x: np.ndarray, fill=0) -> list[np.ndarray]:
     return [part[:n] for part, n in zip(allgather(padded), lengths)]
 
 
-def sum_over_processes(x) -> np.ndarray:
+def sum_over_processes(x: npt.ArrayLike) -> np.ndarray:
     """x added over the processes, in process order (every process gets the same bits)."""
     stacked = allgather(np.asarray(x))
     total = stacked[0].copy()
@@ -150,7 +152,7 @@ class SlicedDataset(Dataset):
     def max_word_len(self) -> int:
         return self.longest
 
-    def combine(self, x):
+    def combine(self, x: np.ndarray) -> np.ndarray:
         return sum_over_processes(x)
 
 
@@ -190,7 +192,8 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     mine = position[first[index] : first[index + 1]]  # shuffled position of each of my words
     starts = {"train": 0, "dev": n_train, "test": n_train + n_dev}
     stops = {"train": n_train, "dev": n_train + n_dev, "test": n}
-    by_split, rows = {}, {}
+    by_split: dict[str, Sequence[str]] = {}
+    rows: dict[str, np.ndarray] = {}
     for split in SPLITS:
         take = np.flatnonzero((mine >= starts[split]) & (mine < stops[split]))
         take = take[np.argsort(mine[take], kind="stable")]

@@ -28,14 +28,14 @@ import numpy as np
 
 
 class Packed(NamedTuple):
-    """A packed batch, every array (rows, row_len)."""
+    """A packed batch, every array (rows, row_len): jax arrays from pack, numpy ones from pack_words."""
 
-    inputs: jax.Array  # int32 ids fed to the model
-    targets: jax.Array  # int32 ids to predict
-    positions: jax.Array  # int32 position of each slot within its word (0 = the start boundary)
-    segments: jax.Array  # int32 word of each slot; idle slots have their own ids, >= the batch size
-    counted: jax.Array  # bool, True on the real positions (the loss counts these)
-    fits: jax.Array  # bool scalar: the words fit the capacity (else the arrays are not usable)
+    inputs: jax.Array | np.ndarray  # int32 ids fed to the model
+    targets: jax.Array | np.ndarray  # int32 ids to predict
+    positions: jax.Array | np.ndarray  # int32 position of each slot within its word (0 = the start boundary)
+    segments: jax.Array | np.ndarray  # int32 word of each slot; idle slots have their own ids, >= the batch size
+    counted: jax.Array | np.ndarray  # bool, True on the real positions (the loss counts these)
+    fits: jax.Array | np.bool_  # bool scalar: the words fit the capacity (else the arrays are not usable)
 
 
 def pack(tokens_BxL: jax.Array, lengths_B: jax.Array, capacity: int, row_len: int) -> Packed:
@@ -106,10 +106,17 @@ def pack_words(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int, rows
     inputs[slot], targets[slot] = tokens[word_of, pos], tokens[word_of, pos + 1]
     positions[slot], segments[slot], counted[slot] = pos, word_of, True
     shape = (size // (rows_per_chunk * row_len), rows_per_chunk, row_len)
-    return Packed(*(a.reshape(shape) for a in (inputs, targets, positions, segments, counted)), np.bool_(True))
+    return Packed(
+        inputs.reshape(shape),
+        targets.reshape(shape),
+        positions.reshape(shape),
+        segments.reshape(shape),
+        counted.reshape(shape),
+        np.bool_(True),
+    )
 
 
-def _slots(n_W: np.ndarray, row_len: int, rows_per_chunk: int):
+def _slots(n_W: np.ndarray, row_len: int, rows_per_chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(word, position in the word, slot) of every real position of words of n_W slots each, and the
     number of slots in all: whole chunks, no word crossing from one chunk into the next."""
     per_chunk = rows_per_chunk * row_len
@@ -133,7 +140,7 @@ def _slots(n_W: np.ndarray, row_len: int, rows_per_chunk: int):
 EVAL_CHUNK = 512  # words per forward pass: bounds memory, whatever the split's size
 
 
-def in_chunks(rows_WxL: jax.Array, fill_W: jax.Array, chunk: int, fill_value) -> tuple[jax.Array, jax.Array]:
+def in_chunks(rows_WxL: jax.Array, fill_W: jax.Array, chunk: int, fill_value: float) -> tuple[jax.Array, jax.Array]:
     """Rows (W, L) and a per-row value (W,) padded to whole chunks: (n_chunks, chunk, L), (n_chunks, chunk).
 
     The padding rows are zeros and their per-row value is fill_value (a length

@@ -189,11 +189,17 @@ def trie(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int) -> Trie:
     out_counts[slot], out_words[slot] = counts, ends_here
     shape = (n_rows, S)
     return Trie(
-        *(a.reshape(shape) for a in (out_ids, out_depth, out_ends, out_parent, out_counts, out_words)), positions
+        out_ids.reshape(shape),
+        out_depth.reshape(shape),
+        out_ends.reshape(shape),
+        out_parent.reshape(shape),
+        out_counts.reshape(shape),
+        out_words.reshape(shape),
+        positions,
     )
 
 
-def _sorted_words(tokens_WxL: np.ndarray):
+def _sorted_words(tokens_WxL: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rows, multiplicity, lengths, lcp_next) of the distinct words of padded rows, in lexicographic
     order (the end, id 0, sorts before every character); lcp_next is each word's common prefix with
     the next one (-1 after the last): equal ids through the first end mean equal words."""
@@ -218,7 +224,14 @@ def _row_starts(lens: np.ndarray, lcp_prev: np.ndarray, S: int) -> list[int]:
     return starts
 
 
-def _parents_and_counts(depth_N, word_N, new_N, lcp_prev_U, mult_U, max_depth: int):
+def _parents_and_counts(
+    depth_N: np.ndarray,
+    word_N: np.ndarray,
+    new_N: np.ndarray,
+    lcp_prev_U: np.ndarray,
+    mult_U: np.ndarray,
+    max_depth: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Each node's parent (node index: the last node one level up before it) and, at a node's first
     appearance, how many words pass through it: the run of words from its own up to the next whose
     common prefix with the one before is shorter than the node's depth."""

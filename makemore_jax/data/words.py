@@ -21,10 +21,11 @@ import importlib.resources
 import operator
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from collections.abc import Sequence as SequenceABC
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, BinaryIO, SupportsIndex, overload
 
 import jax
 import numpy as np
@@ -90,19 +91,19 @@ def _line_of(prefix: bytes) -> int:
     return prefix.count(b"\n") + prefix.count(b"\r") - prefix.count(b"\r\n") + 1
 
 
-def read_words(path: str | os.PathLike) -> list[str]:
+def read_words(path: str | os.PathLike[str]) -> list[str]:
     """Read a UTF-8 text file of words, one per line (see ``parse_words``)."""
     return parse_words(read_bytes(path), source=os.fspath(path))
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """A file's bytes; MakemoreError naming the file if it cannot be read."""
     with reading(path) as f:
         return f.read()
 
 
 @contextmanager
-def reading(path: str | os.PathLike):
+def reading(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """The file opened for reading bytes; an OSError opening or reading it becomes a MakemoreError naming it."""
     path = os.fspath(path)
     try:
@@ -217,7 +218,7 @@ def _block_words(
     return _Block(cps[keep], lengths.astype(np.int64), len(breaks), nul, long_line, long_length)
 
 
-def _block_ends(raw, start: int, size: int) -> list[int]:
+def _block_ends(raw: bytes, start: int, size: int) -> list[int]:
     """Where the blocks of raw[start:] end: just after a \\n at least `size` bytes on, or at the end."""
     ends, at = [], start
     while at < len(raw):
@@ -312,7 +313,7 @@ def parse_word_array(
     return WordArray(ids, _offsets(lengths), vocab, own_vocabulary=True)
 
 
-def read_word_array(path: str | os.PathLike) -> WordArray:
+def read_word_array(path: str | os.PathLike[str]) -> WordArray:
     """read_words as a WordArray (see parse_word_array)."""
     return parse_word_array(read_bytes(path), source=os.fspath(path))
 
@@ -334,7 +335,7 @@ class Vocabulary:
 
     chars: tuple[str, ...]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if any(not isinstance(c, str) or len(c) != 1 for c in self.chars):
             raise MakemoreError("vocabulary entries must be single characters")
         if list(self.chars) != sorted(set(self.chars)):
@@ -392,7 +393,7 @@ class Vocabulary:
         return list(self.chars)
 
     @classmethod
-    def from_json(cls, chars) -> Vocabulary:
+    def from_json(cls, chars: object) -> Vocabulary:
         if not isinstance(chars, list):
             raise MakemoreError("vocabulary must be a list of characters")
         return cls(tuple(chars))
@@ -446,7 +447,7 @@ TAKE_WORDS = 1 << 18  # words gathered at a time by WordArray.take (bounds its i
 COUNT_BLOCK = 1 << 22  # characters counted at a time by WordArray.compact
 
 
-class WordArray(SequenceABC):
+class WordArray(SequenceABC[str]):
     """Words held as arrays, read as a sequence of str: what a Dataset's splits are.
 
     ids (uint8 while the vocabulary has at most 256 ids, see id_dtype) hold
@@ -463,7 +464,7 @@ class WordArray(SequenceABC):
 
     __slots__ = ("ids", "offsets", "vocab", "_strings", "_own_vocabulary")
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocab: Vocabulary, own_vocabulary: bool = False):
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocab: Vocabulary, own_vocabulary: bool = False) -> None:
         self.ids, self.offsets, self.vocab = ids, offsets, vocab
         self._strings: list[str] | None = None
         self._own_vocabulary = own_vocabulary  # known to use every character of vocab (compact: nothing to do)
@@ -512,22 +513,26 @@ class WordArray(SequenceABC):
         """The ids of every character of these words, word after word (a view)."""
         return self.ids[self.offsets[0] : self.offsets[-1]]
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> WordArray: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> str | WordArray:
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step != 1:
                 return self.take(np.arange(start, stop, step))
             return WordArray(self.ids, self.offsets[start : max(start, stop) + 1], self.vocab)
-        index = operator.index(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
+        k = operator.index(index)
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
             raise IndexError("word index out of range")
         if self._strings is not None:
-            return self._strings[index]
-        return "".join(
-            self.vocab.chars[i - 1] for i in self.ids[self.offsets[index] : self.offsets[index + 1]].tolist()
-        )
+            return self._strings[k]
+        return "".join(self.vocab.chars[i - 1] for i in self.ids[self.offsets[k] : self.offsets[k + 1]].tolist())
 
     def strings(self) -> list[str]:
         """Every word as a str, decoded in one pass (the ids mapped to code points, then split at
@@ -540,13 +545,13 @@ class WordArray(SequenceABC):
                 self._strings = code_of[self.stream()[1:-1]].tobytes().decode("utf-32-le").split(_SEPARATOR)
         return self._strings
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.strings())
 
-    def __reversed__(self):
+    def __reversed__(self) -> Iterator[str]:
         return reversed(self.strings())
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, WordArray):
             if len(self) != len(other):
                 return False
@@ -559,15 +564,15 @@ class WordArray(SequenceABC):
             return len(self) == len(other) and self.strings() == list(other)
         return NotImplemented
 
-    __hash__ = None
+    # no __hash__: defining __eq__ leaves it None, so a WordArray is unhashable, as a list is
 
-    def __add__(self, other) -> list[str]:
+    def __add__(self, other: object) -> list[str]:
         """Concatenated with another sequence of words: a list of str, as two lists would give."""
         if not isinstance(other, SequenceABC) or isinstance(other, str):
             return NotImplemented
         return self.strings() + list(other)
 
-    def __radd__(self, other) -> list[str]:
+    def __radd__(self, other: object) -> list[str]:
         if not isinstance(other, SequenceABC) or isinstance(other, str):
             return NotImplemented
         return list(other) + self.strings()
@@ -698,7 +703,8 @@ def validate_split(fractions: Sequence[float]) -> tuple[float, float, float]:
     total = float(sum(fractions))
     if total <= 0 or fractions[0] <= 0:
         raise MakemoreError("the split must give the training set a positive share")
-    return tuple(float(f) / total for f in fractions)
+    train, dev, test = (float(f) / total for f in fractions)
+    return train, dev, test
 
 
 def encode_padded(words: Sequence[str], vocab: Vocabulary, block_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -745,20 +751,20 @@ class Dataset:
 
     local_only = False  # True for a process's part of a multi-host run (data.hosts.SlicedDataset)
 
-    def __post_init__(self):
-        self._cache: dict = {}
+    def __post_init__(self) -> None:
+        self._cache: dict[Hashable, Any] = {}
 
     @property
     def sizes(self) -> dict[str, int]:
         """Words in each split (of the whole list, also where this process holds a part)."""
         return {s: len(self.words[s]) for s in SPLITS}
 
-    def combine(self, x):
+    def combine(self, x: np.ndarray) -> np.ndarray:
         """Sums over the processes that hold parts of the data: here, x itself."""
         return x
 
     @classmethod
-    def build(cls, words: Sequence[str], key: jax.Array, fractions=(0.8, 0.1, 0.1)) -> Dataset:
+    def build(cls, words: Sequence[str], key: jax.Array, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> Dataset:
         """The words (a list of str, or a WordArray such as read_word_array's) shuffled with key and split.
 
         The vocabulary is that of the words' characters; the split is
