@@ -56,13 +56,22 @@ first use, so the registry below is the only list of names.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
+import numpy as np
 
 from ..errors import MakemoreError
+
+if TYPE_CHECKING:
+    from ..data.words import Dataset, Vocabulary
+    from .ngram.counting import NgramCounts
+
+Params = Any  # a model's parameters: a pytree (nested dicts) of arrays
+State = Any  # a decoder's state: a pytree of arrays (a key/value cache, a carried state, the ids so far)
+ArraySpecs = dict[str, tuple[tuple[int, ...], np.dtype]]  # {'params/...': (shape, dtype)} of a checkpoint
 
 
 @dataclass(frozen=True)
@@ -80,16 +89,64 @@ class ModelConfig:
     n_embd2: int = 64
 
 
+class Settings(Protocol):
+    """What a model reads of its training settings: a training.config.TrainConfig, handed in (never imported)."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def split(self) -> tuple[float, float, float]: ...
+    @property
+    def smoothing(self) -> float: ...
+    @property
+    def smoothing_method(self) -> str: ...
+    @property
+    def order(self) -> int: ...
+    @property
+    def discount(self) -> float: ...
+    @property
+    def discount_scale(self) -> float: ...
+    @property
+    def memory(self) -> str: ...
+
+
+class Counter(Protocol):
+    """How a counted model counts its training split (training.trainer.Counter: here or over devices)."""
+
+    def pairs(self, xs: np.ndarray, ys: np.ndarray, vocab_size: int) -> jax.Array: ...
+    def ngram_rows(self, ngrams_PxN: np.ndarray, vocab_size: int) -> NgramCounts: ...
+    def ngram_words(self, words: Sequence[str], vocab: Vocabulary, order: int, memory: int) -> NgramCounts: ...
+
+
+class Fitted(Protocol):
+    """What the models read of a fitted model (training.fitted.TrainedModel, handed in: a higher layer)."""
+
+    @property
+    def config(self) -> Settings: ...
+    @property
+    def vocab(self) -> Vocabulary: ...
+    @property
+    def params(self) -> Params: ...
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def model_config(self) -> ModelConfig: ...
+    @property
+    def model_def(self) -> ModelDef: ...
+    @property
+    def table(self) -> jax.Array | None: ...
+
+
 def _no_check(config: ModelConfig) -> None:
     return None
 
 
-def _given_as_is(given: dict) -> dict:
+def _given_as_is(given: dict[str, object]) -> dict[str, object]:
     return given
 
 
 # The PyTorch makemore's training settings, every neural model's defaults but the bigram's
-MAKEMORE_DEFAULTS = (
+MAKEMORE_DEFAULTS: tuple[tuple[str, object], ...] = (
     ("optimizer", "adamw"),
     ("lr", 5e-4),
     ("weight_decay", 0.01),
@@ -104,32 +161,32 @@ MAKEMORE_DEFAULTS = (
 @dataclass(frozen=True)
 class ModelDef:
     name: str
-    init: Callable[[jax.Array, ModelConfig], Any]
-    apply: Callable[[Any, jax.Array], jax.Array]
-    decode_init: Callable[[Any, ModelConfig, int], Any] | None = None
-    decode_step: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]] | None = None
+    init: Callable[[jax.Array, ModelConfig], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+    decode_init: Callable[[Params, ModelConfig, int], State] | None = None
+    decode_step: Callable[[Params, State, jax.Array, jax.Array], tuple[jax.Array, State]] | None = None
     check: Callable[[ModelConfig], None] = _no_check
-    apply_dropout: Callable[[Any, jax.Array, jax.Array, float], jax.Array] | None = None
-    apply_packed: Callable[..., jax.Array] | None = None
-    apply_trie: Callable[..., jax.Array] | None = None
-    count: Callable[[Any, Any, Any], Any] | None = None
-    table: Callable[[Any, Any], jax.Array] | None = None
-    loss_counts: Callable[[Any, jax.Array, float], jax.Array] | None = None
-    split_nll: Callable[..., dict] | None = None
-    word_nll: Callable[..., Any] | None = None
-    saved_arrays: Callable[[dict, Any, int], dict] | None = None
+    apply_dropout: Callable[[Params, jax.Array, jax.Array, float], jax.Array] | None = None
+    apply_packed: Callable[..., jax.Array] | None = None  # (params, ids, positions, segments, key=None, rate=0.0)
+    apply_trie: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array] | None = None
+    count: Callable[[Dataset, Settings, Counter], Params] | None = None
+    table: Callable[[Params, Settings], jax.Array] | None = None
+    loss_counts: Callable[[Params, jax.Array, float], jax.Array] | None = None
+    split_nll: Callable[[Fitted, Dataset, Sequence[str] | None], dict[str, float | None]] | None = None
+    word_nll: Callable[[Fitted, Sequence[str]], np.ndarray] | None = None
+    saved_arrays: Callable[[dict[str, np.ndarray], Settings, int], ArraySpecs] | None = None
     any_length: bool = False
-    defaults: tuple = MAKEMORE_DEFAULTS
-    options: tuple = ()  # ((field, flag), ...)
-    resolve: Callable[[dict], dict] = _given_as_is
-    describe: Callable[[Any], str] | None = None
+    defaults: tuple[tuple[str, object], ...] = MAKEMORE_DEFAULTS
+    options: tuple[tuple[str, str | None], ...] = ()  # ((field, flag), ...)
+    resolve: Callable[[dict[str, object]], dict[str, object]] = _given_as_is
+    describe: Callable[[Settings], str] | None = None
 
     @property
     def counted(self) -> bool:
         """Fitted by counting (no optimizer steps, nothing to resume)."""
         return self.count is not None
 
-    def label(self, settings) -> str:
+    def label(self, settings: Settings) -> str:
         return self.describe(settings) if self.describe is not None else self.name
 
 
@@ -167,7 +224,7 @@ def a_model(name: str) -> str:
     return f"{'an' if name in _SAID_WITH_AN or name[:1] in 'aeiou' else 'a'} {name} model"
 
 
-def option_owner(field: str) -> tuple[str, str] | None:
+def option_owner(field: str) -> tuple[str, str | None] | None:
     """(model type, flag) of the model that alone takes the setting field, or None."""
     for name in MODEL_TYPES:
         flags = dict(get_model(name).options)

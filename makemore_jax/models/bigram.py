@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from . import ModelDef
+from . import ModelConfig, ModelDef, Settings
 from .losses import l2_penalty, nll_from_counts, nll_from_logits
 
 
@@ -25,7 +25,7 @@ class BigramConfig:
     vocab_size: int
 
 
-def init(key: jax.Array, config: BigramConfig) -> dict:
+def init(key: jax.Array, config: BigramConfig | ModelConfig) -> dict:
     """W ~ N(0, 1), V×V, as in the lecture."""
     return {"W": jax.random.normal(key, (config.vocab_size, config.vocab_size), jnp.float32)}
 
@@ -67,15 +67,15 @@ def probs(params: dict) -> jax.Array:
     return jax.nn.softmax(params["W"], axis=-1)
 
 
-def decode_init(params: dict, config, batch: int) -> tuple:
+def decode_init(params: dict, config: ModelConfig | None, batch: int) -> tuple[()]:
     return ()  # the next id depends on the current one only: no state
 
 
-def decode_step(params: dict, state: tuple, token_B: jax.Array, t: jax.Array) -> tuple[jax.Array, tuple]:
+def decode_step(params: dict, state: tuple[()], token_B: jax.Array, t: jax.Array) -> tuple[jax.Array, tuple[()]]:
     return params["W"][token_B], state
 
 
-def table(params: dict, settings=None) -> jax.Array:
+def table(params: dict, settings: Settings | None = None) -> jax.Array:
     """The V×V next-id logits: W itself."""
     return params["W"]
 

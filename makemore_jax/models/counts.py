@@ -13,9 +13,11 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ..data.words import Dataset
 from ..errors import MakemoreError
-from . import ModelDef, bigram
+from . import ArraySpecs, Counter, ModelConfig, ModelDef, Settings, bigram
 
 SCATTER_PARTS = 2  # count_matrix counts the pairs in this many independent scatters (one per CPU thread)
 FLAT_CELLS = jax.lax.ScatterDimensionNumbers(
@@ -67,22 +69,22 @@ def smoothed_probs(counts_VxV: jax.Array, k: float = 1.0) -> jax.Array:
     return _normalise(jnp.asarray(counts_VxV), jnp.float32(k))
 
 
-def _init(key, config):
+def _init(key: jax.Array, config: ModelConfig) -> dict:
     raise MakemoreError("the counting model is counted from words, not initialised (see counts.count)")
 
 
-def count(data, settings, counter) -> dict:
+def count(data: Dataset, settings: Settings, counter: Counter) -> dict:
     """The bigram counts of the training split (counter.pairs: here or over devices)."""
     xs, ys = data.pairs("train")
     return {"counts": counter.pairs(xs, ys, data.vocab.size)}
 
 
-def table(params: dict, settings) -> jax.Array:
+def table(params: dict, settings: Settings) -> jax.Array:
     """log p(next | current), add-k smoothed with k = settings.smoothing: V×V."""
     return jnp.log(smoothed_probs(params["counts"], settings.smoothing))
 
 
-def saved_arrays(arrays: dict, settings, vocab_size: int) -> dict:
+def saved_arrays(arrays: dict[str, np.ndarray], settings: Settings, vocab_size: int) -> ArraySpecs:
     return {"params/counts": ((vocab_size, vocab_size), jnp.dtype("int32"))}
 
 

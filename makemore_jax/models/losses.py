@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import MakemoreError
+from . import Params
 
 
-def _require_pairs(xs) -> None:
+def _require_pairs(xs: jax.Array) -> None:
     if xs.shape[0] == 0:
         raise MakemoreError("mean NLL of an empty set of pairs is undefined")
 
@@ -49,7 +50,7 @@ def nll_from_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array
     return -weighted.sum() / counts.sum()
 
 
-def l2_penalty(params) -> jax.Array:
+def l2_penalty(params: Params) -> jax.Array:
     """mean(p²) over every parameter (an array, or a pytree of them): λ times this is the L2 penalty.
 
     For the bigram's W it pulls logits toward 0, i.e. rows toward uniform.
@@ -68,7 +69,7 @@ def perplexity(nll: float | None) -> float | None:
     return math.inf if nll > 700 else math.exp(nll)
 
 
-def with_perplexities(nlls: dict) -> dict:
+def with_perplexities(nlls: dict[str, float | None]) -> dict[str, float | None]:
     """{'<split>_nll': x, ...} with '<split>_ppl': exp(x) beside each."""
     out = dict(nlls)
     for key, value in nlls.items():

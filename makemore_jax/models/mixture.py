@@ -19,30 +19,51 @@ such a work directory returns the mixture.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..data.packing import EVAL_CHUNK, in_chunks
-from ..data.words import Dataset
+from ..data.words import Dataset, Vocabulary
 from ..errors import MakemoreError
-from . import ModelDef, bigram
+from . import Fitted, ModelConfig, ModelDef, Params, Settings, bigram
 from .decoding import TABLE_DECODER, Decoder, recompute_decoder
 
 
-def _member_parts(model):
+class Member(Fitted, Protocol):
+    """What a mixture reads of each member (a training.fitted.TrainedModel, handed in: a higher layer)."""
+
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def model_config(self) -> ModelConfig: ...
+    @property
+    def model_def(self) -> ModelDef: ...
+    @property
+    def table(self) -> jax.Array | None: ...
+
+
+Apply = Callable[[Params, jax.Array], jax.Array]  # a model's apply: (params, ids (B, T)) -> logits (B, T, V)
+
+
+def _member_parts(model: Member) -> tuple[Apply, Params, Decoder, ModelConfig | None]:
     """(apply, params, decoder, decoder config) of one trained model."""
     if model.table is not None:
         return bigram.apply, {"W": model.table}, TABLE_DECODER._replace(table=None), None
     md = model.model_def
-    decoder = Decoder(md.decode_init, md.decode_step) if md.decode_step is not None else recompute_decoder(md.apply)
+    if md.decode_init is not None and md.decode_step is not None:
+        decoder = Decoder(md.decode_init, md.decode_step)
+    else:
+        decoder = recompute_decoder(md.apply)
     return md.apply, model.params, decoder, model.model_config
 
 
-def _mix(logits_per_member, log_w_K: jax.Array) -> jax.Array:
+def _mix(logits_per_member: Sequence[jax.Array], log_w_K: jax.Array) -> jax.Array:
     """log Σ_k w_k softmax(logits_k) along the last axis."""
     logp_Kx = jnp.stack([jax.nn.log_softmax(logits, axis=-1) for logits in logits_per_member])
     return jax.scipy.special.logsumexp(logp_Kx + log_w_K.reshape((-1,) + (1,) * (logp_Kx.ndim - 1)), axis=0)
@@ -53,19 +74,19 @@ class MixtureConfig:
     """What the decoders need, hashable for jit: the members' configs, and the shortest block size."""
 
     block_size: int
-    members: tuple
+    members: tuple[ModelConfig | None, ...]
 
 
 @dataclass(eq=False)  # hashed by identity: its functions are jit's static arguments
 class Mixture:
-    members: tuple
+    members: tuple[Member, ...]
     weights: np.ndarray  # (K,), positive, sums to 1
-    training: dict = field(default_factory=dict)
+    training: dict[str, object] = field(default_factory=dict)
 
     type = "mixture"
     table = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         parts = [_member_parts(m) for m in self.members]
         applies = tuple(p[0] for p in parts)
         decoders = tuple(p[2] for p in parts)
@@ -84,14 +105,14 @@ class Mixture:
         # every member's own decoder goes on past the block (a table's, an n-gram's): so does the mixture's,
         # and a --max-len past the shortest block is honoured, not lowered to it
         any_length = all(m.table is not None or m.model_def.any_length for m in self.members)
-        self._model_def = ModelDef("mixture", None, apply, decode_init, decode_step, any_length=any_length)
+        self._model_def = ModelDef("mixture", _no_init, apply, decode_init, decode_step, any_length=any_length)
 
     @property
-    def vocab(self):
+    def vocab(self) -> Vocabulary:
         return self.members[0].vocab
 
     @property
-    def config(self):
+    def config(self) -> Settings:
         """The members' shared settings (seed and split) as the first member has them."""
         return self.members[0].config
 
@@ -112,11 +133,15 @@ class Mixture:
         return self._model_def
 
     @property
-    def apply(self):
+    def apply(self) -> Apply:
         return self._model_def.apply
 
 
-def check_members(members) -> None:
+def _no_init(key: jax.Array, config: ModelConfig) -> Params:
+    raise MakemoreError("a mixture is fitted from trained models, not initialised (see mixture.fit)")
+
+
+def check_members(members: Sequence[Member]) -> None:
     """Members must share the vocabulary, the seed and the split (so dev means the same words)."""
     if len(members) < 2:
         raise MakemoreError(f"a mixture needs at least two models, got {len(members)}")
@@ -132,7 +157,9 @@ def check_members(members) -> None:
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
-def position_logprobs(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+def position_logprobs(
+    apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
+) -> tuple[jax.Array, jax.Array]:
     """log p(target) at every position of every word, (W, L − 1), and the mask of positions that count."""
     n_words, width = tokens_WxL.shape
 
@@ -146,7 +173,7 @@ def position_logprobs(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array
     return logp_WxT, mask_WxT
 
 
-def member_logprobs(members, data: Dataset, split: str) -> np.ndarray:
+def member_logprobs(members: Sequence[Member], data: Dataset, split: str) -> np.ndarray:
     """(K, P) log-probabilities each member gives the P positions (characters and ends) of a split."""
     block_size = min(m.block_size for m in members)
     tokens, lengths = data.padded(split, block_size)
@@ -174,7 +201,7 @@ def mixture_nll(logp_KxP: np.ndarray, weights: np.ndarray) -> float:
         return float(-np.mean(np.logaddexp.reduce(np.log(weights)[:, None] + logp_KxP, axis=0)))
 
 
-def fit(members, data: Dataset) -> tuple[Mixture, dict]:
+def fit(members: Sequence[Member], data: Dataset) -> tuple[Mixture, dict[str, object]]:
     """The mixture of members with weights fitted on dev; and a report of every split's NLL."""
     check_members(members)
     if not data.words["dev"]:

@@ -30,6 +30,8 @@ column (q, k, v, each split into heads in order), and c_proj.w reshaped to
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -159,11 +161,18 @@ def _attn_out(attn: dict, y_BxTxHxD: jax.Array) -> jax.Array:
     return layers.dense(y_BxTxC, attn["c_proj"]["w"].reshape(H * D, C)) + attn["c_proj"]["b"]
 
 
-def _no_dropout(x: jax.Array, site) -> jax.Array:
+Site = int | jax.Array  # a dropout site's number (traced inside the scan over layers)
+Dropout = Callable[[jax.Array, Site], jax.Array]  # (x, site) -> x, dropped out at that site or not
+Carry = TypeVar("Carry")
+
+
+def _no_dropout(x: jax.Array, site: Site) -> jax.Array:
     return x
 
 
-def _block_rest(block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array, drop=_no_dropout, index=0) -> jax.Array:
+def _block_rest(
+    block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array, drop: Dropout = _no_dropout, index: Site = 0
+) -> jax.Array:
     """The block after attention: the attention residual, then the MLP one (each branch through drop).
 
     index: the layer's index, which numbers its dropout sites.
@@ -182,7 +191,7 @@ def _block_rest(block: dict, x_BxTxC: jax.Array, y_BxTxHxD: jax.Array, drop=_no_
 UNROLL_UP_TO = 8
 
 
-def _for_each_layer(body, carry, blocks: dict):
+def _for_each_layer(body: Callable[[Carry, dict, Site], Carry], carry: Carry, blocks: dict) -> Carry:
     """carry = body(carry, block, index) for index = 0..n_layer-1, block = blocks[index]."""
     n_layer = jax.tree_util.tree_leaves(blocks)[0].shape[0]
     if n_layer <= UNROLL_UP_TO:
@@ -190,7 +199,7 @@ def _for_each_layer(body, carry, blocks: dict):
             carry = body(carry, jax.tree_util.tree_map(lambda a, index=index: a[index], blocks), index)
         return carry
 
-    def step(carry, block_and_index):
+    def step(carry: Carry, block_and_index: tuple[dict, jax.Array]) -> tuple[Carry, None]:
         return body(carry, *block_and_index), None
 
     return jax.lax.scan(step, carry, (blocks, jnp.arange(n_layer)))[0]
@@ -210,13 +219,19 @@ def _with_previous_row(k_RxSxHxD: jax.Array) -> jax.Array:
     return jnp.concatenate([previous, k_RxSxHxD], axis=1)
 
 
-def _blocks_and_head(params: dict, x_BxTxC: jax.Array, allowed, keys_of=_same_row, drop=_no_dropout) -> jax.Array:
+def _blocks_and_head(
+    params: dict,
+    x_BxTxC: jax.Array,
+    allowed: jax.Array,
+    keys_of: Callable[[jax.Array], jax.Array] = _same_row,
+    drop: Dropout = _no_dropout,
+) -> jax.Array:
     """Every block, then the head.
 
     keys_of maps a layer's (B, T, H, D) keys or values to the ones each row attends over.
     """
 
-    def layer(x_BxTxC, block, index):
+    def layer(x_BxTxC: jax.Array, block: dict, index: Site) -> jax.Array:
         qkv_BxTx3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_BxTxC))
         q, k, v = (qkv_BxTx3xHxD[:, :, i] for i in range(3))
         y_BxTxHxD = _attention(q, keys_of(k), keys_of(v), allowed)
@@ -225,15 +240,15 @@ def _blocks_and_head(params: dict, x_BxTxC: jax.Array, allowed, keys_of=_same_ro
     return _head(params, _for_each_layer(layer, x_BxTxC, params["blocks"]))
 
 
-def _forward(params: dict, idx_BxT: jax.Array, drop=_no_dropout) -> jax.Array:
+def _forward(params: dict, idx_BxT: jax.Array, drop: Dropout = _no_dropout) -> jax.Array:
     T = idx_BxT.shape[1]
     causal_TxT = jnp.tril(jnp.ones((T, T), bool))
     x_BxTxC = drop(params["wte"][idx_BxT] + params["wpe"][:T], 0)
     return _blocks_and_head(params, x_BxTxC, causal_TxT, drop=drop)
 
 
-def _dropout(key: jax.Array, rate: float):
-    def drop(x, site):
+def _dropout(key: jax.Array, rate: float) -> Dropout:
+    def drop(x: jax.Array, site: Site) -> jax.Array:
         keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), 0.0)
 
@@ -279,7 +294,9 @@ def apply_packed(
     allowed_RxSx2S = (key_segments_Rx2S[:, None, :] == segments_RxS[:, :, None]) & (
         key_slots_Rx2S[:, None, :] <= slot_RxS[:, :, None]
     )
-    drop = _no_dropout if not rate else _dropout(key, rate)
+    if rate and key is None:
+        raise ValueError("apply_packed: dropout (rate > 0) needs a key")
+    drop = _no_dropout if not rate or key is None else _dropout(key, rate)
     x_RxSxC = drop(params["wte"][ids_RxS] + params["wpe"][positions_RxS], 0)
     return _blocks_and_head(params, x_RxSxC, allowed_RxSx2S[:, None], _with_previous_row, drop)
 
@@ -319,7 +336,9 @@ def decode_step(params: dict, state: dict, token_B: jax.Array, t: jax.Array) -> 
     block_size = state["k"].shape[3]
     allowed_1xS = (jnp.arange(block_size) <= t)[None]
 
-    def layer(carry, block, index):
+    def layer(
+        carry: tuple[jax.Array, jax.Array, jax.Array], block: dict, index: Site
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         x_Bx1xC, k_cache, v_cache = carry
         qkv_Bx1x3xHxD = _qkv(block["attn"], layers.layer_norm(block["ln_1"], x_Bx1xC))
         # (B, 1, H, D) -> (1, B, H, 1, D): this layer's slot at position t.

@@ -27,6 +27,8 @@ forms agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -43,7 +45,7 @@ def init(key: jax.Array, config: ModelConfig) -> dict:
     """{'wte': (V+1, n_embd), 'level1'..'level3': {'fuse': {'w'}, 'norm'}, 'lm_head': Linear(n_embd2 -> V)}."""
     k_wte, k_head, *k_levels = jax.random.split(key, 2 + len(LEVELS))
     V, C, H = config.vocab_size, config.n_embd, config.n_embd2
-    params = {"wte": embedding_init(k_wte, V + 1, C)}
+    params: dict[str, Any] = {"wte": embedding_init(k_wte, V + 1, C)}
     for name, k, fan_in in zip(LEVELS, k_levels, (2 * C, 2 * H, 2 * H)):
         params[name] = {"fuse": linear_init(k, fan_in, H, bias=False), "norm": layer_norm_init(H)}
     params["lm_head"] = linear_init(k_head, H, V)

@@ -52,13 +52,15 @@ is formatted line by line (7 significant digits).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...data.words import BOUNDARY_ID
+from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
-from .counting import NgramCounts, all_levels
+from .. import Fitted
+from .counting import Level, NgramCounts, all_levels
 from .smoothing import count_tables, model_order, vocab_size_of
 
 EXPORTABLE = ("counts", "ngram")
@@ -76,7 +78,7 @@ class Section:
     backoff: np.ndarray | None
 
 
-def arpa_text(model) -> tuple[str, tuple[int, ...]]:
+def arpa_text(model: Fitted) -> tuple[str, tuple[int, ...]]:
     """The ARPA file of a counting or n-gram model, and how many n-grams it lists of each order.
 
     model: a fitted model (``.type``, ``.config``, ``.vocab``, ``.params``).
@@ -100,7 +102,7 @@ def arpa_text(model) -> tuple[str, tuple[int, ...]]:
     return format_arpa(sections, tokens), tuple(len(s.ids) for s in sections)
 
 
-def arpa_tokens(vocab) -> list[str]:
+def arpa_tokens(vocab: Vocabulary) -> list[str]:
     """Token of each id: '</s>' for 0, the characters, then '<s>' (id V)."""
     for c in vocab.chars:
         if c.isspace() or c == "\0":
@@ -147,7 +149,7 @@ def table_ngrams(params: dict) -> NgramCounts:
     return result
 
 
-def _dense_top(params: dict, N: int, V: int):
+def _dense_top(params: dict, N: int, V: int) -> tuple[np.ndarray, np.ndarray]:
     """Order N's cells: context flat index · V + next id, the newest context id most significant."""
     offsets = np.asarray(params["dense_offsets"], np.int64)
     table = np.asarray(params["dense"])[offsets[N - 2] : offsets[N - 1]]
@@ -156,7 +158,7 @@ def _dense_top(params: dict, N: int, V: int):
     return np.concatenate([digits[:, N - 2 :: -1], digits[:, N - 1 :]], axis=1), table[cells]
 
 
-def _sparse_top(params: dict, N: int, V: int):
+def _sparse_top(params: dict, N: int, V: int) -> tuple[np.ndarray, np.ndarray]:
     """Order N's rows: each context decoded from its key (row of its suffix one order down · V + oldest id)."""
     keys, levels = np.asarray(params["ctx_keys"], np.int64), np.asarray(params["level_rows"], np.int64)
     start = np.asarray(params["row_start"], np.int64)
@@ -190,7 +192,7 @@ class KnOrder:
     gamma: np.ndarray
 
 
-def kn_orders(levels, discounts: np.ndarray, V: int) -> list[KnOrder]:
+def kn_orders(levels: Sequence[Level], discounts: np.ndarray, V: int) -> list[KnOrder]:
     """p_n of every counted n-gram and γ of every context, orders 1..N (see kn_mix in smoothing)."""
     orders: list[KnOrder] = []
     for n, level in enumerate(levels, start=1):

@@ -9,6 +9,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
@@ -28,7 +29,7 @@ INT64_LIMIT = 2**63 - 1
 # ---- the n-grams of a word list ----------------------------------------------------
 
 
-def check_order(order) -> None:
+def check_order(order: object) -> None:
     if not (isinstance(order, (int, np.integer)) and not isinstance(order, bool) and order >= 1):
         raise MakemoreError(f"order must be an integer >= 1, got {order!r}")
 
@@ -148,7 +149,7 @@ class NgramCounts:
     ngrams: np.ndarray
     counts: np.ndarray
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, NgramCounts)
             and (self.order, self.vocab_size) == (other.order, other.vocab_size)
@@ -229,7 +230,7 @@ def sparse_method(vocab_size: int, order: int) -> str:
     return "keys" if key_fits(vocab_size, order) else "ranks"
 
 
-def ngram_keys(ngrams_PxN: np.ndarray, vocab_size: int, dtype=np.int32) -> np.ndarray:
+def ngram_keys(ngrams_PxN: np.ndarray, vocab_size: int, dtype: npt.DTypeLike = np.int32) -> np.ndarray:
     """flat_index of each row on the host: dtype (P,).
 
     The keys must fit dtype (key_dtype; no step of the sum overflows).
@@ -276,7 +277,9 @@ RANKING = ("presence", "sort", "pairs")
 
 
 @partial(jax.jit, static_argnames=("vocab_size", "how"))
-def refine_ranks(rank_P: jax.Array, ids_P: jax.Array, vocab_size: int, how: str = "presence"):
+def refine_ranks(
+    rank_P: jax.Array, ids_P: jax.Array, vocab_size: int, how: str = "presence"
+) -> tuple[jax.Array, jax.Array]:
     """Each row's rank among the distinct (rank, id) pairs in sorted order, and how many there are.
 
     If rank_P ranks the rows' last n ids in suffix order and ids_P is the id
@@ -326,7 +329,7 @@ def suffix_ranks(ngrams_PxN: np.ndarray, vocab_size: int) -> list[jax.Array]:
 
 
 @jax.jit
-def _run_sums(runs_NxM: jax.Array, counts_M: jax.Array):
+def _run_sums(runs_NxM: jax.Array, counts_M: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per order n, for rows whose run ids runs_NxM[n − 1] never decrease: which rows start a run,
     each run's summed counts, and how many runs of order n + 1 it holds. Three (N, M) arrays."""
     N, M = runs_NxM.shape
@@ -505,7 +508,10 @@ def levels_by_keys(counts: NgramCounts) -> list[Level]:
     n − 1's runs are runs of equal quotients of order n's sorted keys.
     """
     V, N = counts.vocab_size, counts.order
-    keys, raw = ngram_keys(counts.ngrams, V, key_dtype(V, N)), np.asarray(counts.counts, np.int32)
+    dtype = key_dtype(V, N)
+    if dtype is None:
+        raise ValueError(f"order-{N} keys over {V} ids overflow int64: rank the rows instead (how='ranks')")
+    keys, raw = ngram_keys(counts.ngrams, V, dtype), np.asarray(counts.counts, np.int32)
     ngrams, continuation = np.array(counts.ngrams, np.int32), raw
     levels = []
     for n in range(N, 1, -1):
@@ -531,7 +537,7 @@ def _levels_by_ranks(counts: NgramCounts) -> list[Level]:
     weights = jnp.asarray(np.pad(counts.counts, (0, len(rows) - M)))
     runs = jnp.stack(suffix_ranks(rows, V))  # in suffix order, so each order's runs are ranks that never decrease
     starts, raw, distinct = (np.asarray(a) for a in _run_sums(runs, weights))
-    runs = np.asarray(runs)
+    runs_host = np.asarray(runs)
     levels = []
     for n in range(1, N + 1):
         first = np.flatnonzero(starts[n - 1, :M])  # the first row of each run
@@ -542,7 +548,7 @@ def _levels_by_ranks(counts: NgramCounts) -> list[Level]:
                 np.ascontiguousarray(counts.ngrams[first, N - n :]),
                 raw_n,
                 raw_n if n == N else distinct[n - 1, :k].astype(np.int32),
-                runs[n - 2, first].astype(np.int32) if n > 1 else np.zeros((k,), np.int32),
+                runs_host[n - 2, first].astype(np.int32) if n > 1 else np.zeros((k,), np.int32),
             )
         )
     return levels

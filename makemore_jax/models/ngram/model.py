@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...data.packing import in_chunks
-from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
+from ...data.words import BOUNDARY_ID, Dataset, Vocabulary, word_lengths
 from ...errors import MakemoreError
-from .. import ModelDef
+from .. import ArraySpecs, Counter, Fitted, ModelConfig, ModelDef, Settings
 from .counting import (
     DENSE_MAX_CELLS,
     all_levels,
@@ -39,7 +39,9 @@ SCORE_CONTEXTS = 2**18  # distinct contexts per compiled call (one shape: one co
 
 
 @partial(jax.jit, static_argnames=("n_groups", "chunk"))
-def ngrams_nll(params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups: int, chunk: int = EVAL_CHUNK):
+def ngrams_nll(
+    params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups: int, chunk: int = EVAL_CHUNK
+) -> tuple[jax.Array, jax.Array]:
     """Total −log p(last id | the ids before it) of the rows of each group, and the rows in it.
 
     Rows with group −1 are padding. The rows go through ``lax.map`` chunk at a
@@ -132,7 +134,9 @@ def contexts_logprobs(params: dict, contexts_BxC: jax.Array, chunk: int = EVAL_C
     return logp.reshape(B, -1)
 
 
-def _sums_per_list(params: dict, word_lists, vocab: Vocabulary, order: int, least_rows: int = 0) -> np.ndarray:
+def _sums_per_list(
+    params: dict, word_lists: Sequence[Sequence[str]], vocab: Vocabulary, order: int, least_rows: int = 0
+) -> np.ndarray:
     """nll_sums_per_list in one compiled call, the rows padded to a bucketed length of at least least_rows."""
     ngrams = [words_to_ngrams(words, vocab, order) for words in word_lists]
     group = np.concatenate([np.full((len(g),), i, np.int32) for i, g in enumerate(ngrams)] + [np.zeros((0,), np.int32)])
@@ -149,10 +153,12 @@ def words_nll(params: dict, words: Sequence[str], vocab: Vocabulary) -> float:
     """Mean NLL per character of one list of words (see nll_per_list); MakemoreError if it is empty."""
     if not words:
         raise MakemoreError("mean NLL of an empty set of words is undefined")
-    return nll_per_list(params, [words], vocab)[0]
+    nll = nll_per_list(params, [words], vocab)[0]
+    assert nll is not None  # None only for an empty list
+    return nll
 
 
-def word_nll(model, words: Sequence[str]) -> np.ndarray:
+def word_nll(model: Fitted, words: Sequence[str]) -> np.ndarray:
     """Total NLL in nats of each word under an n-gram TrainedModel, −log p(c1 … cn, end): (len(words),).
 
     As ``evaluate.word_nll``, but for words of any length, in one compiled call.
@@ -171,7 +177,7 @@ def word_nll(model, words: Sequence[str]) -> np.ndarray:
     return np.asarray(sums)[: len(words)]
 
 
-def split_nll(model, data, splits=None) -> dict[str, float | None]:
+def split_nll(model: Fitted, data: Dataset, splits: Sequence[str] | None = None) -> dict[str, float | None]:
     """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split); a
     long split's n-grams are counted within the model's memory setting (``--memory``), as its training split was."""
     splits = list(splits or ("train", "dev", "test"))
@@ -186,7 +192,7 @@ def split_nll(model, data, splits=None) -> dict[str, float | None]:
 # ---- the model as the rest of the package sees it ---------------------------------------
 
 
-def _init(key, config):
+def _init(key: jax.Array, config: ModelConfig) -> dict:
     raise MakemoreError("an n-gram model is counted from words, not initialised (see ngram.fit)")
 
 
@@ -204,12 +210,12 @@ def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
     return logp.reshape(B, T, -1)
 
 
-def decode_init(params: dict, config, batch: int) -> jax.Array:
+def decode_init(params: dict, config: ModelConfig | None, batch: int) -> jax.Array:
     """The decoder state: the last N−1 ids of each name, all boundary before the start."""
     return jnp.zeros((batch, model_order(params) - 1), jnp.int32)
 
 
-def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax.Array):
+def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Shift the id at position t into the context; the next id's log-probabilities."""
     if context_BxC.shape[1]:  # an order-1 model has no context to keep
         context_BxC = jnp.concatenate([context_BxC[:, 1:], token_B[:, None]], axis=1)
@@ -219,7 +225,7 @@ def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax
 # ---- checking saved parameters ----------------------------------------------------------
 
 
-def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, method: str) -> dict:
+def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, method: str) -> ArraySpecs:
     """{'params/...': (shape, dtype)}: what the arrays of an order-`order` model must be.
 
     The sparse tables' sizes depend on the data: they are read from the arrays,
@@ -227,7 +233,7 @@ def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, 
     does not fit.
     """
     i32, f32, V = np.dtype("int32"), np.dtype("float32"), vocab_size
-    expected = {"params/unigram": ((V,), i32)}
+    expected: ArraySpecs = {"params/unigram": ((V,), i32)}
     if "params/dense_offsets" in arrays or "params/dense" in arrays:
         if not dense_fits(V, order):
             raise MakemoreError(
@@ -263,7 +269,7 @@ def expected_arrays(arrays: dict[str, np.ndarray], order: int, vocab_size: int, 
     return expected
 
 
-def _check_sparse(t: dict, V: int) -> None:
+def _check_sparse(t: dict[str, np.ndarray], V: int) -> None:
     levels, keys, start = t["level_rows"].astype(np.int64), t["ctx_keys"].astype(np.int64), t["row_start"]
     fits = (
         levels[0] == 0
@@ -286,7 +292,7 @@ def _check_sparse(t: dict, V: int) -> None:
 # ---- the model as the rest of the package sees it ---------------------------------------------
 
 
-def count(data, settings, counter) -> dict:
+def count(data: Dataset, settings: Settings, counter: Counter) -> dict:
     """The model of settings (order, smoothing) counted from the training split.
 
     counter.ngram_words counts here within settings.memory (spilling to disk
@@ -305,11 +311,11 @@ def count(data, settings, counter) -> dict:
     )
 
 
-def saved_arrays(arrays: dict, settings, vocab_size: int) -> dict:
+def saved_arrays(arrays: dict[str, np.ndarray], settings: Settings, vocab_size: int) -> ArraySpecs:
     return expected_arrays(arrays, settings.order, vocab_size, settings.smoothing_method)
 
 
-def resolve(given: dict) -> dict:
+def resolve(given: dict[str, object]) -> dict[str, object]:
     """The smoothing flags' rules: --smoothing K means add-k; --discount needs --kn, --discount-scale a KN method."""
     if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
         given["smoothing_method"] = "add-k"
@@ -321,7 +327,7 @@ def resolve(given: dict) -> dict:
     return given
 
 
-def describe(settings) -> str:
+def describe(settings: Settings) -> str:
     """'ngram (order N, smoothing)'."""
     smoothing = {
         "add-k": f"add-k, k = {settings.smoothing:g}",

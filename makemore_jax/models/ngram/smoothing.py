@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from ...errors import MakemoreError
 from .counting import INT32_LIMIT, Level, all_levels, choose_representation, count_ngrams, flat_index
 
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # where the count-of-counts give no usable estimate (KenLM's)
+Carry = TypeVar("Carry")
 METHODS = (
     "add-k",
     "kn",
@@ -28,7 +30,8 @@ METHODS = (
 def count_of_counts(counts: np.ndarray) -> tuple[int, int, int, int]:
     """n1..n4: how many n-grams have count exactly 1, 2, 3 and 4."""
     small = np.bincount(np.minimum(np.asarray(counts, np.int64), 5), minlength=6)
-    return tuple(int(x) for x in small[1:5])
+    n1, n2, n3, n4 = (int(x) for x in small[1:5])
+    return n1, n2, n3, n4
 
 
 def _usable(value: float, limit: float) -> bool:
@@ -52,7 +55,8 @@ def modified_kn_discounts(counts: np.ndarray) -> tuple[float, float, float]:
     n = count_of_counts(counts)
     y = n[0] / (n[0] + 2 * n[1]) if n[0] + n[1] else math.nan
     raw = [k + 1 - (k + 2) * y * n[k + 1] / n[k] if n[k] else math.nan for k in range(3)]
-    return tuple(d if _usable(d, k + 1) else FALLBACK_DISCOUNTS[k] for k, d in enumerate(raw))
+    d1, d2, d3 = (d if _usable(d, k + 1) else FALLBACK_DISCOUNTS[k] for k, d in enumerate(raw))
+    return d1, d2, d3
 
 
 def smoothing_params(
@@ -73,14 +77,14 @@ def smoothing_params(
         return {"add_k": np.float32(k)}
     if method not in METHODS:
         raise MakemoreError(f"smoothing method must be one of {', '.join(METHODS)}, got {method!r}")
-    rows = []
+    rows: list[tuple[float, ...]] = []
     for n in range(1, order + 1):
         counts = levels[n - 1].raw if n == order else levels[n - 1].continuation
         if method == "kn":
             rows.append((discount,) * 3 if discount else (kn_discount(counts) * discount_scale,) * 3)
         else:
             rows.append(tuple(d * discount_scale for d in modified_kn_discounts(counts)))
-    return {"discounts": np.minimum(np.asarray(rows, np.float32), np.float32([1, 2, 3]))}
+    return {"discounts": np.minimum(np.asarray(rows, np.float32), np.array([1, 2, 3], np.float32))}
 
 
 # ---- count tables -------------------------------------------------------------------------
@@ -139,7 +143,7 @@ def layout(levels: Sequence[Level], order: int, vocab_size: int, representation:
     return Layout(vocab_size, levels[0].ngrams[:, 0], cells, structure, size)
 
 
-def _dense_layout(levels: Sequence[Level], V: int):
+def _dense_layout(levels: Sequence[Level], V: int) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray], int]:
     """Order n's rows at dense_offsets[n − 2], row = flat index of the context."""
     offsets, cells = [0], []
     for n, level in enumerate(levels[1:], start=2):
@@ -149,7 +153,7 @@ def _dense_layout(levels: Sequence[Level], V: int):
     return tuple(cells), {"dense_offsets": np.asarray(offsets, np.int32)}, offsets[-1]
 
 
-def _sparse_layout(levels: Sequence[Level], V: int):
+def _sparse_layout(levels: Sequence[Level], V: int) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray], int]:
     """Orders 2..N as CSR rows; within an order, contexts sorted by key, next ids in order."""
     keys_all, starts, next_all, cells = [], [np.zeros((1,), np.int64)], [], []
     level_rows, entries = [0], 0
@@ -203,7 +207,13 @@ def _search(keys_R: jax.Array, key_B: jax.Array, lo: jax.Array, hi: jax.Array) -
     return jax.lax.fori_loop(0, keys_R.shape[0].bit_length() + 1, halve, bounds)[0]
 
 
-def fold_orders(tables: dict, contexts_BxC: jax.Array, step, carry, xs_N):
+def fold_orders(
+    tables: dict,
+    contexts_BxC: jax.Array,
+    step: Callable[[Carry, jax.Array, Any], tuple[Carry, Any]],
+    carry: Carry,
+    xs_N: Any,
+) -> tuple[Carry, Any]:
     """carry, y_n = step(carry, counts_BxV, x_n) for orders n = 1..N, one lax.scan over n >= 2.
 
     counts_BxV holds c(h_n w) for every next id w, h_n the last n − 1 ids of
@@ -260,7 +270,17 @@ def _expand(tables: dict, context_B: jax.Array, found_B: jax.Array, V: int) -> j
 # ---- probabilities --------------------------------------------------------------------------
 
 
-def kn_mix(p_lower, c, total, n1, n2, n3, d1, d2, d3):
+def kn_mix(
+    p_lower: jax.Array,
+    c: jax.Array,
+    total: jax.Array,
+    n1: jax.Array,
+    n2: jax.Array,
+    n3: jax.Array,
+    d1: jax.Array,
+    d2: jax.Array,
+    d3: jax.Array,
+) -> jax.Array:
     """One order of interpolated (modified) Kneser–Ney, given the next order down.
 
     (c − D(c) + (D1·N1 + D2·N2 + D3·N3+) · p_lower) / total, with D(0) = 0,
@@ -272,18 +292,19 @@ def kn_mix(p_lower, c, total, n1, n2, n3, d1, d2, d3):
     return jnp.where(total > 0, mixed, p_lower)
 
 
-def add_k(c, total, k, vocab_size: int):
+def add_k(c: jax.Array, total: jax.Array, k: jax.Array | float, vocab_size: int) -> jax.Array:
     """(c + k) / (total + k·V); uniform where both are 0 (k = 0 and an unseen context)."""
     denominator = total + k * vocab_size
     return jnp.where(denominator > 0, (c + k) / jnp.where(denominator > 0, denominator, 1.0), 1.0 / vocab_size)
 
 
-def row_stats(counts_BxV: jax.Array) -> tuple[jax.Array, ...]:
+def row_stats(counts_BxV: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Σ_w c, N1, N2, N3+ of each row (how many next ids were seen once, twice, three or more times): (B, 1) each."""
-    return tuple(
+    total, n1, n2, n3 = (
         x.sum(axis=1, keepdims=True).astype(jnp.float32)
         for x in (counts_BxV, counts_BxV == 1, counts_BxV == 2, counts_BxV >= 3)
     )
+    return total, n1, n2, n3
 
 
 def probs(params: dict, contexts_BxC: jax.Array) -> jax.Array:

@@ -35,6 +35,7 @@ from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from ...data.words import BOUNDARY_ID, Vocabulary, word_lengths
 from ...errors import MakemoreError
@@ -185,7 +186,7 @@ class Budget:
 # ---- keys of a piece of words ------------------------------------------------------------------
 
 
-def stream_keys(stream_S: np.ndarray, order: int, vocab_size: int, dtype) -> np.ndarray:
+def stream_keys(stream_S: np.ndarray, order: int, vocab_size: int, dtype: npt.DTypeLike) -> np.ndarray:
     """The key (``ngram_keys``) of the n-gram predicting each position 1.. of an encoded stream (``. w1 . w2 .``).
 
     The same as ``ngram_keys(ngram_windows(stream_S, order), V)`` without the
@@ -207,7 +208,9 @@ def stream_keys(stream_S: np.ndarray, order: int, vocab_size: int, dtype) -> np.
     return keys_P
 
 
-def piece_run(words: Sequence[str], vocab: Vocabulary, order: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+def piece_run(
+    words: Sequence[str], vocab: Vocabulary, order: int, dtype: npt.DTypeLike
+) -> tuple[np.ndarray, np.ndarray]:
     """The run of a piece of words: its distinct keys sorted, and how often each occurs (int32)."""
     keys = stream_keys(vocab.encode_stream(words), order, vocab.size, dtype)
     keys.sort()
@@ -248,7 +251,7 @@ def write_run(path: str, keys_M: np.ndarray, counts_M: np.ndarray) -> None:
 class _FileRun:
     """A run written by write_run, read back a block at a time."""
 
-    def __init__(self, path: str, entries: int, dtype):
+    def __init__(self, path: str, entries: int, dtype: npt.DTypeLike) -> None:
         self.path, self.entries, self.dtype, self.read_so_far = path, entries, np.dtype(dtype), 0
 
     @property
@@ -271,7 +274,7 @@ class _FileRun:
 class _MemoryRun:
     """A run held in memory, handed over whole."""
 
-    def __init__(self, keys: np.ndarray, counts: np.ndarray):
+    def __init__(self, keys: np.ndarray, counts: np.ndarray) -> None:
         self.run, self.exhausted = (keys, counts), False
 
     def read(self, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +290,7 @@ class Runs:
     however that happens.
     """
 
-    def __init__(self, budget: Budget, dtype, parent: str | None = None):
+    def __init__(self, budget: Budget, dtype: npt.DTypeLike, parent: str | None = None) -> None:
         self.budget, self.dtype, self.parent = budget, np.dtype(dtype), parent
         self.in_memory: list[tuple[np.ndarray, np.ndarray]] = []
         self.held = 0  # entries in memory
@@ -297,7 +300,7 @@ class Runs:
     def __enter__(self) -> Runs:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
@@ -337,11 +340,13 @@ class Runs:
             ) from None
         self.files.append(_FileRun(path, len(keys), self.dtype))
 
-    def sources(self) -> list:
+    def sources(self) -> list[_FileRun | _MemoryRun]:
         return [*self.files, *(_MemoryRun(k, c) for k, c in self.in_memory)]
 
 
-def merge_sources(sources: list, block: int, tick: Callable[[Callable[[], str]], None] | None = None):
+def merge_sources(
+    sources: Sequence[_FileRun | _MemoryRun], block: int, tick: Callable[[Callable[[], str]], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The k-way merge of runs read a block at a time: (keys, counts) of all of them, keys distinct and sorted.
 
     Each round takes from every block the keys up to the smallest last key of
@@ -371,10 +376,14 @@ def merge_sources(sources: list, block: int, tick: Callable[[Callable[[], str]],
         kept_keys.append(keys)
         kept_counts.append(counts)
         if tick is not None:
-            tick(lambda taken=taken: f"merging {len(sources)} runs of n-gram counts: {100 * taken // max(total, 1)}%")
+            tick(partial(_merging_line, len(sources), taken, total))
     if not kept_keys:
         return np.zeros((0,), np.int64), np.zeros((0,), np.int32)
     return np.concatenate(kept_keys), np.concatenate(kept_counts)
+
+
+def _merging_line(runs: int, taken: int, total: int) -> str:
+    return f"merging {runs} runs of n-gram counts: {100 * taken // max(total, 1)}%"
 
 
 # ---- counting -----------------------------------------------------------------------------
@@ -386,10 +395,17 @@ class Ticker:
     First once the phase has run `after` seconds, then every `every` seconds at most.
     """
 
-    def __init__(self, progress: Progress | None, after: float = 2.0, every: float = 0.5, clock=None):
+    def __init__(
+        self,
+        progress: Progress | None,
+        after: float = 2.0,
+        every: float = 0.5,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.progress, self.after, self.every = progress, after, every
         self.clock = clock or time.monotonic
-        self.started, self.last = self.clock(), None
+        self.started: float = self.clock()
+        self.last: float | None = None
 
     def __call__(self, text: Callable[[], str]) -> None:
         if self.progress is None:
@@ -492,4 +508,4 @@ def count_ngrams_streaming(
         else:
             rows = np.concatenate([so_far.ngrams, ngrams])
             so_far = count_weighted_rows(rows, np.concatenate([so_far.counts, ones]), vocab.size, "sparse")
-    return counts_from_table(table, order, vocab.size) if kind == "dense" else so_far
+    return counts_from_table(table, order, vocab.size) if table is not None else so_far
