@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import overload
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +61,14 @@ def l2_penalty(params: Params) -> jax.Array:
     return sum(jnp.sum(jnp.square(p)) for p in leaves) / sum(p.size for p in leaves)
 
 
+@overload
+def perplexity(nll: float) -> float: ...
+@overload
+def perplexity(nll: None) -> None: ...
+@overload
+def perplexity(nll: float | None) -> float | None: ...
+
+
 def perplexity(nll: float | None) -> float | None:
     """exp(mean NLL per character): how many equally likely characters the model hesitates between.
 
@@ -69,7 +79,7 @@ def perplexity(nll: float | None) -> float | None:
     return math.inf if nll > 700 else math.exp(nll)
 
 
-def with_perplexities(nlls: dict[str, float | None]) -> dict[str, float | None]:
+def with_perplexities(nlls: Mapping[str, float | None]) -> dict[str, float | None]:
     """{'<split>_nll': x, ...} with '<split>_ppl': exp(x) beside each."""
     out = dict(nlls)
     for key, value in nlls.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..data.words import validate_split
 from ..errors import MakemoreError
@@ -76,7 +77,7 @@ class TrainConfig:
     pack: bool = True  # sequence models that can: batches packed end to end instead of padded (same loss)
 
     @classmethod
-    def create(cls, type: str = "bigram", **given) -> TrainConfig:
+    def create(cls, type: str = "bigram", **given: Any) -> TrainConfig:
         """Defaults for the type, overridden by the given fields (None means not given)."""
         if type not in MODEL_TYPES:
             raise MakemoreError(f"unknown model type {type!r} (choose from {', '.join(MODEL_TYPES)})")
@@ -149,7 +150,7 @@ class TrainConfig:
         return {**saved, "split": list(self.split)}
 
     @classmethod
-    def from_json(cls, obj) -> TrainConfig:
+    def from_json(cls, obj: object) -> TrainConfig:
         """Exactly the fields of TrainConfig, validated; MakemoreError otherwise."""
         if not isinstance(obj, dict):
             raise MakemoreError("config must be an object")

@@ -15,6 +15,7 @@ so every split of every size runs the same compiled program.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -26,9 +27,14 @@ from ..data import prefixes
 from ..data.packing import EVAL_CHUNK, in_chunks
 from ..data.words import BOUNDARY_ID, Dataset, encode_padded
 from ..errors import MakemoreError
-from ..models import bigram
+from ..models import Params, bigram
 from ..models.counts import count_matrix
 from ..models.losses import nll_from_counts
+from .fitted import FittedModel
+
+Apply = Callable[[Params, jax.Array], jax.Array]  # a model's apply: (params, ids (B, T)) -> logits (B, T, V)
+GroupProgress = Callable[[int, int], None]  # (groups done, groups in all)
+SplitProgress = Callable[[str, int, int], None]  # (split, groups done, groups in all)
 
 TRIE_ROW = 32  # slots per row of a prefix tree (at least the block size)
 TRIE_ROWS = 32  # rows of TRIE_ROW slots per forward pass
@@ -40,7 +46,9 @@ STREAMS = 2  # threads scoring groups side by side (see _in_groups)
 # had measured 86k positions/s at 32 rows a pass and 48k/s at 256 (the activations fall out of cache).
 
 
-def masked_position_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
+def masked_position_nll(
+    logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """(-log p(target) at each position, 0 where it does not count; the mask). Position t counts while t <= length."""
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
     nll_BxT = -jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
@@ -48,14 +56,18 @@ def masked_position_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths
     return jnp.where(mask_BxT, nll_BxT, 0.0), mask_BxT
 
 
-def masked_nll_sum(logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array):
+def masked_nll_sum(
+    logits_BxTxV: jax.Array, targets_BxT: jax.Array, lengths_B: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """(sum of -log p(target), number of counted positions); position t counts while t <= length."""
     nll_BxT, mask_BxT = masked_position_nll(logits_BxTxV, targets_BxT, lengths_B)
     return nll_BxT.sum(), mask_BxT.sum()
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
-def sequence_nll_sum(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+def sequence_nll_sum(
+    apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
+) -> tuple[jax.Array, jax.Array]:
     """(Total NLL, number of positions) of all words (characters and ends), in one call."""
 
     def score(args):
@@ -66,7 +78,9 @@ def sequence_nll_sum(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array,
     return sums.sum(), counts.sum()
 
 
-def sequence_nll_sums(model, tokens_WxL: np.ndarray, lengths_W: np.ndarray, progress=None) -> tuple[float, int]:
+def sequence_nll_sums(
+    model: FittedModel, tokens_WxL: np.ndarray, lengths_W: np.ndarray, progress: GroupProgress | None = None
+) -> tuple[float, int]:
     """(Total NLL, positions) of padded words under a model: through its prefix tree
     (``prefixes.trie``) where its ModelDef has ``apply_trie``, else by its leaves
     (``prefixes.leaves``), padded; one compiled call per GROUP chunks.
@@ -91,7 +105,9 @@ def _whole(a: np.ndarray, n: int) -> np.ndarray:
     return np.pad(a, ((0, -len(a) % n),) + ((0, 0),) * (a.ndim - 1))
 
 
-def _in_groups(score, arrays: list[np.ndarray], progress=None) -> float:
+def _in_groups(
+    score: Callable[..., jax.Array], arrays: list[np.ndarray], progress: GroupProgress | None = None
+) -> float:
     """Σ score(*group) over the arrays cut along axis 0 into GROUP blocks, the last padded with zeros.
 
     Every call has the same shapes, so it compiles once whatever the number of
@@ -103,15 +119,15 @@ def _in_groups(score, arrays: list[np.ndarray], progress=None) -> float:
     """
     arrays = [_whole(a, GROUP) for a in arrays]
     starts = list(range(0, len(arrays[0]), GROUP))
-    sums: list = [None] * len(starts)
+    sums: dict[int, jax.Array] = {}  # by group
     done = [0]
     lock = threading.Lock()
 
     def stream(first: int) -> None:
         for g in range(first, len(starts), STREAMS):
-            sums[g] = score(*(a[starts[g] : starts[g] + GROUP] for a in arrays))
+            group_sum = sums[g] = score(*(a[starts[g] : starts[g] + GROUP] for a in arrays))
             if progress is not None and g % PROGRESS_EVERY == 0:
-                sums[g].block_until_ready()
+                group_sum.block_until_ready()
                 with lock:
                     done[0] = max(done[0], g)
                     progress(done[0], len(starts))
@@ -121,10 +137,12 @@ def _in_groups(score, arrays: list[np.ndarray], progress=None) -> float:
             list(pool.map(stream, range(STREAMS)))  # list(): a thread's exception is raised here
     else:
         stream(0)
-    return float(np.asarray(jnp.stack(sums), np.float64).sum()) if sums else 0.0
+    return float(np.asarray(jnp.stack([sums[g] for g in range(len(starts))]), np.float64).sum()) if starts else 0.0
 
 
-def _weighted_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array, natural_BxT: jax.Array, end_BxT: jax.Array):
+def _weighted_nll(
+    logits_BxTxV: jax.Array, targets_BxT: jax.Array, natural_BxT: jax.Array, end_BxT: jax.Array
+) -> jax.Array:
     """Σ natural · −log p(target) + end · −log p(end): a chunk's share of its words' total NLL."""
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
     nll_BxT = -jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
@@ -153,7 +171,9 @@ def _trie_group(apply_trie, params, ids, depths, ends, parents, counts, words):
     return jax.lax.map(score, (ids, depths, ends, parents, counts, words)).sum()
 
 
-def sequence_nll(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+def sequence_nll(
+    apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
+) -> jax.Array:
     """Mean NLL per position (characters and ends) of all words, in one call."""
     total, count = sequence_nll_sum(apply, params, tokens_WxL, lengths_W, chunk)
     return total / count
@@ -167,8 +187,13 @@ def table_nll(logits_VxV: jax.Array, xs: np.ndarray, ys: np.ndarray) -> jax.Arra
     return nll_from_counts(jax.nn.log_softmax(logits_VxV, axis=-1), counts)
 
 
-def split_nll(model, data: Dataset, splits=None, progress=None) -> dict[str, float | None]:
-    """Mean NLL of each split under a ``LoadedModel``-like object (None for an empty split).
+def split_nll(
+    model: FittedModel,
+    data: Dataset,
+    splits: Sequence[str] | None = None,
+    progress: SplitProgress | None = None,
+) -> dict[str, float | None]:
+    """Mean NLL of each split under a model (None for an empty split).
 
     Where the data is one process's part (data.hosts.SlicedDataset) each
     process sums its own words and the sums are added over the processes:
@@ -180,7 +205,12 @@ def split_nll(model, data: Dataset, splits=None, progress=None) -> dict[str, flo
     return own(model, data, splits) if own else sequence_split_nll(model, data, splits, progress)
 
 
-def sequence_split_nll(model, data: Dataset, splits=None, progress=None) -> dict[str, float | None]:
+def sequence_split_nll(
+    model: FittedModel,
+    data: Dataset,
+    splits: Sequence[str] | None = None,
+    progress: SplitProgress | None = None,
+) -> dict[str, float | None]:
     """split_nll through the model's table or its apply over the words, whatever the model."""
     if not data.local_only:
         return _split_nll_whole(model, data, splits, progress)
@@ -197,12 +227,16 @@ def sequence_split_nll(model, data: Dataset, splits=None, progress=None) -> dict
         else:
             tokens, lengths = data.padded(split, model.block_size)
             sums[i] = sequence_nll_sums(model, tokens, lengths)
-    sums = data.combine(sums)
-    return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
+    return {s: float(t / c) if c else None for s, (t, c) in zip(splits, data.combine(sums))}
 
 
-def _split_nll_whole(model, data: Dataset, splits=None, progress=None) -> dict[str, float | None]:
-    out = {}
+def _split_nll_whole(
+    model: FittedModel,
+    data: Dataset,
+    splits: Sequence[str] | None = None,
+    progress: SplitProgress | None = None,
+) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
     for split in splits or ("train", "dev", "test"):
         if not data.words[split]:
             out[split] = None
@@ -216,7 +250,9 @@ def _split_nll_whole(model, data: Dataset, splits=None, progress=None) -> dict[s
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
-def sequence_nll_per_word(apply, params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK):
+def sequence_nll_per_word(
+    apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
+) -> jax.Array:
     """Total NLL of each word (its characters and its end), (W,) float32, in one call.
 
     The same chunked pass as ``sequence_nll``, summing each row apart.
@@ -230,7 +266,7 @@ def sequence_nll_per_word(apply, params, tokens_WxL: jax.Array, lengths_W: jax.A
     return jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1)).reshape(-1)[: tokens_WxL.shape[0]]
 
 
-def word_nll(model, words) -> np.ndarray:
+def word_nll(model: FittedModel, words: Sequence[str]) -> np.ndarray:
     """Total NLL in nats of each word under a trained model: −log p(c1 … cn, end), shape (len(words),).
 
     The log-probability of a word is minus this; divided by len(word) + 1 it is
@@ -243,10 +279,12 @@ def word_nll(model, words) -> np.ndarray:
     return (own or sequence_word_nll)(model, words)
 
 
-def sequence_word_nll(model, words) -> np.ndarray:
+def sequence_word_nll(model: FittedModel, words: Sequence[str]) -> np.ndarray:
     """word_nll through the model's table or its apply over the words, whatever the model."""
     if len(words) == 0:
         return np.zeros((0,), np.float32)
+    apply: Apply
+    params: Params
     if model.table is not None:
         width = max(len(w) for w in words) + 1
         apply, params = bigram.apply, {"W": model.table}

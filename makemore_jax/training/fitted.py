@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
 
 from ..data.words import Vocabulary
-from ..models import ModelConfig, ModelDef, get_model
+from ..models import ModelConfig, ModelDef, Params, get_model
+from ..models.mixture import Mixture
 from .config import TrainConfig
 
 
@@ -31,7 +33,7 @@ class TrainedModel:
         return get_model(self.type)
 
     @property
-    def apply(self):
+    def apply(self) -> Callable[[Params, jax.Array], jax.Array]:
         return self.model_def.apply
 
     @property
@@ -39,3 +41,6 @@ class TrainedModel:
         """V×V next-id logits of a model whose next id depends on the current one alone; None otherwise."""
         table = self.model_def.table
         return None if table is None else table(self.params, self.config)
+
+
+FittedModel = TrainedModel | Mixture  # what is scored and sampled: a trained or counted model, or a mixture of them

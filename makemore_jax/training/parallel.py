@@ -38,14 +38,17 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from ..data.hosts import allgather, allgather_ragged
+from ..data.hosts import SlicedDataset, allgather, allgather_ragged
 from ..data.words import Vocabulary, encode_padded
 from ..errors import MakemoreError
-from ..models import counts, ngram
-from .steps import run_steps
+from ..models import Params, counts, ngram
+from ..models.ngram import NgramCounts
+from ..models.ngram.spill import Progress
+from .steps import BatchData, LossFn, OptState, run_steps
 
 DATA_AXIS = "data"
 PLATFORMS = ("cpu", "gpu", "tpu")
@@ -85,7 +88,7 @@ def initialize(coordinator: str, num_processes: int, process_id: int, timeout_s:
         ) from None
 
 
-def select_devices(platform: str | None = None, count: int | None = None) -> list:
+def select_devices(platform: str | None = None, count: int | None = None) -> list[jax.Device]:
     """count devices of every process (None: all of each process's own) of a platform (None: JAX's default).
 
     Ordered by process, then id, so each process's devices are neighbours on
@@ -106,19 +109,21 @@ def select_devices(platform: str | None = None, count: int | None = None) -> lis
     if count > len(mine):
         hint = f"; {SIMULATE_HINT}" if kind == "cpu" else ""
         raise MakemoreError(f"--devices {count}: this process sees only {len(mine)} {kind} device(s){hint}")
-    by_process: dict[int, list] = {}
+    by_process: dict[int, list[jax.Device]] = {}
     for d in sorted(devices, key=lambda d: (d.process_index, d.id)):
         by_process.setdefault(d.process_index, []).append(d)
     return [d for p in sorted(by_process) for d in by_process[p][:count]]
 
 
-def _rows_of(index, total: int, offset: int = 0) -> slice:
-    """The rows a shard's index covers (a slice over `total` rows), moved back by offset."""
-    start, stop, _ = index.indices(total)
+def _rows_of(index: tuple[slice, ...] | None, total: int, offset: int = 0) -> slice:
+    """The rows a shard's index covers (its first axis: a slice over `total` rows), moved back by offset."""
+    if index is None:  # jax's annotation allows it; a NamedSharding's shards always have an index
+        raise ValueError("a shard without an index")
+    start, stop, _ = index[0].indices(total)
     return slice(start - offset, stop - offset)
 
 
-def _encode_rows(words: Sequence[str], vocab: Vocabulary, block_size: int, rows: int):
+def _encode_rows(words: Sequence[str], vocab: Vocabulary, block_size: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """encode_padded of the words (a WordArray or a list of str), then rows - len(words) empty rows
     of length -1 (no position counts)."""
     tokens, lengths = encode_padded(words, vocab, block_size)
@@ -126,7 +131,7 @@ def _encode_rows(words: Sequence[str], vocab: Vocabulary, block_size: int, rows:
     return np.pad(tokens, ((0, pad), (0, 0))), np.pad(lengths, (0, pad), constant_values=-1)
 
 
-def _put(x, sharding: NamedSharding):
+def _put(x: jax.Array | np.ndarray, sharding: NamedSharding) -> jax.Array:
     """x (host or device, key arrays too) laid out by sharding; in a multi-host run x must agree on every process."""
     if isinstance(x, jax.Array) and x.sharding == sharding:
         return x
@@ -144,7 +149,7 @@ class DataParallel:
     shard_params: bool = False
 
     @classmethod
-    def over(cls, devices: Sequence, shard_params: bool = False) -> DataParallel:
+    def over(cls, devices: Sequence[jax.Device], shard_params: bool = False) -> DataParallel:
         """A mesh over these devices (see select_devices), the batch axis named ``data``."""
         grid = np.empty(len(devices), dtype=object)
         grid[:] = list(devices)
@@ -155,7 +160,7 @@ class DataParallel:
         """D, the devices on the mesh (of every process)."""
         return int(self.mesh.devices.size)
 
-    def sharding(self, *spec) -> NamedSharding:
+    def sharding(self, *spec: str | None) -> NamedSharding:
         """NamedSharding on the mesh: () is replicated, (DATA_AXIS,) splits the first dimension."""
         return NamedSharding(self.mesh, PartitionSpec(*spec))
 
@@ -169,23 +174,23 @@ class DataParallel:
 
     # ---- parameters and optimizer state ------------------------------------------
 
-    def param_sharding(self, x) -> NamedSharding:
+    def param_sharding(self, x: jax.Array | np.ndarray) -> NamedSharding:
         """Replicated; with shard_params a matrix is split along its largest dimension that D divides."""
         shape = tuple(np.shape(x))
         if self.shard_params and len(shape) >= 2:
             for dim in sorted(range(len(shape)), key=lambda i: -shape[i]):
                 if shape[dim] % self.size == 0:
-                    spec = [None] * len(shape)
+                    spec: list[str | None] = [None] * len(shape)
                     spec[dim] = DATA_AXIS
                     return self.sharding(*spec)
         return self.sharding()
 
-    def place_state(self, params, opt_state):
+    def place_state(self, params: Params, opt_state: OptState) -> tuple[Params, OptState]:
         """Parameters and optimizer state on the mesh; a moment gets its parameter's layout (same shape, same rule)."""
         place = partial(jax.tree.map, lambda x: _put(x, self.param_sharding(x)))
         return place(params), place(opt_state)
 
-    def readable(self, tree):
+    def readable(self, tree: Params) -> Params:
         """The tree as the rest of the package may read it (save, evaluate, sample).
 
         One process: unchanged, every array is addressable. Several: numpy
@@ -203,7 +208,7 @@ class DataParallel:
 
     # ---- the training data ---------------------------------------------------------
 
-    def shard_rows(self, words: Sequence[str], vocab: Vocabulary, block_size: int):
+    def shard_rows(self, words: Sequence[str], vocab: Vocabulary, block_size: int) -> tuple[jax.Array, jax.Array]:
         """The words as padded rows split over the data axis: tokens (R, block_size + 1), lengths (R,).
 
         R is len(words) rounded up to a multiple of D; the extra rows have
@@ -214,19 +219,19 @@ class DataParallel:
         total = -(-n // self.size) * self.size
         by_rows, by_row = self.sharding(DATA_AXIS, None), self.sharding(DATA_AXIS)
         shape = (total, block_size + 1)
-        spans = [_rows_of(index[0], total) for index in by_rows.addressable_devices_indices_map(shape).values()]
+        spans = [_rows_of(index, total) for index in by_rows.addressable_devices_indices_map(shape).values()]
         lo, hi = min(s.start for s in spans), max(s.stop for s in spans)
         tokens, lengths = _encode_rows(words[lo : min(hi, n)], vocab, block_size, hi - lo)
         return (
-            jax.make_array_from_callback(shape, by_rows, lambda index: tokens[_rows_of(index[0], total, lo)]),
-            jax.make_array_from_callback((total,), by_row, lambda index: lengths[_rows_of(index[0], total, lo)]),
+            jax.make_array_from_callback(shape, by_rows, lambda index: tokens[_rows_of(index, total, lo)]),
+            jax.make_array_from_callback((total,), by_row, lambda index: lengths[_rows_of(index, total, lo)]),
         )
 
-    def local_devices(self) -> list:
+    def local_devices(self) -> list[jax.Device]:
         """This process's devices on the mesh, in mesh order."""
         return [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
 
-    def hold_rows(self, data, block_size: int):
+    def hold_rows(self, data: SlicedDataset, block_size: int) -> tuple[jax.Array, jax.Array]:
         """A multi-host run's training rows where they were parsed: tokens (P·m, block_size + 1), lengths (P·m,).
 
         data is this process's data.hosts.SlicedDataset: its training words go,
@@ -242,16 +247,25 @@ class DataParallel:
             jax.make_array_from_process_local_data(self.sharding(DATA_AXIS), lengths, (rows,)),
         )
 
-    def place_batch(self, tokens_BxL: jax.Array, lengths_B: jax.Array):
+    def place_batch(self, tokens_BxL: jax.Array, lengths_B: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Inside the step: the drawn batch split by rows over the devices."""
         constrain = jax.lax.with_sharding_constraint
         return constrain(tokens_BxL, self.sharding(DATA_AXIS, None)), constrain(lengths_B, self.sharding(DATA_AXIS))
 
-    def place_inputs(self, batch_data: dict) -> dict:
+    def place_inputs(self, batch_data: BatchData) -> BatchData:
         """The step's other inputs (keys, a count table) replicated; arrays already on the mesh stay as they are."""
         return jax.tree.map(lambda x: _put(x, x.sharding if _on_mesh(x, self.mesh) else self.sharding()), batch_data)
 
-    def compile_steps(self, loss_fn, optimizer, params, opt_state, batch_data, num_steps: int, unroll: int = 1):
+    def compile_steps(
+        self,
+        loss_fn: LossFn,
+        optimizer: optax.GradientTransformation,
+        params: Params,
+        opt_state: OptState,
+        batch_data: BatchData,
+        num_steps: int,
+        unroll: int = 1,
+    ) -> jax.stages.Compiled:
         """``steps.run_steps`` compiled over the mesh for these inputs' layouts.
 
         Called as (params, opt_state, batch_data, first_step): params and
@@ -268,7 +282,7 @@ class DataParallel:
         return steps.lower(params, opt_state, batch_data, 0).compile()
 
 
-def _on_mesh(x, mesh: Mesh) -> bool:
+def _on_mesh(x: object, mesh: Mesh) -> bool:
     return isinstance(x, jax.Array) and isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
 
 
@@ -334,8 +348,8 @@ def count_ngram_words(
     parallel: DataParallel | None = None,
     process_local: bool = False,
     temp_dir: str | None = None,
-    progress=None,
-):
+    progress: Progress | None = None,
+) -> NgramCounts:
     """The n-grams of the words counted as count_ngram_rows counts their rows: the same NgramCounts.
 
     Where a process counts on its host (one device, or a sparse table) it
@@ -357,7 +371,7 @@ def count_ngram_words(
 
 def count_ngram_rows(
     ngrams_PxN: np.ndarray, vocab_size: int, parallel: DataParallel | None = None, process_local: bool = False
-):
+) -> NgramCounts:
     """ngram.count_ngram_rows counted over the devices: the same NgramCounts.
 
     Dense tables (V^N within ngram.DENSE_MAX_CELLS) are counted sharded;

@@ -22,14 +22,16 @@ for names.txt's split, whose order-64 run peaked at 1.2 GB in all.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from ..data.words import Dataset, split_sizes, word_lengths
 from ..errors import MakemoreError
-from ..models import ModelConfig, get_model, ngram
+from ..models import ModelConfig, ModelDef, get_model, ngram
 from .config import TrainConfig
+from .parallel import DataParallel
 
 FLOAT_BYTES = 4
 OPTIMIZER_COPIES = {
@@ -38,7 +40,7 @@ OPTIMIZER_COPIES = {
 }  # copies of the parameters a step holds: params, grads, updates (+ Adam's m, v)
 
 
-def block_size_for(cfg: TrainConfig, data: Dataset, model_def) -> int:
+def block_size_for(cfg: TrainConfig, data: Dataset, model_def: ModelDef) -> int:
     """The run's block size: cfg.block_size, or 0 = the longest word + 1; MakemoreError if a model that needs
     every word to fit (all but the any-length ones) gets less."""
     block_size = cfg.block_size or data.max_word_len + 1
@@ -53,19 +55,19 @@ def block_size_for(cfg: TrainConfig, data: Dataset, model_def) -> int:
     return block_size
 
 
-def available_memory(parallel=None) -> tuple[int | None, str]:
+def available_memory(parallel: DataParallel | None = None) -> tuple[int | None, str]:
     """(bytes, where) a training step can use: the device's memory where JAX reports it (a GPU: its
     bytes_limit, times the devices of a data-parallel run), else the machine's physical memory; None if unknown."""
     devices = (
         list(parallel.mesh.devices.flat) if parallel is not None else [jnp.zeros(()).devices().pop()]
     )  # the default device
-    limits = []
+    limits: list[int] = []  # 0 where unknown
     for device in devices:
         try:
             stats = device.memory_stats()
         except Exception:  # noqa: BLE001 - a backend without memory statistics (CPU) says so in several ways
             stats = None
-        limits.append((stats or {}).get("bytes_limit"))
+        limits.append((stats or {}).get("bytes_limit") or 0)
     if all(limits):
         platform = devices[0].platform
         where = f"the {platform} device" if len(devices) == 1 else f"the {len(devices)} {platform} devices"
@@ -73,7 +75,7 @@ def available_memory(parallel=None) -> tuple[int | None, str]:
     return ngram.physical_memory(), "this machine's memory"
 
 
-def check_fits(cfg: TrainConfig, data: Dataset, parallel=None) -> None:
+def check_fits(cfg: TrainConfig, data: Dataset, parallel: DataParallel | None = None) -> None:
     """MakemoreError, one line, for a run of cfg on data that cannot fit; returns quickly (no counting, no compiling).
 
     n-gram: the order against the counting budget (--memory, where its keys
@@ -127,7 +129,7 @@ def check_ngram_order(order: int, data: Dataset, memory: int) -> None:
         )
 
 
-def step_bytes(cfg: TrainConfig, data: Dataset, block_size: int, model_def) -> dict[str, int]:
+def step_bytes(cfg: TrainConfig, data: Dataset, block_size: int, model_def: ModelDef) -> dict[str, int]:
     """Lower bounds of what one training step holds, in bytes: parameters with their gradients and optimizer
     state, the training rows padded to block_size, and the activations of a batch (its logits and their
     gradient; the Transformer's attention weights)."""
@@ -152,7 +154,7 @@ def step_bytes(cfg: TrainConfig, data: Dataset, block_size: int, model_def) -> d
     return parts
 
 
-def parameter_count(cfg: TrainConfig, vocab_size: int, block_size: int, model_def) -> int:
+def parameter_count(cfg: TrainConfig, vocab_size: int, block_size: int, model_def: ModelDef) -> int:
     """How many parameters the model has, from the shapes of its init (jax.eval_shape: nothing is allocated).
 
     A model's size is linear in its layers, so at most two are traced and the
@@ -200,7 +202,7 @@ def check_tunable(cfg: TrainConfig, data: Dataset, max_order: int) -> None:
         )
 
 
-def _least_words_for_dev(n: int, split) -> int | None:
+def _least_words_for_dev(n: int, split: Sequence[float]) -> int | None:
     """The fewest words (at least n + 1) whose split gives dev at least one word, or None if too many to say."""
     share = split[1] / sum(split)
     guess = 1 / share
@@ -212,7 +214,7 @@ def _least_words_for_dev(n: int, split) -> int | None:
     return None
 
 
-def _positions(words) -> int:
+def _positions(words: Sequence[str]) -> int:
     """Σ (len + 1): the predicted positions (each character and each end) of a list of words."""
     return int(word_lengths(words).sum()) + len(words) if len(words) else 0
 

@@ -11,7 +11,9 @@ per character over a drawn batch, padded or packed (see ``data.packing``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,13 +21,30 @@ import numpy as np
 import optax
 
 from ..data import packing
+from ..models import ModelDef, Params
 from ..models.losses import l2_penalty
 from .config import TrainConfig
 from .evaluate import masked_nll_sum
 
+# A step's inputs by name: the count table, or the rows, their lengths and the keys (host or device
+# arrays as the trainer builds them, traced ones inside the step).
+BatchData = dict[str, Any]
+OptState = Any  # an optax optimizer state: a pytree of arrays
+LossFn = Callable[[Params, BatchData, jax.Array], jax.Array]  # (params, batch data, step) -> scalar loss
+SumsFn = Callable[..., tuple[jax.Array, jax.Array]]  # (params, *args) -> (total NLL, positions counted)
+
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer", "num_steps", "unroll"))
-def run_steps(loss_fn, optimizer, params, opt_state, batch_data, first_step, num_steps: int, unroll: int = 1):
+def run_steps(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    params: Params,
+    opt_state: OptState,
+    batch_data: BatchData,
+    first_step: jax.Array | int,
+    num_steps: int,
+    unroll: int = 1,
+) -> tuple[Params, OptState, jax.Array]:
     """num_steps optimizer steps in one scan; loss_fn(params, batch_data, step) -> scalar.
 
     unroll steps run per loop iteration (the same arithmetic: only the loop's
@@ -61,7 +80,7 @@ def full_batch_unroll() -> int:
     return GPU_FULL_BATCH_UNROLL if device.platform == "gpu" else 1
 
 
-def full_batch_loss(loss_counts, l2: float):
+def full_batch_loss(loss_counts: Callable[[Params, jax.Array, float], jax.Array], l2: float) -> LossFn:
     """A table model (the neural bigram) over all training pairs, through their count matrix (V×V work per step).
 
     loss_counts: the model's own (ModelDef.loss_counts).
@@ -73,12 +92,19 @@ def full_batch_loss(loss_counts, l2: float):
     return loss_fn
 
 
-def drawn_rows(batch_key: jax.Array, step, batch_size: int, num_words: int) -> jax.Array:
+def drawn_rows(batch_key: jax.Array, step: jax.Array | int, batch_size: int, num_words: int) -> jax.Array:
     """The rows of the words that step's batch draws: batch_size of [0, num_words), with replacement."""
     return jax.random.randint(jax.random.fold_in(batch_key, step), (batch_size,), 0, num_words)
 
 
-def _cond_sums(pred, true_sums, false_sums, params, true_args: tuple, false_args: tuple):
+def _cond_sums(
+    pred: jax.typing.ArrayLike,
+    true_sums: SumsFn,
+    false_sums: SumsFn,
+    params: Params,
+    true_args: tuple,
+    false_args: tuple,
+) -> tuple[jax.Array, jax.Array]:
     """lax.cond between two (total, count) functions of params, each branch differentiated inside itself.
 
     The same values and gradients as differentiating the plain lax.cond. Under
@@ -111,16 +137,16 @@ def _cond_sums(pred, true_sums, false_sums, params, true_args: tuple, false_args
 
 
 def sequence_loss(
-    apply,
+    apply: Callable[[Params, jax.Array], jax.Array],
     l2: float,
     batch_size: int,
-    apply_dropout=None,
+    apply_dropout: Callable[[Params, jax.Array, jax.Array, float], jax.Array] | None = None,
     dropout: float = 0.0,
     num_words: int | None = None,
-    place_batch=None,
-    apply_packed=None,
+    place_batch: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
+    apply_packed: Callable[..., jax.Array] | None = None,
     capacity: int = 0,
-):
+) -> LossFn:
     """Mean cross-entropy per position of a batch of words (+ λ·mean(param²)).
 
     batch_size words are drawn with replacement from fold_in(key, step); 0
@@ -137,15 +163,19 @@ def sequence_loss(
     """
     if capacity and apply_packed is None:
         raise ValueError("a packing capacity needs the model's apply_packed")
+    if dropout and apply_dropout is None:
+        raise ValueError("dropout needs the model's apply_dropout")
 
     def padded_sums(params, tokens, lengths, dropout_key):
         if dropout:
+            assert apply_dropout is not None  # checked above
             logits = apply_dropout(params, tokens[:, :-1], dropout_key, dropout)
         else:
             logits = apply(params, tokens[:, :-1])
         return masked_nll_sum(logits, tokens[:, 1:], lengths)
 
     def packed_sums(params, packed, dropout_key):
+        assert apply_packed is not None  # checked above: packed_sums runs only with a capacity
         logits = apply_packed(params, packed.inputs, packed.positions, packed.segments, dropout_key, dropout)
         return packing.packed_nll_sum(logits, packed)
 
@@ -175,7 +205,7 @@ def sequence_loss(
     return loss_fn
 
 
-def learning_rate(cfg: TrainConfig):
+def learning_rate(cfg: TrainConfig) -> float | optax.Schedule:
     """Constant, or linear warmup then cosine decay to cfg.min_lr over cfg.steps."""
     if cfg.lr_schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
@@ -199,7 +229,7 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
 
 
-def packing_capacity(cfg: TrainConfig, model_def, lengths: np.ndarray, block_size: int) -> int:
+def packing_capacity(cfg: TrainConfig, model_def: ModelDef, lengths: np.ndarray, block_size: int) -> int:
     """Slots of a packed batch, or 0 for padded batches (packing off, not offered, or no smaller).
 
     A batch of the whole split (batch_size 0) is packed into exactly the

@@ -8,40 +8,57 @@ run resumed from a checkpoint continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from ..data.words import Dataset
+from ..data.hosts import SlicedDataset
+from ..data.words import Dataset, Vocabulary
 from ..errors import MakemoreError
-from ..models import check_config, get_model
+from ..models import Params, check_config, get_model
 from ..models.losses import with_perplexities
+from ..models.ngram import NgramCounts
 from ..seeding import seed_key
 from .config import TrainConfig
 from .evaluate import split_nll
 from .fitted import TrainedModel
+from .parallel import DataParallel
 from .parallel import count_matrix as count_matrix_over_devices  # counts.count_matrix itself on one device
 from .parallel import count_ngram_rows as count_ngram_rows_over_devices
 from .sizes import block_size_for, check_fits
-from .steps import full_batch_loss, full_batch_unroll, make_optimizer, packing_capacity, run_steps, sequence_loss
+from .steps import (
+    BatchData,
+    LossFn,
+    OptState,
+    full_batch_loss,
+    full_batch_unroll,
+    make_optimizer,
+    packing_capacity,
+    run_steps,
+    sequence_loss,
+)
+
+Record = dict[str, float | None]  # a line of the metrics: step, loss, steps_per_s, compile_s, <split>_nll, <split>_ppl
+OnCheckpoint = Callable[[TrainedModel, "TrainState", bool], None]  # (model, state, is best by dev)
 
 
 @dataclass
 class TrainState:
-    params: dict
-    opt_state: object
+    params: Params
+    opt_state: OptState
     step: int = 0
     best_dev: float | None = None
-    history: list[dict] = field(default_factory=list)
+    history: list[Record] = field(default_factory=list)
 
 
 class Interrupted(Exception):
     """Ctrl-C during training; the state of the last finished chunk was handed to on_checkpoint."""
 
-    def __init__(self, step: int):
+    def __init__(self, step: int) -> None:
         super().__init__(step)
         self.step = step
 
@@ -50,7 +67,10 @@ MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 M
 
 
 def new_model(
-    cfg: TrainConfig, data: Dataset, parallel=None, progress: Callable[[str], None] | None = None
+    cfg: TrainConfig,
+    data: Dataset,
+    parallel: DataParallel | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainedModel:
     """A model for the data: vocabulary, block size, and its initial parameters, or its counts.
 
@@ -68,7 +88,7 @@ def new_model(
             f"a vocabulary of {V:,} characters needs {V:,}×{V:,} tables ({V * V * 4 / 2**30:.1f} GiB each); "
             f"the {cfg.type} model takes at most {MAX_TABLE_VOCAB:,} (the other models have no such table)"
         )
-    if model_def.counted:
+    if model_def.count is not None:  # model_def.counted
         counter = Counter(parallel, data.local_only, progress)
         return TrainedModel(cfg, data.vocab, model_def.count(data, cfg, counter), block_size)
     model = TrainedModel(cfg, data.vocab, {}, block_size)
@@ -88,38 +108,46 @@ class Counter:
     takes a short line about a long count (the CLI draws it on a terminal).
     """
 
-    def __init__(self, parallel=None, process_local: bool = False, progress: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        parallel: DataParallel | None = None,
+        process_local: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.parallel, self.process_local, self.progress = parallel, process_local, progress
 
-    def pairs(self, xs, ys, vocab_size: int) -> jax.Array:
+    def pairs(self, xs: np.ndarray, ys: np.ndarray, vocab_size: int) -> jax.Array:
         """int32 V×V: how often id j follows id i."""
         counts = count_matrix_over_devices(xs, ys, vocab_size, self.parallel, self.process_local)
         return counts if self.parallel is None else self.parallel.readable(counts)
 
-    def ngram_rows(self, ngrams_PxN: np.ndarray, vocab_size: int):
+    def ngram_rows(self, ngrams_PxN: np.ndarray, vocab_size: int) -> NgramCounts:
         """The n-gram rows' counts (ngram.NgramCounts)."""
         return count_ngram_rows_over_devices(ngrams_PxN, vocab_size, self.parallel, self.process_local)
 
-    def ngram_words(self, words, vocab, order: int, memory: int):
+    def ngram_words(self, words: Sequence[str], vocab: Vocabulary, order: int, memory: int) -> NgramCounts:
         """The counts (ngram.NgramCounts) of the words' n-grams, counted within memory bytes (spilling past them)."""
         from .parallel import count_ngram_words
 
         return count_ngram_words(words, vocab, order, memory, self.parallel, self.process_local, progress=self.progress)
 
 
-def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
+def _loss_and_data(
+    model: TrainedModel, data: Dataset, parallel: DataParallel | None = None
+) -> tuple[LossFn, BatchData]:
     cfg = model.config
-    if full_batch_from_counts(model):
+    loss_counts = model.model_def.loss_counts
+    if loss_counts is not None and cfg.batch_size == 0:  # full_batch_from_counts(model)
         xs, ys = data.pairs("train")
-        return full_batch_loss(model.model_def.loss_counts, cfg.l2), {
+        return full_batch_loss(loss_counts, cfg.l2), {
             "counts": count_matrix_over_devices(xs, ys, data.vocab.size, parallel, data.local_only)
         }
-    keys = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
+    keys: BatchData = {"key": seed_key(cfg.seed, "batches"), "dropout_key": seed_key(cfg.seed, "dropout")}
     if parallel is None:
-        tokens, lengths = data.padded("train", model.block_size)
-        batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), **keys}
+        host_tokens, host_lengths = data.padded("train", model.block_size)
+        batch = {"tokens": jnp.asarray(host_tokens), "lengths": jnp.asarray(host_lengths), **keys}
         model_def = model.model_def
-        capacity = packing_capacity(cfg, model_def, lengths, model.block_size)
+        capacity = packing_capacity(cfg, model_def, host_lengths, model.block_size)
         loss = sequence_loss(
             model.apply,
             cfg.l2,
@@ -131,7 +159,7 @@ def _loss_and_data(model: TrainedModel, data: Dataset, parallel=None):
         )
         return loss, batch
     parallel.check_batch(cfg.batch_size)
-    if data.local_only:  # each process holds the rows it parsed; row_of says where each training row is
+    if isinstance(data, SlicedDataset):  # each process holds the rows it parsed; row_of says where each one is
         tokens, lengths = parallel.hold_rows(data, model.block_size)
         keys["row_of"] = data.row_of
     else:
@@ -164,10 +192,10 @@ def fit(
     model: TrainedModel,
     data: Dataset,
     state: TrainState | None = None,
-    on_record: Callable[[dict], None] | None = None,
-    on_checkpoint: Callable[[TrainedModel, TrainState, bool], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
+    on_checkpoint: OnCheckpoint | None = None,
     stop_requested: Callable[[], bool] | None = None,
-    parallel=None,
+    parallel: DataParallel | None = None,
 ) -> TrainState:
     """Train model.params in place of state (fresh if None) up to cfg.steps.
 
@@ -227,7 +255,14 @@ def evaluation_words(data: Dataset, cfg: TrainConfig) -> Dataset:
 class _Chunks:
     """The compiled chunks of steps of one run, by length (compiled once each; the time reported apart)."""
 
-    def __init__(self, loss_fn, optimizer, batch_data, unroll: int, parallel=None):
+    def __init__(
+        self,
+        loss_fn: LossFn,
+        optimizer: optax.GradientTransformation,
+        batch_data: BatchData,
+        unroll: int,
+        parallel: DataParallel | None = None,
+    ) -> None:
         self.loss_fn, self.optimizer, self.batch_data, self.unroll, self.parallel = (
             loss_fn,
             optimizer,
@@ -235,9 +270,9 @@ class _Chunks:
             unroll,
             parallel,
         )
-        self.executables: dict[int, object] = {}
+        self.executables: dict[int, jax.stages.Compiled] = {}
 
-    def run(self, state: TrainState, todo: int, record: dict):
+    def run(self, state: TrainState, todo: int, record: Record) -> tuple[Params, OptState, jax.Array]:
         """(params, opt_state, losses) after todo steps from state; record gets compile_s on a first compile."""
         if todo not in self.executables:
             t0 = time.perf_counter()
@@ -256,15 +291,17 @@ class _Chunks:
         return replace(st, params=self.parallel.readable(st.params), opt_state=self.parallel.readable(st.opt_state))
 
 
-def _one_chunk(model: TrainedModel, data: Dataset, state: TrainState, chunks: _Chunks, on_checkpoint):
+def _one_chunk(
+    model: TrainedModel, data: Dataset, state: TrainState, chunks: _Chunks, on_checkpoint: OnCheckpoint | None
+) -> tuple[Record, TrainState, bool, bool]:
     """Run the steps up to the next log or evaluation stop: (record, readable state, is_eval, is_best)."""
     cfg = model.config
     todo = _next_stop(state.step, cfg) - state.step
-    record = {"step": state.step + todo}
+    record: Record = {"step": state.step + todo}
     t0 = time.perf_counter()
-    params, opt_state, losses = chunks.run(state, todo, record)
-    losses = np.asarray(losses)
-    elapsed = time.perf_counter() - t0 - record.get("compile_s", 0.0)
+    params, opt_state, chunk_losses = chunks.run(state, todo, record)
+    losses = np.asarray(chunk_losses)
+    elapsed = time.perf_counter() - t0 - (record.get("compile_s") or 0.0)
     if not np.isfinite(losses).all():
         bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
         if on_checkpoint:
@@ -289,7 +326,12 @@ def _one_chunk(model: TrainedModel, data: Dataset, state: TrainState, chunks: _C
     return record, view, is_eval, is_best
 
 
-def train(words, cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, parallel=None):
+def train(
+    words: Sequence[str],
+    cfg: TrainConfig,
+    on_record: Callable[[Record], None] | None = None,
+    parallel: DataParallel | None = None,
+) -> tuple[TrainedModel, TrainState | None, Dataset]:
     """Split the words with cfg.seed, build the model and train it: the whole job from Python.
 
     Returns (model, state, data); model.params are the final parameters and

@@ -37,9 +37,9 @@ class Setting:
     method: str
     value: float
 
-    def config_fields(self) -> dict:
+    def config_fields(self) -> dict[str, int | str | float]:
         """The TrainConfig fields that build this model."""
-        fields = {"order": self.order, "smoothing_method": self.method}
+        fields: dict[str, int | str | float] = {"order": self.order, "smoothing_method": self.method}
         if self.method == "add-k":
             fields["smoothing"] = self.value
         elif self.method == "kn":
@@ -86,7 +86,9 @@ def _stats(tables: dict, ngrams_BxN: jax.Array) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames="chunk")
-def level_stats(raw_tables: dict, cont_tables: dict, ngrams_PxN: jax.Array, chunk: int = ngram.EVAL_CHUNK):
+def level_stats(
+    raw_tables: dict, cont_tables: dict, ngrams_PxN: jax.Array, chunk: int = ngram.EVAL_CHUNK
+) -> tuple[jax.Array, jax.Array]:
     """What smoothing needs at every order for every n-gram, from raw and from continuation counts.
 
     Returns two float32 arrays (N, 5, P'), P' = P rounded up to whole chunks
@@ -96,11 +98,22 @@ def level_stats(raw_tables: dict, cont_tables: dict, ngrams_PxN: jax.Array, chun
     n_chunks = -(-P // chunk)
     ngrams = jnp.pad(ngrams_PxN, ((0, n_chunks * chunk - P), (0, 0))).reshape(n_chunks, chunk, N)
     raw, cont = jax.lax.map(lambda rows: (_stats(raw_tables, rows), _stats(cont_tables, rows)), ngrams)
-    return tuple(jnp.moveaxis(a, 0, 2).reshape(N, 5, -1) for a in (raw, cont))  # (chunks, N, 5, chunk) -> (N, 5, P')
+    # (chunks, N, 5, chunk) -> (N, 5, P')
+    raw_stats, cont_stats = (jnp.moveaxis(a, 0, 2).reshape(N, 5, -1) for a in (raw, cont))
+    return raw_stats, cont_stats
 
 
 @partial(jax.jit, static_argnames="vocab_size")
-def grid_nll(raw_Lx5xP, cont_Lx5xP, n_live, orders_S, methods_S, ks_S, discounts_SxLx3, vocab_size: int):
+def grid_nll(
+    raw_Lx5xP: jax.Array,
+    cont_Lx5xP: jax.Array,
+    n_live: int | jax.Array,
+    orders_S: jax.Array,
+    methods_S: jax.Array,
+    ks_S: jax.Array,
+    discounts_SxLx3: jax.Array,
+    vocab_size: int,
+) -> jax.Array:
     """Mean NLL of the first n_live positions under every setting: (S,).
 
     methods_S: 0 add-k, 1 Kneser–Ney (plain or modified, by the discounts).
@@ -154,8 +167,8 @@ def dev_nll(
                 levels,
                 s.order,
                 s.method,
-                discount=fields.get("discount", 0.0),
-                discount_scale=fields.get("discount_scale", 1.0),
+                discount=float(fields.get("discount", 0.0)),
+                discount_scale=float(fields.get("discount_scale", 1.0)),
             )
             discounts[i, : s.order] = found["discounts"]
     nll = grid_nll(
