@@ -18,12 +18,13 @@ import hashlib
 import math
 import numbers
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from .data.words import WordArray, parse_word_array, read_bytes
+from .data.words import Vocabulary, WordArray, parse_word_array, read_bytes
 from .errors import MakemoreError
 from .models.losses import perplexity, with_perplexities
 from .sampling import NotEnough, check_sizes, sample_stream, steering
@@ -31,6 +32,7 @@ from .seeding import MAX_SEED, seed_key
 from .store import checkpoint
 from .training.config import TrainConfig
 from .training.evaluate import split_nll, word_nll
+from .training.fitted import FittedModel
 from .training.trainer import train as train_words
 
 __all__ = ["Model", "NotEnough", "load", "train", "perplexity"]
@@ -45,19 +47,19 @@ class Model:
     from its training input.
     """
 
-    model: object
+    model: FittedModel
     training: dict = field(default_factory=dict)
     step: int = 0
     best_dev: float | None = None
     metrics: dict = field(default_factory=dict)
-    input_words: frozenset | None = None
+    input_words: frozenset[str] | None = None
 
     @property
     def type(self) -> str:
         return self.model.type
 
     @property
-    def vocab(self):
+    def vocab(self) -> Vocabulary:
         return self.model.vocab
 
     def sample(
@@ -170,7 +172,7 @@ class Model:
         """exp(nll(words))."""
         return perplexity(self.nll(words))
 
-    def known_words(self) -> frozenset:
+    def known_words(self) -> frozenset[str]:
         """The words of the training input, every split: kept from ``train``, or read back from the input file."""
         if self.input_words is None:
             try:
@@ -194,21 +196,43 @@ class Model:
         )
 
 
-def _integer(name: str, value, low: int, high: int | None = None) -> None:
+def _integer(name: str, value: object, low: int, high: int | None = None) -> None:
     """value must be an int (not a bool) from low on (to high): else a MakemoreError naming the argument."""
-    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not is_int or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or int(value) < low
+        or (high is not None and int(value) > high)
+    ):
         span = f">= {low}" if high is None else f"in {low}..{high}"
         raise MakemoreError(f"{name} must be an integer {span}, got {value!r}")
 
 
-def _real(name: str, value, what: str, ok) -> None:
-    """value must be a real number (not a bool) for which ok holds: else a MakemoreError saying what it must be."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+def _real(name: str, value: object, what: str, ok: Callable[[float], bool]) -> None:
+    """value must be a real number (not a bool) for which ok holds (as the float sampling uses): else a
+    MakemoreError saying what it must be."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not ok(float(value))
+    ):
         raise MakemoreError(f"{name} must be {what}, got {value!r}")
 
 
-def check_sample_arguments(*, n, seed, prefix, min_len, max_len, temperature, top_k, top_p, unique, new_only) -> None:
+def check_sample_arguments(
+    *,
+    n: int,
+    seed: int,
+    prefix: str,
+    min_len: int,
+    max_len: int | None,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    unique: bool,
+    new_only: bool,
+) -> None:
     """The arguments of ``Model.sample``, checked as the command line checks its flags (the same ranges).
 
     A MakemoreError names the first that is wrong: an int argument given as a
@@ -230,7 +254,7 @@ def check_sample_arguments(*, n, seed, prefix, min_len, max_len, temperature, to
     check_sizes(int(n), None if max_len is None else int(max_len))
 
 
-def check_words(words: Sequence[str], vocab) -> list[str]:
+def check_words(words: Sequence[str], vocab: Vocabulary) -> list[str]:
     """The words as a list, each one a word as a word list holds it (data.words.parse_words' rules);
     else a MakemoreError naming the word and its character.
 
@@ -283,7 +307,7 @@ def load(workdir: str) -> Model:
     return Model(loaded.model, loaded.training, loaded.step, loaded.best_dev, loaded.metrics)
 
 
-def train(words: Sequence[str], **settings) -> Model:
+def train(words: Sequence[str], **settings: Any) -> Model:
     """Split the words with the seed, fit a model with the settings (those of `makemore train`), score it.
 
     settings: type ("bigram" by default, or counts, ngram, mlp, rnn, gru,

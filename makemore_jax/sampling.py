@@ -30,9 +30,10 @@ carried state or a key/value cache supply their own; for the others
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +41,20 @@ import numpy as np
 
 from .data.words import BOUNDARY_ID, MAX_WORD_LEN, Vocabulary
 from .errors import MakemoreError, counted
+from .models import ModelConfig, Params, State
 from .models.decoding import TABLE_DECODER, Decoder, recompute_decoder
+from .models.mixture import MixtureConfig
+from .training.fitted import FittedModel
 from .training.parallel import DATA_AXIS, DataParallel
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
+
+DecoderConfig = ModelConfig | MixtureConfig | None  # what a decoder's init is given (a static argument of jit)
+NextIds = Callable[
+    [State, jax.Array, jax.Array, jax.Array], tuple[jax.Array, State]
+]  # (state, ids, t, u) -> ids, state
+Slots = tuple[jax.Array, State, jax.Array, jax.Array]  # (t, decoder state, current id, ended) of a stage's slots
 
 TRIANGLE_MAX_V = 512  # running sums by a V×V triangle product up to this vocabulary size (1 MiB), cumsum beyond
 
@@ -105,7 +118,9 @@ def names_uniforms(key: jax.Array, names_B: jax.Array, length: int, first: jax.A
 
 def draws_extend(key: jax.Array) -> bool:
     """Whether a shorter draw of uniforms from this key is the start of a longer one (partitionable Threefry)."""
-    return jax.config.jax_threefry_partitionable and str(jax.random.key_impl(key)) == "threefry2x32"
+    # jax's Config sets its flags as attributes at run time; its annotations do not list them
+    partitionable = jax.config.jax_threefry_partitionable  # type: ignore[attr-defined]
+    return partitionable and str(jax.random.key_impl(key)) == "threefry2x32"
 
 
 def keep_top_k(logits_NxV: jax.Array, k: int) -> jax.Array:
@@ -178,7 +193,7 @@ def stage_sizes(n: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def batch_axes(decoder: Decoder, config, params) -> tuple[int | None, ...] | None:
+def batch_axes(decoder: Decoder, config: DecoderConfig, params: Params) -> tuple[int | None, ...] | None:
     """The batch axis of each leaf of the decoder state (None for a leaf that no name owns), in leaf order.
 
     Found by building the state's shapes for two batch sizes. None for the
@@ -198,8 +213,8 @@ def batch_axes(decoder: Decoder, config, params) -> tuple[int | None, ...] | Non
 @partial(jax.jit, static_argnames=("decoder", "config", "n", "max_len", "top_k", "steer"))
 def sample_ids(
     decoder: Decoder,
-    config,
-    params,
+    config: DecoderConfig,
+    params: Params,
     key: jax.Array,
     n: int,
     max_len: int,
@@ -229,12 +244,14 @@ def sample_ids(
     # uniform falls between the two machines' running sums, so without this the same key would give
     # other names on a GPU than on a CPU
     with jax.default_matmul_precision("highest"):
+        next_ids: NextIds
+        axes: tuple[int | None, ...] | None
         if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
             next_ids, axes = _table_next_ids(decoder.table(params), temperature, top_k, steer), ()
             sizes = stage_sizes(n)
         else:
 
-            def next_ids(state, token_B, t, u_B):
+            def next_ids(state: State, token_B: jax.Array, t: jax.Array, u_B: jax.Array) -> tuple[jax.Array, State]:
                 logits_BxV, state = decoder.step(params, state, token_B, t)
                 return forced(
                     pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer
@@ -247,7 +264,7 @@ def sample_ids(
         zeros_N = jnp.zeros((n,), jnp.int32)
         slots = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool))  # t, state, id, ended
         ids_LxN = jnp.zeros((length, n), jnp.int32)
-        if len(sizes) == 1:
+        if len(sizes) == 1 or axes is None:  # axes None: one stage (stage_sizes only with axes)
             _, ids_LxN = _run_stage(
                 next_ids, name_uniforms(key, n, length, first), None, None, length, None, slots, ids_LxN
             )
@@ -262,7 +279,7 @@ def sample_ids(
         return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
 
 
-def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, steer: Steer):
+def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, steer: Steer) -> NextIds:
     """next_ids for a table model: each row of the steered table inverted once, not every name's logits at every step.
 
     With min_len there are two tables, with and without the end, chosen by t.
@@ -275,8 +292,8 @@ def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, st
 
     late, early = prepared(jnp.int32(steer.min_len)), (prepared(jnp.int32(0)) if steer.min_len else None)
 
-    def next_ids(state, token_B, t, u_B):
-        def draw(cdf_greedy):
+    def next_ids(state: State, token_B: jax.Array, t: jax.Array, u_B: jax.Array) -> tuple[jax.Array, State]:
+        def draw(cdf_greedy: tuple[jax.Array, jax.Array]) -> jax.Array:
             cdf_VxV, greedy_V = cdf_greedy
             return jnp.where(temperature > 0, invert_rows(cdf_VxV, token_B, u_B), greedy_V[token_B])
 
@@ -289,7 +306,16 @@ def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, st
     return next_ids
 
 
-def _run_stage(next_ids, u_HxC, cols_B, names_B, horizon: int, next_size: int | None, slots, ids_LxN):
+def _run_stage(
+    next_ids: NextIds,
+    u_HxC: jax.Array,
+    cols_B: jax.Array | None,
+    names_B: jax.Array | None,
+    horizon: int,
+    next_size: int | None,
+    slots: Slots,
+    ids_LxN: jax.Array,
+) -> tuple[Slots, jax.Array]:
     """Step the slots of one stage while t < horizon, some name runs and, before the last stage, more run
     than next_size slots hold. Returns the slots and ids_LxN.
 
@@ -314,11 +340,20 @@ def _run_stage(next_ids, u_HxC, cols_B, names_B, horizon: int, next_size: int | 
             ids_LxN = ids_LxN.at[t, names_B].set(nxt_B, mode="drop")
         return t + 1, state, nxt_B, ended_B | (nxt_B == BOUNDARY_ID), ids_LxN
 
-    *slots, ids_LxN = jax.lax.while_loop(going, step, (*slots, ids_LxN))
-    return tuple(slots), ids_LxN
+    t, state, token_B, ended_B, ids_LxN = jax.lax.while_loop(going, step, (*slots, ids_LxN))
+    return (t, state, token_B, ended_B), ids_LxN
 
 
-def _run_groups(next_ids, key, first_name, sizes, axes, length: int, first, ids_LxN):
+def _run_groups(
+    next_ids: NextIds,
+    key: jax.Array,
+    first_name: jax.Array | int,
+    sizes: tuple[int, ...],
+    axes: tuple[int | None, ...],
+    length: int,
+    first: Slots,
+    ids_LxN: jax.Array,
+) -> jax.Array:
     """The names still running after the first stage, in groups of sizes[0] (a while loop over the groups,
     usually one), each through the stages `sizes` with its names' uniforms drawn in full (name i at stream
     position first_name + i)."""
@@ -334,8 +369,10 @@ def _run_groups(next_ids, key, first_name, sizes, axes, length: int, first, ids_
         pos_G = jnp.where(filled_G, names_G, 0)
         slots = (t, _take_slots(state, pos_G, axes), token_N[pos_G], ~filled_G)
         u_LxG = names_uniforms(key, names_G, length, first_name)
-        cols_B, names_B = None, names_G
-        for next_size in sizes[1:] + (None,):
+        cols_B: jax.Array | None = None
+        names_B: jax.Array = names_G
+        next_sizes: tuple[int | None, ...] = (*sizes[1:], None)
+        for next_size in next_sizes:
             slots, ids_LxN = _run_stage(next_ids, u_LxG, cols_B, names_B, length, next_size, slots, ids_LxN)
             if next_size is not None:
                 slots, cols_B, names_B = _compact(slots, cols_B, names_B, axes, next_size, n)
@@ -344,7 +381,7 @@ def _run_groups(next_ids, key, first_name, sizes, axes, length: int, first, ids_
     return jax.lax.while_loop(lambda carry: carry[0] * G < running, group, (jnp.int32(0), ids_LxN))[1]
 
 
-def _take_slots(state, pos_S: jax.Array, axes):
+def _take_slots(state: State, pos_S: jax.Array, axes: tuple[int | None, ...]) -> State:
     """The decoder state of the slots pos_S, along each leaf's batch axis."""
     leaves, tree = jax.tree_util.tree_flatten(state)
     return jax.tree_util.tree_unflatten(
@@ -352,7 +389,9 @@ def _take_slots(state, pos_S: jax.Array, axes):
     )
 
 
-def _compact(slots, cols_B, names_B, axes, size: int, n: int):
+def _compact(
+    slots: Slots, cols_B: jax.Array | None, names_B: jax.Array, axes: tuple[int | None, ...], size: int, n: int
+) -> tuple[Slots, jax.Array, jax.Array]:
     """The running slots moved into a stage of `size` slots (they fit); the rest empty and ended.
 
     Returns the new slots and each new slot's uniform column and name.
@@ -363,8 +402,8 @@ def _compact(slots, cols_B, names_B, axes, size: int, n: int):
     filled_S = pos_S < B
     pos_S = jnp.where(filled_S, pos_S, 0)
     cols_S = pos_S if cols_B is None else cols_B[pos_S]
-    slots = (t, _take_slots(state, pos_S, axes), token_B[pos_S], ~filled_S)
-    return slots, cols_S, jnp.where(filled_S, names_B[pos_S], n)
+    compacted = (t, _take_slots(state, pos_S, axes), token_B[pos_S], ~filled_S)
+    return compacted, cols_S, jnp.where(filled_S, names_B[pos_S], n)
 
 
 MAX_NAMES = 2**32  # names one seed can give: name i's key is fold_in(key, i), and fold_in takes a uint32
@@ -446,7 +485,7 @@ def sample_names(
     return decode_rows(ids, vocab)
 
 
-def plan(model, max_len: int | None, fast: bool = True):
+def plan(model: FittedModel, max_len: int | None, fast: bool = True) -> tuple[Decoder, DecoderConfig, Params, int]:
     """(decoder, config, params, max_len) for sample_ids to draw from a trained model.
 
     Sequence models generate at most block_size - 1 characters (the longest
@@ -458,7 +497,7 @@ def plan(model, max_len: int | None, fast: bool = True):
     decoder (it holds block_size ids, so it is bounded by the block).
     """
     md = None if model.table is not None else model.model_def
-    use_own = fast and md is not None and md.decode_step is not None
+    use_own = fast and md is not None and md.decode_init is not None and md.decode_step is not None
     unbounded = md is None or (use_own and md.any_length)
     if max_len is None:  # the longest the model allows, never past the sampler's bound
         max_len = min(2 * (model.block_size - 1) if md is None else model.block_size - 1, MAX_SAMPLE_LEN)
@@ -466,7 +505,10 @@ def plan(model, max_len: int | None, fast: bool = True):
         max_len = min(max_len, model.block_size - 1)
     if md is None:
         return TABLE_DECODER, None, {"W": model.table}, max_len
-    decoder = Decoder(md.decode_init, md.decode_step) if use_own else recompute_decoder(md.apply)
+    if use_own and md.decode_init is not None and md.decode_step is not None:
+        decoder = Decoder(md.decode_init, md.decode_step)
+    else:
+        decoder = recompute_decoder(md.apply)
     return decoder, model.model_config, model.params, max_len
 
 
@@ -474,7 +516,7 @@ CHUNK_BYTES = 64 << 20  # what one chunk of names may hold: ids, uniforms, per-s
 CHUNK_MAX = 4096  # names in one chunk at most (a few thousand: the stages shrink from here)
 
 
-def chunk_size(decoder: Decoder, config, params, max_len: int, vocab_size: int) -> int:
+def chunk_size(decoder: Decoder, config: DecoderConfig, params: Params, max_len: int, vocab_size: int) -> int:
     """How many names one compiled call draws: CHUNK_BYTES over what a name holds, at most CHUNK_MAX.
 
     A name holds its ids and uniforms (max_len + 1 of each), a few rows of
@@ -494,7 +536,7 @@ def chunk_size(decoder: Decoder, config, params, max_len: int, vocab_size: int) 
 
 
 def name_chunks(
-    model,
+    model: FittedModel,
     key: jax.Array,
     n: int,
     *,
@@ -528,7 +570,19 @@ def name_chunks(
         yield decode_rows(np.asarray(ids)[:keep], model.vocab), np.asarray(ended)[:keep]
 
 
-def generate(model, key: jax.Array, n: int, **options) -> tuple[list[str], np.ndarray]:
+class SampleOptions(TypedDict, total=False):
+    """The options of name_chunks that generate and sample_stream hand on to it."""
+
+    max_len: int | None
+    temperature: float
+    top_k: int
+    fast: bool
+    steer: Steer
+
+
+def generate(
+    model: FittedModel, key: jax.Array, n: int, **options: Unpack[SampleOptions]
+) -> tuple[list[str], np.ndarray]:
     """n names from a TrainedModel, and whether each ended by itself: (list of n str, (n,) bool).
 
     The names of ``name_chunks`` at positions 0 .. n − 1, gathered; options are
@@ -537,7 +591,8 @@ def generate(model, key: jax.Array, n: int, **options) -> tuple[list[str], np.nd
     built for); max_len may lower that. fast=False forces the recompute path,
     to check the model's incremental decoder against it.
     """
-    names, ended = [], [np.zeros((0,), bool)]
+    names: list[str] = []
+    ended = [np.zeros((0,), bool)]
     for chunk, ended_chunk in name_chunks(model, key, n, **options):
         names += chunk
         ended.append(ended_chunk)
@@ -554,13 +609,19 @@ class NotEnough(MakemoreError):
     """Fewer names met the constraints than were asked for, within the bounded redraws; .names has them
     (empty where ``sample_stream`` handed them out already)."""
 
-    def __init__(self, message: str, names: list[str]):
+    def __init__(self, message: str, names: list[str]) -> None:
         super().__init__(message)
         self.names = names
 
 
 def sample_stream(
-    model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options
+    model: FittedModel,
+    key: jax.Array,
+    n: int,
+    *,
+    unique: bool = False,
+    exclude: AbstractSet[str] = frozenset(),
+    **options: Unpack[SampleOptions],
 ) -> Iterator[list[str]]:
     """The first n names of the stream (positions 0, 1, 2, ...) that qualify, in chunks as they are drawn.
 
@@ -585,12 +646,13 @@ def sample_stream(
     validate_sampling(n, max_len, options.get("temperature", 1.0), options.get("top_k", 0), steer)
     budget = min(REDRAW_FACTOR * n + REDRAW_EXTRA, MAX_NAMES)
     chunk = chunk_size(decoder, config, params, max_len, model.vocab.size)
-    seen, found, walked, idle, long_enough = set(), 0, 0, 0, 0
+    seen: set[str] = set()
+    found, walked, idle, long_enough = 0, 0, 0, 0
     while found < n and walked < budget and idle < REDRAW_IDLE:
         # the first draw is the plain one's; redraws in powers of two (few compiled sizes), at most a chunk
         wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
         size = min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
-        kept = []
+        kept: list[str] = []
         for names, _ in name_chunks(model, key, size, start=walked, chunk=chunk, **options):  # chunk: found once
             for name in names:
                 if found == n or walked == budget or idle == REDRAW_IDLE:
@@ -615,17 +677,23 @@ def sample_stream(
                 [],
             )
         what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
-        names = counted(found, f"{what} name".strip())
+        how_many = counted(found, f"{what} name".strip())
         if min_len:
-            names += f" of at least {counted(min_len, 'character')}"
-        raise NotEnough(f"found only {names} in {counted(walked, 'draw')} (asked for {n:,})", [])
+            how_many += f" of at least {counted(min_len, 'character')}"
+        raise NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
 
 
 def generate_distinct(
-    model, key: jax.Array, n: int, *, unique: bool = False, exclude=frozenset(), **options
+    model: FittedModel,
+    key: jax.Array,
+    n: int,
+    *,
+    unique: bool = False,
+    exclude: AbstractSet[str] = frozenset(),
+    **options: Unpack[SampleOptions],
 ) -> list[str]:
     """The names of ``sample_stream``, gathered in a list; NotEnough.names has those found."""
-    found = []
+    found: list[str] = []
     try:
         for names in sample_stream(model, key, n, unique=unique, exclude=exclude, **options):
             found += names
@@ -638,7 +706,7 @@ def generate_distinct(
 
 
 def generate_over_devices(
-    model,
+    model: FittedModel,
     key: jax.Array,
     n: int,
     parallel: DataParallel,

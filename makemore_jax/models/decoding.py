@@ -15,15 +15,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import bigram
+from . import Params, State, bigram
 
 
 class Decoder(NamedTuple):
-    init: Callable[[Any, Any, int], Any]
-    step: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+    init: Callable[[Params, Any, int], State]  # (params, the model's config: any its init reads, batch)
+    step: Callable[[Params, State, jax.Array, jax.Array], tuple[jax.Array, State]]
     # For models whose next id depends on the current id alone: params -> logits_VxV.
     # The sampler then inverts each row of the table once, instead of every name's logits at every step.
-    table: Callable[[Any], jax.Array] | None = None
+    table: Callable[[Params], jax.Array] | None = None
 
 
 TABLE_DECODER = Decoder(bigram.decode_init, bigram.decode_step, lambda params: params["W"])  # params {"W": logits_VxV}

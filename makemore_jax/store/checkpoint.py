@@ -32,7 +32,9 @@ import math
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import numpy as np
@@ -40,9 +42,10 @@ import numpy as np
 from .._version import __version__
 from ..data.words import Vocabulary
 from ..errors import MakemoreError
-from ..models import a_model, mixture
+from ..models import ArraySpecs, Params, a_model, mixture
 from ..training.config import TrainConfig
-from ..training.fitted import TrainedModel
+from ..training.fitted import FittedModel, TrainedModel
+from ..training.steps import OptState
 
 METRICS_FILE = "metrics.jsonl"
 FORMAT = "makemore-jax"
@@ -59,7 +62,7 @@ os.umask(_UMASK)
 
 @dataclass
 class Loaded:
-    model: TrainedModel
+    model: FittedModel
     step: int = 0
     best_dev: float | None = None
     training: dict = field(default_factory=dict)
@@ -98,14 +101,14 @@ def atomic_write(path: str, payload: bytes) -> None:
             os.close(dir_fd)
 
 
-def json_number(x):
+def json_number(x: object) -> object:
     """JSON has no inf/NaN: write them as the strings "inf", "-inf", "nan"."""
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     return x
 
 
-def _flat_items(tree: dict, prefix: str):
+def _flat_items(tree: dict, prefix: str) -> Iterator[tuple[str, Any]]:
     for key, value in tree.items():
         path = f"{prefix}/{key}"
         if isinstance(value, dict):
@@ -114,7 +117,7 @@ def _flat_items(tree: dict, prefix: str):
             yield path, value
 
 
-def flatten_params(params, prefix: str = "params") -> dict[str, np.ndarray]:
+def flatten_params(params: Params, prefix: str = "params") -> dict[str, np.ndarray]:
     """Nested dicts of arrays -> {'params/a/b': array}."""
     return {path: np.asarray(leaf) for path, leaf in _flat_items(params, prefix)}
 
@@ -186,15 +189,20 @@ def read_metrics(workdir: str) -> list[dict]:
 def save(
     workdir: str,
     name: str,
-    model: TrainedModel,
+    model: FittedModel,
     *,
     step: int = 0,
     best_dev: float | None = None,
     training: dict | None = None,
     metrics: dict | None = None,
-    opt_state=None,
+    opt_state: OptState | None = None,
 ) -> None:
-    """Write checkpoint NAME into workdir (created if missing); NAME.json goes last."""
+    """Write checkpoint NAME into workdir (created if missing); NAME.json goes last.
+
+    A mixture is refused: it is saved by save_mixture, its members beside it.
+    """
+    if isinstance(model, mixture.Mixture):  # one checkpoint of it could not be loaded back
+        raise MakemoreError("a mixture is saved with its members, by `makemore mix`; it is not one checkpoint")
     arrays = flatten_params(model.params)
     if opt_state is not None:
         for i, leaf in enumerate(jax.tree_util.tree_leaves(opt_state)):
@@ -202,7 +210,7 @@ def save(
     try:
         os.makedirs(workdir, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, allow_pickle=False, **arrays)  # numbers only, as load reads them
         payload = buf.getvalue()
         digest = hashlib.sha256(payload).hexdigest()
         arrays_file = f"{name}-{digest[:16]}.npz"
@@ -273,7 +281,7 @@ def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
     return path, meta
 
 
-def _expected_params(model: TrainedModel, arrays: dict, path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+def _expected_params(model: TrainedModel, arrays: dict[str, np.ndarray], path: str) -> ArraySpecs:
     """What the arrays of this model must be: its ModelDef's saved_arrays, or the shapes of its init."""
     saved_arrays = model.model_def.saved_arrays
     if saved_arrays is not None:  # counted models: table sizes depend on the data, checked for consistency instead
@@ -286,7 +294,7 @@ def _expected_params(model: TrainedModel, arrays: dict, path: str) -> dict[str, 
     return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat_items(shapes, "params")}
 
 
-def _fields(path: str, meta: dict):
+def _fields(path: str, meta: dict) -> tuple[TrainConfig, Vocabulary, int, int, float | None]:
     """(settings, vocabulary, block size, step, best dev NLL) of NAME.json, each checked."""
     try:
         config = TrainConfig.from_json(meta.get("config"))
@@ -358,7 +366,7 @@ def load(workdir: str, name: str = "model") -> Loaded:
     return Loaded(model, step, best, meta["training"], meta["metrics"], opt_leaves)
 
 
-def restore_opt_state(loaded: Loaded, template, path: str):
+def restore_opt_state(loaded: Loaded, template: OptState, path: str) -> OptState:
     """The optimizer state from loaded leaves, in the structure of template (optimizer.init)."""
     leaves, treedef = jax.tree_util.tree_flatten(template)
     got = loaded.opt_leaves or []
@@ -380,7 +388,9 @@ def _read_arrays(path: str, payload: bytes) -> dict[str, np.ndarray]:
 # ---- mixtures: mixture.json beside one ordinary checkpoint per member ----------------------
 
 
-def save_mixture(workdir: str, mix: mixture.Mixture, loaded_members, sources, report: dict) -> None:
+def save_mixture(
+    workdir: str, mix: mixture.Mixture, loaded_members: Sequence[Loaded], sources: Sequence[str], report: dict
+) -> None:
     """Each member as an ordinary checkpoint in member-<k>/, then mixture.json (the commit point)."""
     names = []
     for k, ld in enumerate(loaded_members):
@@ -445,7 +455,9 @@ def _load_mixture(workdir: str) -> Loaded:
     if (version >= 2 or "meta_sha256" in meta) and meta.get("meta_sha256") != meta_digest(meta):
         raise MakemoreError(f"{path}: its fields do not match their checksum (meta_sha256): edited by hand or damaged")
     loaded = [load(os.path.join(workdir, n), "model") for n in names]
-    members = tuple(ld.model for ld in loaded)
+    members = tuple(ld.model for ld in loaded if isinstance(ld.model, TrainedModel))
+    if len(members) != len(loaded):
+        raise MakemoreError(f"{path}: a member is itself a mixture")
     try:
         mixture.check_members(members)
     except MakemoreError as err:

@@ -43,21 +43,26 @@ from __future__ import annotations
 import atexit
 import errno
 import hashlib
+import importlib
 import os
 import socket
 import time
 from collections.abc import Callable
+from types import ModuleType
 
 from ..errors import MakemoreError
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-try:
-    import msvcrt
-except ImportError:  # everything but Windows
-    msvcrt = None
+
+def _optional_module(name: str) -> ModuleType | None:
+    """The module, or None where this platform has none."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+fcntl = _optional_module("fcntl")  # None on Windows
+msvcrt = _optional_module("msvcrt")  # None everywhere but Windows
 
 LOCK_FILE = ".makemore-lock"  # not .tmp-*: prepare_workdir removes those
 RECORD_BYTES = 1024  # msvcrt: the holder's record lies before this offset, the locked byte at it
@@ -84,15 +89,14 @@ def hold(workdir: str) -> None:
         return
     if not os.path.lexists(workdir):
         _created[key] = workdir
-    kind = backend()
-    if kind == "flock":
-        _held[key] = _hold_flock(workdir)
+    if fcntl is not None:  # backend() == "flock"
+        _held[key] = _hold_flock(workdir, fcntl)
         return
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as err:
         raise MakemoreError(f"cannot create the work directory {workdir}: {err.strerror or err}") from None
-    _held[key] = _hold_msvcrt(workdir) if kind == "msvcrt" else _hold_file(workdir)
+    _held[key] = _hold_msvcrt(workdir, msvcrt) if msvcrt is not None else _hold_file(workdir)
     global _atexit_registered
     if not _atexit_registered:  # a lock file must not outlive its process (the CLI releases it earlier)
         atexit.register(release_all)
@@ -140,7 +144,7 @@ def _cannot_lock(workdir: str, err: OSError) -> MakemoreError:
 # ---- flock ----------------------------------------------------------------------------
 
 
-def _hold_flock(workdir: str) -> Callable[[], None]:
+def _hold_flock(workdir: str, fcntl: ModuleType) -> Callable[[], None]:
     try:
         os.makedirs(workdir, exist_ok=True)
         fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
@@ -207,7 +211,7 @@ def _parse(text: str | None) -> tuple[int, str] | None:
 # ---- msvcrt ---------------------------------------------------------------------------
 
 
-def _hold_msvcrt(workdir: str) -> Callable[[], None]:
+def _hold_msvcrt(workdir: str, msvcrt: ModuleType) -> Callable[[], None]:
     path = os.path.join(workdir, LOCK_FILE)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_BINARY, 0o666)
