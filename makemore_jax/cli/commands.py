@@ -16,9 +16,25 @@ import hashlib
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ..errors import MakemoreError, counted
 from .export import add_export_parser
+
+if TYPE_CHECKING:  # the package's modules are imported where they are used (see above)
+    import numpy as np
+
+    from ..api import Model
+    from ..data.words import Dataset, WordArray
+    from ..training.config import TrainConfig
+    from ..training.fitted import FittedModel, TrainedModel
+    from ..training.parallel import DataParallel
+    from ..training.trainer import Record, TrainState
+
+
+AddWorkdir = Callable[[argparse.ArgumentParser], None]  # adds -o/--work-dir to a command's parser
+Number = TypeVar("Number", int, float)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -29,12 +45,16 @@ DEFAULT_WORKDIR = "out"
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line, not usage plus error."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind, check, what):
-    def parse(text: str):
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[_Parser]  # what build_parser's add_subparsers gives
+
+
+def _number(kind: Callable[[str], Number], check: Callable[[Number], bool], what: str) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
@@ -111,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,mix,sample,export,eval,plot}")
 
-    def workdir(p):
+    def workdir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "-o",
             "--work-dir",
@@ -141,7 +161,7 @@ def _name_command_parsers(parser: argparse.ArgumentParser) -> None:
                 _name_command_parsers(command_parser)
 
 
-def _add_train_parser(sub, workdir) -> None:
+def _add_train_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
     from ..models import MODEL_TYPES, ngram
     from ..training.config import OPTIMIZERS, SCHEDULES
 
@@ -276,7 +296,7 @@ def _add_train_parser(sub, workdir) -> None:
     t.set_defaults(run=cmd_train)
 
 
-def _add_sample_parser(sub, workdir) -> None:
+def _add_sample_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
     s = sub.add_parser(
         "sample",
         help="print names sampled from a trained model",
@@ -353,7 +373,7 @@ def _add_sample_parser(sub, workdir) -> None:
     s.set_defaults(run=cmd_sample)
 
 
-def _add_eval_parser(sub, workdir) -> None:
+def _add_eval_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
     e = sub.add_parser(
         "eval",
         help="mean NLL of a word list under a trained model",
@@ -376,7 +396,7 @@ def _add_eval_parser(sub, workdir) -> None:
     e.set_defaults(run=cmd_eval)
 
 
-def _add_device_flag(p) -> None:
+def _add_device_flag(p: argparse.ArgumentParser) -> None:
     from ..training.parallel import PLATFORMS
 
     p.add_argument("--device", choices=PLATFORMS, help="kind of device to compute on (default: JAX's default backend)")
@@ -393,7 +413,7 @@ def _use_device(platform: str | None) -> None:
     jax.config.update("jax_default_device", distributed.select_devices(platform, 1)[0])
 
 
-def _add_parallel_flags(t) -> None:
+def _add_parallel_flags(t: argparse.ArgumentParser) -> None:
     from ..training.parallel import PLATFORMS
 
     g = t.add_argument_group(
@@ -426,7 +446,7 @@ def _add_parallel_flags(t) -> None:
     )
 
 
-def _add_tune_parser(sub, workdir) -> None:
+def _add_tune_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
     from ..models.ngram import MAX_ORDER
     from ..training.tune import DEFAULT_MAX_ORDER
 
@@ -474,7 +494,7 @@ def _add_tune_parser(sub, workdir) -> None:
     u.set_defaults(run=cmd_tune)
 
 
-def _add_mix_parser(sub, workdir) -> None:
+def _add_mix_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
     m = sub.add_parser(
         "mix",
         help="mix trained models, weights fitted on the dev split, and save the mixture",
@@ -490,7 +510,7 @@ def _add_mix_parser(sub, workdir) -> None:
     m.set_defaults(run=cmd_mix)
 
 
-def _add_plot_parser(sub, workdir) -> None:
+def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
     p = sub.add_parser(
         "plot",
         help="draw a picture: counts, weights, loss or embeddings (needs matplotlib)",
@@ -555,13 +575,13 @@ def _add_plot_parser(sub, workdir) -> None:
     p.set_defaults(run=cmd_plot)
 
 
-def _input_path(args) -> str:
+def _input_path(args: argparse.Namespace) -> str:
     from ..data.words import bundled_names_path
 
     return args.input_file if args.input_file is not None else bundled_names_path()
 
 
-def _read_input(path: str):
+def _read_input(path: str) -> tuple[WordArray, str]:
     """The words of a file (a data.words.WordArray: arrays, not a str a word) and the SHA-256 of its bytes."""
     from ..data.words import parse_word_array, read_bytes
 
@@ -579,7 +599,13 @@ def _recorded_input(training: dict) -> str:
     return path
 
 
-def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None, recorded: bool = False):
+def _load_data(
+    path: str,
+    cfg: TrainConfig,
+    parallel: DataParallel | None,
+    expect_sha256: str | None = None,
+    recorded: bool = False,
+) -> tuple[Dataset, str, int]:
     """(Dataset, SHA-256 of the input, number of words) for a run of cfg; the batch checked against the devices.
 
     One process reads the whole file. In a multi-host run each process reads
@@ -619,7 +645,7 @@ def _load_data(path: str, cfg, parallel, expect_sha256: str | None = None, recor
         return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
 
 
-def _fmt(x) -> str:
+def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{float(x):.4f}"
 
 
@@ -635,28 +661,29 @@ def _nll_line(metrics: dict) -> str:
     return "  ".join(parts)
 
 
-def _given_settings(args) -> dict:
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line, by the rules of the model type (its ModelDef's)."""
     from ..models import get_model, option_owner
 
     given = {name: getattr(args, name) for name in TRAIN_SETTINGS if getattr(args, name) is not None}
     model_def = get_model(args.type or "bigram")
-    foreign = {}  # flags of another model type: owner -> flags
+    foreign: dict[str, list[str]] = {}  # flags of another model type: owner -> flags
     for field in given:
         owner = option_owner(field)
         if owner is not None and owner[1] is not None and owner[0] != model_def.name:
             foreign.setdefault(owner[0], []).append(owner[1])
-    for owner, flags in foreign.items():
-        raise MakemoreError(f"{', '.join(flags)}: only for --type {owner}")
+    for model_type, flags in foreign.items():
+        raise MakemoreError(f"{', '.join(flags)}: only for --type {model_type}")
     return model_def.resolve(given)
 
 
-def _resume_state(args, given: dict):
+def _resume_state(args: argparse.Namespace, given: dict[str, Any]) -> tuple[TrainedModel, TrainState, dict]:
     """Model, state and settings of the run in WORKDIR, refusing flags that contradict it."""
     from dataclasses import replace
 
     from ..models import a_model, get_model
     from ..store import checkpoint
+    from ..training.fitted import TrainedModel
     from ..training.steps import make_optimizer
     from ..training.trainer import TrainState
 
@@ -665,6 +692,8 @@ def _resume_state(args, given: dict):
     _refuse_resuming_counted(args.work_dir)
     loaded = checkpoint.load(args.work_dir, "last")
     model = loaded.model
+    if not isinstance(model, TrainedModel):  # a mixture's directory holds model.json only, never last.json
+        raise MakemoreError(f"--resume: {args.work_dir} holds a mixture; there is nothing to resume")
     if args.type is not None and args.type != model.type:
         raise MakemoreError(f"--resume: {args.work_dir} holds {a_model(model.type)}, not {args.type}")
     old = model.config.to_json()
@@ -701,7 +730,7 @@ def _refuse_resuming_counted(work_dir: str) -> None:
         )
 
 
-def _parallel(args):
+def _parallel(args: argparse.Namespace) -> DataParallel | None:
     """Join a multi-host run if asked, choose the devices; None for one device (the plain program)."""
     import jax
 
@@ -720,7 +749,7 @@ def _parallel(args):
     return distributed.DataParallel.over(devices, args.shard_params)
 
 
-def _devices_line(parallel) -> str:
+def _devices_line(parallel: DataParallel | None) -> str:
     """Where this run computes, e.g. ``device: gpu (NVIDIA H200)`` or ``devices: 4 × cpu, data-parallel``."""
     import jax.numpy as jnp
 
@@ -755,14 +784,14 @@ def _hold_workdir(workdir: str) -> None:
     checkpoint.prepare_workdir(workdir)
 
 
-def _resume_command(args) -> str:
+def _resume_command(args: argparse.Namespace) -> str:
     import shlex
 
     given_input = f" -i {shlex.quote(args.input_file)}" if args.input_file is not None else ""
     return f"makemore train -o {shlex.quote(args.work_dir)} --resume{given_input}"
 
 
-def cmd_train(args) -> None:
+def cmd_train(args: argparse.Namespace) -> None:
     from ..models.losses import with_perplexities
     from ..store import checkpoint
     from ..training.evaluate import split_nll
@@ -776,11 +805,11 @@ def cmd_train(args) -> None:
     model, state, training, data = _start_run(args, parallel, writer)
     cfg = model.config
 
-    def score(scored, record=None) -> dict:
+    def score(scored: FittedModel, record: Record | None = None) -> dict[str, float | None]:
         """dev and test whole, train on the evaluations' sample (whole unless it is large); what the
         evaluation of the scored model during training (record) already has is taken from it."""
         sample = evaluation_words(data, cfg)
-        nll = {
+        nll: dict[str, float | None] = {
             s: record[f"{s}_nll"]
             for s in ("train", "dev")
             if record and record.get(f"{s}_nll") is not None and (s == "train" or sample.words[s] is data.words[s])
@@ -793,6 +822,7 @@ def cmd_train(args) -> None:
         return {f"{s}_nll": nll[s] for s in ("train", "dev", "test")}
 
     metrics = None
+    final: FittedModel = model  # what is scored and saved: the counted model, or the best by dev NLL
     if model.model_def.counted:  # complete already
         step = 0
         if data.local_only:  # every process scores its part (a collective)
@@ -806,29 +836,32 @@ def cmd_train(args) -> None:
             print(f"process {_process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
             return
         best = checkpoint.load(args.work_dir, "model")  # the best by dev NLL
-        model, step = best.model, best.step
+        final, step = best.model, best.step
         if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
             scored = next((r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r)), {})
             metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
         else:
-            metrics = score(model, next((r for r in state.history if r["step"] == step and "dev_nll" in r), None))
+            metrics = score(final, next((r for r in state.history if r["step"] == step and "dev_nll" in r), None))
     if metrics is None:
-        metrics = score(model)
+        metrics = score(final)
     metrics = with_perplexities(metrics)
     checkpoint.save(
-        args.work_dir, "model", model, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics
+        args.work_dir, "model", final, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics
     )
-    best = "" if model.model_def.counted else f" (best by dev, step {step:,})"
-    print(f"{model.model_def.label(cfg)}{best}: {_nll_line(metrics)}")
+    which = "" if final.model_def.counted else f" (best by dev, step {step:,})"
+    print(f"{final.model_def.label(cfg)}{which}: {_nll_line(metrics)}")
     print(f"saved to {args.work_dir}/")
-    _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
+    _print_samples(final, args.work_dir, cfg.seed, args.num_samples)
 
 
-def _start_run(args, parallel, writer: bool):
+def _start_run(
+    args: argparse.Namespace, parallel: DataParallel | None, writer: bool
+) -> tuple[TrainedModel, TrainState | None, dict, Dataset]:
     """(model, state, training record, data) of a new run, or of the run in WORKDIR with --resume.
 
     The data line is printed.
     """
+    from ..data.hosts import SlicedDataset
     from ..models import get_model
     from ..training.config import TrainConfig
     from ..training.sizes import check_fits
@@ -865,7 +898,7 @@ def _start_run(args, parallel, writer: bool):
         sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
         print(f"data: {path}: {counted(num_words, 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
         print(_devices_line(parallel), flush=True)
-    if data.local_only:
+    if isinstance(data, SlicedDataset):  # data.local_only: one process's part of a multi-host run
         parsed, first, end = data.parsed
         print(
             f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
@@ -875,7 +908,15 @@ def _start_run(args, parallel, writer: bool):
     return model, state, training, data
 
 
-def _train_steps(args, model, state, data, training: dict, parallel, writer: bool):
+def _train_steps(
+    args: argparse.Namespace,
+    model: TrainedModel,
+    state: TrainState | None,
+    data: Dataset,
+    training: dict,
+    parallel: DataParallel | None,
+    writer: bool,
+) -> TrainState:
     """fit, saving the best model and the last state as it goes; Ctrl-C or SIGTERM saves and exits."""
     import signal
 
@@ -886,7 +927,7 @@ def _train_steps(args, model, state, data, training: dict, parallel, writer: boo
 
     cfg = model.config
 
-    def save(model_now, st, is_best):
+    def save(model_now: TrainedModel, st: TrainState, is_best: bool) -> None:
         # last.json goes last: a kill between these writes leaves metrics for every step
         # up to it, and a best model no older than it, so --resume loses nothing
         checkpoint.write_metrics(args.work_dir, st.history)
@@ -933,7 +974,7 @@ def _train_steps(args, model, state, data, training: dict, parallel, writer: boo
         raise SystemExit(interrupt.exit_status(signum)) from None
 
 
-def cmd_tune(args) -> None:
+def cmd_tune(args: argparse.Namespace) -> None:
     import time
 
     from ..data.words import Dataset
@@ -988,7 +1029,7 @@ def cmd_tune(args) -> None:
     _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
 
 
-def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
+def _print_samples(model: FittedModel, work_dir: str, seed: int, n: int) -> None:
     """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved, as they come.
 
     The hint quotes WORK_DIR where a shell would split it (a space in the path).
@@ -1004,7 +1045,7 @@ def _print_samples(model, work_dir: str, seed: int, n: int) -> None:
         sys.stdout.flush()
 
 
-def _novelty_report(loaded):
+def _novelty_report(loaded: Model) -> tuple[Callable[[list[str]], None], Callable[[], str]]:
     """(tally, line) for the samples of loaded (an api.Model): tally(names) sorts a chunk of samples into
     the training, dev and test sets of the training input, or new (in no split: what --new-only means);
     line() is the report, e.g. "2 of 20 samples are in the training set, 1 in the dev set, 0 in the test
@@ -1038,7 +1079,7 @@ def _novelty_report(loaded):
     return tally, line
 
 
-def cmd_sample(args) -> None:
+def cmd_sample(args: argparse.Namespace) -> None:
     """Print the names as they are drawn, a chunk at a time (memory does not grow with -n), then the report.
 
     Where fewer names qualify than asked for (--unique, --new-only, --min-len), those found are printed,
@@ -1077,7 +1118,7 @@ def cmd_sample(args) -> None:
         print(report(), file=sys.stderr)
 
 
-def cmd_eval(args) -> None:
+def cmd_eval(args: argparse.Namespace) -> None:
     from ..data.words import Dataset, word_lengths
     from ..models.losses import perplexity
     from ..store import checkpoint
@@ -1102,7 +1143,7 @@ def cmd_eval(args) -> None:
         _print_extremes(words, word_nll(model, words), args.per_word)
 
 
-def _print_extremes(words: list[str], total_nll, n: int) -> None:
+def _print_extremes(words: Sequence[str], total_nll: np.ndarray, n: int) -> None:
     """The n most and n least likely distinct words, ranked by NLL per character (end included)."""
     import numpy as np
 
@@ -1122,7 +1163,7 @@ def _print_extremes(words: list[str], total_nll, n: int) -> None:
             print(f"  {per_char_of[int(i)]:8.4f}  {-float(total_nll[i]):8.3f}  {words[i]}")
 
 
-def cmd_plot(args) -> None:
+def cmd_plot(args: argparse.Namespace) -> None:
     from . import plot
 
     plot.new_figure(1, 1)  # without matplotlib, say so before any work
@@ -1145,7 +1186,7 @@ def cmd_plot(args) -> None:
     print(f"wrote {path}")
 
 
-def cmd_mix(args) -> None:
+def cmd_mix(args: argparse.Namespace) -> None:
     from ..data.words import Dataset
     from ..models import mixture
     from ..models.losses import perplexity
@@ -1158,10 +1199,12 @@ def cmd_mix(args) -> None:
     if len(args.models) < 2:
         raise MakemoreError("a mixture needs at least two model directories")
     loaded = [checkpoint.load(d, "model") for d in args.models]
+    members = []
     for d, ld in zip(args.models, loaded):
         if isinstance(ld.model, mixture.Mixture):
             raise MakemoreError(f"{d} holds a mixture: mix its member models instead")
-    mixture.check_members([ld.model for ld in loaded])
+        members.append(ld.model)
+    mixture.check_members(members)
     path, digest = loaded[0].training.get("input"), loaded[0].training.get("input_sha256")
     for d, ld in zip(args.models, loaded):
         if ld.training.get("input_sha256") != digest:
@@ -1174,12 +1217,12 @@ def cmd_mix(args) -> None:
         raise MakemoreError(
             f"the models' training input {path} changed since training: the dev split cannot be rebuilt"
         )
-    cfg = loaded[0].model.config
+    cfg = members[0].config
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    mix, report = mixture.fit([ld.model for ld in loaded], data)
+    mix, report = mixture.fit(members, data)
     splits = [s for s in ("train", "dev", "test") if s in report["mixture"]]
 
-    def cells(nlls) -> str:  # each split's NLL and perplexity
+    def cells(nlls: Iterable[float]) -> str:  # each split's NLL and perplexity
         return "  ".join(f"{x:9.4f} ({perplexity(x):6.2f})" for x in nlls)
 
     print(f"{'model':<40} {'weight':>7}  " + "  ".join(f"{s + ' NLL (ppl)':>18}" for s in splits))
@@ -1265,7 +1308,7 @@ def _failure_line(err: BaseException) -> str | None:
     return None
 
 
-def _fail(args, message: str) -> int:
+def _fail(args: argparse.Namespace, message: str) -> int:
     _say(f"makemore {args.command}: error: {message}")
     return EXIT_USAGE
 

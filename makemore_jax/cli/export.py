@@ -10,10 +10,15 @@ The package is imported only when the command runs, as in ``commands``.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
 FORMATS = ("arpa",)
+Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
 
 
-def add_export_parser(sub, workdir) -> None:
+def add_export_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable[[Parser], None]) -> None:
     x = sub.add_parser(
         "export",
         help="write a counting or n-gram model as an ARPA file (KenLM, SRILM)",
@@ -42,7 +47,7 @@ def check_output(path: str) -> None:
     userfile.check_user_file(path, "FILE")
 
 
-def cmd_export(args) -> None:
+def cmd_export(args: argparse.Namespace) -> None:
     from ..models.ngram import arpa
     from ..store import checkpoint, userfile
 

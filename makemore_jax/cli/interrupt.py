@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from types import FrameType
+from typing import NoReturn
+
+Handler = Callable[[int, FrameType | None], None]  # a signal handler
 
 # SIGINT and SIGTERM exist on every OS (Windows included); SIGBREAK (Ctrl-Break, and a closing
 # console window) only on Windows, where it is the nearest thing to SIGTERM/SIGHUP.
@@ -25,7 +30,7 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, 
 class Stop(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; signum says which."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = int(signum)
 
@@ -40,7 +45,7 @@ def describe(signum: int) -> str:
 
 
 @contextmanager
-def _handling(handler):
+def _handling(handler: Handler) -> Iterator[None]:
     """Install handler for the STOP_SIGNALS while inside; a no-op off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -53,11 +58,11 @@ def _handling(handler):
             signal.signal(s, old if old is not None else signal.SIG_DFL)
 
 
-def _raise_stop(signum, frame):
+def _raise_stop(signum: int, frame: FrameType | None) -> NoReturn:
     raise Stop(signum)
 
 
-def stop_raises():
+def stop_raises() -> AbstractContextManager[None]:
     """Within: SIGINT and SIGTERM both raise Stop, so SIGTERM ends a command the way Ctrl-C does."""
     return _handling(_raise_stop)
 
@@ -69,18 +74,18 @@ class Deferred:
     for the current chunk of steps.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signum: int | None = None
 
     def __call__(self) -> bool:
         return self.signum is not None
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
             raise Stop(signum)
         self.signum = int(signum)
 
     @contextmanager
-    def active(self):
+    def active(self) -> Iterator[Deferred]:
         with _handling(self._handle):
             yield self

@@ -23,21 +23,29 @@ import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from ..data.words import BOUNDARY_ID, Dataset, bigram_pairs, parse_word_array, read_bytes, read_word_array
 from ..errors import MakemoreError
-from ..models import a_model
+from ..models import Settings, a_model
 from ..models.counts import count_matrix, smoothed_probs
 from ..seeding import seed_key
 from ..store import checkpoint
-from ..store.checkpoint import METRICS_FILE, read_metrics
+from ..store.checkpoint import METRICS_FILE, Loaded, read_metrics
 from ..store.userfile import check_user_file, write_user_file
 from ..training.evaluate import split_nll
+from ..training.fitted import FittedModel, TrainedModel
 from ..training.trainer import new_model
+
+if TYPE_CHECKING:  # matplotlib is imported when a picture is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 MATPLOTLIB_MISSING = "matplotlib is needed: pip install 'makemore-jax[plot]'"
 FORMATS = ("png", "svg")
@@ -49,7 +57,7 @@ TICKS_MAX_V = 80  # one tick label per character up to this size
 # ---- matplotlib, lazily -----------------------------------------------------------
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
     """A Figure of width × height inches on the Agg canvas, constrained layout."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -67,7 +75,7 @@ def _colors():
     return colors
 
 
-def save_figure(fig, path: str, fmt: str, dpi: int = 100, palette: bool = False) -> None:
+def save_figure(fig: Figure, path: str, fmt: str, dpi: int = 100, palette: bool = False) -> None:
     """Render to PNG or SVG (text kept as text) and write the file atomically, missing directories made.
 
     The file is written as ``store.userfile.write_user_file`` writes: a symbolic
@@ -149,7 +157,7 @@ def _escape(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _title(fig, what: str, details: str) -> None:
+def _title(fig: Figure, what: str, details: str) -> None:
     """A title line, then the details ("model: ...; ... · data: ...").
 
     The details are broken at the dots or semicolons where they must be.
@@ -171,13 +179,13 @@ def _title(fig, what: str, details: str) -> None:
     fig.suptitle(_escape("\n".join([what, *lines])), fontsize=12)
 
 
-def _char_axes(ax, chars: Sequence[str], V: int) -> None:
+def _char_axes(ax: Axes, chars: Sequence[str], V: int) -> None:
     """Characters as tick labels: every one up to TICKS_MAX_V, else every k-th (about 40 per axis)."""
     every = 1 if V <= TICKS_MAX_V else math.ceil(V / 40)
     ticks = np.arange(0, V, every)
     size = 9 if V <= LABELLED_MAX_V else 7
-    ax.set_xticks(ticks, [_escape(chars[i]) for i in ticks], fontsize=size)
-    ax.set_yticks(ticks, [_escape(chars[i]) for i in ticks], fontsize=size)
+    ax.set_xticks(ticks, [_escape(chars[int(i)]) for i in ticks], fontsize=size)
+    ax.set_yticks(ticks, [_escape(chars[int(i)]) for i in ticks], fontsize=size)
     shown_ = "" if every == 1 else f"; one in {every} labelled"
     ax.set_xlabel(f"next character (column{shown_})")
     ax.set_ylabel(f"current character (row{shown_})")
@@ -194,7 +202,9 @@ def _dir(workdir: str) -> str:
 # ---- counts -----------------------------------------------------------------------
 
 
-def counts_figure(counts_VxV, chars: Sequence[str], title: str, details: str, *, labels: bool | None = None):
+def counts_figure(
+    counts_VxV: npt.ArrayLike, chars: Sequence[str], title: str, details: str, *, labels: bool | None = None
+) -> Figure:
     """The count matrix as a heat map, each cell labelled with its pair and its count (as in the lecture).
 
     counts_VxV: integer (V, V), row = current id, column = next id; chars: the
@@ -249,12 +259,12 @@ def plot_counts(input_path: str, save: str, fmt: str, dpi: int = 100, labels: bo
 # ---- what a trained model was trained on ------------------------------------------
 
 
-def _load(workdir: str):
+def _load(workdir: str) -> Loaded:
 
     return checkpoint.load(workdir, "model")
 
 
-def training_data(loaded, workdir: str):
+def training_data(loaded: Loaded, workdir: str) -> Dataset:
     """The Dataset a saved model was trained on (same input, seed and split), or MakemoreError."""
 
     path = loaded.training.get("input", "")
@@ -272,19 +282,19 @@ def training_data(loaded, workdir: str):
     return data
 
 
-def _split_text(cfg) -> str:
+def _split_text(cfg: Settings) -> str:
     total = sum(cfg.split)
     return "/".join(f"{100 * f / total:g}" for f in cfg.split)
 
 
-def _data_details(loaded, data=None) -> str:
+def _data_details(loaded: Loaded, data: Dataset | None = None) -> str:
     cfg = loaded.model.config
     name = _data_name(loaded.training.get("input", "?"))
     n = f"{len(data.words['train']):,} training words, " if data is not None else ""
     return f"data: {name}, {n}seed {cfg.seed}, split {_split_text(cfg)}"
 
 
-def counting_probs(data, smoothing: float) -> np.ndarray:
+def counting_probs(data: Dataset, smoothing: float) -> np.ndarray:
     """The counting model of the training split: add-k smoothed P, (V, V) float32."""
 
     xs, ys = data.pairs("train")
@@ -294,7 +304,14 @@ def counting_probs(data, smoothing: float) -> np.ndarray:
 # ---- weights ----------------------------------------------------------------------
 
 
-def weights_figure(net_VxV, counted_VxV, chars: Sequence[str], title: str, details: str, names=("network", "counts")):
+def weights_figure(
+    net_VxV: npt.ArrayLike,
+    counted_VxV: npt.ArrayLike,
+    chars: Sequence[str],
+    title: str,
+    details: str,
+    names: tuple[str, str] = ("network", "counts"),
+) -> Figure:
     """Three heat maps: the network's p(next | current), the counting model's, and network − counts.
 
     The first two share one colour scale (square root, 0 to the larger
@@ -364,10 +381,12 @@ class Baseline:
     split: str  # "train" or "dev"
 
 
-def _number(value) -> float:
+def _number(value: object) -> float:
+    if not isinstance(value, (int, float, str)):  # None, or another JSON value
+        return math.nan
     try:
         return float(value)  # the strings "inf" and "nan" included
-    except (TypeError, ValueError):
+    except ValueError:
         return math.nan
 
 
@@ -387,7 +406,7 @@ def curve_from_metrics(records: list[dict], label: str) -> Curve:
 
 def loss_figure(
     curves: Sequence[Curve], baselines: Sequence[Baseline], title: str, details: str, *, log_x: bool = False
-):
+) -> Figure:
     """Train and dev NLL against step for each run (one colour each), the training loss faint behind.
 
     Dev NLL is solid with dots, train NLL dashed; the baselines are
@@ -450,7 +469,7 @@ def loss_figure(
     return fig
 
 
-def _loss_legend(fig, runs: list[tuple[str, str]], baseline_lines: list) -> None:
+def _loss_legend(fig: Figure, runs: list[tuple[str, str]], baseline_lines: Sequence[Line2D]) -> None:
     """Below the chart, never over a curve: runs by colour | line styles | baselines, a column each."""
     from matplotlib.lines import Line2D
 
@@ -470,9 +489,11 @@ def _loss_legend(fig, runs: list[tuple[str, str]], baseline_lines: list) -> None
     fig.legend(handles=handles, fontsize=9, loc="outside lower center", ncols=len(columns))
 
 
-def counting_baselines(loaded, workdir: str) -> list[Baseline]:
+def counting_baselines(loaded: Loaded, workdir: str) -> list[Baseline]:
     """The counting model (the run's add-k) on the run's training split: its train and dev NLL."""
 
+    if not isinstance(loaded.model, TrainedModel):
+        raise MakemoreError(f"{workdir}: holds a mixture, which has no counting baseline of its own")
     data = training_data(loaded, workdir)
     cfg = replace(loaded.model.config, type="counts")
     nll = split_nll(new_model(cfg, data), data, ["train", "dev"])
@@ -490,9 +511,11 @@ def plot_loss(
 ) -> None:
     """Training curves of one or more work directories on one chart, with counting baselines."""
 
-    curves, parts, data_names = [], [], []
+    curves: list[Curve] = []
+    parts: list[str] = []
+    data_names: list[str] = []
     by_data: dict[tuple, list[str]] = {}  # one counting baseline per data set: input, seed, split, k
-    loaded_of = {}
+    loaded_of: dict[str, Loaded] = {}
     for workdir in workdirs:
         loaded = loaded_of[workdir] = _load(workdir)
         model = loaded.model
@@ -530,7 +553,7 @@ def plot_loss(
 # ---- embeddings -------------------------------------------------------------------
 
 
-def pca_2d(x_NxD) -> tuple[np.ndarray, np.ndarray]:
+def pca_2d(x_NxD: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The rows of x on their first two principal axes, and the share of variance of each.
 
     Returns (points (N, 2), explained (2,)). Each axis is signed so that its
@@ -550,7 +573,7 @@ def pca_2d(x_NxD) -> tuple[np.ndarray, np.ndarray]:
     return points, explained
 
 
-def embedding_table(model) -> np.ndarray:
+def embedding_table(model: FittedModel) -> np.ndarray:
     """The (V, n_embd) character embedding of a trained model; MakemoreError if it has none.
 
     The mlp and wavenet have one more row, the blank before the start of a
@@ -565,7 +588,7 @@ def embedding_table(model) -> np.ndarray:
     return np.asarray(wte)[: model.vocab.size]
 
 
-def spread_labels(points_Nx2, min_dist: float = 0.05, steps: int = 200) -> np.ndarray:
+def spread_labels(points_Nx2: npt.ArrayLike, min_dist: float = 0.05, steps: int = 200) -> np.ndarray:
     """Label positions near the points but at least about min_dist apart (in units of the plot's width and height).
 
     Labels closer than min_dist push each other apart, and each is pulled
@@ -590,7 +613,9 @@ def spread_labels(points_Nx2, min_dist: float = 0.05, steps: int = 200) -> np.nd
     return lo + pos * span
 
 
-def embeddings_figure(points_Vx2, chars: Sequence[str], axis_labels: tuple[str, str], title: str, details: str):
+def embeddings_figure(
+    points_Vx2: npt.ArrayLike, chars: Sequence[str], axis_labels: tuple[str, str], title: str, details: str
+) -> Figure:
     """Each character as a labelled disc at its 2-D position; the boundary (first) in orange.
 
     Discs that would overlap are moved apart, with a thin line to the true

@@ -13,12 +13,15 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from ..training.trainer import Record
 
 
-def plain_line(record: dict, total_steps: int) -> str:
+def plain_line(record: Record, total_steps: int) -> str:
     """``step     50/500  loss 2.6614  train 2.5006  dev 2.4944 (ppl 12.11)  (58,602 steps/s, compiled in 0.30 s)``."""
     nll = "".join(f"  {s} {record[f'{s}_nll']:.4f}" for s in ("train", "dev") if f"{s}_nll" in record)
     if record.get("dev_ppl") is not None:  # the trainer records it beside the dev NLL
@@ -45,26 +48,26 @@ def duration(seconds: float) -> str:
 class Silent:
     """--quiet: nothing. Every reporter is a context manager that closes itself."""
 
-    def record(self, record: dict) -> None:
+    def record(self, record: Record) -> None:
         pass
 
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> Silent:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class PlainLines(Silent):
     """One line per record on ``stream`` (stdout), flushed at once so logs stay live."""
 
-    def __init__(self, total_steps: int, stream: TextIO):
+    def __init__(self, total_steps: int, stream: TextIO) -> None:
         self.total_steps, self.stream = total_steps, stream
 
-    def record(self, record: dict) -> None:
+    def record(self, record: Record) -> None:
         print(plain_line(record, self.total_steps), file=self.stream, flush=True)
 
 
@@ -87,12 +90,14 @@ class LiveLine(Silent):
         start_step: int = 0,
         clock: Callable[[], float] = time.perf_counter,
         width: int | None = None,
-    ):
+    ) -> None:
         self.total_steps, self.stream, self.clock = total_steps, stream, clock
         self.width = width if width is not None else shutil.get_terminal_size().columns
         self.started = clock()
-        self.first: tuple[int, float] | None = None  # (step, time) after the first chunk
-        self.step, self.dev, self.dev_step = start_step, None, None
+        self.first: tuple[float, float] | None = None  # (step, time) after the first chunk
+        self.step: float = start_step  # of the last record
+        self.dev: float | None = None  # the last dev NLL, and its step
+        self.dev_step: float | None = None
         self.shown = 0  # characters on the line now
         self.closed = False
         self._draw(f"step {start_step:,}/{total_steps:,}  compiling...")
@@ -103,7 +108,7 @@ class LiveLine(Silent):
         self.stream.flush()
         self.shown = len(text)
 
-    def record(self, record: dict) -> None:
+    def record(self, record: Record) -> None:
         now = self.clock()
         self.step = record["step"]
         if "dev_nll" in record:
@@ -141,7 +146,7 @@ def reporter(
     start_step: int = 0,
     out: TextIO | None = None,
     err: TextIO | None = None,
-):
+) -> Silent:
     """What training progress looks like here: Silent, PlainLines on ``out`` or a LiveLine on ``err``.
 
     Live only when both streams are a terminal (stdout and stderr by default)
@@ -163,7 +168,7 @@ class Status:
     Nowhere else: logs, pipes and tests get no such lines.
     """
 
-    def __init__(self, stream: TextIO | None = None):
+    def __init__(self, stream: TextIO | None = None) -> None:
         stream = sys.stderr if stream is None else stream
         self.stream = stream if _is_terminal(stream) else None
         self.shown = 0
@@ -175,7 +180,7 @@ class Status:
             self.shown = len(text)
 
     @contextmanager
-    def phase(self, label: str):
+    def phase(self, label: str) -> Iterator[Callable[..., None]]:
         """Show ``label ...`` until the block ends; the block gets ``update(done, total, what="")`` for a
         percentage (of what, e.g. which split)."""
         self.show(f"{label} ...")
@@ -184,13 +189,13 @@ class Status:
                 f"{label} {what}{' ' if what else ''}{100 * done // max(total, 1)}%"
             )
         finally:
-            if self.shown:
+            if self.shown and self.stream is not None:  # shown: something was drawn on the stream
                 self.stream.write("\r" + " " * self.shown + "\r")
                 self.stream.flush()
                 self.shown = 0
 
 
-def _is_terminal(stream) -> bool:
+def _is_terminal(stream: TextIO) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream

@@ -133,7 +133,7 @@ def _no_check(config: ModelConfig) -> None:
     return None
 
 
-def _given_as_is(given: dict[str, object]) -> dict[str, object]:
+def _given_as_is(given: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
@@ -170,7 +170,7 @@ class ModelDef:
     any_length: bool = False
     defaults: tuple[tuple[str, object], ...] = MAKEMORE_DEFAULTS
     options: tuple[tuple[str, str | None], ...] = ()  # ((field, flag), ...)
-    resolve: Callable[[dict[str, object]], dict[str, object]] = _given_as_is
+    resolve: Callable[[dict[str, Any]], dict[str, Any]] = _given_as_is  # settings given: field -> value
     describe: Callable[[Settings], str] | None = None
 
     @property

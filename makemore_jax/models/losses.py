@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import overload
+from typing import TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -79,9 +79,12 @@ def perplexity(nll: float | None) -> float | None:
     return math.inf if nll > 700 else math.exp(nll)
 
 
-def with_perplexities(nlls: Mapping[str, float | None]) -> dict[str, float | None]:
+Nll = TypeVar("Nll", float, float | None)  # NLLs, or NLLs where None stands for an empty split
+
+
+def with_perplexities(nlls: Mapping[str, Nll]) -> dict[str, Nll]:
     """{'<split>_nll': x, ...} with '<split>_ppl': exp(x) beside each."""
-    out = dict(nlls)
+    out: dict[str, Nll] = dict(nlls)
     for key, value in nlls.items():
         if key.endswith("_nll"):
             out[key[: -len("_nll")] + "_ppl"] = perplexity(value)

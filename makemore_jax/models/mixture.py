@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -201,14 +201,22 @@ def mixture_nll(logp_KxP: np.ndarray, weights: np.ndarray) -> float:
         return float(-np.mean(np.logaddexp.reduce(np.log(weights)[:, None] + logp_KxP, axis=0)))
 
 
-def fit(members: Sequence[Member], data: Dataset) -> tuple[Mixture, dict[str, object]]:
+class Report(TypedDict):
+    """What fit reports: the weights, and each split's NLL under every member and under the mixture."""
+
+    weights: list[float]
+    members: dict[str, list[float]]  # split -> NLL of each member
+    mixture: dict[str, float]  # split -> NLL of the mixture
+
+
+def fit(members: Sequence[Member], data: Dataset) -> tuple[Mixture, Report]:
     """The mixture of members with weights fitted on dev; and a report of every split's NLL."""
     check_members(members)
     if not data.words["dev"]:
         raise MakemoreError("the weights are fitted on the dev split, which is empty (see --split)")
     logp = {s: member_logprobs(members, data, s) for s in ("train", "dev", "test") if data.words[s]}
     weights = fit_weights(logp["dev"])
-    report = {
+    report: Report = {
         "weights": weights.tolist(),
         "members": {s: (-lp.mean(axis=1)).tolist() for s, lp in logp.items()},
         "mixture": {s: mixture_nll(lp, weights) for s, lp in logp.items()},

@@ -32,7 +32,7 @@ import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -389,7 +389,11 @@ def _read_arrays(path: str, payload: bytes) -> dict[str, np.ndarray]:
 
 
 def save_mixture(
-    workdir: str, mix: mixture.Mixture, loaded_members: Sequence[Loaded], sources: Sequence[str], report: dict
+    workdir: str,
+    mix: mixture.Mixture,
+    loaded_members: Sequence[Loaded],
+    sources: Sequence[str],
+    report: Mapping[str, object],
 ) -> None:
     """Each member as an ordinary checkpoint in member-<k>/, then mixture.json (the commit point)."""
     names = []

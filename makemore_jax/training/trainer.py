@@ -42,7 +42,7 @@ from .steps import (
     sequence_loss,
 )
 
-Record = dict[str, float | None]  # a line of the metrics: step, loss, steps_per_s, compile_s, <split>_nll, <split>_ppl
+Record = dict[str, float]  # a line of the metrics: step, loss, steps_per_s, compile_s, <split>_nll, <split>_ppl
 OnCheckpoint = Callable[[TrainedModel, "TrainState", bool], None]  # (model, state, is best by dev)
 
 
@@ -301,7 +301,7 @@ def _one_chunk(
     t0 = time.perf_counter()
     params, opt_state, chunk_losses = chunks.run(state, todo, record)
     losses = np.asarray(chunk_losses)
-    elapsed = time.perf_counter() - t0 - (record.get("compile_s") or 0.0)
+    elapsed = time.perf_counter() - t0 - record.get("compile_s", 0.0)
     if not np.isfinite(losses).all():
         bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
         if on_checkpoint:

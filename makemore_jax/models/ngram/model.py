@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -315,7 +316,7 @@ def saved_arrays(arrays: dict[str, np.ndarray], settings: Settings, vocab_size: 
     return expected_arrays(arrays, settings.order, vocab_size, settings.smoothing_method)
 
 
-def resolve(given: dict[str, object]) -> dict[str, object]:
+def resolve(given: dict[str, Any]) -> dict[str, Any]:
     """The smoothing flags' rules: --smoothing K means add-k; --discount needs --kn, --discount-scale a KN method."""
     if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
         given["smoothing_method"] = "add-k"
