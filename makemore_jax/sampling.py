@@ -51,9 +51,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
 
 DecoderConfig = ModelConfig | MixtureConfig | None  # what a decoder's init is given (a static argument of jit)
-NextIds = Callable[
-    [State, jax.Array, jax.Array, jax.Array], tuple[jax.Array, State]
-]  # (state, ids, t, u) -> ids, state
+# one step of every name: (decoder state, current ids, t, uniforms) -> (next ids, decoder state)
+NextIds = Callable[[State, jax.Array, jax.Array, jax.Array], tuple[jax.Array, State]]
 Slots = tuple[jax.Array, State, jax.Array, jax.Array]  # (t, decoder state, current id, ended) of a stage's slots
 
 TRIANGLE_MAX_V = 512  # running sums by a V×V triangle product up to this vocabulary size (1 MiB), cumsum beyond
