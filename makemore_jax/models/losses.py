@@ -49,7 +49,10 @@ def nll_from_counts(logprobs_VxV: jax.Array, counts_VxV: jax.Array) -> jax.Array
     """
     counts = counts_VxV.astype(jnp.float32)
     weighted = jnp.where(counts_VxV > 0, counts * logprobs_VxV, 0.0)
-    return -weighted.sum() / counts.sum()
+    # each row's share of the mean, then their sum: a sum of V terms of the mean's size, not one
+    # running sum of V² terms up to Σ N·log P (on names.txt that was 1.3e-6 from the float64 mean
+    # with XLA's default code, 2.2e-6 with unoptimised code; this is 1.6e-7 with either)
+    return -(weighted.sum(axis=1) / counts.sum()).sum()
 
 
 def l2_penalty(params: Params) -> jax.Array:
