@@ -21,6 +21,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs", 0)
         sys.modules["jax"].config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
+# Compile for a short compile, not for the fastest code: the suite compiles about two thousand
+# small programs and runs each for milliseconds, and LLVM's optimisation of the generated code is
+# most of every compile (measured: 30-40% of the suite's time). The programs are the same HLO,
+# fused the same way; what LLVM makes of each fusion is only less optimised. Processes the
+# tests start inherit it, but for those given their own XLA_FLAGS (the multi-device tests).
+# MAKEMORE_TEST_XLA_FLAGS="" runs the suite as users compile.
+TEST_XLA_FLAGS = os.environ.get(
+    "MAKEMORE_TEST_XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
+if TEST_XLA_FLAGS and TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
 import pytest  # noqa: E402
 
 from makemore_jax.data import words as data  # noqa: E402
