@@ -134,6 +134,14 @@ def test_mix_fits_beats_its_members_on_dev_and_saves_a_model_sample_and_eval_use
     logp = mixture.member_logprobs(model.members, data, "test")
     assert f"{mixture.mixture_nll(logp, model.weights):.4f}" in eval_out
 
+    # a loaded mixture saved as one checkpoint would be a model.json that load refuses: refused, nothing written
+    import makemore_jax
+
+    elsewhere = base / "saved-mixture"
+    with pytest.raises(MakemoreError, match="a mixture is saved with its members"):
+        makemore_jax.load(out_dir).save(str(elsewhere))
+    assert not elsewhere.exists() or not os.listdir(elsewhere)
+
 
 @pytest.mark.parametrize(
     "which,message",
