@@ -105,3 +105,13 @@ def pairs(names, vocab):
 def counts(pairs, vocab):
     xs, ys = pairs
     return count_matrix(xs, ys, vocab.size)
+
+
+# Under pytest-xdist each module runs on one worker, modules handed out in the order collected:
+# the longest (by --durations) go first, so that no worker is left running one alone at the end.
+SLOW_MODULES_FIRST = ("test_benchmarks.py", "test_training_parallel.py", "test_sampling.py", "test_cli_faults.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -458,7 +458,7 @@ print(json.dumps({{str(n): ngram.count_ngrams(words, vocab, n)
     env = {
         **os.environ,
         "PYTHONPATH": ROOT,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
         "JAX_PLATFORMS": "cpu",
     }
     proc = subprocess.run(

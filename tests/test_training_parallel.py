@@ -23,7 +23,9 @@ TOLERANCE = 2e-5  # float32: the sharded sums add in another order
 
 
 def env_with_devices(flag: str = FOUR_DEVICES) -> dict:
-    return {**os.environ, "PYTHONPATH": ROOT, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+    """This process's environment (with the suite's compile flags, see conftest) plus the device flag."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    return {**os.environ, "PYTHONPATH": ROOT, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
 
 
 def makemore(*args, flag=FOUR_DEVICES, timeout=120):
