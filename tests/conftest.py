@@ -25,8 +25,8 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 # small programs and runs each for milliseconds, and LLVM's optimisation of the generated code is
 # most of every compile (measured: 30-40% of the suite's time). The programs are the same HLO,
 # fused the same way; what LLVM makes of each fusion is only less optimised. Processes the
-# tests start inherit it, but for those given their own XLA_FLAGS (the multi-device tests).
-# MAKEMORE_TEST_XLA_FLAGS="" runs the suite as users compile.
+# tests start inherit it (the multi-device tests add their device flag to it).
+# MAKEMORE_TEST_XLA_FLAGS="" runs the suite as users compile (it passes so too).
 TEST_XLA_FLAGS = os.environ.get(
     "MAKEMORE_TEST_XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
