@@ -89,7 +89,7 @@ def hold(workdir: str) -> None:
         return
     if not os.path.lexists(workdir):
         _created[key] = workdir
-    if fcntl is not None:  # backend() == "flock"
+    if fcntl is not None:  # backend() == "flock" (the module itself, so that the type checker knows it is there)
         _held[key] = _hold_flock(workdir, fcntl)
         return
     try:

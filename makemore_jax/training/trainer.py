@@ -88,7 +88,7 @@ def new_model(
             f"a vocabulary of {V:,} characters needs {V:,}×{V:,} tables ({V * V * 4 / 2**30:.1f} GiB each); "
             f"the {cfg.type} model takes at most {MAX_TABLE_VOCAB:,} (the other models have no such table)"
         )
-    if model_def.count is not None:  # model_def.counted
+    if model_def.count is not None:  # counted (mypy narrows the field, not the property)
         counter = Counter(parallel, data.local_only, progress)
         return TrainedModel(cfg, data.vocab, model_def.count(data, cfg, counter), block_size)
     model = TrainedModel(cfg, data.vocab, {}, block_size)
@@ -136,8 +136,8 @@ def _loss_and_data(
     model: TrainedModel, data: Dataset, parallel: DataParallel | None = None
 ) -> tuple[LossFn, BatchData]:
     cfg = model.config
-    loss_counts = model.model_def.loss_counts
-    if loss_counts is not None and cfg.batch_size == 0:  # full_batch_from_counts(model)
+    loss_counts = full_batch_counts_loss(model)
+    if loss_counts is not None:
         xs, ys = data.pairs("train")
         return full_batch_loss(loss_counts, cfg.l2), {
             "counts": count_matrix_over_devices(xs, ys, data.vocab.size, parallel, data.local_only)
@@ -176,9 +176,10 @@ def _loss_and_data(
     return loss, {"tokens": tokens, "lengths": lengths, **keys}
 
 
-def full_batch_from_counts(model: TrainedModel) -> bool:
-    """Batch size 0 (the whole split) for a model whose loss the split's bigram counts give."""
-    return model.config.batch_size == 0 and model.model_def.loss_counts is not None
+def full_batch_counts_loss(model: TrainedModel) -> Callable[[Params, jax.Array, float], jax.Array] | None:
+    """The model's loss from the split's bigram counts where it trains on the whole split (batch size 0) and
+    has such a loss; None otherwise."""
+    return model.model_def.loss_counts if model.config.batch_size == 0 else None
 
 
 def _next_stop(step: int, cfg: TrainConfig) -> int:
@@ -217,7 +218,7 @@ def fit(
     if parallel is not None:
         state.params, state.opt_state = parallel.place_state(state.params, state.opt_state)
         batch_data = parallel.place_inputs(batch_data)
-    unroll = full_batch_unroll() if full_batch_from_counts(model) else 1
+    unroll = full_batch_unroll() if full_batch_counts_loss(model) is not None else 1
     compiled = _Chunks(loss_fn, optimizer, batch_data, unroll, parallel)
     scored = evaluation_words(data, cfg)
     try:
