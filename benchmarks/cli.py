@@ -68,7 +68,7 @@ def run_worker(name: str, result_file: str, quick: bool, device: str) -> int:
     record["wall_s"] = load.wall_s
     record["machine_load"] = load.to_json()
     record["makemore_jax_revision"] = package_revision()
-    record["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     with open(result_file, "w", encoding="utf-8") as f:
         json.dump(record, f, allow_nan=False)
     return 0

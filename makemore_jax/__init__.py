@@ -1,14 +1,14 @@
 """makemore-jax: character-level language models in JAX, after Karpathy's makemore.
 
-``makemore_jax.load(workdir)`` and ``makemore_jax.train(words, **settings)``
-give a ``Model`` to sample from, score words with and save (see
-``makemore_jax.api``). They are loaded on first use, so that importing the
-package (and starting the ``makemore`` command) does not load JAX.
+``makemore_jax.train(input, workdir=..., **settings)`` (as `makemore train`),
+``tune`` and ``mix`` (as `makemore tune` and `mix`) and ``load(workdir)`` give
+a ``Model`` to sample from, score words with and save (see ``makemore_jax.api``).
+They are loaded on first use, so that importing the package does not load JAX.
 """
 
 from ._version import __version__ as __version__
 
-_API = ("Model", "NotEnough", "load", "train", "perplexity")
+_API = ("Interrupted", "Model", "NotEnough", "load", "mix", "perplexity", "train", "tune")
 
 
 def __getattr__(name: str) -> object:

@@ -1,15 +1,20 @@
-"""makemore-jax from Python: load a work directory or train on a list of words, then sample, score, save.
+"""makemore-jax from Python: train, tune or mix as the command line does, or load a work directory;
+then sample, score, save.
 
     import makemore_jax
+    model = makemore_jax.train("names.txt", workdir="out", type="transformer", steps=2000, progress=print)
+    model = makemore_jax.train("names.txt", workdir="out", resume=True, steps=4000)   # goes on to 4,000 steps
     model = makemore_jax.load("out")            # what `makemore train -o out` saved
     model.sample(5, seed=0, prefix="ma")         # the names `makemore sample -o out --prefix ma -n 5` prints
     model.nll(["emma", "olivia"])                # mean NLL per character, the end included
-    model = makemore_jax.train(words, type="ngram", order=5)
+    model = makemore_jax.train(["emma", "olivia", ...], type="ngram", order=5)
     model.save("ng5")
 
-The command line runs the same functions (``Model.sample`` for `sample`,
-``load`` for every command that reads a work directory), so each thing has
-one way to be done. The same seed gives the same names here and there.
+The command line and this module are two doors to the same functions:
+``train`` is the run `makemore train` starts (runs.training.TrainingRun), ``tune``
+and ``mix`` those of `makemore tune` and `makemore mix`, ``Model.sample`` what
+`makemore sample` prints. The same settings and seed give the same model,
+work directory and names through either door.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ import numpy as np
 
 from .data.words import Vocabulary, WordArray, parse_word_array, read_bytes
 from .errors import MakemoreError
-from .models.losses import perplexity, with_perplexities
+from .models.losses import perplexity
+from .runs import inputs, mixing, tuning
+from .runs.events import Watch, ignore
+from .runs.placement import Placement
+from .runs.training import Interrupted, Outcome, TrainingRun
+from .runs.workdir import Snapshot, WorkDir
 from .sampling import NotEnough, check_sizes, sample_stream, steering
 from .seeding import MAX_SEED, seed_key
 from .store import checkpoint
-from .training.config import TrainConfig
-from .training.evaluate import split_nll, word_nll
+from .training.evaluate import word_nll
 from .training.fitted import FittedModel
-from .training.trainer import train as train_words
 
-__all__ = ["Model", "NotEnough", "load", "train", "perplexity"]
+__all__ = ["Interrupted", "Model", "NotEnough", "load", "mix", "perplexity", "train", "tune"]
 
 
 @dataclass
@@ -53,6 +61,25 @@ class Model:
     best_dev: float | None = None
     metrics: dict = field(default_factory=dict)
     input_words: frozenset[str] | None = None
+    history: list[dict] = field(default_factory=list)  # the run's metrics, a record per chunk of steps
+    last: Snapshot | None = field(default=None, repr=False)  # the run's latest state: what --resume continues
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Model:
+        """The model a run left, with its record, metrics and latest state."""
+        words = None
+        if outcome.data is not None and not outcome.data.local_only:
+            words = frozenset(w for split in outcome.data.words.values() for w in split)
+        return cls(
+            outcome.model,
+            outcome.training,
+            outcome.step,
+            outcome.best_dev,
+            outcome.metrics,
+            words,
+            list(outcome.history),
+            outcome.last,
+        )
 
     @property
     def type(self) -> str:
@@ -182,18 +209,19 @@ class Model:
         return self.input_words
 
     def save(self, workdir: str) -> None:
-        """Write the model to a work directory that `makemore sample`, `eval` and ``load`` read."""
-        if os.path.exists(workdir) and not os.path.isdir(workdir):
-            raise MakemoreError(f"{workdir}: exists and is not a directory")
-        checkpoint.save(
-            workdir,
-            "model",
-            self.model,
-            step=self.step,
-            best_dev=self.best_dev,
-            training=self.training,
-            metrics=self.metrics,
-        )
+        """Write the model to a work directory, replacing whatever run it held, whole (docs/workdir.md).
+
+        A model from ``train`` is written as its run would have written it (model.json, and for a trained
+        model last.json and metrics.jsonl: `makemore train --resume` continues it); a loaded one as it was
+        loaded. A mixture is saved by ``mix`` (with its members), not here.
+        """
+        if isinstance(self.model, checkpoint.mixture.Mixture):
+            raise MakemoreError(
+                "a mixture is saved with its members, by mix(..., workdir=...); it is not one checkpoint"
+            )
+        with WorkDir.held(os.fspath(workdir)) as held:
+            best = Snapshot(self.model, self.step, self.best_dev, self.training, self.metrics)
+            held.save(self.history if self.history else None, best, self.last)
 
 
 def _integer(name: str, value: object, low: int, high: int | None = None) -> None:
@@ -307,17 +335,64 @@ def load(workdir: str) -> Model:
     return Model(loaded.model, loaded.training, loaded.step, loaded.best_dev, loaded.metrics)
 
 
-def train(words: Sequence[str], **settings: Any) -> Model:
-    """Split the words with the seed, fit a model with the settings (those of `makemore train`), score it.
+def train(
+    input: inputs.Input = None,
+    *,
+    workdir: str | None = None,
+    resume: bool = False,
+    progress: Watch | None = None,
+    devices: int | None = None,
+    device: str | None = None,
+    **settings: Any,
+) -> Model:
+    """Train (or count) a model as `makemore train` does: the same settings and seed give the same model.
 
-    settings: type ("bigram" by default, or counts, ngram, mlp, rnn, gru,
-    lstm, bow, transformer, wavenet) and any TrainConfig field (seed, steps,
-    lr, batch_size, order, ...), each defaulting as on the command line. A
-    trained model keeps its final parameters (the command line keeps the best by dev).
+    input: a path, a list of words (read by the rules of a file: each stripped, blank ones dropped), or
+    None (the bundled names.txt; with resume, the input the run recorded). settings: type (bigram by
+    default; counts, ngram, mlp, rnn, gru, lstm, bow, transformer, wavenet) and the settings of
+    `makemore train` by their names (steps, lr, batch_size, n_embd, order, ...; docs/commands.md), each
+    defaulting by the type; a setting the type does not take is refused. workdir: where the run is saved
+    as it goes (the best model by dev, the latest state, the metrics), exactly as `makemore train -o`
+    saves it; resume: continue the run saved there (begun here or by the command line). progress hears
+    the run's events (progress=print logs them). devices, device: as --devices and --device. The model
+    is the best by dev NLL (a counted one: as counted), with its metrics and its run's latest state.
+    Ctrl-C ends training with Interrupted, the last finished chunk saved in workdir.
     """
-    cfg = TrainConfig.create(settings.pop("type", "bigram"), **settings).validate()
-    model, state, data = train_words(list(words), cfg)
-    metrics = with_perplexities({f"{s}_nll": v for s, v in split_nll(model, data).items()})
-    return Model(
-        model, {"num_words": len(words)}, state.step if state else 0, metrics["dev_nll"], metrics, frozenset(words)
+    model_type = settings.pop("type", None)
+    run = TrainingRun(
+        input,
+        model_type=model_type,
+        settings=settings,
+        workdir=None if workdir is None else os.fspath(workdir),
+        resume=resume,
+        where=Placement(devices=devices, platform=device),
+        watch=progress or ignore,
     )
+    return Model.of(run.run())
+
+
+def tune(
+    input: inputs.Input = None,
+    *,
+    max_order: int = tuning.grid_search.DEFAULT_MAX_ORDER,
+    workdir: str | None = None,
+    progress: Watch | None = None,
+    **settings: Any,
+) -> Model:
+    """Choose an n-gram model's order and smoothing on the dev split, as `makemore tune` does (settings:
+    seed, split, memory); saved to workdir if given."""
+    outcome = tuning.tune(
+        input,
+        max_order=max_order,
+        settings=settings,
+        workdir=None if workdir is None else os.fspath(workdir),
+        watch=progress or ignore,
+    )
+    return Model.of(outcome)
+
+
+def mix(model_dirs: Sequence[str], *, workdir: str | None = None, progress: Watch | None = None) -> Model:
+    """The mixture of the models saved in model_dirs, weights fitted on dev, as `makemore mix` does;
+    saved to workdir (with its members) if given."""
+    outcome = mixing.mix(model_dirs, workdir=None if workdir is None else os.fspath(workdir), watch=progress or ignore)
+    return Model.of(outcome)

@@ -1,7 +1,7 @@
 """The package's layers import one way only: each from the layers below it, never back up, never in a circle.
 
 The order, from the ground up (docs/layout.md): errors and seeding, data,
-models, training, sampling, store, api, cli. Every import counts, the ones inside
+models, training, sampling, store, runs, api, cli. Every import counts, the ones inside
 functions too (the CLI imports lazily). And no code outside models/ asks a
 model its type by name: a model answers through its ModelDef.
 """
@@ -24,9 +24,10 @@ RANK = {
     "training": 3,
     "sampling": 4,
     "store": 5,
-    "api": 6,
-    "cli": 7,
-    "__main__": 8,
+    "runs": 6,
+    "api": 7,
+    "cli": 8,
+    "__main__": 9,
 }
 
 

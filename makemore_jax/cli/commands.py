@@ -1,4 +1,4 @@
-"""The `makemore` command: train, tune, sample, eval, plot.
+"""The `makemore` command: the parser, and the sample, eval and plot commands (train, tune, mix: cli/train.py).
 
 Mistakes a user can make end as one line on stderr and exit status 2; nothing
 in the work directory is written before the settings and the input have been
@@ -13,28 +13,31 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import MakemoreError, counted
 from .export import add_export_parser
+from .flags import (
+    AddWorkdir,
+    Subparsers,
+    add_device_flag,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    seed_int,
+    unit_float,
+)
+from .train import add_mix_parser, add_train_parser, add_tune_parser
 
 if TYPE_CHECKING:  # the package's modules are imported where they are used (see above)
     import numpy as np
 
     from ..api import Model
-    from ..data.words import Dataset, WordArray
-    from ..training.config import TrainConfig
-    from ..training.fitted import FittedModel, TrainedModel
-    from ..training.parallel import DataParallel
-    from ..training.trainer import Record, TrainState
+    from ..data.words import WordArray
 
-
-AddWorkdir = Callable[[argparse.ArgumentParser], None]  # adds -o/--work-dir to a command's parser
-Number = TypeVar("Number", int, float)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -47,78 +50,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[_Parser]  # what build_parser's add_subparsers gives
-
-
-def _number(kind: Callable[[str], Number], check: Callable[[Number], bool], what: str) -> Callable[[str], Number]:
-    def parse(text: str) -> Number:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
-        return value
-
-    parse.__name__ = what
-    return parse
-
-
-non_negative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
-seed_int = _number(int, lambda v: 0 <= v <= 2**32 - 1, "an integer in 0..4294967295")
-open_unit_float = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
-positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
-unit_float = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-
-def split_fractions(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values) or values[0] <= 0:
-        raise argparse.ArgumentTypeError(f"expected three numbers >= 0 like 80,10,10 (train > 0), got {text!r}")
-    return values
-
-
-# TrainConfig fields set by flags of the same name; None means not given, so the
-# model type's default applies (and --resume can tell what the user asked for).
-TRAIN_SETTINGS = (
-    "seed",
-    "split",
-    "smoothing",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "l2",
-    "steps",
-    "batch_size",
-    "warmup_steps",
-    "lr_schedule",
-    "min_lr",
-    "grad_clip",
-    "dropout",
-    "eval_every",
-    "eval_words",
-    "log_every",
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "n_embd2",
-    "block_size",
-    "order",
-    "smoothing_method",
-    "discount",
-    "discount_scale",
-    "init_scale",
-    "pack",
-    "memory",
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"work directory (default: {DEFAULT_WORKDIR})",
         )
 
-    _add_train_parser(sub, workdir)
-    _add_tune_parser(sub, workdir)
-    _add_mix_parser(sub, workdir)
+    add_train_parser(sub, workdir)
+    add_tune_parser(sub, workdir)
+    add_mix_parser(sub, workdir)
     _add_sample_parser(sub, workdir)
     _add_eval_parser(sub, workdir)
     _add_plot_parser(sub, workdir)
@@ -159,141 +90,6 @@ def _name_command_parsers(parser: argparse.ArgumentParser) -> None:
             for command_parser in action.choices.values():
                 command_parser.set_defaults(command_parser=command_parser)
                 _name_command_parsers(command_parser)
-
-
-def _add_train_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
-    from ..models import MODEL_TYPES, ngram
-    from ..training.config import OPTIMIZERS, SCHEDULES
-
-    t = sub.add_parser(
-        "train",
-        help="train a model and save it to the work directory",
-        description="Train a model, report train/dev/test NLL, save it, print samples. Defaults depend on --type: "
-        "the bigram follows the lecture (full-batch SGD, lr 50, λ 0.01, 500 steps); the other neural models follow "
-        "the PyTorch makemore (AdamW, lr 5e-4, weight decay 0.01, batch 32, 10,000 steps).",
-    )
-    t.add_argument(
-        "-i",
-        "--input-file",
-        metavar="FILE",
-        default=None,
-        help="words, one per line, UTF-8 (default: the bundled names.txt)",
-    )
-    workdir(t)
-    t.add_argument("--type", choices=MODEL_TYPES, help="model type (default: bigram)")
-    t.add_argument("--resume", action="store_true", help="continue the run saved in WORKDIR exactly where it stopped")
-    t.add_argument("--seed", type=seed_int, help="fixes split, init, batch order and samples (default 0)")
-    t.add_argument(
-        "--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)"
-    )
-    smoothing = t.add_mutually_exclusive_group()
-    smoothing.add_argument(
-        "--smoothing",
-        type=non_negative_float,
-        metavar="K",
-        help="add-k smoothing of the counting and ngram models (default 1)",
-    )
-    smoothing.add_argument(
-        "--kn", dest="smoothing_method", action="store_const", const="kn", help="ngram: interpolated Kneser-Ney"
-    )
-    smoothing.add_argument(
-        "--modified-kn",
-        dest="smoothing_method",
-        action="store_const",
-        const="modified-kn",
-        help="ngram: modified Kneser-Ney, three discounts per order (the default without --smoothing)",
-    )
-    t.add_argument(
-        "--order",
-        type=positive_int,
-        metavar="N",
-        help=f"ngram: characters per n-gram, the context is N-1 of them (default 5, at most {ngram.MAX_ORDER})",
-    )
-    t.add_argument(
-        "--discount",
-        type=open_unit_float,
-        metavar="D",
-        help="with --kn: one discount at every order (default: n1/(n1+2n2) of each order)",
-    )
-    t.add_argument(
-        "--discount-scale",
-        type=positive_float,
-        metavar="S",
-        help="with --kn or --modified-kn: factor on the count-of-counts discounts (default 1)",
-    )
-    t.add_argument(
-        "--memory",
-        metavar="SIZE",
-        help="ngram: what counting may hold in memory before it spills sorted runs to a "
-        "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)",
-    )
-    t.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (bigram default) or adamw (default for the rest)")
-    t.add_argument("--lr", "--learning-rate", type=non_negative_float, help="learning rate (bigram 50, others 5e-4)")
-    t.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0.01)")
-    t.add_argument(
-        "--l2", type=non_negative_float, metavar="LAMBDA", help="penalty λ·mean(param²) (bigram 0.01, others 0)"
-    )
-    t.add_argument("--steps", "--max-steps", type=non_negative_int, help="optimizer steps (bigram 500, others 10,000)")
-    t.add_argument(
-        "--batch-size",
-        "-b",
-        type=non_negative_int,
-        help="words per step, drawn with replacement; 0 = the whole training split (bigram 0, others 32); "
-        "refused if a step cannot fit the device's memory",
-    )
-    t.add_argument("--warmup-steps", type=non_negative_int, help="linear learning-rate warmup (default 0)")
-    t.add_argument("--lr-schedule", choices=SCHEDULES, help="constant (default) or cosine decay to --min-lr")
-    t.add_argument("--min-lr", type=non_negative_float, help="where cosine decay ends (default 0)")
-    t.add_argument("--grad-clip", type=non_negative_float, help="clip gradients to this global norm, 0 = off (default)")
-    t.add_argument(
-        "--dropout", type=non_negative_float, help="training-time dropout rate, for the transformer (default 0)"
-    )
-    t.add_argument(
-        "--pack",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="transformer: pack each batch's words end to end instead of padding each to the block size; "
-        "the same loss, less work (default on; --no-pack trains on padded rows)",
-    )
-    t.add_argument(
-        "--init-scale",
-        type=non_negative_float,
-        metavar="S",
-        help="bigram: W starts as S times N(0, 1) noise; 1 = the lecture's (default), "
-        "0 = zeros, as the PyTorch makemore",
-    )
-    t.add_argument("--eval-every", type=positive_int, help="steps between dev evaluations and checkpoints")
-    t.add_argument(
-        "--eval-words",
-        type=non_negative_int,
-        metavar="N",
-        help="words of each split scored at each evaluation during training, a fixed seeded sample; "
-        "0 = whole splits (default 40,000); the dev and test figures at the end are of the whole splits",
-    )
-    t.add_argument(
-        "--log-every",
-        type=positive_int,
-        help="steps between progress lines; when given, plain lines even on a terminal",
-    )
-    t.add_argument("--n-layer", type=positive_int, help="layers (default 4)")
-    t.add_argument("--n-head", type=positive_int, help="attention heads (default 4)")
-    t.add_argument("--n-embd", type=positive_int, help="embedding size (default 64)")
-    t.add_argument("--n-embd2", type=positive_int, help="hidden size (default 64)")
-    t.add_argument(
-        "--block-size",
-        type=non_negative_int,
-        help="longest sequence, 0 = longest word + 1 (default); more only lengthens samples and costs memory",
-    )
-    t.add_argument(
-        "--num-samples",
-        type=non_negative_int,
-        default=10,
-        metavar="N",
-        help="names to print after training (default 10)",
-    )
-    t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    _add_parallel_flags(t)
-    t.set_defaults(run=cmd_train)
 
 
 def _add_sample_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
@@ -369,7 +165,7 @@ def _add_sample_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         action="store_true",
         help="print before each name its log-probability under the model (end included; temperature 1, no top-k)",
     )
-    _add_device_flag(s)
+    add_device_flag(s)
     s.set_defaults(run=cmd_sample)
 
 
@@ -392,122 +188,16 @@ def _add_eval_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         metavar="N",
         help="also list the N most and N least likely words, by NLL per character (N default 10)",
     )
-    _add_device_flag(e)
+    add_device_flag(e)
     e.set_defaults(run=cmd_eval)
-
-
-def _add_device_flag(p: argparse.ArgumentParser) -> None:
-    from ..training.parallel import PLATFORMS
-
-    p.add_argument("--device", choices=PLATFORMS, help="kind of device to compute on (default: JAX's default backend)")
 
 
 def _use_device(platform: str | None) -> None:
     """Make the first device of this kind JAX's default for the command (MakemoreError if there is none)."""
-    if platform is None:
-        return
-    import jax
+    if platform is not None:
+        from ..runs.placement import use_device
 
-    from ..training import parallel as distributed
-
-    jax.config.update("jax_default_device", distributed.select_devices(platform, 1)[0])
-
-
-def _add_parallel_flags(t: argparse.ArgumentParser) -> None:
-    from ..training.parallel import PLATFORMS
-
-    g = t.add_argument_group(
-        "devices and hosts",
-        "Data-parallel training: the batch is split over the devices, the gradients summed by the compiler.",
-    )
-    g.add_argument(
-        "--devices",
-        type=positive_int,
-        metavar="N",
-        help="devices per process to train on (default: all of them; 1 = the one-device program)",
-    )
-    g.add_argument("--device", choices=PLATFORMS, help="kind of device (default: JAX's default backend)")
-    g.add_argument(
-        "--shard-params",
-        action="store_true",
-        help="split each weight matrix over the devices instead of copying it to each",
-    )
-    g.add_argument(
-        "--coordinator", metavar="HOST:PORT", help="multi-host: the address of process 0, the same for every process"
-    )
-    g.add_argument(
-        "--num-processes", type=positive_int, metavar="P", help="multi-host: how many processes (hosts) take part"
-    )
-    g.add_argument(
-        "--process-id",
-        type=non_negative_int,
-        metavar="I",
-        help="multi-host: this process, 0..P-1; process 0 saves the model",
-    )
-
-
-def _add_tune_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
-    from ..models.ngram import MAX_ORDER
-    from ..training.tune import DEFAULT_MAX_ORDER
-
-    u = sub.add_parser(
-        "tune",
-        help="choose an n-gram model's order and smoothing on the dev split, save it",
-        description="Count the training split once, score every order 1..N (--max-order) with add-k, "
-        "Kneser-Ney and modified Kneser-Ney smoothing over a grid on the dev split, print the table, "
-        "evaluate the best on test once and save it.",
-    )
-    u.add_argument("--type", choices=("ngram",), required=True, help="the model family to tune (ngram)")
-    u.add_argument(
-        "-i",
-        "--input-file",
-        metavar="FILE",
-        default=None,
-        help="words, one per line, UTF-8 (default: the bundled names.txt)",
-    )
-    workdir(u)
-    u.add_argument("--seed", type=seed_int, help="fixes the split and the printed samples (default 0)")
-    u.add_argument(
-        "--split", type=split_fractions, metavar="TRAIN,DEV,TEST", help="proportions of the words (default 80,10,10)"
-    )
-    u.add_argument(
-        "--max-order",
-        type=positive_int,
-        default=DEFAULT_MAX_ORDER,
-        metavar="N",
-        help=f"try orders 1..N (default {DEFAULT_MAX_ORDER}, at most {MAX_ORDER})",
-    )
-    u.add_argument(
-        "--memory",
-        metavar="SIZE",
-        help="what counting may hold in memory before it spills sorted runs to a "
-        "temporary directory (TMPDIR), e.g. 512M, 2G, 80%% of physical memory, or bytes; at least 1M (default 25%%)",
-    )
-    u.add_argument(
-        "--num-samples",
-        type=non_negative_int,
-        default=10,
-        metavar="N",
-        help="names to print from the chosen model (default 10)",
-    )
-    _add_device_flag(u)
-    u.set_defaults(run=cmd_tune)
-
-
-def _add_mix_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
-    m = sub.add_parser(
-        "mix",
-        help="mix trained models, weights fitted on the dev split, and save the mixture",
-        description="p(next) = sum of w_k p_k(next) over the models in MODEL_DIR...; the weights are fitted on the dev "
-        "split of the data the models were trained on (same data, seed and split for all). Prints every split's NLL "
-        "for each model and the mixture, saves the mixture to WORKDIR (sample and eval use it) and prints samples.",
-    )
-    m.add_argument("models", nargs="+", metavar="MODEL_DIR", help="work directories of trained models (at least two)")
-    workdir(m)
-    m.add_argument("--seed", type=seed_int, default=0, help="seed of the printed samples (default 0)")
-    m.add_argument("--num-samples", type=non_negative_int, default=10, metavar="N", help="names to print (default 10)")
-    _add_device_flag(m)
-    m.set_defaults(run=cmd_mix)
+        use_device(platform)
 
 
 def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
@@ -587,462 +277,6 @@ def _read_input(path: str) -> tuple[WordArray, str]:
 
     raw = read_bytes(path)
     return parse_word_array(raw, source=path), hashlib.sha256(raw).hexdigest()
-
-
-def _recorded_input(training: dict) -> str:
-    """The input file a run recorded (for --resume without -i); MakemoreError if none is recorded or it is gone."""
-    path = training.get("input")
-    if not isinstance(path, str) or not path:
-        raise MakemoreError("--resume: the run does not record its input file: give it with -i")
-    if not os.path.isfile(path):
-        raise MakemoreError(f"--resume: the run's input {path} is gone: give the words it was trained on with -i")
-    return path
-
-
-def _load_data(
-    path: str,
-    cfg: TrainConfig,
-    parallel: DataParallel | None,
-    expect_sha256: str | None = None,
-    recorded: bool = False,
-) -> tuple[Dataset, str, int]:
-    """(Dataset, SHA-256 of the input, number of words) for a run of cfg; the batch checked against the devices.
-
-    One process reads the whole file. In a multi-host run each process reads
-    and parses only its part (data.hosts), and every process hashes the file.
-    expect_sha256 (a resumed run's input) is checked before the words are split;
-    recorded: path is the one the run recorded (no -i given), which the message says.
-    """
-    import jax
-
-    from ..data.words import Dataset
-    from ..models import get_model
-    from ..seeding import seed_key
-
-    if parallel is not None and not get_model(cfg.type).counted:
-        parallel.check_batch(cfg.batch_size)
-
-    def check(digest: str) -> None:
-        if expect_sha256 is not None and digest != expect_sha256:
-            if recorded:  # the path the run recorded, whose words are no longer those it was trained on
-                raise MakemoreError(
-                    f"--resume: the run's input {path} changed since training: give the words it was trained on with -i"
-                )
-            raise MakemoreError(f"--resume: {path} is not the input this run was trained on")
-
-    if parallel is not None and jax.process_count() > 1:
-        from ..data import hosts as hostdata
-
-        digest = hostdata.file_sha256(path)
-        check(digest)
-        data = hostdata.build(path, seed_key(cfg.seed, "split"), cfg.split, len(parallel.local_devices()))
-        return data, digest, sum(data.sizes.values())
-    from .progress import Status
-
-    with Status().phase(f"reading {path}"):
-        words, digest = _read_input(path)
-        check(digest)
-        return Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split), digest, len(words)
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{float(x):.4f}"
-
-
-def _nll_line(metrics: dict) -> str:
-    """'train NLL 2.4611 (ppl 11.72)  dev NLL ...  test NLL ...'.
-
-    Each split's NLL and perplexity (with_perplexities').
-    """
-    parts = []
-    for s in ("train", "dev", "test"):
-        ppl = metrics[f"{s}_ppl"]
-        parts.append(f"{s} NLL {_fmt(metrics[f'{s}_nll'])}" + ("" if ppl is None else f" (ppl {ppl:.2f})"))
-    return "  ".join(parts)
-
-
-def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line, by the rules of the model type (its ModelDef's)."""
-    from ..models import get_model, option_owner
-
-    given = {name: getattr(args, name) for name in TRAIN_SETTINGS if getattr(args, name) is not None}
-    model_def = get_model(args.type or "bigram")
-    foreign: dict[str, list[str]] = {}  # flags of another model type: owner -> flags
-    for field in given:
-        owner = option_owner(field)
-        if owner is not None and owner[1] is not None and owner[0] != model_def.name:
-            foreign.setdefault(owner[0], []).append(owner[1])
-    for model_type, flags in foreign.items():
-        raise MakemoreError(f"{', '.join(flags)}: only for --type {model_type}")
-    return model_def.resolve(given)
-
-
-def _resume_state(args: argparse.Namespace, given: dict[str, Any]) -> tuple[TrainedModel, TrainState, dict]:
-    """Model, state and settings of the run in WORKDIR, refusing flags that contradict it."""
-    from dataclasses import replace
-
-    from ..models import a_model, get_model
-    from ..store import checkpoint
-    from ..training.fitted import TrainedModel
-    from ..training.steps import make_optimizer
-    from ..training.trainer import TrainState
-
-    if args.type is not None and get_model(args.type).counted:
-        raise MakemoreError(f"--resume: {a_model(args.type)} is counted in one pass; there is nothing to resume")
-    _refuse_resuming_counted(args.work_dir)
-    loaded = checkpoint.load(args.work_dir, "last")
-    model = loaded.model
-    if not isinstance(model, TrainedModel):  # a mixture's directory holds model.json only, never last.json
-        raise MakemoreError(f"--resume: {args.work_dir} holds a mixture; there is nothing to resume")
-    if args.type is not None and args.type != model.type:
-        raise MakemoreError(f"--resume: {args.work_dir} holds {a_model(model.type)}, not {args.type}")
-    old = model.config.to_json()
-    for field, value in given.items():
-        value = list(value) if isinstance(value, tuple) else value
-        if field != "steps" and old[field] != value:
-            raise MakemoreError(
-                f"--resume: --{field.replace('_', '-')} {value} differs from the saved run's {old[field]}"
-            )
-    if "steps" in given:
-        model.config = replace(model.config, steps=given["steps"])
-    optimizer = make_optimizer(model.config)
-    path = os.path.join(args.work_dir, "last.json")
-    opt_state = checkpoint.restore_opt_state(loaded, optimizer.init(model.params), path)
-    history = [r for r in checkpoint.read_metrics(args.work_dir) if r.get("step", 0) <= loaded.step]
-    return model, TrainState(model.params, opt_state, loaded.step, loaded.best_dev, history), loaded.training
-
-
-def _refuse_resuming_counted(work_dir: str) -> None:
-    """A work directory without last.json whose model is counted: say so, not that last.json is missing."""
-    from ..models import a_model
-    from ..store import checkpoint
-
-    if os.path.exists(os.path.join(work_dir, "last.json")) or not os.path.exists(os.path.join(work_dir, "model.json")):
-        return
-    try:
-        held = checkpoint.load(work_dir, "model").model
-    except MakemoreError:
-        return  # loading "last" below says what is wrong
-    if held.model_def.counted:
-        raise MakemoreError(
-            f"--resume: {work_dir} holds {a_model(held.type)}, which is counted in one pass: "
-            "there is nothing to resume (train it again without --resume)"
-        )
-
-
-def _parallel(args: argparse.Namespace) -> DataParallel | None:
-    """Join a multi-host run if asked, choose the devices; None for one device (the plain program)."""
-    import jax
-
-    from ..training import parallel as distributed
-
-    multi = (args.coordinator, args.num_processes, args.process_id)
-    if any(v is not None for v in multi):
-        if None in multi:
-            raise MakemoreError("--coordinator, --num-processes and --process-id go together")
-        distributed.initialize(*multi)
-    devices = distributed.select_devices(args.device, args.devices)
-    if args.device is not None:  # everything outside the training steps (evaluation, sampling) runs there too
-        jax.config.update("jax_default_device", next(d for d in devices if d.process_index == jax.process_index()))
-    if len(devices) == 1:
-        return None
-    return distributed.DataParallel.over(devices, args.shard_params)
-
-
-def _devices_line(parallel: DataParallel | None) -> str:
-    """Where this run computes, e.g. ``device: gpu (NVIDIA H200)`` or ``devices: 4 × cpu, data-parallel``."""
-    import jax.numpy as jnp
-
-    if parallel is None:
-        (device,) = jnp.zeros(()).devices()  # where an uncommitted array lands: the default device
-        kind = f" ({device.device_kind})" if device.device_kind != device.platform else ""
-        return f"device: {device.platform}{kind}"
-    devices = list(parallel.mesh.devices.flat)
-    kinds = sorted({d.device_kind for d in devices} - {devices[0].platform})
-    kind = f" ({', '.join(kinds)})" if kinds else ""
-    hosts = len({d.process_index for d in devices})
-    where = f" on {hosts} hosts" if hosts > 1 else ""
-    return f"devices: {len(devices)} × {devices[0].platform}{kind}{where}, data-parallel"
-
-
-def _process_index() -> int:
-    import jax
-
-    return jax.process_index()
-
-
-def _is_writer() -> bool:
-    return _process_index() == 0
-
-
-def _hold_workdir(workdir: str) -> None:
-    """Lock workdir for this command (one writer at a time), drop a killed run's temporary
-    files, and check that it can be written, all before any work is done."""
-    from ..store import checkpoint, lock
-
-    lock.hold(workdir)
-    checkpoint.prepare_workdir(workdir)
-
-
-def _resume_command(args: argparse.Namespace) -> str:
-    import shlex
-
-    given_input = f" -i {shlex.quote(args.input_file)}" if args.input_file is not None else ""
-    return f"makemore train -o {shlex.quote(args.work_dir)} --resume{given_input}"
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    from ..models.losses import with_perplexities
-    from ..store import checkpoint
-    from ..training.evaluate import split_nll
-    from ..training.trainer import evaluation_words
-    from .progress import Status
-
-    if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
-        raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
-    parallel = _parallel(args)  # before any JAX computation: it may join a multi-host run
-    writer = _is_writer()  # process 0 of a multi-host run, or the only one, saves and prints
-    model, state, training, data = _start_run(args, parallel, writer)
-    cfg = model.config
-
-    def score(scored: FittedModel, record: Record | None = None) -> dict[str, float | None]:
-        """dev and test whole, train on the evaluations' sample (whole unless it is large); what the
-        evaluation of the scored model during training (record) already has is taken from it."""
-        sample = evaluation_words(data, cfg)
-        nll: dict[str, float | None] = {
-            s: record[f"{s}_nll"]
-            for s in ("train", "dev")
-            if record and record.get(f"{s}_nll") is not None and (s == "train" or sample.words[s] is data.words[s])
-        }
-        with Status().phase("scoring") as update:
-            tell = lambda split, done, total: update(done, total, split)  # noqa: E731
-            if "train" not in nll:
-                nll.update(split_nll(scored, sample, ["train"], tell))
-            nll.update(split_nll(scored, data, [s for s in ("dev", "test") if s not in nll], tell))
-        return {f"{s}_nll": nll[s] for s in ("train", "dev", "test")}
-
-    metrics = None
-    final: FittedModel = model  # what is scored and saved: the counted model, or the best by dev NLL
-    if model.model_def.counted:  # complete already
-        step = 0
-        if data.local_only:  # every process scores its part (a collective)
-            metrics = score(model)
-        if not writer:
-            print(f"process {_process_index()}: counted; process 0 saves the model")
-            return
-    else:
-        state = _train_steps(args, model, state, data, training, parallel, writer)
-        if not writer:
-            print(f"process {_process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
-            return
-        best = checkpoint.load(args.work_dir, "model")  # the best by dev NLL
-        final, step = best.model, best.step
-        if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
-            scored = next((r for r in state.history if r["step"] == step and ("dev_nll" in r or "train_nll" in r)), {})
-            metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in ("train", "dev", "test")}
-        else:
-            metrics = score(final, next((r for r in state.history if r["step"] == step and "dev_nll" in r), None))
-    if metrics is None:
-        metrics = score(final)
-    metrics = with_perplexities(metrics)
-    checkpoint.save(
-        args.work_dir, "model", final, step=step, best_dev=metrics["dev_nll"], training=training, metrics=metrics
-    )
-    which = "" if final.model_def.counted else f" (best by dev, step {step:,})"
-    print(f"{final.model_def.label(cfg)}{which}: {_nll_line(metrics)}")
-    print(f"saved to {args.work_dir}/")
-    _print_samples(final, args.work_dir, cfg.seed, args.num_samples)
-
-
-def _start_run(
-    args: argparse.Namespace, parallel: DataParallel | None, writer: bool
-) -> tuple[TrainedModel, TrainState | None, dict, Dataset]:
-    """(model, state, training record, data) of a new run, or of the run in WORKDIR with --resume.
-
-    The data line is printed.
-    """
-    from ..data.hosts import SlicedDataset
-    from ..models import get_model
-    from ..training.config import TrainConfig
-    from ..training.sizes import check_fits
-    from ..training.trainer import new_model
-    from .progress import Status
-
-    given = _given_settings(args)
-    path = _input_path(args)
-    if args.resume:
-        if os.path.isdir(args.work_dir) and writer:  # else loading says there is no such work directory
-            _hold_workdir(args.work_dir)
-        model, state, training = _resume_state(args, given)
-        if args.input_file is None:  # the input the run recorded, not the bundled names
-            path = _recorded_input(training)
-        data, digest, num_words = _load_data(
-            path, model.config, parallel, expect_sha256=training.get("input_sha256"), recorded=args.input_file is None
-        )
-        if data.vocab != model.vocab:
-            raise MakemoreError("--resume: the input's vocabulary differs from the saved model's")
-        check_fits(model.config, data, parallel)  # this machine may hold less than the one that began the run
-    else:
-        cfg = TrainConfig.create(args.type or "bigram", **given).validate()
-        if cfg.steps == 0 and not get_model(cfg.type).counted:
-            raise MakemoreError("--steps 0: nothing to train (give at least 1 step)")
-        data, digest, num_words = _load_data(path, cfg, parallel)
-        check_fits(cfg, data, parallel)  # what cannot fit is refused before counting, compiling or a work directory
-        status = Status()
-        with status.phase("counting" if get_model(cfg.type).counted else "initialising"):
-            model, state = new_model(cfg, data, parallel, progress=status.show), None
-        training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": num_words}
-        if writer:
-            _hold_workdir(args.work_dir)
-    if writer:
-        sizes = " / ".join(f"{s} {data.sizes[s]:,}" for s in ("train", "dev", "test"))
-        print(f"data: {path}: {counted(num_words, 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
-        print(_devices_line(parallel), flush=True)
-    if isinstance(data, SlicedDataset):  # data.local_only: one process's part of a multi-host run
-        parsed, first, end = data.parsed
-        print(
-            f"process {_process_index()}: parsed {parsed:,} of the {num_words:,} words "
-            f"(bytes {first:,} to {end:,} of {path})",
-            flush=True,
-        )
-    return model, state, training, data
-
-
-def _train_steps(
-    args: argparse.Namespace,
-    model: TrainedModel,
-    state: TrainState | None,
-    data: Dataset,
-    training: dict,
-    parallel: DataParallel | None,
-    writer: bool,
-) -> TrainState:
-    """fit, saving the best model and the last state as it goes; Ctrl-C or SIGTERM saves and exits."""
-    import signal
-
-    from ..store import checkpoint
-    from ..training.trainer import Interrupted, fit
-    from . import interrupt
-    from .progress import reporter
-
-    cfg = model.config
-
-    def save(model_now: TrainedModel, st: TrainState, is_best: bool) -> None:
-        # last.json goes last: a kill between these writes leaves metrics for every step
-        # up to it, and a best model no older than it, so --resume loses nothing
-        checkpoint.write_metrics(args.work_dir, st.history)
-        if is_best:
-            checkpoint.save(args.work_dir, "model", model_now, step=st.step, best_dev=st.best_dev, training=training)
-        checkpoint.save(
-            args.work_dir,
-            "last",
-            model_now,
-            step=st.step,
-            best_dev=st.best_dev,
-            training=training,
-            opt_state=st.opt_state,
-        )
-
-    stop_signal = interrupt.Deferred()  # Ctrl-C or SIGTERM: finish the chunk, save, stop
-    try:
-        # a live line on a terminal, plain lines in logs or with --log-every
-        with (
-            stop_signal.active(),
-            reporter(
-                cfg.steps,
-                quiet=args.quiet or not writer,
-                plain=args.log_every is not None,
-                start_step=state.step if state else 0,
-            ) as report,
-        ):
-            return fit(
-                model,
-                data,
-                state,
-                report.record,
-                save if writer else None,
-                stop_requested=stop_signal,
-                parallel=parallel,
-            )
-    except Interrupted as stop:
-        signum = stop_signal.signum or signal.SIGINT
-        print(
-            f"makemore train: {interrupt.describe(signum)} at step {stop.step:,}; saved, continue with: "
-            f"{_resume_command(args)}",
-            file=sys.stderr,
-        )
-        raise SystemExit(interrupt.exit_status(signum)) from None
-
-
-def cmd_tune(args: argparse.Namespace) -> None:
-    import time
-
-    from ..data.words import Dataset
-    from ..models import get_model
-    from ..models.losses import with_perplexities
-    from ..models.ngram import memory_bytes
-    from ..seeding import seed_key
-    from ..store import checkpoint
-    from ..training import tune
-    from ..training.config import TrainConfig
-    from ..training.evaluate import split_nll
-    from ..training.sizes import check_fits, check_tunable
-    from ..training.trainer import new_model
-
-    if os.path.exists(args.work_dir) and not os.path.isdir(args.work_dir):
-        raise MakemoreError(f"{args.work_dir}: exists and is not a directory")
-    given = {k: v for k, v in (("seed", args.seed), ("split", args.split), ("memory", args.memory)) if v is not None}
-    cfg = TrainConfig.create("ngram", **given).validate()
-    tune.check_max_order(args.max_order)  # from the flag alone, before the input is read
-    path = _input_path(args)
-    words, digest = _read_input(path)
-    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    check_tunable(cfg, data, args.max_order)  # a dev split, and orders that can be counted: before counting
-    sizes = " / ".join(f"{s} {len(data.words[s]):,}" for s in ("train", "dev", "test"))
-    print(f"data: {path}: {counted(len(words), 'word')} ({sizes}), vocabulary of {data.vocab.size}", flush=True)
-    settings = tune.grid(args.max_order)
-    t0 = time.perf_counter()
-    nll = tune.dev_nll(data.words["train"], data.words["dev"], data.vocab, settings, memory_bytes(cfg.memory))
-    elapsed = time.perf_counter() - t0
-    for line in tune.format_tables(settings, nll):
-        print(line)
-    chosen = tune.best(settings, nll)
-    print(
-        f"{len(settings)} settings, orders 1..{args.max_order}, counted and scored on dev in {elapsed:.1f} s; "
-        f"best: {chosen.describe()}"
-    )
-
-    cfg = TrainConfig.create("ngram", **given, **chosen.config_fields()).validate()
-    check_fits(cfg, data)  # the chosen order is at most --max-order, checked above: this only confirms it
-    model = new_model(cfg, data)
-    metrics = with_perplexities(
-        {f"{s}_nll": v for s, v in split_nll(model, data).items()}
-    )  # test: once, for the chosen model
-    grid = [
-        {"order": s.order, "method": s.method, "value": s.value, "dev_nll": float(x)} for s, x in zip(settings, nll)
-    ]
-    training = {"input": os.path.abspath(path), "input_sha256": digest, "num_words": len(words), "tuning": grid}
-    _hold_workdir(args.work_dir)
-    checkpoint.save(args.work_dir, "model", model, best_dev=metrics["dev_nll"], training=training, metrics=metrics)
-    print(f"{get_model(cfg.type).label(cfg)}: {_nll_line(metrics)}")
-    print(f"saved to {args.work_dir}/")
-    _print_samples(model, args.work_dir, cfg.seed, args.num_samples)
-
-
-def _print_samples(model: FittedModel, work_dir: str, seed: int, n: int) -> None:
-    """The names `makemore sample -o WORK_DIR --seed SEED -n N` prints, after a model is saved, as they come.
-
-    The hint quotes WORK_DIR where a shell would split it (a space in the path).
-    """
-    import shlex
-
-    from .. import api
-
-    for i, names in enumerate(api.Model(model).sample_chunks(n, seed=seed)):
-        if i == 0:  # after the request is checked: a refused one prints no header
-            print(f"samples (makemore sample -o {shlex.quote(work_dir)} --seed {seed}):")
-        sys.stdout.write("".join(f"  {name}\n" for name in names))
-        sys.stdout.flush()
 
 
 def _novelty_report(loaded: Model) -> tuple[Callable[[list[str]], None], Callable[[], str]]:
@@ -1184,56 +418,6 @@ def cmd_plot(args: argparse.Namespace) -> None:
     else:
         plot.plot_embeddings(args.work_dir, path, fmt, args.dpi)
     print(f"wrote {path}")
-
-
-def cmd_mix(args: argparse.Namespace) -> None:
-    from ..data.words import Dataset
-    from ..models import mixture
-    from ..models.losses import perplexity
-    from ..seeding import seed_key
-    from ..store import checkpoint
-
-    out = os.path.abspath(args.work_dir)
-    if out in {os.path.abspath(d) for d in args.models}:
-        raise MakemoreError(f"the mixture's work directory {args.work_dir} is one of its models: choose another -o")
-    if len(args.models) < 2:
-        raise MakemoreError("a mixture needs at least two model directories")
-    loaded = [checkpoint.load(d, "model") for d in args.models]
-    members = []
-    for d, ld in zip(args.models, loaded):
-        if isinstance(ld.model, mixture.Mixture):
-            raise MakemoreError(f"{d} holds a mixture: mix its member models instead")
-        members.append(ld.model)
-    mixture.check_members(members)
-    path, digest = loaded[0].training.get("input"), loaded[0].training.get("input_sha256")
-    for d, ld in zip(args.models, loaded):
-        if ld.training.get("input_sha256") != digest:
-            raise MakemoreError(f"{d} was trained on other data than {args.models[0]}")
-    try:
-        words, now = _read_input(path if isinstance(path, str) else "")
-    except MakemoreError:
-        raise MakemoreError(f"the models' training input {path} is gone: the dev split cannot be rebuilt") from None
-    if now != digest:
-        raise MakemoreError(
-            f"the models' training input {path} changed since training: the dev split cannot be rebuilt"
-        )
-    cfg = members[0].config
-    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    mix, report = mixture.fit(members, data)
-    splits = [s for s in ("train", "dev", "test") if s in report["mixture"]]
-
-    def cells(nlls: Iterable[float]) -> str:  # each split's NLL and perplexity
-        return "  ".join(f"{x:9.4f} ({perplexity(x):6.2f})" for x in nlls)
-
-    print(f"{'model':<40} {'weight':>7}  " + "  ".join(f"{s + ' NLL (ppl)':>18}" for s in splits))
-    for k, (d, ld) in enumerate(zip(args.models, loaded)):
-        label = f"{d} ({ld.model.type})"
-        print(f"{label:<40} {report['weights'][k]:7.3f}  " + cells(report["members"][s][k] for s in splits))
-    print(f"{'mixture':<40} {1:7.3f}  " + cells(report["mixture"][s] for s in splits))
-    _hold_workdir(args.work_dir)
-    checkpoint.save_mixture(args.work_dir, mix, loaded, args.models, report)
-    print(f"saved to {args.work_dir.rstrip(os.sep)}{os.sep}")
-    _print_samples(mix, args.work_dir, args.seed, args.num_samples)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,20 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
+from ..runs.events import Event, Line, Phase, Step, TrainingBegins, plain_line
+
 if TYPE_CHECKING:
     from ..training.trainer import Record
-
-
-def plain_line(record: Record, total_steps: int) -> str:
-    """``step     50/500  loss 2.6614  train 2.5006  dev 2.4944 (ppl 12.11)  (58,602 steps/s, compiled in 0.30 s)``."""
-    nll = "".join(f"  {s} {record[f'{s}_nll']:.4f}" for s in ("train", "dev") if f"{s}_nll" in record)
-    if record.get("dev_ppl") is not None:  # the trainer records it beside the dev NLL
-        nll += f" (ppl {record['dev_ppl']:.2f})"
-    note = f", compiled in {record['compile_s']:.2f} s" if "compile_s" in record else ""
-    return (
-        f"step {record['step']:>7,}/{total_steps:,}  loss {record['loss']:.4f}{nll}"
-        f"  ({record['steps_per_s']:,.0f} steps/s{note})"
-    )
 
 
 def duration(seconds: float) -> str:
@@ -179,6 +169,13 @@ class Status:
             self.stream.flush()
             self.shown = len(text)
 
+    def wipe(self) -> None:
+        """Take the note off the terminal."""
+        if self.shown and self.stream is not None:  # shown: something was drawn on the stream
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+            self.shown = 0
+
     @contextmanager
     def phase(self, label: str) -> Iterator[Callable[..., None]]:
         """Show ``label ...`` until the block ends; the block gets ``update(done, total, what="")`` for a
@@ -189,10 +186,7 @@ class Status:
                 f"{label} {what}{' ' if what else ''}{100 * done // max(total, 1)}%"
             )
         finally:
-            if self.shown and self.stream is not None:  # shown: something was drawn on the stream
-                self.stream.write("\r" + " " * self.shown + "\r")
-                self.stream.flush()
-                self.shown = 0
+            self.wipe()
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -200,3 +194,35 @@ def _is_terminal(stream: TextIO) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+class EventPrinter:
+    """How the command line shows a run's events: lines printed, long phases as a note on a terminal's
+    stderr, training records as a live line there or plain lines (quiet: no records; plain: plain lines even
+    on a terminal). A context manager: leaving it closes the live line."""
+
+    def __init__(self, quiet: bool = False, plain: bool = False) -> None:
+        self.quiet, self.plain = quiet, plain
+        self.status = Status()
+        self.report: Silent = Silent()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Line):
+            print(event.text, flush=True)
+        elif isinstance(event, Phase):
+            if event.over:
+                self.status.wipe()
+            else:
+                self.status.show(str(event))
+        elif isinstance(event, TrainingBegins):
+            self.report.close()
+            self.report = reporter(event.total_steps, quiet=self.quiet, plain=self.plain, start_step=event.start_step)
+        elif isinstance(event, Step):
+            self.report.record(event.record)
+
+    def __enter__(self) -> EventPrinter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status.wipe()
+        self.report.close()

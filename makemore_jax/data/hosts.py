@@ -89,7 +89,7 @@ def file_sha256(path: str) -> str:
 # ---- what goes round the processes --------------------------------------------------------
 
 
-def allgather(x: np.ndarray) -> np.ndarray:
+def allgather(x: np.ndarray | np.generic) -> np.ndarray:
     """x of every process stacked along a new first axis (the same shape on each: a collective)."""
     return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
 

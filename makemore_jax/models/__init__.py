@@ -43,10 +43,10 @@ ask by its name. ``settings`` below is a training.config.TrainConfig and
 - ``saved_arrays(arrays, settings, V) -> {'params/...': (shape, dtype)}``: what
   a checkpoint of it must hold, when that is not the shapes of ``init``.
 - ``any_length``: it scores and samples words longer than its block size.
-- ``defaults``: its training settings' defaults; ``options``: the settings
-  that only it takes, as ((field, flag), ...) (a flag the command line refuses
-  for other types, or None where the settings check it); ``resolve(given) -> given``: its rules
-  on the settings a user gave; ``describe(settings) -> str``: how it is named
+- ``defaults``: its training settings' defaults; ``settings``: the settings
+  of its own that it reads (sizes, smoothing, ...: those training.config
+  declares with scope MODEL; a type that does not list one refuses it);
+  ``resolve(given) -> given``: its rules on the settings a user gave; ``describe(settings) -> str``: how it is named
   on the terminal.
 
 Model files define ``MODELS = {name: ModelDef, ...}``; they are imported on
@@ -169,7 +169,7 @@ class ModelDef:
     saved_arrays: Callable[[dict[str, np.ndarray], Settings, int], ArraySpecs] | None = None
     any_length: bool = False
     defaults: tuple[tuple[str, object], ...] = MAKEMORE_DEFAULTS
-    options: tuple[tuple[str, str | None], ...] = ()  # ((field, flag), ...)
+    settings: tuple[str, ...] = ()  # the settings of its own it reads (training.config's scope MODEL)
     resolve: Callable[[dict[str, Any]], dict[str, Any]] = _given_as_is  # settings given: field -> value
     describe: Callable[[Settings], str] | None = None
 
@@ -214,15 +214,6 @@ _SAID_WITH_AN = frozenset({"ngram", "mlp", "rnn", "lstm"})  # said "en-gram", "e
 def a_model(name: str) -> str:
     """'a counts model', 'an ngram model', 'a transformer model': the type with its article, for messages."""
     return f"{'an' if name in _SAID_WITH_AN or name[:1] in 'aeiou' else 'a'} {name} model"
-
-
-def option_owner(field: str) -> tuple[str, str | None] | None:
-    """(model type, flag) of the model that alone takes the setting field, or None."""
-    for name in MODEL_TYPES:
-        flags = dict(get_model(name).options)
-        if field in flags:
-            return name, flags[field]
-    return None
 
 
 def check_config(config: ModelConfig, name: str) -> None:

@@ -90,6 +90,6 @@ MODELS = {
         table=table,
         loss_counts=loss_counts,
         defaults=(),
-        options=(("init_scale", None),),  # refused for other types by the settings' own check
+        settings=("init_scale",),
     )
 }

@@ -88,4 +88,4 @@ def decode_step(params: dict, sum_BxC: jax.Array, token_B: jax.Array, t: jax.Arr
     return _readout(params, x_BxC, mean_BxC), sum_BxC
 
 
-MODELS = {"bow": ModelDef("bow", init, apply, decode_init, decode_step)}
+MODELS = {"bow": ModelDef("bow", init, apply, decode_init, decode_step, settings=("n_embd", "n_embd2"))}

@@ -99,5 +99,6 @@ MODELS = {
         table=table,
         saved_arrays=saved_arrays,
         defaults=(),
+        settings=("smoothing",),
     )
 }

@@ -117,4 +117,4 @@ def decode_step(params: dict, ctx_BxW: jax.Array, token_B: jax.Array, t: jax.Arr
     return linear(params["lm_head"], h_BxH), ctx_BxW
 
 
-MODELS = {"mlp": ModelDef("mlp", init, apply, decode_init, decode_step)}
+MODELS = {"mlp": ModelDef("mlp", init, apply, decode_init, decode_step, settings=("n_embd", "n_embd2"))}

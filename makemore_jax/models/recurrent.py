@@ -171,6 +171,7 @@ def _model_def(name: str, cell: Cell) -> ModelDef:
         partial(apply, cell),
         decode_init,
         partial(decode_step, cell),
+        settings=("n_embd", "n_embd2"),
     )
 
 

@@ -365,5 +365,6 @@ MODELS = {
         apply_dropout=apply_dropout,
         apply_packed=apply_packed,
         apply_trie=apply_trie,
+        settings=("n_layer", "n_head", "n_embd", "dropout", "pack"),
     )
 }

@@ -103,4 +103,4 @@ def decode_step(params: dict, ctx_Bx8: jax.Array, token_B: jax.Array, t: jax.Arr
     return linear(params["lm_head"], _tree(params, ctx_Bx8)), ctx_Bx8
 
 
-MODELS = {"wavenet": ModelDef("wavenet", init, apply, decode_init, decode_step)}
+MODELS = {"wavenet": ModelDef("wavenet", init, apply, decode_init, decode_step, settings=("n_embd", "n_embd2"))}

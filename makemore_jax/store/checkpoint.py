@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,9 +41,10 @@ import jax
 import numpy as np
 
 from .._version import __version__
-from ..data.words import Vocabulary
+from ..data.words import SPLITS, Vocabulary
 from ..errors import MakemoreError
 from ..models import ArraySpecs, Params, a_model, mixture
+from ..models.losses import with_perplexities
 from ..training.config import TrainConfig
 from ..training.fitted import FittedModel, TrainedModel
 from ..training.steps import OptState
@@ -156,6 +158,29 @@ def prepare_workdir(workdir: str) -> None:
         fd, probe = tempfile.mkstemp(dir=workdir, prefix=TEMP_PREFIX)
         os.close(fd)
         os.unlink(probe)
+    except OSError as err:
+        raise _cannot_write(workdir, err) from None
+
+
+def clear_run(workdir: str) -> None:
+    """Remove the run a work directory holds, before another run's first save: the commit points first
+    (mixture.json, last.json, model.json: from then on nothing of the old run loads or resumes), then its
+    metrics, array files and a mixture's member directories. Files it does not know are left alone."""
+    names = sorted(os.listdir(workdir))
+    commit_points = [MIXTURE_FILE, "last.json", "model.json"]
+    rest = [METRICS_FILE] + [
+        n
+        for n in names
+        if (n.endswith(".npz") and n.split("-", 1)[0] in ("model", "last"))
+        or (n.startswith("member-") and n[len("member-") :].isdigit())
+    ]
+    try:
+        for name in commit_points + rest:
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.unlink(path)
     except OSError as err:
         raise _cannot_write(workdir, err) from None
 
@@ -467,4 +492,12 @@ def _load_mixture(workdir: str) -> Loaded:
     except MakemoreError as err:
         raise MakemoreError(f"{path}: {err}") from None
     w = np.asarray(weights, np.float64)
-    return Loaded(mixture.Mixture(members, w / w.sum()), training=loaded[0].training)
+    figures = meta.get("report", {}).get("mixture", {}) if isinstance(meta.get("report"), dict) else {}
+    metrics = with_perplexities({f"{s}_nll": _number_or_none(figures.get(s)) for s in SPLITS})
+    return Loaded(
+        mixture.Mixture(members, w / w.sum()), best_dev=metrics["dev_nll"], training=loaded[0].training, metrics=metrics
+    )
+
+
+def _number_or_none(x: object) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None

@@ -111,14 +111,25 @@ def release_all(remove_created_if_empty: bool = False) -> None:
     so that no other run can have started there in between.
     """
     while _held:
-        key, release = _held.popitem()
-        created = _created.pop(key, None)
-        if remove_created_if_empty and created is not None and backend() == "flock":
-            _remove_if_empty(created)
-        release()
-        if remove_created_if_empty and created is not None and backend() != "flock":
-            _remove_if_empty(created)  # its lock file is gone only now
+        _release(next(iter(_held)), remove_created_if_empty)
     _created.clear()
+
+
+def release(workdir: str, remove_created_if_empty: bool = False) -> None:
+    """Drop this process's lock on workdir (nothing if it holds none), as release_all does."""
+    key = os.path.realpath(workdir)
+    if key in _held:
+        _release(key, remove_created_if_empty)
+
+
+def _release(key: str, remove_created_if_empty: bool) -> None:
+    release_lock = _held.pop(key)
+    created = _created.pop(key, None)
+    if remove_created_if_empty and created is not None and backend() == "flock":
+        _remove_if_empty(created)
+    release_lock()
+    if remove_created_if_empty and created is not None and backend() != "flock":
+        _remove_if_empty(created)  # its lock file is gone only now
 
 
 def _remove_if_empty(workdir: str) -> None:

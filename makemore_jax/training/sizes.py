@@ -84,9 +84,8 @@ def check_fits(cfg: TrainConfig, data: Dataset, parallel: DataParallel | None = 
     state, the training rows and one step's activations against the memory
     of the device(s) (available_memory).
     """
-    cfg.validate()
     model_def = get_model(cfg.type)
-    if "order" in dict(model_def.options):  # a model counted at an order (the n-gram)
+    if "order" in model_def.settings:  # a model counted at an order (the n-gram)
         check_ngram_order(cfg.order, data, ngram.memory_bytes(cfg.memory))
     if model_def.counted:
         return

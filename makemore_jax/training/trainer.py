@@ -61,6 +61,7 @@ class Interrupted(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(step)
         self.step = step
+        self.saved = True  # whether the state at step was written (a run told so by whoever saves)
 
 
 MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 MiB each at this size
@@ -79,7 +80,6 @@ def new_model(
     process's part of a multi-host run, the counts of every process are added.
     progress hears a short line now and then about a long count.
     """
-    cfg.validate()
     model_def = get_model(cfg.type)
     block_size = block_size_for(cfg, data, model_def)
     V = data.vocab.size

@@ -391,7 +391,7 @@ def _pad_repeating(rows: np.ndarray) -> np.ndarray:
 def _digits(flat: np.ndarray, order: int, vocab_size: int) -> np.ndarray:
     """The n-grams of flat indices (see flat_index): int32 (len(flat), order)."""
     ngrams = np.empty((flat.size, order), np.int32)
-    rest = flat.astype(np.int32 if key_fits(vocab_size, order) else np.int64)
+    rest: np.ndarray = flat.astype(np.int32 if key_fits(vocab_size, order) else np.int64)
     for j in range(order):
         above = rest // vocab_size  # numpy divides by a scalar with SIMD; its divmod and % do not
         ngrams[:, j] = rest - above * vocab_size

@@ -317,14 +317,20 @@ def saved_arrays(arrays: dict[str, np.ndarray], settings: Settings, vocab_size: 
 
 
 def resolve(given: dict[str, Any]) -> dict[str, Any]:
-    """The smoothing flags' rules: --smoothing K means add-k; --discount needs --kn, --discount-scale a KN method."""
-    if "smoothing" in given:  # --smoothing K is add-k's k; it excludes --kn and --modified-kn
+    """The smoothing settings' rules: smoothing K means add-k; discount needs kn, discount_scale a KN method."""
+    if "smoothing" in given:  # smoothing K is add-k's k; it excludes kn and modified-kn
+        if given.get("smoothing_method", "add-k") != "add-k":
+            raise MakemoreError(
+                f"smoothing (add-k's k) and smoothing_method {given['smoothing_method']!r} contradict: give one"
+            )
         given["smoothing_method"] = "add-k"
     method = given.get("smoothing_method", "modified-kn")
     if "discount" in given and method != "kn":
-        raise MakemoreError("--discount is plain Kneser-Ney's single discount: use it with --kn")
+        raise MakemoreError("discount is plain Kneser-Ney's single discount: use it with smoothing_method kn (--kn)")
     if "discount_scale" in given and method == "add-k":
-        raise MakemoreError("--discount-scale scales Kneser-Ney discounts: use it with --kn or --modified-kn")
+        raise MakemoreError(
+            "discount_scale scales Kneser-Ney discounts: use it with smoothing_method kn or modified-kn"
+        )
     return given
 
 
@@ -352,13 +358,7 @@ MODEL_DEF = ModelDef(
     saved_arrays=saved_arrays,
     any_length=True,
     defaults=(("order", 5), ("smoothing_method", "modified-kn")),
-    options=(
-        ("order", "--order"),
-        ("smoothing_method", "--kn/--modified-kn"),
-        ("discount", "--discount"),
-        ("discount_scale", "--discount-scale"),
-        ("memory", "--memory"),
-    ),
+    settings=("order", "smoothing", "smoothing_method", "discount", "discount_scale", "memory"),
     resolve=resolve,
     describe=describe,
 )

@@ -197,7 +197,7 @@ def stream_keys(stream_S: np.ndarray, order: int, vocab_size: int, dtype: npt.DT
     S = len(stream_S)
     pos_S = np.arange(S, dtype=np.int64 if S > INT32_LIMIT else np.int32)
     opened_S = np.maximum.accumulate(np.where(stream_S == BOUNDARY_ID, pos_S, 0))
-    depth_P = pos_S[1:] - opened_S[:-1]  # how far back the word's opening boundary is
+    depth_P: np.ndarray = pos_S[1:] - opened_S[:-1]  # how far back the word's opening boundary is
     del pos_S, opened_S
     padded = np.concatenate([np.zeros((order - 1,), np.int32), np.asarray(stream_S, np.int32)])
     keys_P = np.zeros((S - 1,), dtype)
