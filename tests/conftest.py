@@ -74,6 +74,26 @@ def snapshot(d):
     return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
 
 
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 8, "n_embd2": 16, "batch_size": 8, "eval_every": 10, "log_every": 10}
+
+
+def tiny_settings(kind: str, **more) -> dict:
+    """Small sizes and frequent evaluations for a model type: those of TINY (and more) that the type takes."""
+    from makemore_jax.models import get_model
+    from makemore_jax.training.config import takes
+
+    model_def = get_model(kind)
+    return {k: v for k, v in {**TINY, **more}.items() if takes(model_def, k)}
+
+
+def tiny_flags(kind: str, **more) -> list:
+    """tiny_settings as command-line flags."""
+    flags = []
+    for name, value in tiny_settings(kind, **more).items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
 def first_names(tmp_path_factory, n: int) -> str:
     """A file of the first n names of names.txt, for tests that train small models quickly."""
     path = tmp_path_factory.mktemp("data") / "small.txt"
