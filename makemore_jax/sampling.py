@@ -675,25 +675,6 @@ def sample_stream(
         raise NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
 
 
-def generate_distinct(
-    model: FittedModel,
-    key: jax.Array,
-    n: int,
-    *,
-    unique: bool = False,
-    exclude: AbstractSet[str] = frozenset(),
-    **options: Unpack[SampleOptions],
-) -> list[str]:
-    """The names of ``sample_stream``, gathered in a list; NotEnough.names has those found."""
-    found: list[str] = []
-    try:
-        for names in sample_stream(model, key, n, unique=unique, exclude=exclude, **options):
-            found += names
-    except NotEnough as short:
-        raise NotEnough(str(short), found) from None
-    return found
-
-
 # ---- sampling with the batch of names split over the devices ----------------------------
 
 

@@ -252,7 +252,7 @@ def test_zero_names():
 
 # ---- every model through the one sampler ---------------------------------------
 
-from makemore_jax.models import available, get_model  # noqa: E402
+from makemore_jax.models import MODEL_NAMES, get_model  # noqa: E402
 from makemore_jax.sampling import generate  # noqa: E402
 from makemore_jax.training.config import TrainConfig  # noqa: E402
 from makemore_jax.training.fitted import TrainedModel  # noqa: E402
@@ -267,7 +267,7 @@ def untrained(kind, vocab, block_size=12, seed=0):
     return model
 
 
-@pytest.mark.parametrize("kind", [k for k in available() if get_model(k).decode_step is not None])
+@pytest.mark.parametrize("kind", [k for k in MODEL_NAMES if get_model(k).decode_step is not None])
 def test_fast_decoder_gives_exactly_the_names_of_the_recompute_path(kind, vocab):
     model = untrained(kind, vocab)
     fast, fast_ended = generate(model, jax.random.key(11), 300, temperature=1.0)
@@ -277,7 +277,7 @@ def test_fast_decoder_gives_exactly_the_names_of_the_recompute_path(kind, vocab)
     assert len(set(fast)) > 200  # an untrained model babbles: real, varied draws were compared
 
 
-@pytest.mark.parametrize("kind", available())
+@pytest.mark.parametrize("kind", MODEL_NAMES)
 def test_every_model_samples_reproducibly_within_its_block(kind, vocab):
     model = untrained(kind, vocab, block_size=8)
     a, _ = generate(model, jax.random.key(3), 50)
@@ -345,7 +345,7 @@ def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab)
 
 # ---- steering: a prefix, a shortest length, top-p, unique and new names ----------------
 
-from makemore_jax.sampling import NotEnough, generate_distinct, steering  # noqa: E402
+from makemore_jax.sampling import NotEnough, sample_stream, steering  # noqa: E402
 
 
 def test_a_prefix_is_followed_by_the_table_row_of_its_last_character(vocab, counts):
@@ -362,7 +362,7 @@ def test_a_prefix_is_followed_by_the_table_row_of_its_last_character(vocab, coun
     assert np.max(np.abs(after - first)) > 0.05  # what ignoring the prefix would give instead
 
 
-@pytest.mark.parametrize("kind", [k for k in available() if get_model(k).decode_step is not None])
+@pytest.mark.parametrize("kind", [k for k in MODEL_NAMES if get_model(k).decode_step is not None])
 def test_steered_names_are_the_same_through_the_fast_decoder_and_the_recompute_path(kind, vocab):
     model = untrained(kind, vocab)
     steer = steering(vocab, "ab", min_len=4, top_p=0.9)
@@ -397,6 +397,17 @@ def test_top_p_filter_keeps_the_smallest_set_reaching_p():
     np.testing.assert_array_equal(kept, [[True, True, False, False], [False, False, True, True]])
     kept = np.isfinite(np.asarray(keep_top_p(logits, 0.8001, jnp.float32(1.0))))
     np.testing.assert_array_equal(kept, [[True, True, True, False], [False, True, True, True]])
+
+
+def generate_distinct(model, key, n, **options):
+    """The names of ``sample_stream`` in one list; NotEnough's .names has those found."""
+    found = []
+    try:
+        for names in sample_stream(model, key, n, **options):
+            found += names
+    except NotEnough as short:
+        raise NotEnough(str(short), found) from None
+    return found
 
 
 def test_unique_and_new_names_are_redrawn_within_bounds(vocab, counts, names):

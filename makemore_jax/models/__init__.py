@@ -263,17 +263,3 @@ def check_config(config: ModelConfig, name: str) -> None:
         if not isinstance(value, int) or value < 1:
             raise MakemoreError(f"{field} must be a positive integer, got {value!r}")
     get_model(name).check(config)
-
-
-def available() -> list[str]:
-    """Names whose module is present in this installation."""
-    out = []
-    for name, module in _MODULE_OF.items():
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{module}":
-                raise
-            continue
-        out.append(name)
-    return out
