@@ -21,10 +21,11 @@ batch size, and the names still running move into the next stage when they
 fit. Uniforms are drawn for the names that need them: the first few of every
 name, the rest only for the names still running after the first stage.
 
-A model is driven through a ``Decoder``: ``init(params, config, n) -> state``
-and ``step(params, state, token_N, t) -> (logits_NxV, state)``. Models with a
-carried state or a key/value cache supply their own; for the others
-``recompute_decoder`` re-runs ``apply`` over the whole buffer at every step.
+A model is driven through its runner's ``Decoder`` (``models.runner``):
+``init(params, config, n) -> state`` and ``step(params, state, token_N, t) ->
+(logits_NxV, state)``; a table model's decoder also gives its table, whose
+rows are inverted once. ``fast=False`` takes ``recompute_decoder`` instead,
+which re-runs ``apply`` over the whole buffer at every step.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ import numpy as np
 
 from .data.words import BOUNDARY_ID, MAX_WORD_LEN, Vocabulary
 from .errors import MakemoreError, counted
-from .models import ModelConfig, Params, State
-from .models.decoding import TABLE_DECODER, Decoder, recompute_decoder
+from .models import ModelConfig, Params, State, bigram
 from .models.mixture import MixtureConfig
+from .models.runner import Decoder
 from .training.fitted import FittedModel
 from .training.parallel import DATA_AXIS, DataParallel
 
@@ -96,17 +97,17 @@ def pick(logits_NxV: jax.Array, u_N: jax.Array, temperature: jax.Array) -> jax.A
     )
 
 
-def name_uniforms(key: jax.Array, n: int, length: int, first: jax.Array | int = 0) -> jax.Array:
+def chunk_uniforms(key: jax.Array, n: int, length: int, first: jax.Array | int = 0) -> jax.Array:
     """The uniforms that decide each name, (length, n): name i uses uniform(fold_in(key, first + i), (length,)).
 
     With JAX's partitionable Threefry (the default) a longer draw extends a
     shorter one, so max_len does not change the names that fit in both.
     """
-    return names_uniforms(key, jnp.arange(n), length, first)
+    return selected_uniforms(key, jnp.arange(n), length, first)
 
 
-def names_uniforms(key: jax.Array, names_B: jax.Array, length: int, first: jax.Array | int = 0) -> jax.Array:
-    """name_uniforms of the names names_B only (positions first + names_B of the stream): (length, B).
+def selected_uniforms(key: jax.Array, names_B: jax.Array, length: int, first: jax.Array | int = 0) -> jax.Array:
+    """The uniforms of the names names_B only (positions first + names_B of the stream): (length, B).
 
     Positions are uint32, fold_in's argument: for i < 2**31 the same keys as int32 positions.
     """
@@ -265,13 +266,13 @@ def sample_ids(
         ids_LxN = jnp.zeros((length, n), jnp.int32)
         if len(sizes) == 1 or axes is None:  # axes None: one stage (stage_sizes only with axes)
             _, ids_LxN = _run_stage(
-                next_ids, name_uniforms(key, n, length, first), None, None, length, None, slots, ids_LxN
+                next_ids, chunk_uniforms(key, n, length, first), None, None, length, None, slots, ids_LxN
             )
         else:
             # a short draw is the start of the full one only with partitionable Threefry
             horizon = min(FIRST_HORIZON, length) if draws_extend(key) else length
             slots, ids_LxN = _run_stage(
-                next_ids, name_uniforms(key, n, horizon, first), None, None, horizon, sizes[1], slots, ids_LxN
+                next_ids, chunk_uniforms(key, n, horizon, first), None, None, horizon, sizes[1], slots, ids_LxN
             )
             ids_LxN = _run_groups(next_ids, key, first, sizes[1:], axes, length, slots, ids_LxN)
         # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
@@ -367,7 +368,7 @@ def _run_groups(
         filled_G = names_G < n
         pos_G = jnp.where(filled_G, names_G, 0)
         slots = (t, _take_slots(state, pos_G, axes), token_N[pos_G], ~filled_G)
-        u_LxG = names_uniforms(key, names_G, length, first_name)
+        u_LxG = selected_uniforms(key, names_G, length, first_name)
         cols_B: jax.Array | None = None
         names_B: jax.Array = names_G
         next_sizes: tuple[int | None, ...] = (*sizes[1:], None)
@@ -480,35 +481,27 @@ def sample_names(
     if n == 0:
         return []
     params = {"W": jnp.asarray(logits_VxV, jnp.float32)}
-    ids, _ = sample_ids(TABLE_DECODER, None, params, key, n, max_len, float32_temperature(temperature), top_k)
+    ids, _ = sample_ids(bigram.DECODER, None, params, key, n, max_len, float32_temperature(temperature), top_k)
     return decode_rows(ids, vocab)
 
 
 def plan(model: FittedModel, max_len: int | None, fast: bool = True) -> tuple[Decoder, DecoderConfig, Params, int]:
-    """(decoder, config, params, max_len) for sample_ids to draw from a trained model.
+    """(decoder, config, params, max_len) for sample_ids to draw from a fitted model, through its runner.
 
     Sequence models generate at most block_size - 1 characters (the longest
-    word they were built for); max_len may lower that. Tables, and models whose
-    own decoder goes on past the block (``ModelDef.any_length``: n-grams,
-    mixtures of such models), take any max_len up to MAX_SAMPLE_LEN; tables
-    default to twice the longest training word, the others to block_size - 1.
-    fast=False takes the recompute path even where the model has its own
-    decoder (it holds block_size ids, so it is bounded by the block).
+    word they were built for); max_len may lower that. Models whose decoder
+    goes on past the block (``Runner.any_length``: tables, n-grams, mixtures
+    of such models) take any max_len up to MAX_SAMPLE_LEN, and default to
+    ``Runner.longest_sample``. fast=False takes the recompute path where the
+    model has one (it holds block_size ids, so it is bounded by the block).
     """
-    md = None if model.table is not None else model.model_def
-    use_own = fast and md is not None and md.decode_init is not None and md.decode_step is not None
-    unbounded = md is None or (use_own and md.any_length)
+    run = model.runner
+    decoder, unbounded = run.sampler(fast)
     if max_len is None:  # the longest the model allows, never past the sampler's bound
-        max_len = min(2 * (model.block_size - 1) if md is None else model.block_size - 1, MAX_SAMPLE_LEN)
+        max_len = min(run.longest_sample, MAX_SAMPLE_LEN)
     elif not unbounded:
         max_len = min(max_len, model.block_size - 1)
-    if md is None:
-        return TABLE_DECODER, None, {"W": model.table}, max_len
-    if use_own and md.decode_init is not None and md.decode_step is not None:
-        decoder = Decoder(md.decode_init, md.decode_step)
-    else:
-        decoder = recompute_decoder(md.apply)
-    return decoder, model.model_config, model.params, max_len
+    return decoder, run.config, run.params, max_len
 
 
 CHUNK_BYTES = 64 << 20  # what one chunk of names may hold: ids, uniforms, per-step logits, decoder state
@@ -680,25 +673,6 @@ def sample_stream(
         if min_len:
             how_many += f" of at least {counted(min_len, 'character')}"
         raise NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
-
-
-def generate_distinct(
-    model: FittedModel,
-    key: jax.Array,
-    n: int,
-    *,
-    unique: bool = False,
-    exclude: AbstractSet[str] = frozenset(),
-    **options: Unpack[SampleOptions],
-) -> list[str]:
-    """The names of ``sample_stream``, gathered in a list; NotEnough.names has those found."""
-    found: list[str] = []
-    try:
-        for names in sample_stream(model, key, n, unique=unique, exclude=exclude, **options):
-            found += names
-    except NotEnough as short:
-        raise NotEnough(str(short), found) from None
-    return found
 
 
 # ---- sampling with the batch of names split over the devices ----------------------------

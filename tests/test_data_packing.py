@@ -183,12 +183,11 @@ def test_split_nll_of_a_packing_model_equals_the_padded_sums(batch, transformer)
     tokens, lengths, _ = batch
     model, params = transformer
 
-    class Trained:  # what split_nll reads of a trained model
-        model_def, apply, block_size = model, model.apply, BLOCK
+    from types import SimpleNamespace
 
-    Trained.params = params
-    want_total, want_count = evaluate.sequence_nll_sum(model.apply, params, tokens, lengths, 4)
-    got_total, got_count = evaluate.sequence_nll_sums(Trained, np.asarray(tokens), np.asarray(lengths))
+    run = model.runner(SimpleNamespace(params=params, model_config=None, block_size=BLOCK))  # a fitted model's runner
+    want_total, want_count = evaluate.word_nlls(model.apply, params, tokens, lengths, 4).sum(), (lengths + 1).sum()
+    got_total, got_count = evaluate.nll_sum(run, np.asarray(tokens), np.asarray(lengths))
     assert int(got_count) == int(want_count) == int((lengths + 1).sum())
     assert abs(float(got_total) - float(want_total)) < 1e-4 * float(want_total)
 

@@ -79,8 +79,8 @@ def test_split_nll_by_leaves_equals_every_position_summed():
         cfg = TrainConfig.create(kind, steps=1, n_embd=8, n_embd2=8, n_layer=1, n_head=2).validate()
         model = new_model(cfg, data)
         tokens, lengths = data.padded("train", model.block_size)
-        want, count = evaluate.sequence_nll_sum(model.apply, model.params, tokens, lengths, 4)
-        got, positions = evaluate.sequence_nll_sums(model, tokens, lengths)
+        want, count = evaluate.word_nlls(model.apply, model.params, tokens, lengths, 4).sum(), (lengths + 1).sum()
+        got, positions = evaluate.nll_sum(model.runner, tokens, lengths)
         assert positions == int(count) == sum(len(w) + 1 for w in words)
         assert abs(got - float(want)) < 1e-5 * float(want), kind
         assert (get_model(kind).apply_trie is not None) == (kind == "transformer")

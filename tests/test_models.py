@@ -11,13 +11,13 @@ import pytest
 
 from makemore_jax.data.words import Vocabulary, bigram_pairs, encode_padded
 from makemore_jax.errors import MakemoreError
-from makemore_jax.models import MODEL_NAMES, ModelConfig, available, check_config, get_model
+from makemore_jax.models import MODEL_NAMES, ModelConfig, check_config, get_model
 from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.models.losses import mean_nll
 from makemore_jax.training import steps as train_steps
 
 TINY = ModelConfig(vocab_size=7, block_size=9, n_layer=2, n_head=2, n_embd=8, n_embd2=12)
-NAMES = available()
+NAMES = MODEL_NAMES
 
 
 def random_ids(key, batch=3, T=TINY.block_size):

@@ -6,7 +6,7 @@ import pytest
 from makemore_jax.errors import MakemoreError
 from makemore_jax.models.counts import count_matrix, smoothed_probs
 from makemore_jax.models.losses import mean_nll, nll_from_counts
-from makemore_jax.training.evaluate import table_nll
+from makemore_jax.training.evaluate import split_nll
 
 
 def test_count_matrix_equals_numpy_histogram(pairs, counts, vocab):
@@ -91,9 +91,14 @@ def test_bad_smoothing_is_refused(counts, k):
         smoothed_probs(counts, k)
 
 
-def test_nll_of_nothing_is_an_error(counts):
+def test_nll_of_nothing_is_an_error(counts, vocab):
+    from makemore_jax.data.words import Dataset
+    from makemore_jax.training.config import TrainConfig
+    from makemore_jax.training.fitted import TrainedModel
+
     empty = jnp.zeros((0,), jnp.int32)
     with pytest.raises(MakemoreError, match="empty"):
         mean_nll(smoothed_probs(counts, 1.0), empty, empty)
-    with pytest.raises(MakemoreError, match="empty"):
-        table_nll(jnp.zeros((27, 27)), np.zeros(0, np.int32), np.zeros(0, np.int32))
+    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    nothing = Dataset(vocab, {"train": [], "dev": [], "test": []})
+    assert split_nll(model, nothing) == {"train": None, "dev": None, "test": None}  # an empty split has no mean

@@ -59,11 +59,11 @@ def test_apply_is_the_weighted_sum_of_the_members_distributions(mixed, names, vo
     tokens, _ = encode_padded(names[:40], vocab, 16)
     idx = jnp.asarray(tokens[:, :-1])
     # compiled, as evaluation runs them: op by op the two networks take seconds
-    got = np.exp(np.asarray(jax.jit(mixed.apply)(mixed.params, idx), np.float64))
+    got = np.exp(np.asarray(jax.jit(mixed.runner.apply)(mixed.params, idx), np.float64))
     parts = [
         jax.nn.softmax(jax.jit(mixed.members[0].apply)(mixed.members[0].params, idx)),
         jax.nn.softmax(jax.jit(mixed.members[1].apply)(mixed.members[1].params, idx)),
-        jax.nn.softmax(mixed.members[2].table[idx]),
+        jax.nn.softmax(mixed.members[2].runner.table[idx]),
     ]
     expected = sum(w * np.asarray(p, np.float64) for w, p in zip(mixed.weights, parts))
     np.testing.assert_allclose(got, expected, atol=2e-6)

@@ -19,7 +19,7 @@ from makemore_jax.seeding import seed_key
 from makemore_jax.store import checkpoint
 from makemore_jax.training import tune
 from makemore_jax.training.config import TrainConfig
-from makemore_jax.training.evaluate import sequence_split_nll
+from makemore_jax.training.evaluate import split_nll
 from makemore_jax.training.fitted import TrainedModel
 from makemore_jax.training.trainer import new_model
 
@@ -289,13 +289,22 @@ def small_model(small):
     return new_model(cfg, data), data
 
 
+def through_apply(model):
+    """The model as the general scoring sees one without its own: padded words through its runner's apply."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    return SimpleNamespace(vocab=model.vocab, runner=replace(model.runner, split_nll=None, word_nll=None))
+
+
 def test_split_nll_agrees_with_the_sequence_path(small_model):
     model, data = small_model
     ours = ngram.split_nll(model, data)
-    through_apply = sequence_split_nll(model, data)  # evaluate.py: padded words through model.apply
-    assert ours.keys() == through_apply.keys()
+    assert split_nll(model, data) == ours  # the model's own scoring, through its runner
+    plain = split_nll(through_apply(model), data)
+    assert ours.keys() == plain.keys()
     for s in ours:
-        assert ours[s] == pytest.approx(through_apply[s], rel=1e-5)
+        assert ours[s] == pytest.approx(plain[s], rel=1e-5)
     assert ours["train"] < ours["dev"]
 
 
@@ -310,11 +319,11 @@ def test_word_nll_is_the_mean_of_next_logprobs(small_model):
 
 
 def test_per_word_nll_agrees_with_the_sequence_path_and_any_length(small_model):
-    from makemore_jax.training.evaluate import sequence_word_nll, word_nll
+    from makemore_jax.training.evaluate import word_nll
 
     model, data = small_model
     words = data.words["dev"][:50]
-    np.testing.assert_allclose(ngram.word_nll(model, words), sequence_word_nll(model, words), rtol=1e-5)
+    np.testing.assert_allclose(ngram.word_nll(model, words), word_nll(through_apply(model), words), rtol=1e-5)
     np.testing.assert_array_equal(word_nll(model, words), ngram.word_nll(model, words))  # the model's own scoring
     long_word = "a" * (model.block_size + 5)
     totals = ngram.word_nll(model, [long_word, words[0]])

@@ -9,8 +9,9 @@ import pytest
 
 from makemore_jax.data.words import Vocabulary
 from makemore_jax.errors import MakemoreError
+from makemore_jax.models import bigram
 from makemore_jax.models.counts import smoothed_probs
-from makemore_jax.sampling import TABLE_DECODER, pick, sample_ids, sample_names
+from makemore_jax.sampling import pick, sample_ids, sample_names
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +84,16 @@ def test_first_letters_follow_the_tempered_table(table, vocab, temperature):
 def test_the_table_path_draws_what_the_generic_path_draws(table):
     """Tables invert each row once; any other model inverts its logits at every step: same names."""
     args = (jax.random.key(8), 500, 30, jnp.float32(0.7))
-    fast, fast_ended = sample_ids(TABLE_DECODER, None, {"W": table}, *args, top_k=5)
-    plain = TABLE_DECODER._replace(table=None)
+    fast, fast_ended = sample_ids(bigram.DECODER, None, {"W": table}, *args, top_k=5)
+    plain = bigram.DECODER._replace(table=None)
     slow, slow_ended = sample_ids(plain, None, {"W": table}, *args, top_k=5)
     np.testing.assert_array_equal(fast, slow)
     np.testing.assert_array_equal(fast_ended, slow_ended)
 
 
 def test_a_longer_max_len_extends_the_same_names(table):
-    short, _ = sample_ids(TABLE_DECODER, None, {"W": table}, jax.random.key(2), 300, 5, jnp.float32(1.0))
-    long, _ = sample_ids(TABLE_DECODER, None, {"W": table}, jax.random.key(2), 300, 40, jnp.float32(1.0))
+    short, _ = sample_ids(bigram.DECODER, None, {"W": table}, jax.random.key(2), 300, 5, jnp.float32(1.0))
+    long, _ = sample_ids(bigram.DECODER, None, {"W": table}, jax.random.key(2), 300, 40, jnp.float32(1.0))
     np.testing.assert_array_equal(short, np.asarray(long)[:, :5])
 
 
@@ -150,13 +151,13 @@ def test_first_letters_follow_the_table(table, vocab):
 def test_max_len_cuts_names_that_never_end():
     vocab = Vocabulary(("a",))
     never_ends = jnp.log(jnp.array([[0.0, 1.0], [0.0, 1.0]]))
-    ids, ended = sample_ids(TABLE_DECODER, None, {"W": never_ends}, jax.random.key(0), 3, 6, jnp.float32(1.0))
+    ids, ended = sample_ids(bigram.DECODER, None, {"W": never_ends}, jax.random.key(0), 3, 6, jnp.float32(1.0))
     assert not bool(ended.any())
     assert sample_names(jax.random.key(0), never_ends, vocab, 3, max_len=6) == ["aaaaaa"] * 3
 
 
 def test_rows_stay_ended(table):
-    ids, ended = sample_ids(TABLE_DECODER, None, {"W": table}, jax.random.key(4), 200, 80, jnp.float32(1.0))
+    ids, ended = sample_ids(bigram.DECODER, None, {"W": table}, jax.random.key(4), 200, 80, jnp.float32(1.0))
     ids = np.asarray(ids)
     assert ids.shape == (200, 80)
     assert bool(ended.all())
@@ -200,7 +201,7 @@ def test_stages_of_shrinking_batches_change_no_name(monkeypatch, table, temperat
     with jax.threefry_partitionable(partitionable):  # without it a short draw is not a long one's start
         (staged, staged_ended), (single, single_ended) = staged_and_single(
             monkeypatch,
-            lambda: TABLE_DECODER._replace(table=lambda p: p["W"]),
+            lambda: bigram.DECODER._replace(table=lambda p: p["W"]),
             {"W": table},
             1200,
             25,
@@ -230,7 +231,7 @@ def test_names_are_compacted_along_each_state_leafs_batch_axis(monkeypatch, tabl
     folded = decoder_with(lambda n: {"steps": jnp.zeros((2 * n,)), "shared": jnp.zeros((5,))})
     assert batch_axes(along_1(), None, {"W": table}) == (None, 1)  # leaves in key order: shared, steps
     assert batch_axes(folded(), None, {"W": table}) is None  # batch × 2 in one axis: not compacted
-    reference, _ = sample_ids(TABLE_DECODER, None, {"W": table}, jax.random.key(9), 600, 25, jnp.float32(1.0))
+    reference, _ = sample_ids(bigram.DECODER, None, {"W": table}, jax.random.key(9), 600, 25, jnp.float32(1.0))
     assert compacted(np.asarray(reference), 9)  # 600 -> 75 -> 10
     for make in (along_1, folded):
         ((staged, _),) = staged_and_single(monkeypatch, make, {"W": table}, 600, 25, 1.0, single=False)
@@ -251,7 +252,7 @@ def test_zero_names():
 
 # ---- every model through the one sampler ---------------------------------------
 
-from makemore_jax.models import available, get_model  # noqa: E402
+from makemore_jax.models import MODEL_NAMES, get_model  # noqa: E402
 from makemore_jax.sampling import generate  # noqa: E402
 from makemore_jax.training.config import TrainConfig  # noqa: E402
 from makemore_jax.training.fitted import TrainedModel  # noqa: E402
@@ -266,7 +267,7 @@ def untrained(kind, vocab, block_size=12, seed=0):
     return model
 
 
-@pytest.mark.parametrize("kind", [k for k in available() if get_model(k).decode_step is not None])
+@pytest.mark.parametrize("kind", [k for k in MODEL_NAMES if get_model(k).decode_step is not None])
 def test_fast_decoder_gives_exactly_the_names_of_the_recompute_path(kind, vocab):
     model = untrained(kind, vocab)
     fast, fast_ended = generate(model, jax.random.key(11), 300, temperature=1.0)
@@ -276,12 +277,14 @@ def test_fast_decoder_gives_exactly_the_names_of_the_recompute_path(kind, vocab)
     assert len(set(fast)) > 200  # an untrained model babbles: real, varied draws were compared
 
 
-@pytest.mark.parametrize("kind", available())
+@pytest.mark.parametrize("kind", MODEL_NAMES)
 def test_every_model_samples_reproducibly_within_its_block(kind, vocab):
     model = untrained(kind, vocab, block_size=8)
     a, _ = generate(model, jax.random.key(3), 50)
     b, _ = generate(model, jax.random.key(3), 50)
-    limit = 7 if model.table is None else 2 * 7  # tables are not tied to a block; they get twice the longest word
+    limit = (
+        7 if model.runner.table is None else 2 * 7
+    )  # tables are not tied to a block; they get twice the longest word
     assert a == b and all(len(n) <= limit for n in a)
 
 
@@ -295,7 +298,7 @@ def test_top_k_one_is_greedy(vocab, counts):
 def test_top_k_limits_the_choices(vocab, counts):
     model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     names, _ = generate(model, jax.random.key(0), 3000, top_k=3)
-    table = np.asarray(model.table)
+    table = np.asarray(model.runner.table)
     allowed_first = {vocab.chars[i - 1] for i in np.argsort(table[0])[-3:] if i}
     assert {n[0] for n in names if n} <= allowed_first
 
@@ -342,7 +345,7 @@ def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab)
 
 # ---- steering: a prefix, a shortest length, top-p, unique and new names ----------------
 
-from makemore_jax.sampling import NotEnough, generate_distinct, steering  # noqa: E402
+from makemore_jax.sampling import NotEnough, sample_stream, steering  # noqa: E402
 
 
 def test_a_prefix_is_followed_by_the_table_row_of_its_last_character(vocab, counts):
@@ -351,15 +354,15 @@ def test_a_prefix_is_followed_by_the_table_row_of_its_last_character(vocab, coun
     names, _ = generate(model, jax.random.key(5), n, steer=steering(vocab, "ma"))
     assert all(name.startswith("ma") for name in names)
     after = np.bincount([vocab.encode_stream([name[2:3]])[1] for name in names], minlength=vocab.size) / n
-    row = np.asarray(jnp.exp(model.table))[vocab.encode_stream(["a"])[1]]  # p(next | 'a'), the end at index 0
+    row = np.asarray(jnp.exp(model.runner.table))[vocab.encode_stream(["a"])[1]]  # p(next | 'a'), the end at index 0
     row = row / row.sum()
     # the first character after "ma" is drawn from the row of 'a' (not from what starts a name)
     assert np.max(np.abs(after - row)) < 4 * np.sqrt(row.max() / n) + 1e-3
-    first = np.asarray(jnp.exp(model.table))[0] / np.asarray(jnp.exp(model.table))[0].sum()
+    first = np.asarray(jnp.exp(model.runner.table))[0] / np.asarray(jnp.exp(model.runner.table))[0].sum()
     assert np.max(np.abs(after - first)) > 0.05  # what ignoring the prefix would give instead
 
 
-@pytest.mark.parametrize("kind", [k for k in available() if get_model(k).decode_step is not None])
+@pytest.mark.parametrize("kind", [k for k in MODEL_NAMES if get_model(k).decode_step is not None])
 def test_steered_names_are_the_same_through_the_fast_decoder_and_the_recompute_path(kind, vocab):
     model = untrained(kind, vocab)
     steer = steering(vocab, "ab", min_len=4, top_p=0.9)
@@ -394,6 +397,17 @@ def test_top_p_filter_keeps_the_smallest_set_reaching_p():
     np.testing.assert_array_equal(kept, [[True, True, False, False], [False, False, True, True]])
     kept = np.isfinite(np.asarray(keep_top_p(logits, 0.8001, jnp.float32(1.0))))
     np.testing.assert_array_equal(kept, [[True, True, True, False], [False, True, True, True]])
+
+
+def generate_distinct(model, key, n, **options):
+    """The names of ``sample_stream`` in one list; NotEnough's .names has those found."""
+    found = []
+    try:
+        for names in sample_stream(model, key, n, **options):
+            found += names
+    except NotEnough as short:
+        raise NotEnough(str(short), found) from None
+    return found
 
 
 def test_unique_and_new_names_are_redrawn_within_bounds(vocab, counts, names):

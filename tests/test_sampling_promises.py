@@ -12,6 +12,7 @@ import pytest
 import makemore_jax
 from makemore_jax import sampling
 from makemore_jax.errors import MakemoreError
+from makemore_jax.models import bigram
 from makemore_jax.sampling import generate, name_chunks, plan, sample_ids, steering
 from makemore_jax.seeding import seed_key
 
@@ -128,7 +129,7 @@ def test_a_huge_n_is_drawn_a_bounded_chunk_at_a_time(transformer_dir):
     decoder, config, params, max_len = plan(model.model, None)
     size = sampling.chunk_size(decoder, config, params, max_len, model.vocab.size)
     assert size == len(first)
-    long = sampling.chunk_size(sampling.TABLE_DECODER, None, {"W": np.zeros((27, 27))}, sampling.MAX_SAMPLE_LEN, 27)
+    long = sampling.chunk_size(bigram.DECODER, None, {"W": np.zeros((27, 27))}, sampling.MAX_SAMPLE_LEN, 27)
     assert long * 8 * sampling.MAX_SAMPLE_LEN <= sampling.CHUNK_BYTES  # ids and uniforms of a chunk stay bounded
 
 

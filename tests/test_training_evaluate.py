@@ -58,7 +58,7 @@ def trained(tmp_path_factory):
 
 def test_word_nll_of_the_counting_model_is_the_sum_over_its_pairs(trained):
     model = checkpoint.load(str(trained / "counts")).model
-    logp = np.asarray(jax.nn.log_softmax(model.table, axis=-1), np.float64)
+    logp = np.asarray(jax.nn.log_softmax(model.runner.table, axis=-1), np.float64)
     ids = {c: i for i, c in enumerate(model.vocab.chars, start=1)}
     words = ["emma", "", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "ava"]  # longer than block_size: a table does not care
     got = word_nll(model, words)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from makemore_jax import sampling
+from makemore_jax.models import bigram
 from makemore_jax.models.counts import count_matrix, smoothed_probs
 
 from ..context import Context
@@ -91,13 +92,13 @@ def batched_inverse_cdf(torch, cdf_VxV, n: int, max_len: int, g):
 @partial(jax.jit, static_argnames=("n", "length"))
 def uniforms_only(key: jax.Array, n: int, length: int) -> jax.Array:
     """Probe: every name's whole stream of uniforms (one per name and position), and no sampling."""
-    return sampling.name_uniforms(key, n, length).sum()
+    return sampling.chunk_uniforms(key, n, length).sum()
 
 
 def package_sample_ids(logits_VxV: jax.Array, key: jax.Array, n: int, max_len: int) -> jax.Array:
     """makemore_jax.sampling.sample_ids on a bigram logits table: ids (n, max_len) int32."""
     params = {"W": logits_VxV}
-    ids, _ = sampling.sample_ids(sampling.TABLE_DECODER, None, params, key, n, max_len, jnp.float32(1.0))
+    ids, _ = sampling.sample_ids(bigram.DECODER, None, params, key, n, max_len, jnp.float32(1.0))
     return ids
 
 

@@ -806,9 +806,6 @@ class Dataset:
             self._cache["max_word_len"] = max(int(word_lengths(ws).max()) for ws in self.words.values() if len(ws))
         return self._cache["max_word_len"]
 
-    def nonempty(self) -> list[str]:
-        return [s for s in SPLITS if self.sizes[s]]
-
     def pairs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if ("pairs", split) not in self._cache:
             self._cache[("pairs", split)] = bigram_pairs(self.words[split], self.vocab)

@@ -1,6 +1,6 @@
 """Models as (init, apply) pairs of pure functions over plain pytrees, by name.
 
-Every model is a ``ModelDef``:
+Every model is a ``ModelDef``. A trained (neural) model supplies:
 
 - ``init(key, config) -> params``: a pytree (nested dicts) of float32 arrays.
 - ``apply(params, idx_BxT) -> logits_BxTxV``: int32 ids in, next-id logits out.
@@ -25,21 +25,30 @@ Every model is a ``ModelDef``:
   s < ends[s'] (its ancestors); with it evaluation computes each distinct
   prefix of a word list once.
 
+A counted model (the counting model, the n-grams) has no init and no apply of
+its own: it supplies ``count`` and ``run``.
+
+- ``count(data, settings, counter) -> params``: fitted by counting the
+  training split instead of by gradient steps. ``counter.pairs(xs, ys, V)``
+  counts bigrams into a V×V table, ``counter.ngram_rows(rows_PxN, V)`` counts
+  n-gram rows; the trainer's counter counts here or over several devices.
+- ``run(fitted) -> Runner``: how the fitted model runs (``models.runner``):
+  the table models run as a bigram whose W is their table, the n-grams
+  through their context lookup, with their own scoring.
+
+Every fitted model is run through ``ModelDef.runner(fitted)`` (``run`` where
+the model has one, else a Runner of its apply, decoder and apply_trie), and
+sampling, mixtures and evaluation use that Runner alone.
+
 A model also answers for itself what the rest of the package would otherwise
 ask by its name. ``settings`` below is a training.config.TrainConfig and
 ``data`` a data.words.Dataset; the models never import them, they are handed in.
 
-- ``count(data, settings, counter) -> params``: the models fitted by counting
-  their training split instead of by gradient steps (the counting model, the
-  n-grams). ``counter.pairs(xs, ys, V)`` counts bigrams into a V×V table,
-  ``counter.ngram_rows(rows_PxN, V)`` counts n-gram rows; the trainer's counter
-  counts here or over several devices.
 - ``table(params, settings) -> logits_VxV``: the models whose next id depends
-  on the current one alone; they are evaluated and sampled through the table.
+  on the current one alone (counts, bigram); they are evaluated and sampled
+  through the table.
 - ``loss_counts(params, counts_VxV, l2) -> loss``: the full-batch loss from the
   training split's bigram counts (batch size 0), V×V work per step.
-- ``split_nll(model, data, splits)`` and ``word_nll(model, words)``: a model's
-  own scoring, where the general one (training.evaluate) does not fit it.
 - ``saved_arrays(arrays, settings, V) -> {'params/...': (shape, dtype)}``: what
   a checkpoint of it must hold, when that is not the shapes of ``init``.
 - ``any_length``: it scores and samples words longer than its block size.
@@ -64,13 +73,12 @@ import jax
 import numpy as np
 
 from ..errors import MakemoreError
+from .runner import Decoder, Params, Runner, State, recompute_decoder
 
 if TYPE_CHECKING:
     from ..data.words import Dataset, Vocabulary
     from .ngram.counting import NgramCounts
 
-Params = Any  # a model's parameters: a pytree (nested dicts) of arrays
-State = Any  # a decoder's state: a pytree of arrays (a key/value cache, a carried state, the ids so far)
 ArraySpecs = dict[str, tuple[tuple[int, ...], np.dtype]]  # {'params/...': (shape, dtype)} of a checkpoint
 
 
@@ -127,6 +135,10 @@ class Fitted(Protocol):
     def vocab(self) -> Vocabulary: ...
     @property
     def params(self) -> Params: ...
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def model_config(self) -> Any: ...  # what its decoder's init reads: a ModelConfig (a mixture's own)
 
 
 def _no_check(config: ModelConfig) -> None:
@@ -153,8 +165,8 @@ MAKEMORE_DEFAULTS: tuple[tuple[str, object], ...] = (
 @dataclass(frozen=True)
 class ModelDef:
     name: str
-    init: Callable[[jax.Array, ModelConfig], Params]
-    apply: Callable[[Params, jax.Array], jax.Array]
+    init: Callable[[jax.Array, ModelConfig], Params] | None = None  # None: counted, never initialised
+    apply: Callable[[Params, jax.Array], jax.Array] | None = None  # None: run through its own run
     decode_init: Callable[[Params, ModelConfig, int], State] | None = None
     decode_step: Callable[[Params, State, jax.Array, jax.Array], tuple[jax.Array, State]] | None = None
     check: Callable[[ModelConfig], None] = _no_check
@@ -164,8 +176,7 @@ class ModelDef:
     count: Callable[[Dataset, Settings, Counter], Params] | None = None
     table: Callable[[Params, Settings], jax.Array] | None = None
     loss_counts: Callable[[Params, jax.Array, float], jax.Array] | None = None
-    split_nll: Callable[[Fitted, Dataset, Sequence[str] | None], dict[str, float | None]] | None = None
-    word_nll: Callable[[Fitted, Sequence[str]], np.ndarray] | None = None
+    run: Callable[[Fitted], Runner] | None = None
     saved_arrays: Callable[[dict[str, np.ndarray], Settings, int], ArraySpecs] | None = None
     any_length: bool = False
     defaults: tuple[tuple[str, object], ...] = MAKEMORE_DEFAULTS
@@ -180,6 +191,26 @@ class ModelDef:
 
     def label(self, settings: Settings) -> str:
         return self.describe(settings) if self.describe is not None else self.name
+
+    def runner(self, fitted: Fitted) -> Runner:
+        """How a fitted model of this type runs: its own ``run``, or its apply, decoder and apply_trie."""
+        if self.run is not None:
+            return self.run(fitted)
+        if self.apply is None:
+            raise MakemoreError(f"{a_model(self.name)} has neither apply nor run")
+        if self.decode_init is not None and self.decode_step is not None:
+            decoder = Decoder(self.decode_init, self.decode_step)
+        else:
+            decoder = recompute_decoder(self.apply)
+        return Runner(
+            fitted.params,
+            self.apply,
+            decoder,
+            fitted.model_config,
+            fitted.block_size,
+            any_length=self.any_length,
+            apply_trie=self.apply_trie,
+        )
 
 
 # name -> module under makemore_jax.models that defines it in MODELS: first the
@@ -223,17 +254,3 @@ def check_config(config: ModelConfig, name: str) -> None:
         if not isinstance(value, int) or value < 1:
             raise MakemoreError(f"{field} must be a positive integer, got {value!r}")
     get_model(name).check(config)
-
-
-def available() -> list[str]:
-    """Names whose module is present in this installation."""
-    out = []
-    for name, module in _MODULE_OF.items():
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{module}":
-                raise
-            continue
-        out.append(name)
-    return out

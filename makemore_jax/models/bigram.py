@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from . import ModelConfig, ModelDef, Settings
+from . import Decoder, Fitted, ModelConfig, ModelDef, Runner, Settings
 from .losses import l2_penalty, nll_from_counts, nll_from_logits
 
 
@@ -80,6 +80,22 @@ def table(params: dict, settings: Settings | None = None) -> jax.Array:
     return params["W"]
 
 
+DECODER = Decoder(decode_init, decode_step, table)  # params {"W": logits_VxV}; the sampler inverts W's rows
+
+
+def table_runner(logits_VxV: jax.Array, block_size: int) -> Runner:
+    """Any table of next-id logits (a counting model's log P too) run as the bigram whose W it is.
+
+    It scores words of any length and samples names up to twice the longest
+    training word (block_size − 1) by default: a table is tied to no block.
+    """
+    return Runner({"W": logits_VxV}, apply, DECODER, None, block_size, any_length=True, sample_len=2 * (block_size - 1))
+
+
+def run(model: Fitted) -> Runner:
+    return table_runner(model.params["W"], model.block_size)
+
+
 MODELS = {
     "bigram": ModelDef(
         "bigram",
@@ -88,6 +104,7 @@ MODELS = {
         decode_init,
         decode_step,
         table=table,
+        run=run,
         loss_counts=loss_counts,
         defaults=(),
         settings=("init_scale",),

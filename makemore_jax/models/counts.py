@@ -2,8 +2,8 @@
 
 Its parameters are the counts, {"counts": int32 V×V}; add-k smoothing (the
 settings' ``smoothing``) is applied when the table is read, so one count
-table serves every k. It is evaluated and sampled through that table, with
-the bigram's apply and decoder.
+table serves every k. It runs as the bigram whose W is log P
+(``bigram.table_runner``): evaluated and sampled through that table.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.words import Dataset
 from ..errors import MakemoreError
-from . import ArraySpecs, Counter, ModelConfig, ModelDef, Settings, bigram
+from . import ArraySpecs, Counter, Fitted, ModelDef, Runner, Settings, bigram
 
 SCATTER_PARTS = 2  # count_matrix counts the pairs in this many independent scatters (one per CPU thread)
 FLAT_CELLS = jax.lax.ScatterDimensionNumbers(
@@ -69,10 +69,6 @@ def smoothed_probs(counts_VxV: jax.Array, k: float = 1.0) -> jax.Array:
     return _normalise(jnp.asarray(counts_VxV), jnp.float32(k))
 
 
-def _init(key: jax.Array, config: ModelConfig) -> dict:
-    raise MakemoreError("the counting model is counted from words, not initialised (see counts.count)")
-
-
 def count(data: Dataset, settings: Settings, counter: Counter) -> dict:
     """The bigram counts of the training split (counter.pairs: here or over devices)."""
     xs, ys = data.pairs("train")
@@ -84,6 +80,10 @@ def table(params: dict, settings: Settings) -> jax.Array:
     return jnp.log(smoothed_probs(params["counts"], settings.smoothing))
 
 
+def run(model: Fitted) -> Runner:
+    return bigram.table_runner(table(model.params, model.config), model.block_size)
+
+
 def saved_arrays(arrays: dict[str, np.ndarray], settings: Settings, vocab_size: int) -> ArraySpecs:
     return {"params/counts": ((vocab_size, vocab_size), jnp.dtype("int32"))}
 
@@ -91,12 +91,9 @@ def saved_arrays(arrays: dict[str, np.ndarray], settings: Settings, vocab_size: 
 MODELS = {
     "counts": ModelDef(
         "counts",
-        _init,
-        bigram.apply,
-        bigram.decode_init,
-        bigram.decode_step,
         count=count,
         table=table,
+        run=run,
         saved_arrays=saved_arrays,
         defaults=(),
         settings=("smoothing",),

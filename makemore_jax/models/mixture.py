@@ -6,9 +6,10 @@ different ways average to a better one. The weights are fitted on the dev
 split by expectation–maximisation over the members' per-position
 probabilities, which never lowers the dev likelihood and needs no step size.
 
-A mixture behaves like any trained model: ``apply`` gives next-id log
-probabilities for id sequences, and its decoder runs every member's own
-decoder (key/value cache, carried state, n-gram context) side by side, so
+A mixture runs like any fitted model (``models.runner``): it composes its
+members' runners, its ``apply`` giving next-id log probabilities for id
+sequences and its decoder running every member's own decoder (key/value
+cache, carried state, n-gram context, table row) side by side, so
 ``sampling.generate``, ``evaluate.split_nll`` and ``evaluate.word_nll`` work
 on it unchanged.
 
@@ -19,7 +20,7 @@ such a work directory returns the mixture.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, TypedDict
@@ -29,38 +30,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.packing import EVAL_CHUNK, in_chunks
-from ..data.words import Dataset, Vocabulary
+from ..data.words import SPLITS, Dataset, Vocabulary
 from ..errors import MakemoreError
-from . import Fitted, ModelConfig, ModelDef, Params, Settings, bigram
-from .decoding import TABLE_DECODER, Decoder, recompute_decoder
+from . import Fitted, ModelConfig, ModelDef, Params, Runner, Settings
+from .runner import Apply
 
 
 class Member(Fitted, Protocol):
     """What a mixture reads of each member (a training.fitted.TrainedModel, handed in: a higher layer)."""
 
     @property
-    def block_size(self) -> int: ...
-    @property
-    def model_config(self) -> ModelConfig: ...
-    @property
-    def model_def(self) -> ModelDef: ...
-    @property
-    def table(self) -> jax.Array | None: ...
-
-
-Apply = Callable[[Params, jax.Array], jax.Array]  # a model's apply: (params, ids (B, T)) -> logits (B, T, V)
-
-
-def _member_parts(model: Member) -> tuple[Apply, Params, Decoder, ModelConfig | None]:
-    """(apply, params, decoder, decoder config) of one trained model."""
-    if model.table is not None:
-        return bigram.apply, {"W": model.table}, TABLE_DECODER._replace(table=None), None
-    md = model.model_def
-    if md.decode_init is not None and md.decode_step is not None:
-        decoder = Decoder(md.decode_init, md.decode_step)
-    else:
-        decoder = recompute_decoder(md.apply)
-    return md.apply, model.params, decoder, model.model_config
+    def runner(self) -> Runner: ...
 
 
 def _mix(logits_per_member: Sequence[jax.Array], log_w_K: jax.Array) -> jax.Array:
@@ -84,12 +64,11 @@ class Mixture:
     training: dict[str, object] = field(default_factory=dict)
 
     type = "mixture"
-    table = None
 
     def __post_init__(self) -> None:
-        parts = [_member_parts(m) for m in self.members]
-        applies = tuple(p[0] for p in parts)
-        decoders = tuple(p[2] for p in parts)
+        runners = self._runners = tuple(m.runner for m in self.members)  # a table model's table, made once
+        applies = tuple(r.apply for r in runners)
+        decoders = tuple(r.decoder for r in runners)
 
         def apply(params, idx_BxT):
             return _mix([f(p, idx_BxT) for f, p in zip(applies, params["members"])], params["log_w"])
@@ -101,11 +80,12 @@ class Mixture:
             outs = [d.step(p, s, token_B, t) for d, p, s in zip(decoders, params["members"], states)]
             return _mix([o[0] for o in outs], params["log_w"]), tuple(o[1] for o in outs)
 
-        self._parts = parts
         # every member's own decoder goes on past the block (a table's, an n-gram's): so does the mixture's,
         # and a --max-len past the shortest block is honoured, not lowered to it
-        any_length = all(m.table is not None or m.model_def.any_length for m in self.members)
-        self._model_def = ModelDef("mixture", _no_init, apply, decode_init, decode_step, any_length=any_length)
+        any_length = all(r.any_length for r in runners)
+        self._model_def = ModelDef(
+            "mixture", apply=apply, decode_init=decode_init, decode_step=decode_step, any_length=any_length
+        )
 
     @property
     def vocab(self) -> Vocabulary:
@@ -122,23 +102,24 @@ class Mixture:
 
     @property
     def params(self) -> dict:
-        return {"members": tuple(p[1] for p in self._parts), "log_w": jnp.log(jnp.asarray(self.weights, jnp.float32))}
+        return {
+            "members": tuple(r.params for r in self._runners),
+            "log_w": jnp.log(jnp.asarray(self.weights, jnp.float32)),
+        }
 
     @property
     def model_config(self) -> MixtureConfig:
-        return MixtureConfig(self.block_size, tuple(p[3] for p in self._parts))
+        return MixtureConfig(self.block_size, tuple(r.config for r in self._runners))
 
     @property
     def model_def(self) -> ModelDef:
+        """A ModelDef whose apply and decoder run the members' side by side; a mixture is fitted, never initialised."""
         return self._model_def
 
     @property
-    def apply(self) -> Apply:
-        return self._model_def.apply
-
-
-def _no_init(key: jax.Array, config: ModelConfig) -> Params:
-    raise MakemoreError("a mixture is fitted from trained models, not initialised (see mixture.fit)")
+    def runner(self) -> Runner:
+        """Its apply and decoder over the members' runners (padded leaves scoring, as any model without a trie)."""
+        return self._model_def.runner(self)
 
 
 def check_members(members: Sequence[Member]) -> None:
@@ -179,8 +160,8 @@ def member_logprobs(members: Sequence[Member], data: Dataset, split: str) -> np.
     tokens, lengths = data.padded(split, block_size)
     rows = []
     for m in members:
-        apply, params, _, _ = _member_parts(m)
-        logp, mask = position_logprobs(apply, params, jnp.asarray(tokens), jnp.asarray(lengths))
+        run = m.runner
+        logp, mask = position_logprobs(run.apply, run.params, jnp.asarray(tokens), jnp.asarray(lengths))
         rows.append(np.asarray(logp, np.float64)[np.asarray(mask)])
     return np.stack(rows)
 
@@ -214,7 +195,7 @@ def fit(members: Sequence[Member], data: Dataset) -> tuple[Mixture, Report]:
     check_members(members)
     if not data.words["dev"]:
         raise MakemoreError("the weights are fitted on the dev split, which is empty (see --split)")
-    logp = {s: member_logprobs(members, data, s) for s in ("train", "dev", "test") if data.words[s]}
+    logp = {s: member_logprobs(members, data, s) for s in SPLITS if data.words[s]}
     weights = fit_weights(logp["dev"])
     report: Report = {
         "weights": weights.tolist(),

@@ -314,8 +314,9 @@ def _expected_params(model: TrainedModel, arrays: dict[str, np.ndarray], path: s
             return saved_arrays(arrays, model.config, model.vocab.size)
         except MakemoreError as err:
             raise _corrupt(path, str(err)) from None
-    config = model.model_config
-    shapes = jax.eval_shape(lambda key: model.model_def.init(key, config), jax.random.key(0))
+    config, init = model.model_config, model.model_def.init
+    assert init is not None  # trained: a counted model has saved_arrays (returned above)
+    shapes = jax.eval_shape(lambda key: init(key, config), jax.random.key(0))
     return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat_items(shapes, "params")}
 
 

@@ -1,15 +1,22 @@
-"""Mean NLL of whole splits, one compiled call per split.
+"""Scoring a fitted model: the mean NLL of whole splits, and each word's NLL.
 
-Table models (counts, bigram) are scored from the split's count matrix, V×V
-work. Sequence models are scored by distinct prefixes (``data.prefixes``):
-each distinct (prefix, next symbol) pair once, weighted by how many words
-hold it, which is the same sum as over every position of every word. A model
-whose ModelDef has ``apply_trie`` (the Transformer) runs over the split's
-prefix tree, every distinct prefix computed once (on names.txt 72k slots
-against 228k positions); the others over the split's leaves, padded words of
-``EVAL_CHUNK`` rows. Either way the rows go through the model in fixed-size
-groups of chunks, one compiled call per group (``lax.map`` over its chunks),
-so every split of every size runs the same compiled program.
+A model is scored through its runner (``models.runner``), in the layout the
+runner prefers (``Runner.scoring``):
+
+- ``"table"`` (counts, bigram): from the split's count matrix, V×V work;
+- ``"trie"`` (the Transformer, through ``apply_trie``): over the split's
+  prefix tree, every distinct prefix computed once (on names.txt 72k slots
+  against 228k positions);
+- ``"leaves"`` (the other neural models, mixtures): over the split's leaves,
+  each distinct (prefix, next symbol) pair once, weighted by how many words
+  hold it, padded words of ``EVAL_CHUNK`` rows (``data.prefixes``);
+- ``"own"`` (the n-grams): the runner's own split_nll and word_nll.
+
+Either sequence layout sums the same terms as every position of every word,
+and goes through the model in fixed-size groups of chunks, one compiled call
+per group (``lax.map`` over its chunks), so every split of every size runs
+the same compiled program. ``word_nlls`` is the plain per-word pass, every
+position of every padded word, which the others are tested against.
 """
 
 from __future__ import annotations
@@ -25,9 +32,8 @@ import numpy as np
 
 from ..data import prefixes
 from ..data.packing import EVAL_CHUNK, in_chunks
-from ..data.words import BOUNDARY_ID, Dataset, encode_padded
-from ..errors import MakemoreError
-from ..models import Params, bigram
+from ..data.words import BOUNDARY_ID, SPLITS, Dataset, encode_padded
+from ..models import Params, Runner
 from ..models.counts import count_matrix
 from ..models.losses import nll_from_counts
 from .fitted import FittedModel
@@ -64,40 +70,24 @@ def masked_nll_sum(
     return nll_BxT.sum(), mask_BxT.sum()
 
 
-@partial(jax.jit, static_argnames=("apply", "chunk"))
-def sequence_nll_sum(
-    apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
-) -> tuple[jax.Array, jax.Array]:
-    """(Total NLL, number of positions) of all words (characters and ends), in one call."""
-
-    def score(args):
-        toks, lens = args
-        return masked_nll_sum(apply(params, toks[:, :-1]), toks[:, 1:], lens)
-
-    sums, counts = jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1))
-    return sums.sum(), counts.sum()
-
-
-def sequence_nll_sums(
-    model: FittedModel, tokens_WxL: np.ndarray, lengths_W: np.ndarray, progress: GroupProgress | None = None
+def nll_sum(
+    run: Runner, tokens_WxL: np.ndarray, lengths_W: np.ndarray, progress: GroupProgress | None = None
 ) -> tuple[float, int]:
-    """(Total NLL, positions) of padded words under a model: through its prefix tree
-    (``prefixes.trie``) where its ModelDef has ``apply_trie``, else by its leaves
-    (``prefixes.leaves``), padded; one compiled call per GROUP chunks.
+    """(Total NLL, positions) of padded words under a runner, by its prefix tree (``prefixes.trie``) where it
+    scores by "trie", else by its leaves (``prefixes.leaves``), padded; one compiled call per GROUP chunks.
     progress(done, total), if given, hears how many groups are scored."""
-    apply_trie = getattr(getattr(model, "model_def", None), "apply_trie", None)
-    if apply_trie is not None:
-        row_len = max(TRIE_ROW, model.block_size)
+    if run.apply_trie is not None:
+        row_len = max(TRIE_ROW, run.block_size)
         tr = prefixes.trie(tokens_WxL, lengths_W, row_len)
         rows = max(1, TRIE_ROWS * TRIE_ROW // row_len)
         arrays = [
             np.reshape(_whole(a, rows), (-1, rows, row_len))
             for a in (tr.ids, tr.depths, tr.ends, tr.parents, tr.counts, tr.words)
         ]
-        return _in_groups(partial(_trie_group, apply_trie, model.params), arrays, progress), tr.positions
+        return _in_groups(partial(_trie_group, run.apply_trie, run.params), arrays, progress), tr.positions
     lv = prefixes.leaves(tokens_WxL, lengths_W)
     chunks = [np.reshape(_whole(a, EVAL_CHUNK), (-1, EVAL_CHUNK, a.shape[1])) for a in (lv.tokens, lv.natural, lv.end)]
-    return _in_groups(partial(_padded_group, model.apply, model.params), chunks, progress), lv.positions
+    return _in_groups(partial(_padded_group, run.apply, run.params), chunks, progress), lv.positions
 
 
 def _whole(a: np.ndarray, n: int) -> np.ndarray:
@@ -171,92 +161,49 @@ def _trie_group(apply_trie, params, ids, depths, ends, parents, counts, words):
     return jax.lax.map(score, (ids, depths, ends, parents, counts, words)).sum()
 
 
-def sequence_nll(
-    apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
-) -> jax.Array:
-    """Mean NLL per position (characters and ends) of all words, in one call."""
-    total, count = sequence_nll_sum(apply, params, tokens_WxL, lengths_W, chunk)
-    return total / count
-
-
-def table_nll(logits_VxV: jax.Array, xs: np.ndarray, ys: np.ndarray) -> jax.Array:
-    """Mean NLL of pairs under a bigram logits table, via their count matrix."""
-    if len(xs) == 0:
-        raise MakemoreError("mean NLL of an empty set of pairs is undefined")
-    counts = count_matrix(jnp.asarray(xs), jnp.asarray(ys), logits_VxV.shape[0])
-    return nll_from_counts(jax.nn.log_softmax(logits_VxV, axis=-1), counts)
-
-
 def split_nll(
     model: FittedModel,
     data: Dataset,
     splits: Sequence[str] | None = None,
     progress: SplitProgress | None = None,
 ) -> dict[str, float | None]:
-    """Mean NLL of each split under a model (None for an empty split).
+    """Mean NLL of each split under a model (None for an empty split), in the layout its runner prefers.
 
     Where the data is one process's part (data.hosts.SlicedDataset) each
     process sums its own words and the sums are added over the processes:
-    every process must call this. A model with its own scoring (its
-    ModelDef's split_nll, e.g. the n-grams) is scored by that; every other one
-    by ``sequence_split_nll``, telling progress(split, done, total) if given.
+    every process must call this. progress(split, done, total), if given,
+    hears how the scoring of a whole split goes.
     """
-    own = getattr(model.model_def, "split_nll", None)
-    return own(model, data, splits) if own else sequence_split_nll(model, data, splits, progress)
-
-
-def sequence_split_nll(
-    model: FittedModel,
-    data: Dataset,
-    splits: Sequence[str] | None = None,
-    progress: SplitProgress | None = None,
-) -> dict[str, float | None]:
-    """split_nll through the model's table or its apply over the words, whatever the model."""
-    if not data.local_only:
-        return _split_nll_whole(model, data, splits, progress)
-    splits = list(splits or ("train", "dev", "test"))
-    sums = np.zeros((len(splits), 2), np.float64)  # (total NLL, positions) of each split, this process's part
+    run = model.runner
+    if run.split_nll is not None:
+        return run.split_nll(data, splits)
+    splits = list(splits or SPLITS)
+    sums = np.zeros((len(splits), 2), np.float64)  # (total NLL, positions) of each split: this process's part
     for i, split in enumerate(splits):
-        if not data.words[split]:
-            continue
-        if model.table is not None:
-            xs, ys = data.pairs(split)
-            counts = count_matrix(jnp.asarray(xs), jnp.asarray(ys), model.table.shape[0])
-            total = -(counts * jax.nn.log_softmax(model.table, axis=-1)).sum()
-            sums[i] = float(total), len(xs)
-        else:
-            tokens, lengths = data.padded(split, model.block_size)
-            sums[i] = sequence_nll_sums(model, tokens, lengths)
+        if data.words[split]:
+            tell = progress and not data.local_only and partial(progress, split)
+            sums[i] = split_nll_sum(run, data, split, tell or None)
     return {s: float(t / c) if c else None for s, (t, c) in zip(splits, data.combine(sums))}
 
 
-def _split_nll_whole(
-    model: FittedModel,
-    data: Dataset,
-    splits: Sequence[str] | None = None,
-    progress: SplitProgress | None = None,
-) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for split in splits or ("train", "dev", "test"):
-        if not data.words[split]:
-            out[split] = None
-        elif model.table is not None:
-            out[split] = float(table_nll(model.table, *data.pairs(split)))
-        else:
-            tokens, lengths = data.padded(split, model.block_size)
-            total, count = sequence_nll_sums(model, tokens, lengths, progress and partial(progress, split))
-            out[split] = total / count
-    return out
+def split_nll_sum(run: Runner, data: Dataset, split: str, progress: GroupProgress | None = None) -> tuple[float, int]:
+    """(Total NLL, positions) of a non-empty split: from its pair counts for a table, else by ``nll_sum``."""
+    table = run.table
+    if table is None:
+        tokens, lengths = data.padded(split, run.block_size)
+        return nll_sum(run, tokens, lengths, progress)
+    xs, ys = data.pairs(split)
+    counts_VxV = count_matrix(jnp.asarray(xs), jnp.asarray(ys), table.shape[0])
+    # the mean by rows is the more exact float32 sum (see nll_from_counts); times the pairs, it is the total
+    return float(nll_from_counts(jax.nn.log_softmax(table, axis=-1), counts_VxV)) * len(xs), len(xs)
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))
-def sequence_nll_per_word(
+def word_nlls(
     apply: Apply, params: Params, tokens_WxL: jax.Array, lengths_W: jax.Array, chunk: int = EVAL_CHUNK
 ) -> jax.Array:
-    """Total NLL of each word (its characters and its end), (W,) float32, in one call.
-
-    The same chunked pass as ``sequence_nll``, summing each row apart.
-    """
+    """Total NLL of each padded word (its characters and its end) under apply, (W,) float32, in one call:
+    every position of every word, chunk words at a time (``lax.map``)."""
 
     def score(args):
         toks, lens = args
@@ -267,31 +214,20 @@ def sequence_nll_per_word(
 
 
 def word_nll(model: FittedModel, words: Sequence[str]) -> np.ndarray:
-    """Total NLL in nats of each word under a trained model: −log p(c1 … cn, end), shape (len(words),).
+    """Total NLL in nats of each word under a fitted model: −log p(c1 … cn, end), shape (len(words),).
 
     The log-probability of a word is minus this; divided by len(word) + 1 it is
     the word's mean NLL per character, the figure ``split_nll`` averages.
     Raises MakemoreError for a character outside the vocabulary, or a word
-    longer than a sequence model was built for. Bigram tables score words of
-    any length, and so does a model with its own scoring (ModelDef.word_nll).
+    longer than a sequence model was built for (``Runner.word_width``): tables
+    and n-grams score words of any length.
     """
-    own = getattr(model.model_def, "word_nll", None)
-    return (own or sequence_word_nll)(model, words)
-
-
-def sequence_word_nll(model: FittedModel, words: Sequence[str]) -> np.ndarray:
-    """word_nll through the model's table or its apply over the words, whatever the model."""
+    run = model.runner
+    if run.word_nll is not None:
+        return run.word_nll(words)
     if len(words) == 0:
         return np.zeros((0,), np.float32)
-    apply: Apply
-    params: Params
-    if model.table is not None:
-        width = max(len(w) for w in words) + 1
-        apply, params = bigram.apply, {"W": model.table}
-    else:
-        width = model.block_size
-        apply, params = model.apply, model.params
-    tokens, lengths = encode_padded(words, model.vocab, width)
+    tokens, lengths = encode_padded(words, model.vocab, run.word_width(max(len(w) for w in words)))
     # one compiled shape per power of two up to EVAL_CHUNK, so ten names do not pay for 512
     chunk = min(EVAL_CHUNK, 1 << (len(words) - 1).bit_length())
-    return np.asarray(sequence_nll_per_word(apply, params, jnp.asarray(tokens), jnp.asarray(lengths), chunk))
+    return np.asarray(word_nlls(run.apply, run.params, jnp.asarray(tokens), jnp.asarray(lengths), chunk))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import jax
 
 from ..data.words import Vocabulary
-from ..models import ModelConfig, ModelDef, Params, get_model
+from ..models import ModelConfig, ModelDef, Params, Runner, get_model
 from ..models.mixture import Mixture
 from .config import TrainConfig
 
@@ -34,13 +34,16 @@ class TrainedModel:
 
     @property
     def apply(self) -> Callable[[Params, jax.Array], jax.Array]:
-        return self.model_def.apply
+        """The trained model's forward pass (what the trainer differentiates); a counted model has none."""
+        apply = self.model_def.apply
+        if apply is None:
+            raise TypeError(f"a {self.type} model is counted: it has no apply to train (see its runner)")
+        return apply
 
     @property
-    def table(self) -> jax.Array | None:
-        """V×V next-id logits of a model whose next id depends on the current one alone; None otherwise."""
-        table = self.model_def.table
-        return None if table is None else table(self.params, self.config)
+    def runner(self) -> Runner:
+        """How it runs: what sampling, mixtures and evaluation use (``models.runner``)."""
+        return self.model_def.runner(self)
 
 
 FittedModel = TrainedModel | Mixture  # what is scored and sampled: a trained or counted model, or a mixture of them

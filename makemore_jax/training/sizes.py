@@ -160,11 +160,14 @@ def parameter_count(cfg: TrainConfig, vocab_size: int, block_size: int, model_de
     rest extrapolated: a deep Transformer's Python loop over layers stays short.
     """
 
+    init = model_def.init
+    assert init is not None  # trained: a counted model's size is its tables'
+
     def count(n_layer: int) -> int:
         config = ModelConfig(vocab_size, block_size, n_layer, cfg.n_head, cfg.n_embd, cfg.n_embd2)
         model_def.check(config)
         try:
-            shapes = jax.eval_shape(lambda key: model_def.init(key, config), jax.random.key(0))
+            shapes = jax.eval_shape(lambda key: init(key, config), jax.random.key(0))
         except (OverflowError, ValueError, TypeError) as err:  # a shape past what XLA can describe
             raise MakemoreError(f"{cfg.type}: a model of these sizes cannot be built ({err})") from None
         return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))

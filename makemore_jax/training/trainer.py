@@ -95,6 +95,7 @@ def new_model(
     check_config(model.model_config, cfg.type)
     if cfg.dropout and model_def.apply_dropout is None:
         raise MakemoreError(f"--dropout: the {cfg.type} model has no dropout")
+    assert model_def.init is not None  # trained: a counted model has no init (returned above)
     params = model_def.init(seed_key(cfg.seed, "init"), model.model_config)
     model.params = params if cfg.init_scale == 1.0 else jax.tree.map(lambda p: cfg.init_scale * p, params)
     return model

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...data.packing import in_chunks
-from ...data.words import BOUNDARY_ID, Dataset, Vocabulary, word_lengths
+from ...data.words import BOUNDARY_ID, SPLITS, Dataset, Vocabulary, word_lengths
 from ...errors import MakemoreError
-from .. import ArraySpecs, Counter, Fitted, ModelConfig, ModelDef, Settings
+from .. import ArraySpecs, Counter, Decoder, Fitted, ModelConfig, ModelDef, Runner, Settings
 from .counting import (
     DENSE_MAX_CELLS,
     all_levels,
@@ -181,8 +181,8 @@ def word_nll(model: Fitted, words: Sequence[str]) -> np.ndarray:
 def split_nll(model: Fitted, data: Dataset, splits: Sequence[str] | None = None) -> dict[str, float | None]:
     """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split); a
     long split's n-grams are counted within the model's memory setting (``--memory``), as its training split was."""
-    splits = list(splits or ("train", "dev", "test"))
-    memory = memory_bytes(getattr(getattr(model, "config", None), "memory", "") or "")
+    splits = list(splits or SPLITS)
+    memory = memory_bytes(model.config.memory or "")
     if not data.local_only:
         return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab, memory)))
     # one process's part of a multi-host run: its sums, added over the processes (every process calls this)
@@ -191,10 +191,6 @@ def split_nll(model: Fitted, data: Dataset, splits: Sequence[str] | None = None)
 
 
 # ---- the model as the rest of the package sees it ---------------------------------------
-
-
-def _init(key: jax.Array, config: ModelConfig) -> dict:
-    raise MakemoreError("an n-gram model is counted from words, not initialised (see ngram.fit)")
 
 
 def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
@@ -221,6 +217,20 @@ def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax
     if context_BxC.shape[1]:  # an order-1 model has no context to keep
         context_BxC = jnp.concatenate([context_BxC[:, 1:], token_B[:, None]], axis=1)
     return jnp.log(probs(params, context_BxC)), context_BxC
+
+
+def run(model: Fitted) -> Runner:
+    """Its apply and context decoder, any length, and its own scoring of splits and words (by n-gram rows)."""
+    return Runner(
+        model.params,
+        apply,
+        Decoder(decode_init, decode_step),
+        model.model_config,
+        model.block_size,
+        any_length=True,
+        split_nll=partial(split_nll, model),
+        word_nll=partial(word_nll, model),
+    )
 
 
 # ---- checking saved parameters ----------------------------------------------------------
@@ -348,13 +358,8 @@ def describe(settings: Settings) -> str:
 
 MODEL_DEF = ModelDef(
     "ngram",
-    _init,
-    apply,
-    decode_init,
-    decode_step,
     count=count,
-    split_nll=split_nll,
-    word_nll=word_nll,
+    run=run,
     saved_arrays=saved_arrays,
     any_length=True,
     defaults=(("order", 5), ("smoothing_method", "modified-kn")),
