@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import makemore_jax
-from conftest import first_names, run_inprocess, snapshot, tiny_flags, tiny_settings
 from makemore_jax.errors import MakemoreError
+
+from conftest import first_names, run_inprocess, snapshot, tiny_flags, tiny_settings
 
 TIMING = ("steps_per_s", "compile_s")  # what a run measures of the machine: differs between any two runs
 
@@ -124,7 +125,9 @@ def test_a_setting_is_refused_alike_from_flags_python_and_a_config_file(tmp_path
             makemore_jax.train(small, type="bigram", **keywords)
         code, _, flag_err = run_inprocess(capsys, "train", "-i", small, "-o", str(tmp_path / "w"), *flags)
         config.write_text(f'type = "bigram"\n{toml}\n')
-        code2, _, file_err = run_inprocess(capsys, "train", "-i", small, "-o", str(tmp_path / "w"), "--config", str(config))
+        code2, _, file_err = run_inprocess(
+            capsys, "train", "-i", small, "-o", str(tmp_path / "w"), "--config", str(config)
+        )
         assert code == code2 == 2
         assert message in str(python.value)
         assert flag_err == file_err == f"makemore train: error: {python.value}\n"
