@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, NoReturn
 from ..errors import MakemoreError, counted
 from .export import add_export_parser
 from .flags import (
-    AddWorkdir,
-    Subparsers,
     add_device_flag,
     non_negative_float,
     non_negative_int,
@@ -37,6 +35,7 @@ if TYPE_CHECKING:  # the package's modules are imported where they are used (see
 
     from ..api import Model
     from ..data.words import WordArray
+    from .flags import AddWorkdir, Subparsers
 
 
 EXIT_USAGE = 2
