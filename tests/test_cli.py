@@ -12,7 +12,7 @@ import pytest
 
 from makemore_jax.cli.commands import main
 
-from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot
+from conftest import NAMES, ROOT, first_names, run_inprocess, snapshot, tiny_flags
 
 
 def run(*args, cwd=None):
@@ -138,12 +138,14 @@ def _bad_inputs(tmp):
         (["eval", "-o", str(tmp / "notjson")], "not a valid checkpoint"),
         (["sample", "-o", str(tmp)], "model.json is missing"),
         (["train", "--type", "gpt5"], "invalid choice: 'gpt5'"),
-        (["train", "--smoothing", "-1"], "--smoothing: must be a number >= 0"),
-        (["train", "--l2", "-0.5"], "--l2: must be a number >= 0"),
-        (["train", "--lr", "-3"], "--lr/--learning-rate: must be a number >= 0"),
-        (["train", "--lr", "nan"], "must be a number >= 0"),
-        (["train", "--steps", "-10"], "--steps/--max-steps: must be an integer >= 0"),
-        (["train", "--split", "80,20"], "--split"),
+        (["train", "--type", "counts", "--smoothing", "-1"], "smoothing must be a finite number >= 0, got -1.0"),
+        (["train", "--smoothing", "1"], "smoothing: the bigram model does not take this setting"),
+        (["train", "--l2", "-0.5"], "l2 must be a finite number >= 0, got -0.5"),
+        (["train", "--lr", "-3"], "lr must be a finite number >= 0, got -3.0"),
+        (["train", "--lr", "nan"], "lr must be a finite number >= 0, got nan"),
+        (["train", "--steps", "-10"], "steps must be an integer >= 0, got -10"),
+        (["train", "--steps", "ten"], "steps must be an integer >= 0, got 'ten'"),
+        (["train", "--split", "80,20"], "split must be three numbers"),
         (["sample", "--temperature", "-1"], "--temperature/-t: must be a number >= 0"),
         (["sample", "-n", "-5"], "-n/--num-samples: must be an integer >= 0"),
         (["sample", "--seed", "abc"], "expected an integer"),
@@ -190,24 +192,8 @@ def test_workdir_that_is_a_file_is_refused_before_training(tmp_path, capsys):
 
 # ---- the model family from the command line ------------------------------------
 
-TINY_FLAGS = [
-    "--n-layer",
-    "1",
-    "--n-head",
-    "2",
-    "--n-embd",
-    "8",
-    "--n-embd2",
-    "16",
-    "--batch-size",
-    "8",
-    "--eval-every",
-    "10",
-    "--log-every",
-    "10",
-    "--num-samples",
-    "3",
-]
+TINY_FLAGS = tiny_flags("transformer")
+MLP_FLAGS = tiny_flags("mlp")
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +202,7 @@ def small_names(tmp_path_factory):
 
 
 def test_resume_continues_exactly(tmp_path, capsys, small_names):
-    common = ["--type", "mlp", "-i", small_names, *TINY_FLAGS]
+    common = ["--type", "mlp", "-i", small_names, *MLP_FLAGS]
     assert run_inprocess(capsys, "train", "-o", str(tmp_path / "a"), "--steps", "40", *common)[0] == 0
     assert run_inprocess(capsys, "train", "-o", str(tmp_path / "b"), "--steps", "20", *common)[0] == 0
     code, out, err = run_inprocess(
@@ -235,15 +221,15 @@ def test_resume_continues_exactly(tmp_path, capsys, small_names):
 def test_resume_refuses_what_does_not_match(tmp_path, capsys, small_names):
     d = str(tmp_path / "w")
     assert (
-        run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "10", "-i", small_names, *TINY_FLAGS)[0]
-        == 0
+        run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "10", "-i", small_names, *MLP_FLAGS)[0] == 0
     )
     before = snapshot(d)
     other = tmp_path / "other.txt"
     other.write_text("zed\nzora\n")
     cases = [
         (["--type", "gru"], "holds an mlp model, not gru"),
-        (["--lr", "0.5"], "--lr 0.5 differs from the saved run's 0.0005"),
+        (["--lr", "0.5"], "resume: lr 0.5 differs from the saved run's 0.0005"),
+        (["--n-layer", "2"], "n_layer: the mlp model does not take this setting"),
         (["-i", str(other)], "is not the input this run was trained on"),
     ]
     for extra, message in cases:
@@ -257,7 +243,7 @@ def test_resume_refuses_what_does_not_match(tmp_path, capsys, small_names):
 def test_steps_zero_and_resuming_a_counted_model_say_what_happened(tmp_path, capsys, small_names):
     d = str(tmp_path / "w")
     code, _, err = run_inprocess(capsys, "train", "-o", d, "--type", "mlp", "--steps", "0", "-i", small_names)
-    assert code == 2 and "--steps 0: nothing to train" in err and err.count("\n") == 1
+    assert code == 2 and "steps 0: nothing to train" in err and err.count("\n") == 1
     assert not os.path.exists(d)  # refused before anything is written
     for kind in ("counts", "ngram"):
         w = str(tmp_path / kind)
@@ -270,15 +256,15 @@ def test_steps_zero_and_resuming_a_counted_model_say_what_happened(tmp_path, cap
     code, _, err = run_inprocess(
         capsys, "train", "-o", str(tmp_path / "c"), "--type", "counts", "--steps", "0", "-i", small_names
     )
-    assert code == 0, err  # a counted model takes no steps: --steps 0 is no contradiction
+    assert code == 2 and "steps: the counts model does not take this setting" in err  # it is counted: no steps
 
 
 def test_sizes_that_do_not_fit_are_refused(tmp_path, capsys, small_names):
     cases = [
         (["--type", "transformer", "--n-embd", "10", "--n-head", "4"], "divisible by n_head"),
         (["--type", "transformer", "--block-size", "4"], "block size 4 is too small"),
-        (["--type", "mlp", "--n-embd", "0"], "--n-embd: must be an integer >= 1"),
-        (["--type", "rnn", "--optimizer", "adam9"], "invalid choice: 'adam9'"),
+        (["--type", "mlp", "--n-embd", "0"], "n_embd must be an integer >= 1, got 0"),
+        (["--type", "rnn", "--optimizer", "adam9"], "optimizer must be one of sgd, adamw, got 'adam9'"),
     ]
     for extra, message in cases:
         code, _, err = run_inprocess(

@@ -539,12 +539,31 @@ def test_non_finite_loss_from_the_command_line_names_the_step_and_keeps_a_good_s
     )
     assert code == 2
     assert re.fullmatch(
-        r"makemore train: error: loss became (nan|inf) at step [1-9]\d*; stopped \(the last good state, "
-        r"step 0, is what was saved; try a lower --lr\)",
+        r"makemore train: error: loss became (nan|inf) at step [1-9]\d*; stopped \(nothing was saved; try a lower lr\)",
         err.strip(),
     ), err
+    assert not work.exists()  # not one step of this run finished: nothing of it to keep
+
+
+def test_non_finite_loss_after_good_steps_saves_the_last_good_state(tmp_path, small_names, capsys, monkeypatch):
+    from makemore_jax.training import trainer
+
+    real = trainer._Chunks.run
+    calls = []
+
+    def failing_third_chunk(self, state, todo, record):  # the loss of the third chunk of steps is nan
+        params, opt_state, losses = real(self, state, todo, record)
+        calls.append(state.step)
+        return (params, opt_state, losses * np.nan) if len(calls) == 3 else (params, opt_state, losses)
+
+    monkeypatch.setattr(trainer._Chunks, "run", failing_third_chunk)
+    work = tmp_path / "w"
+    flags = ["--steps", "50", "--eval-every", "10", "--log-every", "10"]
+    code, _, err = run_inprocess(capsys, "train", "-o", str(work), "-i", small_names, *flags)
+    assert code == 2 and "loss became nan at step 21; stopped (the last good state, step 20, is what was saved" in err
     saved = checkpoint.load(str(work), "last")
-    assert saved.step == 0 and np.isfinite(saved.model.params["W"]).all()
+    assert saved.step == 20 and np.isfinite(saved.model.params["W"]).all()
+    assert [r["step"] for r in checkpoint.read_metrics(str(work))] == [10, 20]
 
 
 def test_mean_nll_of_nothing_is_an_error():

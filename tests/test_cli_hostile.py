@@ -135,9 +135,9 @@ def _exhausted(*args, **kwargs):
 
 
 def test_out_of_memory_from_xla_is_one_line_and_leaves_no_work_directory(small, tmp_path, capsys, monkeypatch):
-    from makemore_jax.training import trainer
+    from makemore_jax.runs import training
 
-    monkeypatch.setattr(trainer, "fit", _exhausted)
+    monkeypatch.setattr(training, "fit", _exhausted)
     code, out, err = run_inprocess(capsys, "train", "--type", "bigram", "-i", small, "-o", str(tmp_path / "w"))
     assert code == 2
     assert "out of memory" in one_error_line(err, "train")
@@ -145,12 +145,12 @@ def test_out_of_memory_from_xla_is_one_line_and_leaves_no_work_directory(small, 
 
 
 def test_out_of_memory_in_an_existing_work_directory_keeps_it(counts_dir, small, tmp_path, capsys, monkeypatch):
-    from makemore_jax.training import trainer
+    from makemore_jax.runs import training
 
     work = tmp_path / "w"
     work.mkdir()
     (work / "mine.txt").write_text("kept")
-    monkeypatch.setattr(trainer, "fit", _exhausted)
+    monkeypatch.setattr(training, "fit", _exhausted)
     code, _, err = run_inprocess(capsys, "train", "-i", small, "-o", str(work))
     assert code == 2 and "out of memory" in one_error_line(err, "train")
     assert snapshot(work) == {"mine.txt": b"kept"}
@@ -314,4 +314,4 @@ def test_the_help_states_the_bounds_the_code_holds(capsys):
     code, out, _ = run_inprocess(capsys, "sample", "--help")
     assert code == 0 and f"at most {MAX_SAMPLE_LEN:,}" in " ".join(out.split())
     code, out, _ = run_inprocess(capsys, "train", "--help")
-    assert code == 0 and f"at most {MAX_ORDER})" in " ".join(out.split())
+    assert code == 0 and f"order − 1; at most {MAX_ORDER})" in " ".join(out.split())

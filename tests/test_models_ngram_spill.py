@@ -346,8 +346,8 @@ def test_memory_is_a_resource_not_saved_with_the_model():
         ),
         (["--type", "ngram", "--memory", "100K"], "memory 100K is too small: counting needs at least 1M"),
         (["--type", "ngram", "--memory", "120%"], "a share of physical memory must be in (0, 100]%"),
-        (["--type", "mlp", "--memory", "1G"], "--memory: only for --type ngram"),
-        (["--memory", "1G"], "--memory: only for --type ngram"),
+        (["--type", "mlp", "--memory", "1G"], "memory: the mlp model does not take this setting (only for ngram)"),
+        (["--memory", "1G"], "memory: the bigram model does not take this setting (only for ngram)"),
     ],
 )
 def test_bad_memory_flags_are_one_line_and_exit_2(tmp_path, capsys, args, message):

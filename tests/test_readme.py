@@ -56,3 +56,26 @@ def test_python_api_example_runs(tmp_path):
     assert all(n not in open(os.path.join(ROOT, "names.txt")).read().split() for n in names)
     assert len(logp_line.strip("[]").split()) == 2
     assert os.path.exists(tmp_path / "ng5" / "model.json")
+
+
+def test_the_scripted_run_of_docs_python_runs_and_matches_the_command(tmp_path):
+    page = open(os.path.join(ROOT, "docs", "python.md"), encoding="utf-8").read()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "resume=True" in b)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    *evaluations, best, names = out.stdout.splitlines()
+    assert [line.split(":")[0] for line in evaluations] == ["step 200", "step 400", "step 600"]
+    assert re.fullmatch(r"best by dev: step (200|400|600), test NLL \d\.\d{4}", best)
+    sample = subprocess.run(
+        [sys.executable, "-m", "makemore_jax", "sample", "-o", "run", "-n", "5", "--seed", "1", "--no-report"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert sample.returncode == 0, sample.stderr
+    assert ast.literal_eval(names) == sample.stdout.split()

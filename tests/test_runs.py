@@ -47,7 +47,7 @@ def test_python_and_the_command_write_the_same_work_directory(tmp_path, capsys, 
     assert saved["metrics"] == model.metrics and saved["step"] == model.step
     printed = [run_inprocess(capsys, "sample", "-o", d, "-n", "6", "--seed", "3")[1] for d in (a, b)]
     assert printed[0] == printed[1] and len(printed[0].splitlines()) == 6
-    assert model.sample(6, seed=3) == printed[0].split()
+    assert model.sample(6, seed=3) == printed[0].splitlines()
 
 
 def test_the_python_model_is_the_best_by_dev_as_on_the_command_line(tmp_path, small):
@@ -176,7 +176,7 @@ def test_training_into_a_mixture_directory_replaces_the_mixture(tmp_path, capsys
     assert not [n for n in os.listdir(d) if n.startswith(("member-", "mixture"))]
     assert makemore_jax.load(d).type == "counts"
     code, out, _ = run_inprocess(capsys, "sample", "-o", d, "-n", "3", "--no-report")
-    assert out.split() == makemore_jax.load(d).sample(3)
+    assert out.splitlines() == makemore_jax.load(d).sample(3)
 
 
 def test_mixing_into_a_trained_run_leaves_nothing_of_it_to_resume(tmp_path, capsys, small, mixed):

@@ -125,8 +125,13 @@ def test_bigram_init_scale_scales_the_lecture_init_and_zero_is_makemores(names):
 
 
 def test_init_scale_is_for_the_bigram_only():
-    with pytest.raises(MakemoreError, match="bigram only"):
-        TrainConfig.create("mlp", init_scale=0.0).validate()
+    from makemore_jax.training.config import settings_for
+
+    with pytest.raises(
+        MakemoreError, match=r"init_scale: the mlp model does not take this setting \(only for bigram\)"
+    ):
+        settings_for("mlp", {"init_scale": 0.0})
+    assert settings_for("bigram", {"init_scale": 0.0}).init_scale == 0.0
 
 
 def test_type_defaults():

@@ -235,7 +235,7 @@ def test_batch_that_does_not_divide_among_the_devices_is_one_line_and_exit_2(tmp
     [
         (["--devices", "64"], "--devices 64: this process sees only"),
         (["--device", "tpu"], "--device tpu: JAX has no tpu device here"),
-        (["--coordinator", "localhost:1234"], "--coordinator, --num-processes and --process-id go together"),
+        (["--coordinator", "localhost:1234"], "coordinator, num_processes and process_id go together"),
         (
             ["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
             "--coordinator must be HOST:PORT",

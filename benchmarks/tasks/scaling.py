@@ -58,8 +58,6 @@ QUICK_COMMANDS = {
         "1",
         "--n-embd",
         "16",
-        "--n-embd2",
-        "16",
         "--n-head",
         "2",
     ],

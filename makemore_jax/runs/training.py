@@ -28,7 +28,7 @@ from ..training.fitted import FittedModel, TrainedModel
 from ..training.parallel import DataParallel
 from ..training.sizes import check_fits
 from ..training.steps import make_optimizer
-from ..training.trainer import Interrupted, Record, TrainState, evaluation_words, fit, new_model
+from ..training.trainer import Interrupted, LossNotFinite, Record, TrainState, evaluation_words, fit, new_model
 from . import inputs, placement
 from .events import Line, Phase, Step, TrainingBegins, Watch, ignore
 from .workdir import Snapshot, WorkDir, check_path
@@ -213,6 +213,9 @@ class TrainingRun:
         except Interrupted as stop:
             stop.saved = workdir is not None and stop.step > start
             raise
+        except LossNotFinite as bad:  # said again, with whether this run had a step of its own to save
+            saved = workdir is not None and bad.good_step > start
+            raise LossNotFinite(bad.loss, bad.step, bad.good_step, saved) from None
         if not self.writer:
             self.watch(
                 Line(f"process {placement.process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")

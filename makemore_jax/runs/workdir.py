@@ -67,31 +67,36 @@ class WorkDir:
         finally:
             lock.release(path, remove_created_if_empty=failed)
 
-    def claim(self) -> None:
-        """Before this run's first write: the run the directory held is removed, whole."""
-        if not self.claimed:
-            checkpoint.clear_run(self.path)
-            self.claimed = True
-
     def save(
         self, history: Sequence[Record] | None = None, best: Snapshot | None = None, last: Snapshot | None = None
     ) -> None:
-        """Write the run's metrics, its best model and its latest state (each if given), in that order."""
-        self.claim()
-        if history is not None:
-            checkpoint.write_metrics(self.path, list(history))
-        for name, snap in (("model", best), ("last", last)):
-            if snap is not None:
-                checkpoint.save(
-                    self.path,
-                    name,
-                    snap.model,
-                    step=snap.step,
-                    best_dev=snap.best_dev,
-                    training=snap.training,
-                    metrics=snap.metrics,
-                    opt_state=snap.opt_state if name == "last" else None,
-                )
+        """Write the run's metrics, its best model and its latest state (each if given), in that order.
+
+        The first save of a new run is staged and put in place of the run the directory held, whole; a
+        write that fails leaves that run as it was.
+        """
+        staged = None if self.claimed else checkpoint.Staged()
+        try:
+            if history is not None:
+                checkpoint.write_metrics(self.path, list(history), staged)
+            for name, snap in (("model", best), ("last", last)):
+                if snap is not None:
+                    checkpoint.save(
+                        self.path,
+                        name,
+                        snap.model,
+                        step=snap.step,
+                        best_dev=snap.best_dev,
+                        training=snap.training,
+                        metrics=snap.metrics,
+                        opt_state=snap.opt_state if name == "last" else None,
+                        staged=staged,
+                    )
+        except BaseException:
+            if staged is not None:
+                staged.discard()
+            raise
+        self._commit(staged)
 
     def save_mixture(
         self,
@@ -100,5 +105,16 @@ class WorkDir:
         sources: Sequence[str],
         report: Mapping[str, object],
     ) -> None:
-        self.claim()
-        checkpoint.save_mixture(self.path, mix, members, sources, report)
+        staged = None if self.claimed else checkpoint.Staged()
+        try:
+            checkpoint.save_mixture(self.path, mix, members, sources, report, staged)
+        except BaseException:
+            if staged is not None:
+                staged.discard()
+            raise
+        self._commit(staged)
+
+    def _commit(self, staged: checkpoint.Staged | None) -> None:
+        if staged is not None:
+            checkpoint.replace_run(self.path, staged)
+            self.claimed = True

@@ -72,12 +72,29 @@ class Loaded:
     opt_leaves: list[np.ndarray] | None = None
 
 
-def atomic_write(path: str, payload: bytes) -> None:
+class Staged:
+    """Files written under temporary names, to be moved into place together by replace_run: a new run's
+    first save, which either replaces the run a directory held or (a write failing) leaves it untouched."""
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[str, str]] = []  # (temporary file, final path), in the order written
+
+    def discard(self) -> None:
+        for tmp, _ in self.moves:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.moves.clear()
+
+
+def atomic_write(path: str, payload: bytes, staged: Staged | None = None) -> None:
     """Write bytes to path so that readers see the old file or the new one, never half.
 
     Where the platform opens directories (POSIX: it has O_DIRECTORY), the directory is
     fsynced too, so that the rename itself survives a power cut; Windows cannot open a
     directory this way (and has no os.fchmod before Python 3.13: the mode is set by path).
+    staged: the file is written under its temporary name only, and moved by replace_run.
     """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix="-" + os.path.basename(path))
@@ -90,11 +107,18 @@ def atomic_write(path: str, payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        if staged is not None:
+            staged.moves.append((tmp, path))
+            return
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: str) -> None:
     if hasattr(os, "O_DIRECTORY"):  # directories open as files (POSIX); on Windows os.open of one fails
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
@@ -162,33 +186,65 @@ def prepare_workdir(workdir: str) -> None:
         raise _cannot_write(workdir, err) from None
 
 
-def clear_run(workdir: str) -> None:
-    """Remove the run a work directory holds, before another run's first save: the commit points first
-    (mixture.json, last.json, model.json: from then on nothing of the old run loads or resumes), then its
-    metrics, array files and a mixture's member directories. Files it does not know are left alone."""
-    names = sorted(os.listdir(workdir))
-    commit_points = [MIXTURE_FILE, "last.json", "model.json"]
-    rest = [METRICS_FILE] + [
-        n
-        for n in names
-        if (n.endswith(".npz") and n.split("-", 1)[0] in ("model", "last"))
-        or (n.startswith("member-") and n[len("member-") :].isdigit())
-    ]
+def replace_run(workdir: str, staged: Staged) -> None:
+    """Put a new run's staged files in place of the run the directory held, whole.
+
+    The old run's commit points go first (mixture.json, last.json, model.json: from then on nothing of it
+    loads or resumes), then the staged files are moved into place in the order they were written (the
+    new commit points last), then what is left of the old run (its metrics, array files, a mixture's
+    member directories) is removed. Files this package does not write are left alone.
+    """
     try:
-        for name in commit_points + rest:
+        for name in (MIXTURE_FILE, "last.json", "model.json"):
             path = os.path.join(workdir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            elif os.path.lexists(path):
+            if os.path.lexists(path):
                 os.unlink(path)
+        for tmp, final in staged.moves:
+            os.replace(tmp, final)
+        for directory in sorted({os.path.dirname(os.path.abspath(f)) for _, f in staged.moves}):
+            _sync_directory(directory)
     except OSError as err:
         raise _cannot_write(workdir, err) from None
+    kept = {os.path.abspath(final) for _, final in staged.moves}
+    staged.moves.clear()
+    _drop_leftovers(workdir, kept)
 
 
-def write_metrics(workdir: str, history: list[dict]) -> None:
+def _drop_leftovers(workdir: str, kept: set[str]) -> None:
+    """Remove the old run's files that the new one did not replace: metrics, unreferenced array files,
+    member directories the new run has no file in."""
+    referenced = {_arrays_file_of(os.path.join(workdir, f"{name}.json")) for name in ("model", "last")}
+    for name in os.listdir(workdir):
+        path = os.path.join(workdir, name)
+        try:
+            if name == METRICS_FILE and os.path.abspath(path) not in kept:
+                os.unlink(path)
+            elif name.endswith(".npz") and name.split("-", 1)[0] in ("model", "last") and name not in referenced:
+                os.unlink(path)
+            elif name.startswith("member-") and name[len("member-") :].isdigit():
+                if os.path.islink(path) or not os.path.isdir(path):
+                    os.unlink(path)
+                elif not any(k.startswith(os.path.abspath(path) + os.sep) for k in kept):
+                    shutil.rmtree(path)
+                else:
+                    _drop_leftovers(path, kept)
+        except OSError:
+            pass  # a file left is not loaded: nothing names it
+
+
+def _arrays_file_of(meta_path: str) -> str | None:
+    try:
+        with open(meta_path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+        return meta.get("arrays_file") if isinstance(meta, dict) else None
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def write_metrics(workdir: str, history: list[dict], staged: Staged | None = None) -> None:
     lines = "".join(json.dumps({k: json_number(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in history)
     try:
-        atomic_write(os.path.join(workdir, METRICS_FILE), lines.encode("utf-8"))
+        atomic_write(os.path.join(workdir, METRICS_FILE), lines.encode("utf-8"), staged)
     except OSError as err:
         raise _cannot_write(workdir, err) from None
 
@@ -221,10 +277,12 @@ def save(
     training: dict | None = None,
     metrics: dict | None = None,
     opt_state: OptState | None = None,
+    staged: Staged | None = None,
 ) -> None:
     """Write checkpoint NAME into workdir (created if missing); NAME.json goes last.
 
     A mixture is refused: it is saved by save_mixture, its members beside it.
+    staged: written under temporary names, for replace_run to move into place.
     """
     if isinstance(model, mixture.Mixture):  # one checkpoint of it could not be loaded back
         raise MakemoreError("a mixture is saved with its members, by `makemore mix`; it is not one checkpoint")
@@ -239,7 +297,7 @@ def save(
         payload = buf.getvalue()
         digest = hashlib.sha256(payload).hexdigest()
         arrays_file = f"{name}-{digest[:16]}.npz"
-        atomic_write(os.path.join(workdir, arrays_file), payload)
+        atomic_write(os.path.join(workdir, arrays_file), payload, staged)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -257,9 +315,11 @@ def save(
         }
         meta["meta_sha256"] = meta_digest(meta)
         text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        atomic_write(os.path.join(workdir, f"{name}.json"), text.encode("utf-8"))
+        atomic_write(os.path.join(workdir, f"{name}.json"), text.encode("utf-8"), staged)
     except OSError as err:
         raise _cannot_write(workdir, err) from None
+    if staged is not None:
+        return  # the old array files go when the staged ones are in place
     for other in os.listdir(workdir):  # array files of this checkpoint no longer referenced
         if other.startswith(f"{name}-") and other.endswith(".npz") and other != arrays_file:
             try:
@@ -420,6 +480,7 @@ def save_mixture(
     loaded_members: Sequence[Loaded],
     sources: Sequence[str],
     report: Mapping[str, object],
+    staged: Staged | None = None,
 ) -> None:
     """Each member as an ordinary checkpoint in member-<k>/, then mixture.json (the commit point)."""
     names = []
@@ -433,6 +494,7 @@ def save_mixture(
             best_dev=ld.best_dev,
             training=ld.training,
             metrics=ld.metrics,
+            staged=staged,
         )
         names.append(name)
     meta = {
@@ -444,7 +506,10 @@ def save_mixture(
         "report": report,
     }
     meta["meta_sha256"] = meta_digest(meta)  # a hand edit of the weights is refused on loading
-    atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode())
+    try:
+        atomic_write(os.path.join(workdir, MIXTURE_FILE), (json.dumps(meta, indent=1) + "\n").encode(), staged)
+    except OSError as err:
+        raise _cannot_write(workdir, err) from None
 
 
 def is_mixture(workdir: str) -> bool:

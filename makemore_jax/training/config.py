@@ -78,6 +78,15 @@ class Integer(Kind):
             )
 
 
+class Order(Integer):
+    """An n-gram order: an integer >= 1 that can be counted (at most ngram.MAX_ORDER), said so at once."""
+
+    def check(self, name: str, value: object) -> None:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and ngram.order_too_large(int(value)):
+            raise MakemoreError(ngram.order_too_large(int(value)))
+        super().check(name, value)
+
+
 @dataclass(frozen=True)
 class Real(Kind):
     """A finite number in [low, high], or (low, high) where open; a number as the flag's text gives it."""
@@ -241,8 +250,8 @@ class TrainConfig:
     )
     order: int = setting(
         2,
-        Integer(1),
-        "characters per n-gram (the context is order − 1)",
+        Order(1),
+        f"characters per n-gram (the context is order − 1; at most {ngram.MAX_ORDER})",
         scope=MODEL,
         group=NGRAM,
         metavar="N",
@@ -316,8 +325,6 @@ class TrainConfig:
         get_model(self.type)
         for name, spec in SETTINGS.items():
             spec.kind.check(name, getattr(self, name))
-        if ngram.order_too_large(self.order):
-            raise MakemoreError(ngram.order_too_large(self.order))
         validate_split(self.split)
         return self
 

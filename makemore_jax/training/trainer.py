@@ -64,6 +64,15 @@ class Interrupted(Exception):
         self.saved = True  # whether the state at step was written (a run told so by whoever saves)
 
 
+class LossNotFinite(MakemoreError):
+    """The loss became nan or inf at a step; the state of the last good step was handed to on_checkpoint."""
+
+    def __init__(self, loss: float, step: int, good_step: int, saved: bool = True) -> None:
+        what = f"the last good state, step {good_step:,}, is what was saved" if saved else "nothing was saved"
+        super().__init__(f"loss became {loss} at step {step:,}; stopped ({what}; try a lower lr)")
+        self.loss, self.step, self.good_step = loss, step, good_step
+
+
 MAX_TABLE_VOCAB = 8192  # the counting and bigram models hold V×V tables: 256 MiB each at this size
 
 
@@ -308,10 +317,7 @@ def _one_chunk(
         bad = state.step + 1 + int(np.argmin(np.isfinite(losses)))
         if on_checkpoint:
             on_checkpoint(model, chunks.readable(state), False)  # model.params are state.params, all finite
-        raise MakemoreError(
-            f"loss became {losses[bad - state.step - 1]} at step {bad}; stopped "
-            f"(the last good state, step {state.step}, is what was saved; try a lower --lr)"
-        )
+        raise LossNotFinite(float(losses[bad - state.step - 1]), bad, state.step)
     state.params, state.opt_state, state.step = params, opt_state, state.step + todo
     view = chunks.readable(state)
     model.params = view.params
