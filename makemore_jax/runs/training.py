@@ -214,8 +214,8 @@ class TrainingRun:
             stop.saved = workdir is not None and stop.step > start
             raise
         except LossNotFinite as bad:  # said again, with whether this run had a step of its own to save
-            saved = workdir is not None and bad.good_step > start
-            raise LossNotFinite(bad.loss, bad.step, bad.good_step, saved) from None
+            wrote = workdir is not None and bad.good_step > start
+            raise LossNotFinite(bad.loss, bad.step, bad.good_step, wrote) from None
         if not self.writer:
             self.watch(
                 Line(f"process {placement.process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
