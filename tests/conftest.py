@@ -74,6 +74,22 @@ def snapshot(d):
     return {name: open(os.path.join(d, name), "rb").read() for name in sorted(os.listdir(d))}
 
 
+def fit_words(words, cfg, parallel=None):
+    """Split the words with cfg.seed, build the model and train it to its last step: (model, state or None, data).
+
+    The trainer's pieces without a run around them (the tests of the trainer compare final states)."""
+    from makemore_jax.data.words import Dataset
+    from makemore_jax.seeding import seed_key
+    from makemore_jax.training.sizes import check_fits
+    from makemore_jax.training.trainer import fit, new_model
+
+    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
+    check_fits(cfg, data, parallel)
+    model = new_model(cfg, data, parallel)
+    state = None if model.model_def.counted else fit(model, data, None, parallel=parallel)
+    return model, state, data
+
+
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 8, "n_embd2": 16, "batch_size": 8, "eval_every": 10, "log_every": 10}
 
 

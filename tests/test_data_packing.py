@@ -13,6 +13,8 @@ from makemore_jax.training import trainer as train
 from makemore_jax.training.config import TrainConfig
 from makemore_jax.training.evaluate import masked_nll_sum
 
+from conftest import fit_words
+
 BLOCK = 8
 WORDS = ["ab", "abcdefg", "c", "", "bca", "abcdefg", "gfedcba", "d", "ee", "fab"]
 
@@ -134,8 +136,8 @@ def test_capacity_is_whole_rows_and_never_more_than_padded():
 def test_training_packs_by_default_and_no_pack_trains_padded():
     words = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"] * 8
     base = dict(steps=20, eval_every=20, n_layer=1, n_head=2, n_embd=16, batch_size=16, block_size=16)
-    packed = train.train(words, TrainConfig.create("transformer", **base))[1]
-    padded = train.train(words, TrainConfig.create("transformer", pack=False, **base))[1]
+    packed = fit_words(words, TrainConfig.create("transformer", **base))[1]
+    padded = fit_words(words, TrainConfig.create("transformer", pack=False, **base))[1]
     for name in ("loss", "train_nll", "dev_nll"):
         assert abs(packed.history[-1][name] - padded.history[-1][name]) < 1e-4
     model_def = get_model("transformer")

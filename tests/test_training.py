@@ -14,6 +14,8 @@ from makemore_jax.training import steps as train_steps
 from makemore_jax.training import trainer as train
 from makemore_jax.training.config import TrainConfig
 
+from conftest import fit_words
+
 
 def fit_full_batch(counts, l2, steps, lr=50.0):
     params = bigram.init(seed_key(0, "init"), bigram.BigramConfig(counts.shape[0]))
@@ -76,9 +78,9 @@ def test_unrolling_the_loop_gives_the_same_parameters(counts, unroll):
 
 def test_minibatch_training_is_seeded_and_learns(names):
     cfg = TrainConfig.create("bigram", steps=300, batch_size=64, lr=5.0, seed=3)
-    a, state, _ = train.train(names, cfg)
-    b, _, _ = train.train(names, cfg)
-    c, _, _ = train.train(names, TrainConfig.create("bigram", steps=300, batch_size=64, lr=5.0, seed=4))
+    a, state, _ = fit_words(names, cfg)
+    b, _, _ = fit_words(names, cfg)
+    c, _, _ = fit_words(names, TrainConfig.create("bigram", steps=300, batch_size=64, lr=5.0, seed=4))
     np.testing.assert_array_equal(a.params["W"], b.params["W"])
     assert not np.array_equal(a.params["W"], c.params["W"])
     devs = [r["dev_nll"] for r in state.history if "dev_nll" in r]
@@ -88,7 +90,7 @@ def test_minibatch_training_is_seeded_and_learns(names):
 def test_train_reports_every_split(names):
     from makemore_jax.training.evaluate import split_nll
 
-    model, _, data = train.train(names, TrainConfig.create("counts", smoothing=1.0))
+    model, _, data = fit_words(names, TrainConfig.create("counts", smoothing=1.0))
     m = split_nll(model, data)
     assert 2.40 < m["train"] < m["test"] < 2.52
     assert int(model.params["counts"].sum()) == sum(len(w) + 1 for w in data.words["train"])
@@ -97,15 +99,15 @@ def test_train_reports_every_split(names):
 def test_unsmoothed_counts_can_be_infinite_on_dev(names):
     from makemore_jax.training.evaluate import split_nll
 
-    model, _, data = train.train(names[:2000], TrainConfig.create("counts", smoothing=0.0))
+    model, _, data = fit_words(names[:2000], TrainConfig.create("counts", smoothing=0.0))
     assert split_nll(model, data)["dev"] == float("inf")
 
 
 def test_default_bigram_trains_close_to_counting_model(names):
     from makemore_jax.training.evaluate import split_nll
 
-    neural = split_nll(*train.train(names, TrainConfig.create("bigram"))[::2])
-    counting = split_nll(*train.train(names, TrainConfig.create("counts"))[::2])
+    neural = split_nll(*fit_words(names, TrainConfig.create("bigram"))[::2])
+    counting = split_nll(*fit_words(names, TrainConfig.create("counts"))[::2])
     assert abs(neural["test"] - counting["test"]) < 0.01
 
 
@@ -119,8 +121,8 @@ def test_bigram_init_scale_scales_the_lecture_init_and_zero_is_makemores(names):
     assert not W[0.0].any() and W[1.0].std() > 0.5
     # From zeros, makemore's AdamW recipe starts at the uniform log V and learns quickly.
     adamw = dict(optimizer="adamw", lr=5e-4, batch_size=32, l2=0.0, weight_decay=0.01, steps=300, eval_every=300)
-    _, zero_state, _ = train.train(names, TrainConfig.create("bigram", init_scale=0.0, **adamw))
-    _, normal_state, _ = train.train(names, TrainConfig.create("bigram", **adamw))
+    _, zero_state, _ = fit_words(names, TrainConfig.create("bigram", init_scale=0.0, **adamw))
+    _, normal_state, _ = fit_words(names, TrainConfig.create("bigram", **adamw))
     assert zero_state.history[-1]["dev_nll"] < normal_state.history[-1]["dev_nll"] - 0.2
 
 
@@ -175,7 +177,7 @@ def test_config_json_round_trip_and_strictness():
 
 def test_divergence_is_reported_with_the_step(names):
     with pytest.raises(MakemoreError, match="at step"):
-        train.train(names[:300], TrainConfig.create("bigram", lr=1e30, steps=20))
+        fit_words(names[:300], TrainConfig.create("bigram", lr=1e30, steps=20))
 
 
 # ---- the family trainer: masking, resume, interruption, numerics -------------
@@ -218,14 +220,14 @@ def test_padding_positions_do_not_count():
 
 
 def test_sequence_nll_of_bigram_equals_table_nll(names):
-    model, _, data = train.train(small(names), TrainConfig.create("bigram", steps=30))
+    model, _, data = fit_words(small(names), TrainConfig.create("bigram", steps=30))
     tokens, lengths = data.padded("dev", model.block_size)
     via_words = float(word_nlls(model.apply, model.params, tokens, lengths, chunk=100).sum() / (lengths + 1).sum())
     assert via_words == pytest.approx(split_nll(model, data, ["dev"])["dev"], abs=1e-5)
 
 
 def test_family_trainer_learns(names):
-    model, state, data = train.train(small(names), family_cfg(steps=200, batch_size=32))
+    model, state, data = fit_words(small(names), family_cfg(steps=200, batch_size=32))
     assert state.step == 200
     devs = [r["dev_nll"] for r in state.history if "dev_nll" in r]
     assert len(devs) == 10 and devs[-1] < devs[0] - 0.3
@@ -305,7 +307,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(names, tm
 
 def test_block_size_below_longest_word_is_refused(names):
     with pytest.raises(MakemoreError, match="block size 5 is too small"):
-        train.train(small(names), family_cfg(block_size=5))
+        fit_words(small(names), family_cfg(block_size=5))
 
 
 # ---- evaluation during training: a fixed, seeded sample of each split ------------------
@@ -324,7 +326,7 @@ def test_a_dataset_sample_is_fixed_bounded_and_whole_where_small(names):
 
 def test_evaluations_during_training_score_the_sample_and_the_end_scores_whole_splits(names):
     cfg = TrainConfig.create("mlp", steps=40, eval_every=20, log_every=20, eval_words=120, n_embd=8, n_embd2=16)
-    model, state, data = train.train(names[:3000], cfg)
+    model, state, data = fit_words(names[:3000], cfg)
     sample = train.evaluation_words(data, cfg)
     assert sample.sizes == {"train": 120, "dev": 120, "test": 120}
     last = state.history[-1]

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = os.path.join(ROOT, "names.txt")
 FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
@@ -62,6 +63,7 @@ def family(kind, **kw):
 
 
 def worker() -> dict:
+    from conftest import fit_words  # the tests' folder is this script's: first on its path
     import jax
 
     from makemore_jax import sampling
@@ -106,10 +108,10 @@ def worker() -> dict:
     }
     out["train"] = {}
     for name, (cfg, labels) in runs.items():
-        one, state1, _ = train.train(small, cfg)
+        one, state1, _ = fit_words(small, cfg)
         row = {"changed": max_diff(one.params, jax.tree.map(lambda x: 0 * x, one.params))}
         for label in labels:
-            many, state, _ = train.train(small, cfg, parallel=layouts[label])
+            many, state, _ = fit_words(small, cfg, parallel=layouts[label])
             row[label] = {
                 "params": max_diff(one.params, many.params),
                 "opt_state": max_diff(state1.opt_state, state.opt_state),
@@ -156,7 +158,7 @@ def worker() -> dict:
     for d in (2, 4):
         names[str(d)] = sampling.generate_over_devices(model, key, 30, on[d])[0]
     out["names"] = names
-    table_model = train.train(small, family("bigram", steps=5, eval_every=5, log_every=5))[0]
+    table_model = fit_words(small, family("bigram", steps=5, eval_every=5, log_every=5))[0]
     out["table_names"] = {
         "1": sampling.generate(table_model, key, 10)[0],
         "4": sampling.generate_over_devices(table_model, key, 10, on[4])[0],

@@ -29,7 +29,7 @@ from .fitted import TrainedModel
 from .parallel import DataParallel
 from .parallel import count_matrix as count_matrix_over_devices  # counts.count_matrix itself on one device
 from .parallel import count_ngram_rows as count_ngram_rows_over_devices
-from .sizes import block_size_for, check_fits
+from .sizes import block_size_for
 from .steps import (
     BatchData,
     LossFn,
@@ -332,22 +332,3 @@ def _one_chunk(
         if is_best:
             state.best_dev = dev
     return record, view, is_eval, is_best
-
-
-def train(
-    words: Sequence[str],
-    cfg: TrainConfig,
-    on_record: Callable[[Record], None] | None = None,
-    parallel: DataParallel | None = None,
-) -> tuple[TrainedModel, TrainState | None, Dataset]:
-    """Split the words with cfg.seed, build the model and train it: the whole job from Python.
-
-    Returns (model, state, data); model.params are the final parameters and
-    state is None for the counting model. parallel: see fit.
-    """
-    cfg.validate()
-    data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    check_fits(cfg, data, parallel)  # what cannot fit is refused here, before counting or initialising
-    model = new_model(cfg, data, parallel)
-    state = None if model.model_def.counted else fit(model, data, None, on_record, parallel=parallel)
-    return model, state, data
