@@ -16,7 +16,6 @@ import sys
 import numpy as np
 import pytest
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = os.path.join(ROOT, "names.txt")
 FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
@@ -63,7 +62,6 @@ def family(kind, **kw):
 
 
 def worker() -> dict:
-    from conftest import fit_words  # the tests' folder is this script's: first on its path
     import jax
 
     from makemore_jax import sampling
@@ -73,6 +71,8 @@ def worker() -> dict:
     from makemore_jax.training import parallel as distributed
     from makemore_jax.training import steps as train_steps
     from makemore_jax.training import trainer as train
+
+    from conftest import fit_words  # the tests' folder is this script's: first on its path
 
     devices = jax.devices()
     assert len(devices) == 4, devices
