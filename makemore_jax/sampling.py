@@ -46,7 +46,6 @@ from .models import ModelConfig, Params, State, bigram
 from .models.mixture import MixtureConfig
 from .models.runner import Decoder
 from .training.fitted import FittedModel
-from .training.parallel import DATA_AXIS, DataParallel
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
@@ -673,38 +672,3 @@ def sample_stream(
         if min_len:
             how_many += f" of at least {counted(min_len, 'character')}"
         raise NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
-
-
-# ---- sampling with the batch of names split over the devices ----------------------------
-
-
-def generate_over_devices(
-    model: FittedModel,
-    key: jax.Array,
-    n: int,
-    parallel: DataParallel,
-    *,
-    max_len: int | None = None,
-    temperature: float = 1.0,
-    top_k: int = 0,
-) -> tuple[list[str], np.ndarray]:
-    """generate with the names split over the data axis of parallel (a training.parallel.DataParallel).
-
-    The same names for the same key.
-
-    Every name has its own key (``fold_in(key, i)``), so the names do not
-    depend on how the batch is laid out. n is rounded up to a multiple of D and
-    the extra names dropped. One process only (the names are read back here).
-    """
-    decoder, config, params, max_len = plan(model, max_len)
-    validate_sampling(n, max_len, temperature, top_k)
-    if n == 0:
-        return [], np.zeros((0,), bool)
-    padded = -(-n // parallel.size) * parallel.size
-    params, _ = parallel.place_state(params, ())
-    run = jax.jit(
-        lambda p, k, t: sample_ids(decoder, config, p, k, padded, max_len, t, top_k),
-        out_shardings=(parallel.sharding(DATA_AXIS, None), parallel.sharding(DATA_AXIS)),
-    )
-    ids, ended = run(params, key, float32_temperature(temperature))
-    return decode_rows(np.asarray(ids)[:n], model.vocab), np.asarray(ended)[:n]

@@ -1,4 +1,4 @@
-"""Data-parallel training, sharded counting and sampling over several simulated CPU devices.
+"""Data-parallel training and sharded counting over several simulated CPU devices.
 
 JAX fixes its device count when it starts, so everything that needs four
 devices runs in a child process started with
@@ -64,7 +64,6 @@ def family(kind, **kw):
 def worker() -> dict:
     import jax
 
-    from makemore_jax import sampling
     from makemore_jax.data import words as data
     from makemore_jax.models import counts, ngram
     from makemore_jax.seeding import seed_key
@@ -118,8 +117,6 @@ def worker() -> dict:
                 "losses": max(abs(a["loss"] - b["loss"]) for a, b in zip(state1.history, state.history)),
             }
         out["train"][name] = row
-        if name == "transformer_dropout":
-            model = one
 
     # the compiled step of 4 devices sums over them (the gradients) and holds a quarter batch each
     cfg = family("mlp")
@@ -152,17 +149,6 @@ def worker() -> dict:
     rows = ngram.words_to_ngrams(words, vocab, 3)
     out["ngram3"] = bool(ngram.count_ngram_rows(rows, V) == distributed.count_ngram_rows(rows, V, on[4]))
 
-    # sampling: per-name keys, so the same names however the batch of names is split
-    key = seed_key(7, "sample")
-    names = {"1": sampling.generate(model, key, 30)[0]}
-    for d in (2, 4):
-        names[str(d)] = sampling.generate_over_devices(model, key, 30, on[d])[0]
-    out["names"] = names
-    table_model = fit_words(small, family("bigram", steps=5, eval_every=5, log_every=5))[0]
-    out["table_names"] = {
-        "1": sampling.generate(table_model, key, 10)[0],
-        "4": sampling.generate_over_devices(table_model, key, 10, on[4])[0],
-    }
     return out
 
 
@@ -210,13 +196,6 @@ def test_sharded_counts_equal_one_device_counts_exactly(four):
     assert four["counts_total"] == 228146
     assert four["count_has_all_reduce"]
     assert four["ngram3"]
-
-
-def test_names_are_the_same_whatever_the_device_count(four):
-    names = four["names"]
-    assert len(names["1"]) == 30 and len(set(names["1"])) > 20
-    assert names["2"] == names["1"] and names["4"] == names["1"]
-    assert four["table_names"]["4"] == four["table_names"]["1"]
 
 
 # ---- the command -------------------------------------------------------------------------
