@@ -41,21 +41,22 @@ from .sampling import NotEnough, check_sizes, sample_stream, steering
 from .seeding import MAX_SEED, seed_key
 from .store import checkpoint
 from .training.evaluate import word_nll
-from .training.fitted import FittedModel
+from .training.fitted import AnyFitted
 
 __all__ = ["Interrupted", "Model", "NotEnough", "load", "mix", "perplexity", "train", "tune"]
 
 
 @dataclass
 class Model:
-    """A trained (or counted, or mixed) model with its training record; see ``load`` and ``train``.
+    """A model as a user holds it: ``fitted`` (a counted or trained model, or a mixture) with its training
+    record, step, metrics and, from ``train``, its run's history and latest state; see ``load`` and ``train``.
 
     input_words: the words of its training input (every split), when known:
     ``new_only`` sampling leaves them out; a loaded model reads them back
     from its training input.
     """
 
-    model: FittedModel
+    fitted: AnyFitted
     training: dict = field(default_factory=dict)
     step: int = 0
     best_dev: float | None = None
@@ -71,7 +72,7 @@ class Model:
         if outcome.data is not None and not outcome.data.local_only:
             words = frozenset(w for split in outcome.data.words.values() for w in split)
         return cls(
-            outcome.model,
+            outcome.fitted,
             outcome.training,
             outcome.step,
             outcome.best_dev,
@@ -83,11 +84,11 @@ class Model:
 
     @property
     def type(self) -> str:
-        return self.model.type
+        return self.fitted.type
 
     @property
     def vocab(self) -> Vocabulary:
-        return self.model.vocab
+        return self.fitted.vocab
 
     def sample(
         self,
@@ -167,7 +168,7 @@ class Model:
         steer = steering(self.vocab, prefix, int(min_len), float(top_p))
         exclude = self.known_words() if new_only else frozenset()
         return sample_stream(
-            self.model,
+            self.fitted,
             seed_key(int(seed), "sample"),
             int(n),
             unique=unique,
@@ -186,7 +187,7 @@ class Model:
         whitespace at either end, or a character outside the vocabulary.
         """
         words = check_words(words, self.vocab)
-        return -np.asarray(word_nll(self.model, words), np.float64)
+        return -np.asarray(word_nll(self.fitted, words), np.float64)
 
     def nll(self, words: Sequence[str]) -> float:
         """Mean negative log-likelihood per character of the words, each word's end included."""
@@ -215,12 +216,12 @@ class Model:
         model last.json and metrics.jsonl: `makemore train --resume` continues it); a loaded one as it was
         loaded. A mixture is saved by ``mix`` (with its members), not here.
         """
-        if isinstance(self.model, checkpoint.mixture.Mixture):
+        if isinstance(self.fitted, checkpoint.mixture.Mixture):
             raise MakemoreError(
                 "a mixture is saved with its members, by mix(..., workdir=...); it is not one checkpoint"
             )
         with WorkDir.held(os.fspath(workdir)) as held:
-            best = Snapshot(self.model, self.step, self.best_dev, self.training, self.metrics)
+            best = Snapshot(self.fitted, self.step, self.best_dev, self.training, self.metrics)
             held.save(self.history if self.history else None, best, self.last)
 
 
@@ -332,7 +333,7 @@ def training_input(training: dict) -> WordArray:
 def load(workdir: str) -> Model:
     """The model saved in a work directory (the best by dev NLL; a mixture's directory gives the mixture)."""
     loaded = checkpoint.load(os.fspath(workdir), "model")
-    return Model(loaded.model, loaded.training, loaded.step, loaded.best_dev, loaded.metrics)
+    return Model(loaded.fitted, loaded.training, loaded.step, loaded.best_dev, loaded.metrics)
 
 
 def train(

@@ -45,7 +45,7 @@ from .errors import MakemoreError, counted
 from .models import ModelConfig, Params, State, bigram
 from .models.mixture import MixtureConfig
 from .models.runner import Decoder
-from .training.fitted import FittedModel
+from .training.fitted import AnyFitted
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
@@ -484,7 +484,7 @@ def sample_names(
     return decode_rows(ids, vocab)
 
 
-def plan(model: FittedModel, max_len: int | None, fast: bool = True) -> tuple[Decoder, DecoderConfig, Params, int]:
+def plan(model: AnyFitted, max_len: int | None, fast: bool = True) -> tuple[Decoder, DecoderConfig, Params, int]:
     """(decoder, config, params, max_len) for sample_ids to draw from a fitted model, through its runner.
 
     Sequence models generate at most block_size - 1 characters (the longest
@@ -527,7 +527,7 @@ def chunk_size(decoder: Decoder, config: DecoderConfig, params: Params, max_len:
 
 
 def name_chunks(
-    model: FittedModel,
+    model: AnyFitted,
     key: jax.Array,
     n: int,
     *,
@@ -539,7 +539,7 @@ def name_chunks(
     start: int = 0,
     chunk: int | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """The names at stream positions start .. start + n − 1 of a TrainedModel, in chunks as they are drawn.
+    """The names at stream positions start .. start + n − 1 of a Fitted, in chunks as they are drawn.
 
     Yields (names, ended) per chunk: ended (len(names),) bool, False where a
     name was cut at max_len. n up to one chunk is one call of n names; past
@@ -572,9 +572,9 @@ class SampleOptions(TypedDict, total=False):
 
 
 def generate(
-    model: FittedModel, key: jax.Array, n: int, **options: Unpack[SampleOptions]
+    model: AnyFitted, key: jax.Array, n: int, **options: Unpack[SampleOptions]
 ) -> tuple[list[str], np.ndarray]:
-    """n names from a TrainedModel, and whether each ended by itself: (list of n str, (n,) bool).
+    """n names from a Fitted, and whether each ended by itself: (list of n str, (n,) bool).
 
     The names of ``name_chunks`` at positions 0 .. n − 1, gathered; options are
     its own (max_len, temperature, top_k, fast, steer). Sequence models
@@ -606,7 +606,7 @@ class NotEnough(MakemoreError):
 
 
 def sample_stream(
-    model: FittedModel,
+    model: AnyFitted,
     key: jax.Array,
     n: int,
     *,

@@ -401,7 +401,7 @@ def test_file_size_limit_is_one_line_and_keeps_the_checkpoint(trained, small_nam
     )
     assert "Traceback" not in proc.stderr
     assert checkpoint_files(trained) == before  # byte for byte, and no temporary file left
-    assert checkpoint.load(str(trained), "last").step == 10 and checkpoint.load(str(trained)).model.type == "bigram"
+    assert checkpoint.load(str(trained), "last").step == 10 and checkpoint.load(str(trained)).fitted.type == "bigram"
 
 
 # ---- damaged, edited, foreign and planted checkpoints ---------------------------------
@@ -562,7 +562,7 @@ def test_non_finite_loss_after_good_steps_saves_the_last_good_state(tmp_path, sm
     code, _, err = run_inprocess(capsys, "train", "-o", str(work), "-i", small_names, *flags)
     assert code == 2 and "loss became nan at step 21; stopped (the last good state, step 20, is what was saved" in err
     saved = checkpoint.load(str(work), "last")
-    assert saved.step == 20 and np.isfinite(saved.model.params["W"]).all()
+    assert saved.step == 20 and np.isfinite(saved.fitted.params["W"]).all()
     assert [r["step"] for r in checkpoint.read_metrics(str(work))] == [10, 20]
 
 

@@ -295,11 +295,11 @@ def saved_model(tmp_path_factory):
 
     from makemore_jax.models import get_model
     from makemore_jax.training.config import TrainConfig
-    from makemore_jax.training.fitted import TrainedModel
+    from makemore_jax.training.fitted import Fitted
 
     work = tmp_path_factory.mktemp("ckpt")
     cfg = TrainConfig.create("mlp", n_embd=4, n_embd2=6)
-    model = TrainedModel(cfg, Vocabulary(tuple("abc")), {}, 5)
+    model = Fitted(cfg, Vocabulary(tuple("abc")), {}, 5)
     model.params = get_model("mlp").init(jax.random.key(0), model.model_config)
     checkpoint.save(str(work), "model", model, step=3, best_dev=2.0, training={"input": "x"}, metrics={"dev_nll": 2.0})
     return work, json.loads((work / "model.json").read_text())

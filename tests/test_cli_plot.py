@@ -108,7 +108,7 @@ def test_svg_on_request_is_xml_of_the_figure_size(small, tmp_path, capsys, drawn
     assert float(root.get("height").removesuffix("pt")) == pytest.approx(height * 72)
     # text stays text: every character of the vocabulary is a label in the file
     drawn_text = {"".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")}
-    vocab = checkpoint.load(str(small / "mlp")).model.vocab
+    vocab = checkpoint.load(str(small / "mlp")).fitted.vocab
     assert set(vocab.chars) <= drawn_text
 
 
@@ -171,9 +171,9 @@ def test_weights_shows_the_network_the_counts_and_their_difference(small, tmp_pa
     assert run(capsys, *plot_args("weights", small, tmp_path / "w.png"))[0] == 0
     ((fig, _, _),) = drawn
     loaded = checkpoint.load(str(small / "bigram"))
-    cfg = loaded.model.config
+    cfg = loaded.fitted.config
     data = Dataset.build(read_words(small / "small.txt"), seed_key(cfg.seed, "split"), cfg.split)
-    net = np.asarray(jax.nn.softmax(loaded.model.params["W"], axis=-1))
+    net = np.asarray(jax.nn.softmax(loaded.fitted.params["W"], axis=-1))
     counted = np.asarray(smoothed_probs(count_matrix(*data.pairs("train"), data.vocab.size), cfg.smoothing))
     images = [ax.images[0].get_array() for ax in fig.axes if ax.images]
     assert len(images) == 3
@@ -198,7 +198,7 @@ def test_loss_draws_the_metrics_and_the_counting_baselines(small, tmp_path, caps
         loss = lines[f"{small / name} ({name}): training loss (per log chunk)"]
         np.testing.assert_allclose(loss.get_ydata(), [r["loss"] for r in records])
     # one pair of baselines: both runs trained on the same data, seed and split
-    cfg = checkpoint.load(str(small / "bigram")).model.config
+    cfg = checkpoint.load(str(small / "bigram")).fitted.config
     data = Dataset.build(read_words(small / "small.txt"), seed_key(cfg.seed, "split"), cfg.split)
     P = smoothed_probs(count_matrix(*data.pairs("train"), data.vocab.size), cfg.smoothing)
     baselines = [line for label, line in lines.items() if label.startswith("counting model")]
@@ -237,7 +237,7 @@ def test_embeddings_are_labelled_by_character(small, tmp_path, capsys, drawn):
     assert run(capsys, *plot_args("embeddings", small, tmp_path / "e.png"))[0] == 0
     ((fig, _, _),) = drawn
     ax = fig.axes[0]
-    model = checkpoint.load(str(small / "mlp")).model
+    model = checkpoint.load(str(small / "mlp")).fitted
     chars = [model.vocab.itos(i) for i in range(model.vocab.size)]
     assert [t.get_text() for t in ax.texts] == chars
     assert "principal component 1" in ax.get_xlabel() and "PCA of its 3 dimensions" in fig._suptitle.get_text()

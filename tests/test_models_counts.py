@@ -94,11 +94,11 @@ def test_bad_smoothing_is_refused(counts, k):
 def test_nll_of_nothing_is_an_error(counts, vocab):
     from makemore_jax.data.words import Dataset
     from makemore_jax.training.config import TrainConfig
-    from makemore_jax.training.fitted import TrainedModel
+    from makemore_jax.training.fitted import Fitted
 
     empty = jnp.zeros((0,), jnp.int32)
     with pytest.raises(MakemoreError, match="empty"):
         mean_nll(smoothed_probs(counts, 1.0), empty, empty)
-    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    model = Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     nothing = Dataset(vocab, {"train": [], "dev": [], "test": []})
     assert split_nll(model, nothing) == {"train": None, "dev": None, "test": None}  # an empty split has no mean

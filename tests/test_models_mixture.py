@@ -16,7 +16,7 @@ from makemore_jax.models import get_model, mixture
 from makemore_jax.sampling import generate
 from makemore_jax.store import checkpoint
 from makemore_jax.training.config import TrainConfig
-from makemore_jax.training.fitted import TrainedModel
+from makemore_jax.training.fitted import Fitted
 
 from conftest import run_inprocess as cli
 
@@ -37,7 +37,7 @@ def test_em_weights_maximise_the_dev_likelihood():
 
 def untrained(kind, vocab, seed, block_size=16, **sizes):
     cfg = TrainConfig.create(kind, **sizes)
-    model = TrainedModel(cfg, vocab, {}, block_size)
+    model = Fitted(cfg, vocab, {}, block_size)
     model.params = jax.jit(get_model(kind).init, static_argnums=1)(
         jax.random.key(seed), model.model_config
     )  # op by op: seconds
@@ -50,7 +50,7 @@ def mixed(vocab, counts):
     members = (
         untrained("transformer", vocab, 1, **small),
         untrained("gru", vocab, 2, **small),
-        TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16),
+        Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16),
     )
     return mixture.Mixture(members, np.array([0.5, 0.3, 0.2]))
 
@@ -118,8 +118,8 @@ def test_mix_fits_beats_its_members_on_dev_and_saves_a_model_sample_and_eval_use
     assert f"{report['mixture']['test']:.4f} ({math.exp(report['mixture']['test']):6.2f})" in out  # NLL and perplexity
 
     loaded = checkpoint.load(out_dir)
-    assert loaded.model.type == "mixture" and [m.type for m in loaded.model.members] == ["bigram", "ngram", "mlp"]
-    np.testing.assert_allclose(loaded.model.weights, report["weights"], rtol=1e-6)
+    assert loaded.fitted.type == "mixture" and [m.type for m in loaded.fitted.members] == ["bigram", "ngram", "mlp"]
+    np.testing.assert_allclose(loaded.fitted.weights, report["weights"], rtol=1e-6)
 
     code, sample_out, err = cli(capsys, "sample", "-o", out_dir, "-n", "3", "--seed", "0")
     assert code == 0, err
@@ -129,7 +129,7 @@ def test_mix_fits_beats_its_members_on_dev_and_saves_a_model_sample_and_eval_use
     open(words_file, "w").write("emma\nolivia\nava\n")
     code, eval_out, err = cli(capsys, "eval", "-o", out_dir, "-i", words_file)
     assert code == 0, err
-    model = loaded.model
+    model = loaded.fitted
     data = Dataset(model.vocab, {"train": [], "dev": [], "test": ["emma", "olivia", "ava"]})
     logp = mixture.member_logprobs(model.members, data, "test")
     assert f"{mixture.mixture_nll(logp, model.weights):.4f}" in eval_out

@@ -20,7 +20,7 @@ from makemore_jax.store import checkpoint
 from makemore_jax.training import tune
 from makemore_jax.training.config import TrainConfig
 from makemore_jax.training.evaluate import split_nll
-from makemore_jax.training.fitted import TrainedModel
+from makemore_jax.training.fitted import Fitted
 from makemore_jax.training.trainer import new_model
 
 # ---- literal references: the lecture's loops over characters, dictionaries of tuples --------
@@ -342,7 +342,7 @@ def test_sampling_through_the_decoder_equals_recomputing(small_model):
     assert fast != generate(model, jax.random.key(12), 40)[0]
     assert all(set(name) <= set(data.vocab.chars) for name in fast)
     # order 1 has no context to carry
-    unigram = TrainedModel(model.config, data.vocab, ngram.fit(data.words["train"], data.vocab, 1), model.block_size)
+    unigram = Fitted(model.config, data.vocab, ngram.fit(data.words["train"], data.vocab, 1), model.block_size)
     ids, _ = sample_ids(
         Decoder(ngram.decode_init, ngram.decode_step), None, unigram.params, key, 5, 8, jnp.float32(1.0)
     )
@@ -370,8 +370,8 @@ def test_checkpoint_round_trip(tmp_path, small, method, kind):
     words, vocab = small
     cfg = TrainConfig.create("ngram", order=4, smoothing_method=method, smoothing=0.25).validate()
     params = ngram.fit(words, vocab, 4, method, k=0.25, representation=kind)
-    checkpoint.save(str(tmp_path), "model", TrainedModel(cfg, vocab, params, 12))
-    back = checkpoint.load(str(tmp_path)).model
+    checkpoint.save(str(tmp_path), "model", Fitted(cfg, vocab, params, 12))
+    back = checkpoint.load(str(tmp_path)).fitted
     assert back.config == cfg and back.type == "ngram"
     contexts = jnp.asarray(contexts_to_try(words, vocab, 4))
     np.testing.assert_array_equal(ngram.next_logprobs(back.params, contexts), ngram.next_logprobs(params, contexts))
@@ -405,7 +405,7 @@ def _rewrite_arrays(d, change):
 def test_damaged_tables_are_refused(tmp_path, small, change, message):
     words, vocab = small
     cfg = TrainConfig.create("ngram", order=5).validate()
-    checkpoint.save(str(tmp_path), "model", TrainedModel(cfg, vocab, ngram.fit(words, vocab, 5), 12))
+    checkpoint.save(str(tmp_path), "model", Fitted(cfg, vocab, ngram.fit(words, vocab, 5), 12))
     _rewrite_arrays(tmp_path, change)
     with pytest.raises(MakemoreError, match=message):
         checkpoint.load(str(tmp_path))

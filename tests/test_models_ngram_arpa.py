@@ -120,7 +120,7 @@ CASES = {
 def train(capsys, small_names, d, flags):
     code, out, err = run(capsys, "train", *flags, "-i", small_names, "-o", d, "--num-samples", "0", "-q")
     assert code == 0, err
-    return checkpoint.load(d).model
+    return checkpoint.load(d).fitted
 
 
 def dev_words(model, path):
@@ -183,7 +183,7 @@ def test_arpa_with_a_character_never_seen_in_training(tmp_path, capsys, flags):
     )
     assert code == 0, err
     assert run(capsys, "export", "-o", d, arpa_path)[0] == 0
-    model = checkpoint.load(d).model
+    model = checkpoint.load(d).fitted
     dev = dev_words(model, str(path)) + ["z", "zz", "zzzz", "azza", "abcz"]
     expected = -np.asarray(word_nll(model, dev), np.float64) / math.log(10)
     assert np.allclose([word_log10(read_arpa(arpa_path), w) for w in dev], expected, rtol=0, atol=1e-4)

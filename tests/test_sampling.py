@@ -255,14 +255,14 @@ def test_zero_names():
 from makemore_jax.models import MODEL_NAMES, get_model  # noqa: E402
 from makemore_jax.sampling import generate  # noqa: E402
 from makemore_jax.training.config import TrainConfig  # noqa: E402
-from makemore_jax.training.fitted import TrainedModel  # noqa: E402
+from makemore_jax.training.fitted import Fitted  # noqa: E402
 
 SMALL = dict(n_layer=2, n_head=2, n_embd=16, n_embd2=24)
 
 
 def untrained(kind, vocab, block_size=12, seed=0):
     cfg = TrainConfig.create(kind, **SMALL)
-    model = TrainedModel(cfg, vocab, {}, block_size)
+    model = Fitted(cfg, vocab, {}, block_size)
     model.params = get_model(kind).init(jax.random.key(seed), model.model_config)
     return model
 
@@ -289,14 +289,14 @@ def test_every_model_samples_reproducibly_within_its_block(kind, vocab):
 
 
 def test_top_k_one_is_greedy(vocab, counts):
-    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    model = Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     top1, _ = generate(model, jax.random.key(0), 5, top_k=1)
     greedy, _ = generate(model, jax.random.key(0), 5, temperature=0.0)
     assert top1 == greedy
 
 
 def test_top_k_limits_the_choices(vocab, counts):
-    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    model = Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     names, _ = generate(model, jax.random.key(0), 3000, top_k=3)
     table = np.asarray(model.runner.table)
     allowed_first = {vocab.chars[i - 1] for i in np.argsort(table[0])[-3:] if i}
@@ -322,7 +322,7 @@ def test_a_decoder_state_moves_into_smaller_stages_unchanged(monkeypatch, vocab)
 
     # the Transformer's state: key and value caches, the batch on axis 1
     cfg = TrainConfig.create("transformer", n_layer=1, n_head=2, n_embd=16)
-    model = TrainedModel(cfg, vocab, {}, 12)
+    model = Fitted(cfg, vocab, {}, 12)
     shapes = jax.eval_shape(lambda key: get_model("transformer").init(key, model.model_config), jax.random.key(0))
     rng = np.random.default_rng(0)  # random weights without compiling init (seconds on this CPU)
     model.params = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(0, 0.02, x.shape), x.dtype), shapes)
@@ -349,7 +349,7 @@ from makemore_jax.sampling import NotEnough, sample_stream, steering  # noqa: E4
 
 
 def test_a_prefix_is_followed_by_the_table_row_of_its_last_character(vocab, counts):
-    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    model = Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     n = 20000
     names, _ = generate(model, jax.random.key(5), n, steer=steering(vocab, "ma"))
     assert all(name.startswith("ma") for name in names)
@@ -376,7 +376,7 @@ def test_steered_names_are_the_same_through_the_fast_decoder_and_the_recompute_p
 @pytest.mark.parametrize("kind", ["counts", "transformer"])
 def test_top_p_keeps_the_most_likely_characters_until_p(kind, vocab, counts):
     model = (
-        TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+        Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
         if kind == "counts"
         else untrained(kind, vocab)
     )
@@ -411,7 +411,7 @@ def generate_distinct(model, key, n, **options):
 
 
 def test_unique_and_new_names_are_redrawn_within_bounds(vocab, counts, names):
-    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    model = Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     key = jax.random.key(9)
     got = generate_distinct(model, key, 300, unique=True, exclude=frozenset(names))
     assert len(set(got)) == 300 and not set(got) & set(names)
@@ -426,7 +426,7 @@ def test_unique_and_new_names_are_redrawn_within_bounds(vocab, counts, names):
 
 
 def test_steering_refuses_what_cannot_be(vocab, counts):
-    model = TrainedModel(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
+    model = Fitted(TrainConfig.create("counts"), vocab, {"counts": counts}, 16)
     for steer, message in [
         (lambda: steering(vocab, "zoë"), "not in the model's vocabulary"),
         (

@@ -90,12 +90,12 @@ def test_chunks_give_exactly_the_names_of_one_batch(request, monkeypatch, which)
     model = makemore_jax.load(d)
     n, key = 23, seed_key(5, "sample")
     steer = steering(model.vocab, "a", 2)
-    decoder, config, params, max_len = plan(model.model, None)
+    decoder, config, params, max_len = plan(model.fitted, None)
     ids, _ = sample_ids(decoder, config, params, key, n, max_len, np.float32(1.0), 0, steer)
     one_batch = sampling.decode_rows(ids, model.vocab)
 
     monkeypatch.setattr(sampling, "CHUNK_MAX", 7)
-    chunks = [names for names, _ in name_chunks(model.model, key, n, steer=steer)]
+    chunks = [names for names, _ in name_chunks(model.fitted, key, n, steer=steer)]
     assert [len(c) for c in chunks] == [7, 7, 7, 2]
     assert sum(chunks, []) == one_batch
     assert model.sample(n, seed=5, prefix="a", min_len=2) == one_batch
@@ -126,7 +126,7 @@ def test_a_huge_n_is_drawn_a_bounded_chunk_at_a_time(transformer_dir):
     first = next(stream)  # the first chunk comes without the other ten million being drawn
     stream.close()
     assert 0 < len(first) <= sampling.CHUNK_MAX and first == model.sample(len(first), seed=1)
-    decoder, config, params, max_len = plan(model.model, None)
+    decoder, config, params, max_len = plan(model.fitted, None)
     size = sampling.chunk_size(decoder, config, params, max_len, model.vocab.size)
     assert size == len(first)
     long = sampling.chunk_size(bigram.DECODER, None, {"W": np.zeros((27, 27))}, sampling.MAX_SAMPLE_LEN, 27)
@@ -166,8 +166,8 @@ def test_a_mixture_of_tables_honours_max_len(counts_dir, tmp_path_factory, small
     counts = makemore_jax.load(counts_dir)
     from makemore_jax.models.mixture import Mixture
 
-    mix = makemore_jax.api.Model(Mixture((counts.model, bigram.model), np.array([0.5, 0.5])))
-    block = mix.model.block_size
+    mix = makemore_jax.api.Model(Mixture((counts.fitted, bigram.fitted), np.array([0.5, 0.5])))
+    block = mix.fitted.block_size
     names = mix.sample(300, seed=0, max_len=block + 25, temperature=4.0)
     assert block - 1 < max(map(len, names)) <= block + 25
     assert len(max(mix.sample(300, seed=0, temperature=4.0), key=len)) <= block - 1  # the default stays the block's
@@ -189,7 +189,7 @@ def test_stuck_names_are_skipped_in_stream_order(stuck_dir, seed):
     """'ab' cannot grow to 3 characters: those names are left out, the others keep their order in the stream."""
     model = makemore_jax.load(stuck_dir)
     steer = steering(model.vocab, min_len=3)
-    raw, _ = generate(model.model, seed_key(seed, "sample"), 60, steer=steer)
+    raw, _ = generate(model.fitted, seed_key(seed, "sample"), 60, steer=steer)
     assert "ab" in raw  # the draw did stick
     expected = [name for name in raw if len(name) >= 3][:8]
     assert model.sample(8, seed=seed, min_len=3) == expected == ["cde"] * 8
@@ -301,7 +301,7 @@ def test_scoring_refuses_a_word_the_command_line_could_not_read(request, tmp_pat
     if which == "mixture":
         from makemore_jax.models.mixture import Mixture
 
-        members = tuple(makemore_jax.load(request.getfixturevalue(d)).model for d in ("counts_dir", "ngram_dir"))
+        members = tuple(makemore_jax.load(request.getfixturevalue(d)).fitted for d in ("counts_dir", "ngram_dir"))
         model = makemore_jax.api.Model(Mixture(members, np.array([0.5, 0.5])))
     else:
         model = makemore_jax.load(request.getfixturevalue(which))

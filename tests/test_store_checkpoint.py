@@ -12,14 +12,14 @@ from makemore_jax.errors import MakemoreError
 from makemore_jax.models import get_model
 from makemore_jax.store import checkpoint
 from makemore_jax.training.config import TrainConfig
-from makemore_jax.training.fitted import TrainedModel
+from makemore_jax.training.fitted import Fitted
 
 VOCAB = Vocabulary(tuple("abc"))
 
 
 def make(kind="bigram", seed=0):
     cfg = TrainConfig.create(kind, n_layer=1, n_head=2, n_embd=4, n_embd2=6)
-    model = TrainedModel(cfg, VOCAB, {}, block_size=6)
+    model = Fitted(cfg, VOCAB, {}, block_size=6)
     if kind == "counts":
         model.params = {"counts": np.random.default_rng(seed).integers(0, 9, (4, 4)).astype(np.int32)}
     else:
@@ -44,9 +44,9 @@ def test_round_trip(tmp_path, kind):
     model = make(kind)
     save(tmp_path, model, step=12, best_dev=2.25)
     back = checkpoint.load(str(tmp_path))
-    assert back.model.type == kind and back.model.vocab == VOCAB and back.model.config == model.config
-    assert (back.step, back.best_dev, back.model.block_size) == (12, 2.25, 6)
-    flat, flat_back = checkpoint.flatten_params(model.params), checkpoint.flatten_params(back.model.params)
+    assert back.fitted.type == kind and back.fitted.vocab == VOCAB and back.fitted.config == model.config
+    assert (back.step, back.best_dev, back.fitted.block_size) == (12, 2.25, 6)
+    flat, flat_back = checkpoint.flatten_params(model.params), checkpoint.flatten_params(back.fitted.params)
     assert flat.keys() == flat_back.keys()
     for name, arr in flat.items():
         np.testing.assert_array_equal(flat_back[name], arr)
@@ -66,11 +66,11 @@ def test_optimizer_state_round_trip(tmp_path):
     _, state = opt.update(grads, state, model.params)
     checkpoint.save(str(tmp_path), "last", model, step=3, opt_state=state)
     back = checkpoint.load(str(tmp_path), "last")
-    restored = checkpoint.restore_opt_state(back, opt.init(back.model.params), "last.json")
+    restored = checkpoint.restore_opt_state(back, opt.init(back.fitted.params), "last.json")
     for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored)):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(MakemoreError, match="optimizer state does not fit"):
-        checkpoint.restore_opt_state(back, optax.sgd(0.1, momentum=0.9).init(back.model.params), "last.json")
+        checkpoint.restore_opt_state(back, optax.sgd(0.1, momentum=0.9).init(back.fitted.params), "last.json")
 
 
 def test_metrics_lines(tmp_path):
@@ -85,7 +85,7 @@ def test_saving_again_replaces_and_removes_the_old_arrays(tmp_path):
     save(tmp_path, make(seed=0))
     save(tmp_path, make(seed=1))
     assert len([f for f in os.listdir(tmp_path) if f.endswith(".npz")]) == 1
-    np.testing.assert_array_equal(checkpoint.load(str(tmp_path)).model.params["W"], make(seed=1).params["W"])
+    np.testing.assert_array_equal(checkpoint.load(str(tmp_path)).fitted.params["W"], make(seed=1).params["W"])
 
 
 def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
@@ -103,7 +103,7 @@ def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
         save(tmp_path, make(seed=1))
     monkeypatch.undo()
     loaded = checkpoint.load(str(tmp_path))
-    np.testing.assert_array_equal(loaded.model.params["W"], make(seed=0).params["W"])
+    np.testing.assert_array_equal(loaded.fitted.params["W"], make(seed=0).params["W"])
     assert snapshot(tmp_path)["model.json"] == before["model.json"]
 
 

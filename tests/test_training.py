@@ -253,7 +253,7 @@ def _run_in(workdir, names, cfg, stop_at=None):
 
 def _resume(workdir, data, steps=None):
     loaded = checkpoint.load(workdir, "last")
-    model = loaded.model
+    model = loaded.fitted
     if steps:
         from dataclasses import replace
 
@@ -289,8 +289,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(names, tm
 
     _, data = _run_in(str(tmp_path), names, family_cfg(steps=20))
     good = checkpoint.load(str(tmp_path), "last")
-    before = checkpoint.flatten_params(good.model.params)
-    model = good.model
+    before = checkpoint.flatten_params(good.fitted.params)
+    model = good.fitted
     model.config = replace(model.config, optimizer="sgd", lr=1e38, steps=200)
 
     def save(m, st, is_best):
@@ -301,7 +301,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(names, tm
         train.fit(model, data, state, None, save)
     after = checkpoint.load(str(tmp_path), "last")
     assert after.step == 20
-    for k, v in checkpoint.flatten_params(after.model.params).items():
+    for k, v in checkpoint.flatten_params(after.fitted.params).items():
         np.testing.assert_array_equal(v, before[k])
 
 

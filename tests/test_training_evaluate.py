@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
 
 
 def test_word_nll_of_the_counting_model_is_the_sum_over_its_pairs(trained):
-    model = checkpoint.load(str(trained / "counts")).model
+    model = checkpoint.load(str(trained / "counts")).fitted
     logp = np.asarray(jax.nn.log_softmax(model.runner.table, axis=-1), np.float64)
     ids = {c: i for i, c in enumerate(model.vocab.chars, start=1)}
     words = ["emma", "", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "ava"]  # longer than block_size: a table does not care
@@ -69,7 +69,7 @@ def test_word_nll_of_the_counting_model_is_the_sum_over_its_pairs(trained):
 
 @pytest.mark.parametrize("name", ["counts", "rnn"])
 def test_word_nll_adds_up_to_the_split_nll(trained, name):
-    model = checkpoint.load(str(trained / name)).model
+    model = checkpoint.load(str(trained / name)).fitted
     words = open(trained / "small.txt").read().split()
     nll = word_nll(model, words)
     assert nll.shape == (len(words),) and (nll > 0).all()
@@ -81,7 +81,7 @@ def test_word_nll_adds_up_to_the_split_nll(trained, name):
 
 
 def test_word_nll_refuses_what_the_model_cannot_score(trained):
-    model = checkpoint.load(str(trained / "rnn")).model
+    model = checkpoint.load(str(trained / "rnn")).fitted
     with pytest.raises(MakemoreError, match="not in the model's vocabulary"):
         word_nll(model, ["ok", "ç"])
     with pytest.raises(MakemoreError, match="the model handles at most"):
@@ -98,7 +98,7 @@ def test_sample_log_prob_prints_each_name_with_its_log_probability(trained, caps
     rows = [line.split() for line in scored.splitlines()]
     names = [row[1] if len(row) > 1 else "" for row in rows]
     assert names == plain.splitlines()  # the same names, each after its log p
-    model = checkpoint.load(workdir).model
+    model = checkpoint.load(workdir).fitted
     expected = -word_nll(model, names)
     assert [float(row[0]) for row in rows] == pytest.approx(expected, abs=1e-3)
     assert all(float(row[0]) < 0 for row in rows)
@@ -118,7 +118,7 @@ def test_eval_per_word_lists_the_most_and_least_likely_words(trained, capsys):
     assert len(lines) == 13
     words = open(words_file).read().split()
     distinct = list(dict.fromkeys(words))
-    nll = dict(zip(distinct, word_nll(checkpoint.load(workdir).model, distinct)))
+    nll = dict(zip(distinct, word_nll(checkpoint.load(workdir).fitted, distinct)))
     per_char = sorted(nll[w] / (len(w) + 1) for w in distinct)
     assert [float(row[0]) for row in most] == pytest.approx(per_char[:4], abs=1e-4)
     assert [float(row[0]) for row in least] == pytest.approx(per_char[::-1][:4], abs=1e-4)

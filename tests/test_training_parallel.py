@@ -277,7 +277,7 @@ def test_sample_runs_on_the_device_it_is_given(tmp_path, capsys):
 def _last_params(workdir):
     from makemore_jax.store import checkpoint
 
-    return checkpoint.flatten_params(checkpoint.load(str(workdir), "last").model.params)
+    return checkpoint.flatten_params(checkpoint.load(str(workdir), "last").fitted.params)
 
 
 TRAIN = [
@@ -405,7 +405,7 @@ def test_two_processes_count_the_table_of_one_process_exactly(tmp_path, model):
     code, _, err = makemore("train", "-o", str(tmp_path / "one"), *args, "--devices", "1", flag="")
     assert code == 0, err
     one, two = (checkpoint.load(str(tmp_path / d), "model") for d in ("one", "w0"))
-    a, b = checkpoint.flatten_params(one.model.params), checkpoint.flatten_params(two.model.params)
+    a, b = checkpoint.flatten_params(one.fitted.params), checkpoint.flatten_params(two.fitted.params)
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

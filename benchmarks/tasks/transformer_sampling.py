@@ -25,7 +25,7 @@ from makemore_jax import sampling
 from makemore_jax.data import words as data
 from makemore_jax.models import get_model
 from makemore_jax.training.config import TrainConfig
-from makemore_jax.training.fitted import TrainedModel
+from makemore_jax.training.fitted import Fitted
 
 from ..context import Context
 from ..harness import (
@@ -104,7 +104,7 @@ def transformer_sampling(ctx: Context) -> TaskResult:
         cfg = TrainConfig.create("transformer", block_size=BLOCK_SIZE, n_layer=1, n_head=2, n_embd=8, n_embd2=8)
     n = ctx.size(1_000, 50)
     steps = BLOCK_SIZE - 1  # makemore: block_size - 1 new ids, the longest name
-    model = TrainedModel(cfg, vocab, {}, BLOCK_SIZE)
+    model = Fitted(cfg, vocab, {}, BLOCK_SIZE)
     model.params = get_model("transformer").init(jax.random.key(SEED), model.model_config)
     torch.manual_seed(SEED)
     torch_model = makemore_torch.make_model("transformer", model.model_config).to(ctx.torch_device).eval()

@@ -292,7 +292,7 @@ def _novelty_report(loaded: Model) -> tuple[Callable[[list[str]], None], Callabl
     except MakemoreError as err:
         message = f"({err}: cannot tell which samples are new)"
         return (lambda names: None), (lambda: message)
-    cfg = loaded.model.config
+    cfg = loaded.fitted.config
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
     splits = [(s, set(data.words[s])) for s in ("train", "dev", "test")]  # a word in two splits counts in the first
     counts = dict.fromkeys(("train", "dev", "test", "new"), 0)
@@ -357,7 +357,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ..store import checkpoint
     from ..training.evaluate import split_nll
 
-    model = checkpoint.load(args.work_dir, "model").model
+    model = checkpoint.load(args.work_dir, "model").fitted
     path = _input_path(args)
     words, _ = _read_input(path)
     data = Dataset(model.vocab, {"train": [], "dev": [], "test": words})

@@ -52,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from ..store import checkpoint, userfile
 
     check_output(args.file)  # before the model is loaded: a refused FILE costs nothing
-    model = checkpoint.load(args.work_dir, "model").model
+    model = checkpoint.load(args.work_dir, "model").fitted
     text, counts = arpa.arpa_text(model)
     userfile.write_user_file(args.file, text.encode("utf-8"), "FILE")  # checks again, then writes through links
     listed = ", ".join(f"{n:,} {k}-grams" for k, n in enumerate(counts, start=1))

@@ -39,7 +39,7 @@ from ..store import checkpoint
 from ..store.checkpoint import METRICS_FILE, Loaded, read_metrics
 from ..store.userfile import check_user_file, write_user_file
 from ..training.evaluate import split_nll
-from ..training.fitted import FittedModel, TrainedModel
+from ..training.fitted import AnyFitted, Fitted
 from ..training.trainer import new_model
 
 if TYPE_CHECKING:  # matplotlib is imported when a picture is drawn
@@ -275,9 +275,9 @@ def training_data(loaded: Loaded, workdir: str) -> Dataset:
     raw = read_bytes(path)
     if hashlib.sha256(raw).hexdigest() != loaded.training.get("input_sha256"):
         raise MakemoreError(f"{workdir}: {path} changed since training, so its counts cannot be rebuilt")
-    cfg = loaded.model.config
+    cfg = loaded.fitted.config
     data = Dataset.build(parse_word_array(raw, source=path), seed_key(cfg.seed, "split"), cfg.split)
-    if data.vocab != loaded.model.vocab:
+    if data.vocab != loaded.fitted.vocab:
         raise MakemoreError(f"{workdir}: the vocabulary of {path} differs from the model's")
     return data
 
@@ -288,7 +288,7 @@ def _split_text(cfg: Settings) -> str:
 
 
 def _data_details(loaded: Loaded, data: Dataset | None = None) -> str:
-    cfg = loaded.model.config
+    cfg = loaded.fitted.config
     name = _data_name(loaded.training.get("input", "?"))
     n = f"{len(data.words['train']):,} training words, " if data is not None else ""
     return f"data: {name}, {n}seed {cfg.seed}, split {_split_text(cfg)}"
@@ -341,7 +341,7 @@ def plot_weights(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     """The neural bigram of workdir beside the smoothed counting model of its training split."""
 
     loaded = _load(workdir)
-    model = loaded.model
+    model = loaded.fitted
     if model.model_def.counted or model.model_def.table is None:  # the trained table model: the neural bigram
         raise MakemoreError(
             f"{workdir}: holds {a_model(model.type)}; plot weights needs a trained neural bigram (--type bigram)"
@@ -492,10 +492,10 @@ def _loss_legend(fig: Figure, runs: list[tuple[str, str]], baseline_lines: Seque
 def counting_baselines(loaded: Loaded, workdir: str) -> list[Baseline]:
     """The counting model (the run's add-k) on the run's training split: its train and dev NLL."""
 
-    if not isinstance(loaded.model, TrainedModel):
+    if not isinstance(loaded.fitted, Fitted):
         raise MakemoreError(f"{workdir}: holds a mixture, which has no counting baseline of its own")
     data = training_data(loaded, workdir)
-    cfg = replace(loaded.model.config, type="counts")
+    cfg = replace(loaded.fitted.config, type="counts")
     nll = split_nll(new_model(cfg, data), data, ["train", "dev"])
     label = f"counting model, add-{cfg.smoothing:g}"
     return [Baseline(label, v, s) for s, v in nll.items() if v is not None]
@@ -518,7 +518,7 @@ def plot_loss(
     loaded_of: dict[str, Loaded] = {}
     for workdir in workdirs:
         loaded = loaded_of[workdir] = _load(workdir)
-        model = loaded.model
+        model = loaded.fitted
         if model.model_def.counted:
             raise MakemoreError(
                 f"{workdir}: holds a counting model, which is not trained step by step (no {METRICS_FILE})"
@@ -573,7 +573,7 @@ def pca_2d(x_NxD: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return points, explained
 
 
-def embedding_table(model: FittedModel) -> np.ndarray:
+def embedding_table(model: AnyFitted) -> np.ndarray:
     """The (V, n_embd) character embedding of a trained model; MakemoreError if it has none.
 
     The mlp and wavenet have one more row, the blank before the start of a
@@ -657,7 +657,7 @@ def embeddings_figure(
 def plot_embeddings(workdir: str, save: str, fmt: str, dpi: int = 100) -> None:
     """The character embedding of the model in workdir: its two dimensions, or PCA to two."""
     loaded = _load(workdir)
-    model = loaded.model
+    model = loaded.fitted
     try:
         table = embedding_table(model)
     except MakemoreError as err:

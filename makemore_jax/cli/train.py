@@ -179,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"makemore train: {interrupt.describe(signum)} at step {stopped.step:,}; {what}", file=sys.stderr)
         raise SystemExit(interrupt.exit_status(signum)) from None
     if run.writer:
-        print_samples(outcome.model, args.work_dir, outcome.model.config.seed, args.num_samples)
+        print_samples(outcome.fitted, args.work_dir, outcome.fitted.config.seed, args.num_samples)
 
 
 def _resume_command(args: argparse.Namespace) -> str:
@@ -226,7 +226,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     given = {name: getattr(args, name) for name in ("seed", "split", "memory") if getattr(args, name) is not None}
     with EventPrinter() as printer:
         outcome = tune(args.input_file, max_order=args.max_order, settings=given, workdir=args.work_dir, watch=printer)
-    print_samples(outcome.model, args.work_dir, outcome.model.config.seed, args.num_samples)
+    print_samples(outcome.fitted, args.work_dir, outcome.fitted.config.seed, args.num_samples)
 
 
 def add_mix_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
@@ -253,7 +253,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
     with EventPrinter() as printer:
         outcome = mix(args.models, workdir=args.work_dir, watch=printer)
-    print_samples(outcome.model, args.work_dir, args.seed, args.num_samples)
+    print_samples(outcome.fitted, args.work_dir, args.seed, args.num_samples)
 
 
 def print_samples(model: Any, work_dir: str, seed: int, n: int) -> None:

@@ -126,8 +126,8 @@ class Counter(Protocol):
     def ngram_words(self, words: Sequence[str], vocab: Vocabulary, order: int, memory: int) -> NgramCounts: ...
 
 
-class Fitted(Protocol):
-    """What the models read of a fitted model (training.fitted.TrainedModel, handed in: a higher layer)."""
+class FittedView(Protocol):
+    """What the models read of a fitted model (training.fitted.Fitted, handed in: a higher layer)."""
 
     @property
     def config(self) -> Settings: ...
@@ -176,7 +176,7 @@ class ModelDef:
     count: Callable[[Dataset, Settings, Counter], Params] | None = None
     table: Callable[[Params, Settings], jax.Array] | None = None
     loss_counts: Callable[[Params, jax.Array, float], jax.Array] | None = None
-    run: Callable[[Fitted], Runner] | None = None
+    run: Callable[[FittedView], Runner] | None = None
     saved_arrays: Callable[[dict[str, np.ndarray], Settings, int], ArraySpecs] | None = None
     any_length: bool = False
     defaults: tuple[tuple[str, object], ...] = MAKEMORE_DEFAULTS
@@ -192,7 +192,7 @@ class ModelDef:
     def label(self, settings: Settings) -> str:
         return self.describe(settings) if self.describe is not None else self.name
 
-    def runner(self, fitted: Fitted) -> Runner:
+    def runner(self, fitted: FittedView) -> Runner:
         """How a fitted model of this type runs: its own ``run``, or its apply, decoder and apply_trie."""
         if self.run is not None:
             return self.run(fitted)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from . import Decoder, Fitted, ModelConfig, ModelDef, Runner, Settings
+from . import Decoder, FittedView, ModelConfig, ModelDef, Runner, Settings
 from .losses import l2_penalty, nll_from_counts, nll_from_logits
 
 
@@ -92,7 +92,7 @@ def table_runner(logits_VxV: jax.Array, block_size: int) -> Runner:
     return Runner({"W": logits_VxV}, apply, DECODER, None, block_size, any_length=True, sample_len=2 * (block_size - 1))
 
 
-def run(model: Fitted) -> Runner:
+def run(model: FittedView) -> Runner:
     return table_runner(model.params["W"], model.block_size)
 
 

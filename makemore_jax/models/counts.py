@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.words import Dataset
 from ..errors import MakemoreError
-from . import ArraySpecs, Counter, Fitted, ModelDef, Runner, Settings, bigram
+from . import ArraySpecs, Counter, FittedView, ModelDef, Runner, Settings, bigram
 
 SCATTER_PARTS = 2  # count_matrix counts the pairs in this many independent scatters (one per CPU thread)
 FLAT_CELLS = jax.lax.ScatterDimensionNumbers(
@@ -80,7 +80,7 @@ def table(params: dict, settings: Settings) -> jax.Array:
     return jnp.log(smoothed_probs(params["counts"], settings.smoothing))
 
 
-def run(model: Fitted) -> Runner:
+def run(model: FittedView) -> Runner:
     return bigram.table_runner(table(model.params, model.config), model.block_size)
 
 

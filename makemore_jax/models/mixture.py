@@ -32,12 +32,12 @@ import numpy as np
 from ..data.packing import EVAL_CHUNK, in_chunks
 from ..data.words import SPLITS, Dataset, Vocabulary
 from ..errors import MakemoreError
-from . import Fitted, ModelConfig, ModelDef, Params, Runner, Settings
+from . import FittedView, ModelConfig, ModelDef, Params, Runner, Settings
 from .runner import Apply
 
 
-class Member(Fitted, Protocol):
-    """What a mixture reads of each member (a training.fitted.TrainedModel, handed in: a higher layer)."""
+class Member(FittedView, Protocol):
+    """What a mixture reads of each member (a training.fitted.Fitted, handed in: a higher layer)."""
 
     @property
     def runner(self) -> Runner: ...

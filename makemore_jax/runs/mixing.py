@@ -11,7 +11,7 @@ from ..models import mixture
 from ..models.losses import perplexity, with_perplexities
 from ..seeding import seed_key
 from ..store import checkpoint
-from ..training.fitted import TrainedModel
+from ..training.fitted import Fitted
 from . import inputs
 from .events import Line, Watch, ignore
 from .training import Outcome
@@ -34,11 +34,11 @@ def mix(model_dirs: Sequence[str], *, workdir: str | None = None, watch: Watch =
     if len(model_dirs) < 2:
         raise MakemoreError("a mixture needs at least two model directories")
     loaded = [checkpoint.load(d, "model") for d in model_dirs]
-    members: list[TrainedModel] = []
+    members: list[Fitted] = []
     for d, ld in zip(model_dirs, loaded):
-        if not isinstance(ld.model, TrainedModel):
+        if not isinstance(ld.fitted, Fitted):
             raise MakemoreError(f"{d} holds a mixture: mix its member models instead")
-        members.append(ld.model)
+        members.append(ld.fitted)
     mixture.check_members(members)
     data = _shared_data(model_dirs, loaded, members)
     mix_model, report = mixture.fit(members, data)
@@ -53,9 +53,7 @@ def mix(model_dirs: Sequence[str], *, workdir: str | None = None, watch: Watch =
     return outcome
 
 
-def _shared_data(
-    model_dirs: Sequence[str], loaded: Sequence[checkpoint.Loaded], members: Sequence[TrainedModel]
-) -> Dataset:
+def _shared_data(model_dirs: Sequence[str], loaded: Sequence[checkpoint.Loaded], members: Sequence[Fitted]) -> Dataset:
     """The split the members were trained on, rebuilt from their recorded input (which must be the same)."""
     digest = loaded[0].training.get("input_sha256")
     for d, ld in zip(model_dirs, loaded):
@@ -83,7 +81,7 @@ def _table(model_dirs: Sequence[str], loaded: Sequence[checkpoint.Loaded], repor
 
     lines = [f"{'model':<40} {'weight':>7}  " + "  ".join(f"{s + ' NLL (ppl)':>18}" for s in splits)]
     for k, (d, ld) in enumerate(zip(model_dirs, loaded)):
-        label = f"{d} ({ld.model.type})"
+        label = f"{d} ({ld.fitted.type})"
         lines.append(f"{label:<40} {report['weights'][k]:7.3f}  " + cells(report["members"][s][k] for s in splits))
     lines.append(f"{'mixture':<40} {1:7.3f}  " + cells(report["mixture"][s] for s in splits))
     return lines

@@ -24,7 +24,7 @@ from ..models.losses import with_perplexities
 from ..store import checkpoint
 from ..training.config import SETTINGS, TrainConfig, settings_for, takers, takes
 from ..training.evaluate import split_nll
-from ..training.fitted import FittedModel, TrainedModel
+from ..training.fitted import AnyFitted, Fitted
 from ..training.parallel import DataParallel
 from ..training.sizes import check_fits
 from ..training.steps import make_optimizer
@@ -42,7 +42,7 @@ class Outcome:
     split, the training record, the metrics of every chunk, and the latest state (a trained model's last
     parameters and optimizer moments, what last.json holds)."""
 
-    model: FittedModel
+    fitted: AnyFitted
     step: int = 0
     best_dev: float | None = None
     metrics: dict = field(default_factory=dict)
@@ -52,7 +52,7 @@ class Outcome:
     data: Dataset | None = None  # the split input (this process's part, in a multi-host run)
 
     def best(self) -> Snapshot:
-        return Snapshot(self.model, self.step, self.best_dev, self.training, self.metrics)
+        return Snapshot(self.fitted, self.step, self.best_dev, self.training, self.metrics)
 
 
 class TrainingRun:
@@ -101,7 +101,7 @@ class TrainingRun:
 
     # ---- the start: a new model, or the saved run ------------------------------------------------------------
 
-    def _start(self, parallel: DataParallel | None) -> tuple[TrainedModel, TrainState | None, dict, Dataset]:
+    def _start(self, parallel: DataParallel | None) -> tuple[Fitted, TrainState | None, dict, Dataset]:
         if self.resume:
             model, state, training = self._saved_run()
             source = self.source if self.source is not None else inputs.recorded(training)
@@ -138,7 +138,7 @@ class TrainingRun:
         with self._phase(f"reading {inputs.shown(source)}"):
             return inputs.dataset(source, cfg, parallel, same_input)
 
-    def _saved_run(self) -> tuple[TrainedModel, TrainState, dict]:
+    def _saved_run(self) -> tuple[Fitted, TrainState, dict]:
         """Model, state and training record of the run in the work directory; settings that contradict it refused."""
         assert self.workdir is not None
         if self.model_type is not None and get_model(self.model_type).counted:
@@ -149,8 +149,8 @@ class TrainingRun:
         if checkpoint.is_mixture(self.workdir):
             raise MakemoreError(f"resume: {self.workdir} holds a mixture; there is nothing to resume")
         loaded = checkpoint.load(self.workdir, "last")
-        model = loaded.model
-        assert isinstance(model, TrainedModel)
+        model = loaded.fitted
+        assert isinstance(model, Fitted)
         if self.model_type is not None and self.model_type != model.type:
             raise MakemoreError(f"resume: {self.workdir} holds {a_model(model.type)}, not {self.model_type}")
         _check_against_saved(model, self.given)
@@ -182,7 +182,7 @@ class TrainingRun:
 
     def _train(
         self,
-        model: TrainedModel,
+        model: Fitted,
         state: TrainState | None,
         training: dict,
         data: Dataset,
@@ -194,10 +194,10 @@ class TrainingRun:
         best: list[Snapshot] = []  # the best by dev so far, kept here (a run without a work directory has it too)
         if state is not None and workdir is not None and os.path.exists(os.path.join(workdir.path, "model.json")):
             saved = checkpoint.load(workdir.path, "model")  # a resumed run's best so far
-            best.append(Snapshot(saved.model, saved.step, saved.best_dev, training))
+            best.append(Snapshot(saved.fitted, saved.step, saved.best_dev, training))
         latest: list[Snapshot] = []
 
-        def on_checkpoint(now: TrainedModel, st: TrainState, is_best: bool) -> None:
+        def on_checkpoint(now: Fitted, st: TrainState, is_best: bool) -> None:
             snap = Snapshot(replace(now), st.step, st.best_dev, training, opt_state=st.opt_state)
             latest[:] = [snap]
             if is_best:
@@ -227,9 +227,9 @@ class TrainingRun:
             scored = record or {}
             metrics = {f"{s}_nll": scored.get(f"{s}_nll") for s in SPLITS}
         else:
-            metrics = self._score(final.model, data, cfg, record)
+            metrics = self._score(final.fitted, data, cfg, record)
         outcome = Outcome(
-            final.model,
+            final.fitted,
             final.step,
             None,
             with_perplexities(metrics),
@@ -241,7 +241,7 @@ class TrainingRun:
         outcome.best_dev = outcome.metrics["dev_nll"]
         return self._save_final(outcome, workdir, f" (best by dev, step {final.step:,})")
 
-    def _finish_counted(self, model: TrainedModel, training: dict, data: Dataset, workdir: WorkDir | None) -> Outcome:
+    def _finish_counted(self, model: Fitted, training: dict, data: Dataset, workdir: WorkDir | None) -> Outcome:
         if data.local_only or self.writer:  # every process scores its part of a multi-host run (a collective)
             metrics = self._score(model, data, model.config)
         if not self.writer:
@@ -255,14 +255,14 @@ class TrainingRun:
         """The model with its figures saved (model.json: the final write), and the run's result line told."""
         if workdir is not None:
             workdir.save(best=outcome.best())
-        model = outcome.model
+        model = outcome.fitted
         self.watch(Line(f"{model.model_def.label(model.config)}{which}: {nll_line(outcome.metrics)}"))
         if workdir is not None:
             self.watch(Line(f"saved to {workdir.path}/"))
         return outcome
 
     def _score(
-        self, scored: FittedModel, data: Dataset, cfg: TrainConfig, record: Record | None = None
+        self, scored: AnyFitted, data: Dataset, cfg: TrainConfig, record: Record | None = None
     ) -> dict[str, float | None]:
         """dev and test whole, train on the evaluations' sample (whole unless it is large); what the
         evaluation of the scored model during training (record) already has is taken from it."""
@@ -304,7 +304,7 @@ def nll_line(metrics: Mapping[str, float | None]) -> str:
     return "  ".join(parts)
 
 
-def _check_against_saved(model: TrainedModel, given: Mapping[str, object]) -> None:
+def _check_against_saved(model: Fitted, given: Mapping[str, object]) -> None:
     """Settings given to a resumed run: its type must take them, and each must be the saved one (steps may grow)."""
     old = model.config.to_json()
     for name, value in given.items():
@@ -323,7 +323,7 @@ def _refuse_resuming_counted(workdir: str) -> None:
     if os.path.exists(os.path.join(workdir, "last.json")) or not os.path.exists(os.path.join(workdir, "model.json")):
         return
     try:
-        held = checkpoint.load(workdir, "model").model
+        held = checkpoint.load(workdir, "model").fitted
     except MakemoreError:
         return  # loading "last" says what is wrong
     if held.model_def.counted:

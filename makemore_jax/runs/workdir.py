@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..errors import MakemoreError
 from ..models import mixture
 from ..store import checkpoint, lock
-from ..training.fitted import FittedModel
+from ..training.fitted import AnyFitted
 from ..training.steps import OptState
 from ..training.trainer import Record
 
@@ -31,7 +31,7 @@ from ..training.trainer import Record
 class Snapshot:
     """A model at a step, as a checkpoint holds it: the best (model.json) or the latest state (last.json)."""
 
-    model: FittedModel
+    fitted: AnyFitted
     step: int = 0
     best_dev: float | None = None
     training: dict = field(default_factory=dict)
@@ -84,7 +84,7 @@ class WorkDir:
                     checkpoint.save(
                         self.path,
                         name,
-                        snap.model,
+                        snap.fitted,
                         step=snap.step,
                         best_dev=snap.best_dev,
                         training=snap.training,

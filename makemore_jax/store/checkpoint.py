@@ -46,7 +46,7 @@ from ..errors import MakemoreError
 from ..models import ArraySpecs, Params, a_model, mixture
 from ..models.losses import with_perplexities
 from ..training.config import TrainConfig
-from ..training.fitted import FittedModel, TrainedModel
+from ..training.fitted import AnyFitted, Fitted
 from ..training.steps import OptState
 
 METRICS_FILE = "metrics.jsonl"
@@ -64,7 +64,7 @@ os.umask(_UMASK)
 
 @dataclass
 class Loaded:
-    model: FittedModel
+    fitted: AnyFitted
     step: int = 0
     best_dev: float | None = None
     training: dict = field(default_factory=dict)
@@ -270,7 +270,7 @@ def read_metrics(workdir: str) -> list[dict]:
 def save(
     workdir: str,
     name: str,
-    model: FittedModel,
+    model: AnyFitted,
     *,
     step: int = 0,
     best_dev: float | None = None,
@@ -366,7 +366,7 @@ def _read_meta(workdir: str, name: str) -> tuple[str, dict]:
     return path, meta
 
 
-def _expected_params(model: TrainedModel, arrays: dict[str, np.ndarray], path: str) -> ArraySpecs:
+def _expected_params(model: Fitted, arrays: dict[str, np.ndarray], path: str) -> ArraySpecs:
     """What the arrays of this model must be: its ModelDef's saved_arrays, or the shapes of its init."""
     saved_arrays = model.model_def.saved_arrays
     if saved_arrays is not None:  # counted models: table sizes depend on the data, checked for consistency instead
@@ -428,7 +428,7 @@ def load(workdir: str, name: str = "model") -> Loaded:
         raise _corrupt(arrays_path, f"checksum does not match {name}.json (file damaged or replaced)")
     arrays = _read_arrays(arrays_path, payload)
 
-    model = TrainedModel(config, vocab, {}, block_size)
+    model = Fitted(config, vocab, {}, block_size)
     try:
         expected = _expected_params(model, arrays, arrays_path)
     except (TypeError, ValueError, OverflowError) as err:  # sizes no model can have
@@ -489,7 +489,7 @@ def save_mixture(
         save(
             os.path.join(workdir, name),
             "model",
-            ld.model,
+            ld.fitted,
             step=ld.step,
             best_dev=ld.best_dev,
             training=ld.training,
@@ -550,7 +550,7 @@ def _load_mixture(workdir: str) -> Loaded:
     if (version >= 2 or "meta_sha256" in meta) and meta.get("meta_sha256") != meta_digest(meta):
         raise MakemoreError(f"{path}: its fields do not match their checksum (meta_sha256): edited by hand or damaged")
     loaded = [load(os.path.join(workdir, n), "model") for n in names]
-    members = tuple(ld.model for ld in loaded if isinstance(ld.model, TrainedModel))
+    members = tuple(ld.fitted for ld in loaded if isinstance(ld.fitted, Fitted))
     if len(members) != len(loaded):
         raise MakemoreError(f"{path}: a member is itself a mixture")
     try:

@@ -36,7 +36,7 @@ from ..data.words import BOUNDARY_ID, SPLITS, Dataset, encode_padded
 from ..models import Params, Runner
 from ..models.counts import count_matrix
 from ..models.losses import nll_from_counts
-from .fitted import FittedModel
+from .fitted import AnyFitted
 
 Apply = Callable[[Params, jax.Array], jax.Array]  # a model's apply: (params, ids (B, T)) -> logits (B, T, V)
 GroupProgress = Callable[[int, int], None]  # (groups done, groups in all)
@@ -162,7 +162,7 @@ def _trie_group(apply_trie, params, ids, depths, ends, parents, counts, words):
 
 
 def split_nll(
-    model: FittedModel,
+    model: AnyFitted,
     data: Dataset,
     splits: Sequence[str] | None = None,
     progress: SplitProgress | None = None,
@@ -213,7 +213,7 @@ def word_nlls(
     return jax.lax.map(score, in_chunks(tokens_WxL, lengths_W, chunk, -1)).reshape(-1)[: tokens_WxL.shape[0]]
 
 
-def word_nll(model: FittedModel, words: Sequence[str]) -> np.ndarray:
+def word_nll(model: AnyFitted, words: Sequence[str]) -> np.ndarray:
     """Total NLL in nats of each word under a fitted model: −log p(c1 … cn, end), shape (len(words),).
 
     The log-probability of a word is minus this; divided by len(word) + 1 it is

@@ -1,4 +1,10 @@
-"""A fitted model as the rest of the package sees it (counted or trained): settings, vocabulary, parameters."""
+"""Fitted: one model type counted or trained on a vocabulary: its settings, vocabulary, parameters, block size.
+
+The words of the package, one thing each: a *model type* is defined by its
+ModelDef (models/); a *Fitted* is one type fitted to data (this module); a
+*Mixture* mixes Fitted ones (``AnyFitted`` is either); a *Model* (api) is what a
+user holds: an AnyFitted with its training record, metrics and latest state.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from .config import TrainConfig
 
 
 @dataclass
-class TrainedModel:
+class Fitted:
+    """One model type fitted to data (counted or trained)."""
+
     config: TrainConfig
     vocab: Vocabulary
     params: dict
@@ -46,4 +54,4 @@ class TrainedModel:
         return self.model_def.runner(self)
 
 
-FittedModel = TrainedModel | Mixture  # what is scored and sampled: a trained or counted model, or a mixture of them
+AnyFitted = Fitted | Mixture  # what is scored and sampled: a trained or counted model, or a mixture of them

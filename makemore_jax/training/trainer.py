@@ -25,7 +25,7 @@ from ..models.ngram import NgramCounts
 from ..seeding import seed_key
 from .config import TrainConfig
 from .evaluate import split_nll
-from .fitted import TrainedModel
+from .fitted import Fitted
 from .parallel import DataParallel
 from .parallel import count_matrix as count_matrix_over_devices  # counts.count_matrix itself on one device
 from .parallel import count_ngram_rows as count_ngram_rows_over_devices
@@ -43,7 +43,7 @@ from .steps import (
 )
 
 Record = dict[str, float]  # a line of the metrics: step, loss, steps_per_s, compile_s, <split>_nll, <split>_ppl
-OnCheckpoint = Callable[[TrainedModel, "TrainState", bool], None]  # (model, state, is best by dev)
+OnCheckpoint = Callable[[Fitted, "TrainState", bool], None]  # (model, state, is best by dev)
 
 
 @dataclass
@@ -81,7 +81,7 @@ def new_model(
     data: Dataset,
     parallel: DataParallel | None = None,
     progress: Callable[[str], None] | None = None,
-) -> TrainedModel:
+) -> Fitted:
     """A model for the data: vocabulary, block size, and its initial parameters, or its counts.
 
     A counted model (counts, n-grams) is complete here. With parallel (a
@@ -99,8 +99,8 @@ def new_model(
         )
     if model_def.count is not None:  # counted (mypy narrows the field, not the property)
         counter = Counter(parallel, data.local_only, progress)
-        return TrainedModel(cfg, data.vocab, model_def.count(data, cfg, counter), block_size)
-    model = TrainedModel(cfg, data.vocab, {}, block_size)
+        return Fitted(cfg, data.vocab, model_def.count(data, cfg, counter), block_size)
+    model = Fitted(cfg, data.vocab, {}, block_size)
     check_config(model.model_config, cfg.type)
     if cfg.dropout and model_def.apply_dropout is None:
         raise MakemoreError(f"--dropout: the {cfg.type} model has no dropout")
@@ -142,9 +142,7 @@ class Counter:
         return count_ngram_words(words, vocab, order, memory, self.parallel, self.process_local, progress=self.progress)
 
 
-def _loss_and_data(
-    model: TrainedModel, data: Dataset, parallel: DataParallel | None = None
-) -> tuple[LossFn, BatchData]:
+def _loss_and_data(model: Fitted, data: Dataset, parallel: DataParallel | None = None) -> tuple[LossFn, BatchData]:
     cfg = model.config
     loss_counts = full_batch_counts_loss(model)
     if loss_counts is not None:
@@ -186,7 +184,7 @@ def _loss_and_data(
     return loss, {"tokens": tokens, "lengths": lengths, **keys}
 
 
-def full_batch_counts_loss(model: TrainedModel) -> Callable[[Params, jax.Array, float], jax.Array] | None:
+def full_batch_counts_loss(model: Fitted) -> Callable[[Params, jax.Array, float], jax.Array] | None:
     """The model's loss from the split's bigram counts where it trains on the whole split (batch size 0) and
     has such a loss; None otherwise."""
     return model.model_def.loss_counts if model.config.batch_size == 0 else None
@@ -200,7 +198,7 @@ def _next_stop(step: int, cfg: TrainConfig) -> int:
 
 
 def fit(
-    model: TrainedModel,
+    model: Fitted,
     data: Dataset,
     state: TrainState | None = None,
     on_record: Callable[[Record], None] | None = None,
@@ -303,7 +301,7 @@ class _Chunks:
 
 
 def _one_chunk(
-    model: TrainedModel, data: Dataset, state: TrainState, chunks: _Chunks, on_checkpoint: OnCheckpoint | None
+    model: Fitted, data: Dataset, state: TrainState, chunks: _Chunks, on_checkpoint: OnCheckpoint | None
 ) -> tuple[Record, TrainState, bool, bool]:
     """Run the steps up to the next log or evaluation stop: (record, readable state, is_eval, is_best)."""
     cfg = model.config

@@ -59,7 +59,7 @@ import numpy as np
 
 from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
-from .. import Fitted
+from .. import FittedView
 from .counting import Level, NgramCounts, all_levels
 from .smoothing import count_tables, model_order, vocab_size_of
 
@@ -78,7 +78,7 @@ class Section:
     backoff: np.ndarray | None
 
 
-def arpa_text(model: Fitted) -> tuple[str, tuple[int, ...]]:
+def arpa_text(model: FittedView) -> tuple[str, tuple[int, ...]]:
     """The ARPA file of a counting or n-gram model, and how many n-grams it lists of each order.
 
     model: a fitted model (``.type``, ``.config``, ``.vocab``, ``.params``).

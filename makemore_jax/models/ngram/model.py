@@ -16,7 +16,7 @@ import numpy as np
 from ...data.packing import in_chunks
 from ...data.words import BOUNDARY_ID, SPLITS, Dataset, Vocabulary, word_lengths
 from ...errors import MakemoreError
-from .. import ArraySpecs, Counter, Decoder, Fitted, ModelConfig, ModelDef, Runner, Settings
+from .. import ArraySpecs, Counter, Decoder, FittedView, ModelConfig, ModelDef, Runner, Settings
 from .counting import (
     DENSE_MAX_CELLS,
     all_levels,
@@ -159,8 +159,8 @@ def words_nll(params: dict, words: Sequence[str], vocab: Vocabulary) -> float:
     return nll
 
 
-def word_nll(model: Fitted, words: Sequence[str]) -> np.ndarray:
-    """Total NLL in nats of each word under an n-gram TrainedModel, −log p(c1 … cn, end): (len(words),).
+def word_nll(model: FittedView, words: Sequence[str]) -> np.ndarray:
+    """Total NLL in nats of each word under an n-gram Fitted, −log p(c1 … cn, end): (len(words),).
 
     As ``evaluate.word_nll``, but for words of any length, in one compiled call.
     """
@@ -178,8 +178,8 @@ def word_nll(model: Fitted, words: Sequence[str]) -> np.ndarray:
     return np.asarray(sums)[: len(words)]
 
 
-def split_nll(model: Fitted, data: Dataset, splits: Sequence[str] | None = None) -> dict[str, float | None]:
-    """Mean NLL of each split of a Dataset under an n-gram TrainedModel (None for an empty split); a
+def split_nll(model: FittedView, data: Dataset, splits: Sequence[str] | None = None) -> dict[str, float | None]:
+    """Mean NLL of each split of a Dataset under an n-gram Fitted (None for an empty split); a
     long split's n-grams are counted within the model's memory setting (``--memory``), as its training split was."""
     splits = list(splits or SPLITS)
     memory = memory_bytes(model.config.memory or "")
@@ -219,7 +219,7 @@ def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax
     return jnp.log(probs(params, context_BxC)), context_BxC
 
 
-def run(model: Fitted) -> Runner:
+def run(model: FittedView) -> Runner:
     """Its apply and context decoder, any length, and its own scoring of splits and words (by n-gram rows)."""
     return Runner(
         model.params,
