@@ -67,8 +67,8 @@ def test_the_scripted_run_of_docs_python_runs_and_matches_the_command(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     *evaluations, best, names = out.stdout.splitlines()
-    assert [line.split(":")[0] for line in evaluations] == ["step 200", "step 400", "step 600"]
-    assert re.fullmatch(r"best by dev: step (200|400|600), test NLL \d\.\d{4}", best)
+    assert [line.split(":")[0] for line in evaluations] == ["step 100", "step 200", "step 300"]
+    assert re.fullmatch(r"best by dev: step (100|200|300), test NLL \d\.\d{4}", best)
     sample = subprocess.run(
         [sys.executable, "-m", "makemore_jax", "sample", "-o", "run", "-n", "5", "--seed", "1", "--no-report"],
         capture_output=True,

@@ -398,11 +398,10 @@ def settings_for(model_type: object, given: Mapping[str, object], source: str = 
         unknown = sorted(set(given) - set(SETTINGS))
         if unknown:
             raise MakemoreError(f"unknown setting {unknown[0]!r} (settings: {', '.join(SETTINGS)})")
-        for name, value in given.items():
-            SETTINGS[name].kind.check(name, value)
+        for name in given:
             if not takes(model_def, name):
                 raise MakemoreError(f"{name}: the {model_type} model does not take this setting ({takers(name)})")
-        return TrainConfig.create(model_type, **model_def.resolve(dict(given)))
+        return TrainConfig.create(model_type, **model_def.resolve(dict(given)))  # checked once, as it is made
     except MakemoreError as err:
         raise MakemoreError(f"{source}{err}") from None
 
