@@ -284,7 +284,7 @@ def _novelty_report(loaded: Model) -> tuple[Callable[[list[str]], None], Callabl
     line() is the report, e.g. "2 of 20 samples are in the training set, 1 in the dev set, 0 in the test
     set, 17 are new". Names are tallied as they stream by, not kept."""
     from ..api import training_input
-    from ..data.words import Dataset
+    from ..data.words import SPLITS, Dataset
     from ..seeding import seed_key
 
     try:
@@ -294,8 +294,8 @@ def _novelty_report(loaded: Model) -> tuple[Callable[[list[str]], None], Callabl
         return (lambda names: None), (lambda: message)
     cfg = loaded.fitted.config
     data = Dataset.build(words, seed_key(cfg.seed, "split"), cfg.split)
-    splits = [(s, set(data.words[s])) for s in ("train", "dev", "test")]  # a word in two splits counts in the first
-    counts = dict.fromkeys(("train", "dev", "test", "new"), 0)
+    splits = [(s, set(data.words[s])) for s in SPLITS]  # a word in two splits counts in the first
+    counts = dict.fromkeys((*SPLITS, "new"), 0)
 
     def tally(names: list[str]) -> None:
         for name in names:
