@@ -7,14 +7,18 @@ directory holds one run, and a setting is refused alike from every door.
 
 import json
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import makemore_jax
+from makemore_jax.cli.commands import main
 from makemore_jax.errors import MakemoreError
 
-from conftest import first_names, run_inprocess, snapshot, tiny_flags, tiny_settings
+from conftest import ROOT, first_names, run_inprocess, snapshot, tiny_flags, tiny_settings
 
 TIMING = ("steps_per_s", "compile_s")  # what a run measures of the machine: differs between any two runs
 
@@ -155,34 +159,41 @@ def test_a_config_file_equals_its_flags_and_flags_beside_it_win(tmp_path, capsys
 
 
 # ---- a work directory holds one run: every write replaces the run it held, whole ---------------------------
+# Set up through the command line alone, so that each fails on the code before runs/ for the reason it names.
+
+MLP = ["--type", "mlp", "--steps", "10", "--n-embd", "8", "--n-embd2", "16", "--batch-size", "8", "--eval-every", "10"]
+
+
+def train(capsys, small, d, *flags):
+    code, out, err = run_inprocess(capsys, "train", "-i", small, "-o", d, "--num-samples", "0", *flags)
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory, small):
-    """A work directory holding a mixture of a counts and a bigram model."""
+    """Two work directories to mix: a counts and an n-gram model."""
     root = tmp_path_factory.mktemp("mix")
     dirs = [str(root / k) for k in ("counts", "ngram")]
     for d, kind in zip(dirs, ("counts", "ngram")):
-        makemore_jax.train(small, workdir=d, type=kind)
+        assert main(["train", "-i", small, "-o", d, "--type", kind, "--num-samples", "0", "-q"]) == 0
     return dirs
 
 
 def test_training_into_a_mixture_directory_replaces_the_mixture(tmp_path, capsys, small, mixed):
     d = str(tmp_path / "w")
-    mixture = makemore_jax.mix(mixed, workdir=d)
-    assert mixture.metrics["dev_nll"] == makemore_jax.load(d).metrics["dev_nll"] is not None
-    code, out, err = run_inprocess(capsys, "train", "-i", small, "-o", d, "--type", "counts", "--smoothing", "3")
-    assert code == 0, err
+    assert run_inprocess(capsys, "mix", *mixed, "-o", d, "--num-samples", "0")[0] == 0
+    train(capsys, small, d, "--type", "counts", "--smoothing", "3")
     assert not [n for n in os.listdir(d) if n.startswith(("member-", "mixture"))]
-    assert makemore_jax.load(d).type == "counts"
-    code, out, _ = run_inprocess(capsys, "sample", "-o", d, "-n", "3", "--no-report")
-    assert out.splitlines() == makemore_jax.load(d).sample(3)
+    code, out, _ = run_inprocess(capsys, "eval", "-o", d, "-i", small)
+    code2, out2, _ = run_inprocess(capsys, "eval", "-o", mixed[0], "-i", small)
+    assert code == code2 == 0 and out != out2  # add-3, not the mixture (nor the add-1 member)
+    assert makemore_jax.load(d).fitted.config.smoothing == 3
 
 
 def test_mixing_into_a_trained_run_leaves_nothing_of_it_to_resume(tmp_path, capsys, small, mixed):
     d = str(tmp_path / "w")
-    makemore_jax.train(small, workdir=d, type="mlp", steps=10, **tiny_settings("mlp"))
-    assert os.path.exists(os.path.join(d, "last.json"))
+    train(capsys, small, d, *MLP)
     code, _, err = run_inprocess(capsys, "mix", *mixed, "-o", d, "--num-samples", "0")
     assert code == 0, err
     assert not {"model.json", "last.json", "metrics.jsonl"} & set(os.listdir(d))
@@ -193,24 +204,24 @@ def test_mixing_into_a_trained_run_leaves_nothing_of_it_to_resume(tmp_path, caps
 @pytest.mark.parametrize("kind", ["counts", "ngram"])
 def test_a_counted_run_over_a_trained_one_leaves_nothing_to_resume(tmp_path, capsys, small, kind):
     d = str(tmp_path / "w")
-    makemore_jax.train(small, workdir=d, type="mlp", steps=10, **tiny_settings("mlp"))
-    assert run_inprocess(capsys, "train", "-i", small, "-o", d, "--type", kind)[0] == 0
-    assert sorted(n for n in os.listdir(d) if n.endswith(".json") or n.endswith(".jsonl")) == ["model.json"]
+    train(capsys, small, d, *MLP)
+    train(capsys, small, d, "--type", kind)
+    assert sorted(n for n in os.listdir(d) if n.endswith((".json", ".jsonl"))) == ["model.json"]
     code, _, err = run_inprocess(capsys, "train", "-o", d, "--resume", "-i", small)
     assert code == 2 and "counted in one pass: there is nothing to resume" in err
 
 
 def test_tuning_over_a_trained_run_replaces_it(tmp_path, capsys, small):
     d = str(tmp_path / "w")
-    makemore_jax.train(small, workdir=d, type="mlp", steps=10, **tiny_settings("mlp"))
-    model = makemore_jax.tune(small, workdir=d, max_order=2)
-    assert sorted(n for n in os.listdir(d) if n.endswith(("json", "jsonl"))) == ["model.json"]
-    assert makemore_jax.load(d).metrics == model.metrics
+    train(capsys, small, d, *MLP)
+    code, _, err = run_inprocess(capsys, "tune", "--type", "ngram", "-i", small, "-o", d, "--max-order", "2")
+    assert code == 0, err
+    assert sorted(n for n in os.listdir(d) if n.endswith((".json", ".jsonl"))) == ["model.json"]
 
 
 def test_a_loss_that_is_not_finite_at_once_leaves_the_directory_as_it_was(tmp_path, capsys, small):
     d = str(tmp_path / "w")
-    makemore_jax.train(small, workdir=d, type="mlp", steps=10, **tiny_settings("mlp"))
+    train(capsys, small, d, *MLP)
     before = snapshot(d)
     code, _, err = run_inprocess(
         capsys, "train", "-i", small, "-o", d, "--type", "bigram", "--lr", "1e38", "--steps", "20"
@@ -219,27 +230,60 @@ def test_a_loss_that_is_not_finite_at_once_leaves_the_directory_as_it_was(tmp_pa
     assert snapshot(d) == before
 
 
+SMALL_MLP = dict(type="mlp", n_embd=8, n_embd2=16, batch_size=8, eval_every=10, log_every=10)
+
+
 def test_model_save_replaces_the_run_and_saves_one_that_resumes(tmp_path, capsys, small, mixed):
     d = str(tmp_path / "w")
-    makemore_jax.mix(mixed, workdir=d)
-    model = makemore_jax.train(small, type="mlp", steps=20, **tiny_settings("mlp"))
+    assert run_inprocess(capsys, "mix", *mixed, "-o", d, "--num-samples", "0")[0] == 0
+    model = makemore_jax.train(small, steps=20, **SMALL_MLP)
     model.save(d)
     assert not [n for n in os.listdir(d) if n.startswith(("member-", "mixture"))]
     assert makemore_jax.load(d).sample(4) == model.sample(4)
     code, out, err = run_inprocess(capsys, "train", "-o", d, "--resume", "--steps", "30", "-i", small)
     assert code == 0 and "step      30/30" in out, err
     whole = str(tmp_path / "whole")
-    makemore_jax.train(small, workdir=whole, type="mlp", steps=30, **tiny_settings("mlp"))
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL_MLP.items()]
+    assert run_inprocess(capsys, "train", "-i", small, "-o", whole, "--steps", "30", *flags)[0] == 0
     assert {k: v for k, v in snapshot(d).items() if k.startswith("last")} == {
         k: v for k, v in snapshot(whole).items() if k.startswith("last")
     }
 
 
-def test_a_loaded_mixture_has_its_figures(tmp_path, mixed):
+def test_model_save_waits_for_no_one_and_writes_nothing_into_a_directory_in_use(tmp_path, small):
+    d = tmp_path / "w"
+    d.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from makemore_jax.store import lock; lock.hold(sys.argv[1]); "
+            "print('held', flush=True); sys.stdin.read()",
+            str(d),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        model = makemore_jax.train(small, type="counts")
+        with pytest.raises(MakemoreError, match="is in use by another makemore run"):
+            model.save(str(d))
+        assert os.listdir(d) == []
+    finally:
+        holder.communicate("", timeout=30)
+
+
+def test_a_loaded_mixture_has_its_figures(tmp_path, capsys, mixed):
     d = str(tmp_path / "m")
-    made = makemore_jax.mix(mixed, workdir=d)
+    code, out, _ = run_inprocess(capsys, "mix", *mixed, "-o", d, "--num-samples", "0")
+    assert code == 0
     loaded = makemore_jax.load(d)
-    assert loaded.metrics == made.metrics and set(loaded.metrics) == {
-        f"{s}_{m}" for s in ("train", "dev", "test") for m in ("nll", "ppl")
-    }
-    assert np.isfinite(loaded.best_dev)
+    assert set(loaded.metrics) == {f"{s}_{m}" for s in ("train", "dev", "test") for m in ("nll", "ppl")}
+    printed = next(line for line in out.splitlines() if line.startswith("mixture "))
+    assert re.findall(r"(\d+\.\d{4}) \(", printed) == [
+        f"{loaded.metrics[f'{s}_nll']:.4f}" for s in ("train", "dev", "test")
+    ]
+    assert loaded.best_dev == loaded.metrics["dev_nll"] and np.isfinite(loaded.best_dev)
