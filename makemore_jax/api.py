@@ -36,10 +36,11 @@ from .runs import inputs, mixing, tuning
 from .runs.events import Watch, ignore
 from .runs.placement import Placement
 from .runs.training import Interrupted, Outcome, TrainingRun
-from .runs.workdir import Snapshot, WorkDir
+from .runs.workdir import WorkDir
 from .sampling import NotEnough, check_sizes, sample_stream, steering
 from .seeding import MAX_SEED, seed_key
 from .store import checkpoint
+from .store.checkpoint import Snapshot
 from .training.evaluate import word_nll
 from .training.fitted import AnyFitted
 

@@ -22,6 +22,7 @@ from ..errors import MakemoreError, counted
 from ..models import a_model, get_model
 from ..models.losses import with_perplexities
 from ..store import checkpoint
+from ..store.checkpoint import Snapshot
 from ..training.config import SETTINGS, TrainConfig, settings_for, takers, takes
 from ..training.evaluate import split_nll
 from ..training.fitted import AnyFitted, Fitted
@@ -31,7 +32,7 @@ from ..training.steps import make_optimizer
 from ..training.trainer import Interrupted, LossNotFinite, Record, TrainState, evaluation_words, fit, new_model
 from . import inputs, placement
 from .events import Line, Phase, Step, TrainingBegins, Watch, ignore
-from .workdir import Snapshot, WorkDir, check_path
+from .workdir import WorkDir, check_path
 
 __all__ = ["Interrupted", "Outcome", "TrainingRun"]
 

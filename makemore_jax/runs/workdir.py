@@ -17,26 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from ..errors import MakemoreError
 from ..models import mixture
 from ..store import checkpoint, lock
-from ..training.fitted import AnyFitted
-from ..training.steps import OptState
+from ..store.checkpoint import Snapshot
 from ..training.trainer import Record
-
-
-@dataclass
-class Snapshot:
-    """A model at a step, as a checkpoint holds it: the best (model.json) or the latest state (last.json)."""
-
-    fitted: AnyFitted
-    step: int = 0
-    best_dev: float | None = None
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    opt_state: OptState | None = None  # the latest state's optimizer moments
 
 
 def check_path(path: str) -> None:

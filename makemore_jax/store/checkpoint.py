@@ -63,13 +63,23 @@ os.umask(_UMASK)
 
 
 @dataclass
-class Loaded:
+class Snapshot:
+    """A fitted model at a step with its record, as a checkpoint holds it: the best (model.json) or the latest
+    state (last.json, with the optimizer's state)."""
+
     fitted: AnyFitted
     step: int = 0
     best_dev: float | None = None
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
-    opt_leaves: list[np.ndarray] | None = None
+    opt_state: OptState | None = None  # the latest state's optimizer moments, to save
+
+
+@dataclass
+class Loaded(Snapshot):
+    """A checkpoint read back: its optimizer state as the leaves it was saved as (restore_opt_state)."""
+
+    opt_leaves: list[np.ndarray] | None = field(default=None, kw_only=True)
 
 
 class Staged:
@@ -449,7 +459,7 @@ def load(workdir: str, name: str = "model") -> Loaded:
     # edit that leaves a well-formed file is still refused here
     if meta["format_version"] >= 2 and meta.get("meta_sha256") != meta_digest(meta):
         raise _corrupt(path, "its fields do not match their checksum (meta_sha256): edited by hand or damaged")
-    return Loaded(model, step, best, meta["training"], meta["metrics"], opt_leaves)
+    return Loaded(model, step, best, meta["training"], meta["metrics"], opt_leaves=opt_leaves)
 
 
 def restore_opt_state(loaded: Loaded, template: OptState, path: str) -> OptState:
