@@ -243,22 +243,7 @@ def sample_ids(
     # uniform falls between the two machines' running sums, so without this the same key would give
     # other names on a GPU than on a CPU
     with jax.default_matmul_precision("highest"):
-        next_ids: NextIds
-        axes: tuple[int | None, ...] | None
-        if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
-            next_ids, axes = _table_next_ids(decoder.table(params), temperature, top_k, steer), ()
-            sizes = stage_sizes(n)
-        else:
-
-            def next_ids(state: State, token_B: jax.Array, t: jax.Array, u_B: jax.Array) -> tuple[jax.Array, State]:
-                logits_BxV, state = decoder.step(params, state, token_B, t)
-                return forced(
-                    pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer
-                ), state
-
-            axes = batch_axes(decoder, config, params)
-            sizes = stage_sizes(n) if axes is not None else (n,)
-
+        next_ids, axes, sizes = _next_ids_and_stages(decoder, config, params, n, temperature, top_k, steer)
         length = max_len + 1  # ids drawn per name at most: max_len characters and the end
         zeros_N = jnp.zeros((n,), jnp.int32)
         slots = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool))  # t, state, id, ended
@@ -276,6 +261,32 @@ def sample_ids(
             ids_LxN = _run_groups(next_ids, key, first, sizes[1:], axes, length, slots, ids_LxN)
         # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
         return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
+
+
+def _next_ids_and_stages(
+    decoder: Decoder,
+    config: DecoderConfig,
+    params: Params,
+    n: int,
+    temperature: jax.Array,
+    top_k: int,
+    steer: Steer,
+) -> tuple[NextIds, tuple[int | None, ...] | None, tuple[int, ...]]:
+    """How sample_ids steps its names, called while it traces: (next_ids, the state's batch axes, stage sizes).
+
+    A table model inverts each row of its table once (``_table_next_ids``);
+    any other model steps its decoder and draws from the steered logits. Axes
+    None (a state whose names cannot be compacted) means one stage of n.
+    """
+    if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
+        return _table_next_ids(decoder.table(params), temperature, top_k, steer), (), stage_sizes(n)
+
+    def next_ids(state: State, token_B: jax.Array, t: jax.Array, u_B: jax.Array) -> tuple[jax.Array, State]:
+        logits_BxV, state = decoder.step(params, state, token_B, t)
+        return forced(pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer), state
+
+    axes = batch_axes(decoder, config, params)
+    return next_ids, axes, stage_sizes(n) if axes is not None else (n,)
 
 
 def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, steer: Steer) -> NextIds:
