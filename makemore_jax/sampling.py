@@ -651,9 +651,7 @@ def sample_stream(
     seen: set[str] = set()
     found, walked, idle, long_enough = 0, 0, 0, 0
     while found < n and walked < budget and idle < REDRAW_IDLE:
-        # the first draw is the plain one's; redraws in powers of two (few compiled sizes), at most a chunk
-        wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
-        size = min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
+        size = _walk_size(n, found, walked, chunk)
         kept: list[str] = []
         for names, _ in name_chunks(model, key, size, start=walked, chunk=chunk, **options):  # chunk: found once
             for name in names:
@@ -672,14 +670,36 @@ def sample_stream(
         if kept:
             yield kept
     if found < n:
-        if min_len and not long_enough:
-            raise NotEnough(
-                f"the model gives no name of at least {counted(min_len, 'character')}: none in "
-                f"{counted(walked, 'draw')} (asked for {n:,})",
-                [],
-            )
-        what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
-        how_many = counted(found, f"{what} name".strip())
-        if min_len:
-            how_many += f" of at least {counted(min_len, 'character')}"
-        raise NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
+        raise _not_enough(n, found, walked, long_enough, unique, bool(exclude), min_len)
+
+
+def _walk_size(n: int, found: int, walked: int, chunk: int) -> int:
+    """How many stream positions sample_stream's next draw walks, having walked `walked` and found `found` of n.
+
+    The first draw is the plain one's (n); redraws ask for twice the names
+    still missing, rounded up to a power of two (few compiled sizes) and at
+    least REDRAW_CHUNK_MIN; never more than a chunk or the positions left.
+    """
+    wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
+    return min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
+
+
+def _not_enough(
+    n: int, found: int, walked: int, long_enough: int, unique: bool, new_only: bool, min_len: int
+) -> NotEnough:
+    """The NotEnough of a walk that found only `found` of n qualifying names in `walked` draws.
+
+    long_enough: how many of the drawn names had at least min_len
+    characters; none at all means the model never gives one, which it says.
+    """
+    if min_len and not long_enough:
+        return NotEnough(
+            f"the model gives no name of at least {counted(min_len, 'character')}: none in "
+            f"{counted(walked, 'draw')} (asked for {n:,})",
+            [],
+        )
+    what = " ".join(w for w, on in (("unique", unique), ("new", new_only)) if on)
+    how_many = counted(found, f"{what} name".strip())
+    if min_len:
+        how_many += f" of at least {counted(min_len, 'character')}"
+    return NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
