@@ -243,22 +243,7 @@ def sample_ids(
     # uniform falls between the two machines' running sums, so without this the same key would give
     # other names on a GPU than on a CPU
     with jax.default_matmul_precision("highest"):
-        next_ids: NextIds
-        axes: tuple[int | None, ...] | None
-        if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
-            next_ids, axes = _table_next_ids(decoder.table(params), temperature, top_k, steer), ()
-            sizes = stage_sizes(n)
-        else:
-
-            def next_ids(state: State, token_B: jax.Array, t: jax.Array, u_B: jax.Array) -> tuple[jax.Array, State]:
-                logits_BxV, state = decoder.step(params, state, token_B, t)
-                return forced(
-                    pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer
-                ), state
-
-            axes = batch_axes(decoder, config, params)
-            sizes = stage_sizes(n) if axes is not None else (n,)
-
+        next_ids, axes, sizes = _next_ids_and_stages(decoder, config, params, n, temperature, top_k, steer)
         length = max_len + 1  # ids drawn per name at most: max_len characters and the end
         zeros_N = jnp.zeros((n,), jnp.int32)
         slots = (jnp.int32(0), decoder.init(params, config, n), zeros_N, zeros_N.astype(bool))  # t, state, id, ended
@@ -276,6 +261,32 @@ def sample_ids(
             ids_LxN = _run_groups(next_ids, key, first, sizes[1:], axes, length, slots, ids_LxN)
         # a row not ended ran to t = max_len; a row holds a drawn boundary exactly where it ended
         return ids_LxN.T[:, :max_len], jnp.any(ids_LxN == BOUNDARY_ID, axis=0)
+
+
+def _next_ids_and_stages(
+    decoder: Decoder,
+    config: DecoderConfig,
+    params: Params,
+    n: int,
+    temperature: jax.Array,
+    top_k: int,
+    steer: Steer,
+) -> tuple[NextIds, tuple[int | None, ...] | None, tuple[int, ...]]:
+    """How sample_ids steps its names, called while it traces: (next_ids, the state's batch axes, stage sizes).
+
+    A table model inverts each row of its table once (``_table_next_ids``);
+    any other model steps its decoder and draws from the steered logits. Axes
+    None (a state whose names cannot be compacted) means one stage of n.
+    """
+    if decoder.table is not None:  # the next id depends on the current one alone: invert each row once
+        return _table_next_ids(decoder.table(params), temperature, top_k, steer), (), stage_sizes(n)
+
+    def next_ids(state: State, token_B: jax.Array, t: jax.Array, u_B: jax.Array) -> tuple[jax.Array, State]:
+        logits_BxV, state = decoder.step(params, state, token_B, t)
+        return forced(pick(steered_logits(logits_BxV, t, temperature, top_k, steer), u_B, temperature), t, steer), state
+
+    axes = batch_axes(decoder, config, params)
+    return next_ids, axes, stage_sizes(n) if axes is not None else (n,)
 
 
 def _table_next_ids(table_VxV: jax.Array, temperature: jax.Array, top_k: int, steer: Steer) -> NextIds:
@@ -640,9 +651,7 @@ def sample_stream(
     seen: set[str] = set()
     found, walked, idle, long_enough = 0, 0, 0, 0
     while found < n and walked < budget and idle < REDRAW_IDLE:
-        # the first draw is the plain one's; redraws in powers of two (few compiled sizes), at most a chunk
-        wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
-        size = min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
+        size = _walk_size(n, found, walked, chunk)
         kept: list[str] = []
         for names, _ in name_chunks(model, key, size, start=walked, chunk=chunk, **options):  # chunk: found once
             for name in names:
@@ -661,14 +670,36 @@ def sample_stream(
         if kept:
             yield kept
     if found < n:
-        if min_len and not long_enough:
-            raise NotEnough(
-                f"the model gives no name of at least {counted(min_len, 'character')}: none in "
-                f"{counted(walked, 'draw')} (asked for {n:,})",
-                [],
-            )
-        what = " ".join(w for w, on in (("unique", unique), ("new", bool(exclude))) if on)
-        how_many = counted(found, f"{what} name".strip())
-        if min_len:
-            how_many += f" of at least {counted(min_len, 'character')}"
-        raise NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])
+        raise _not_enough(n, found, walked, long_enough, unique, bool(exclude), min_len)
+
+
+def _walk_size(n: int, found: int, walked: int, chunk: int) -> int:
+    """How many stream positions sample_stream's next draw walks, having walked `walked` and found `found` of n.
+
+    The first draw is the plain one's (n); redraws ask for twice the names
+    still missing, rounded up to a power of two (few compiled sizes) and at
+    least REDRAW_CHUNK_MIN; never more than a chunk or the positions left.
+    """
+    wanted = max(REDRAW_CHUNK_MIN, 1 << (2 * (n - found) - 1).bit_length())
+    return min(n if walked == 0 else wanted, chunk, MAX_NAMES - walked)
+
+
+def _not_enough(
+    n: int, found: int, walked: int, long_enough: int, unique: bool, new_only: bool, min_len: int
+) -> NotEnough:
+    """The NotEnough of a walk that found only `found` of n qualifying names in `walked` draws.
+
+    long_enough: how many of the drawn names had at least min_len
+    characters; none at all means the model never gives one, which it says.
+    """
+    if min_len and not long_enough:
+        return NotEnough(
+            f"the model gives no name of at least {counted(min_len, 'character')}: none in "
+            f"{counted(walked, 'draw')} (asked for {n:,})",
+            [],
+        )
+    what = " ".join(w for w, on in (("unique", unique), ("new", new_only)) if on)
+    how_many = counted(found, f"{what} name".strip())
+    if min_len:
+        how_many += f" of at least {counted(min_len, 'character')}"
+    return NotEnough(f"found only {how_many} in {counted(walked, 'draw')} (asked for {n:,})", [])

@@ -113,3 +113,34 @@ TYPE_BY_NAME = re.compile(r"""\btype\b\)?\s*(==|!=|in|not in)\s*[(\[{]?\s*["']|[
 def test_no_model_asked_its_type_by_name_outside_models(name):
     lines = [line.strip() for line in open(MODULES[name], encoding="utf-8") if TYPE_BY_NAME.search(line)]
     assert lines == []
+
+
+MAX_FUNCTION_LINES = 60  # a function fits on a screen (docs: STYLE.md)
+
+
+def long_functions(path: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, str, int]]:
+    """(file, function, length) for each function or method in the file longer than `limit` lines.
+
+    A length counts from the `def` line to the function's last line (decorators
+    not counted); nested functions are measured on their own too.
+    """
+    rel = os.path.relpath(path, ROOT)
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    return [
+        (rel, node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_no_function_is_longer_than_60_lines():
+    too_long = [entry for path in sorted(MODULES.values()) for entry in long_functions(path)]
+    assert too_long == []
+
+
+def test_the_check_sees_a_long_function(tmp_path):
+    """The check above can fail: a function of 61 lines is one too many, one of 60 is fine."""
+    path = tmp_path / "probe.py"
+    body = "".join(f"    x{i} = {i}\n" for i in range(59))
+    path.write_text(f"@decorated\ndef short():\n{body}\n\ndef long():\n{body}    return x0\n")
+    assert [(name, length) for _, name, length in long_functions(str(path))] == [("long", 61)]

@@ -107,6 +107,14 @@ def _add_sample_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         help="how many names, printed as they are drawn (default 20)",
     )
     s.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
+    _add_steer_flags(s)
+    _add_sample_output_flags(s)
+    add_device_flag(s)
+    s.set_defaults(run=cmd_sample)
+
+
+def _add_steer_flags(s: argparse.ArgumentParser) -> None:
+    """The flags of `sample` that steer each draw: temperature, top-k, top-p, prefix, shortest and longest name."""
     s.add_argument(
         "--temperature",
         "-t",
@@ -146,6 +154,10 @@ def _add_sample_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         metavar="L",
         help="cut names at L characters, at most 10,000 (default: the longest the model allows)",
     )
+
+
+def _add_sample_output_flags(s: argparse.ArgumentParser) -> None:
+    """The flags of `sample` that choose which drawn names are printed, and what is printed with them."""
     s.add_argument(
         "--unique",
         action="store_true",
@@ -164,8 +176,6 @@ def _add_sample_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         action="store_true",
         help="print before each name its log-probability under the model (end included; temperature 1, no top-k)",
     )
-    add_device_flag(s)
-    s.set_defaults(run=cmd_sample)
 
 
 def _add_eval_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
@@ -207,12 +217,22 @@ def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         "Needs matplotlib: pip install 'makemore-jax[plot]'.",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{counts,weights,loss,embeddings}")
+    _add_plot_counts_parser(kinds)
+    _add_plot_weights_parser(kinds, workdir)
+    _add_plot_loss_parser(kinds)
+    _add_plot_embeddings_parser(kinds, workdir)
+    p.set_defaults(run=cmd_plot)
 
-    def image(q, kind):
-        q.add_argument("--save", metavar="FILE", help=f"the image, .png or .svg (default: {kind}.png here)")
-        q.add_argument("--format", choices=("png", "svg"), help="png or svg (default: the suffix of --save, else png)")
-        q.add_argument("--dpi", type=positive_int, default=100, help="pixels per inch of a PNG (default 100)")
 
+def _add_image_flags(q: argparse.ArgumentParser, kind: str) -> None:
+    """The flags every `plot` kind shares: where the image goes, its format and resolution."""
+    q.add_argument("--save", metavar="FILE", help=f"the image, .png or .svg (default: {kind}.png here)")
+    q.add_argument("--format", choices=("png", "svg"), help="png or svg (default: the suffix of --save, else png)")
+    q.add_argument("--dpi", type=positive_int, default=100, help="pixels per inch of a PNG (default 100)")
+
+
+def _add_plot_counts_parser(kinds: Subparsers) -> None:
+    """`plot counts`: the bigram count matrix of a word file."""
     c = kinds.add_parser(
         "counts",
         help="the bigram count matrix of a word file, each cell labelled",
@@ -228,7 +248,11 @@ def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         default=None,
         help="label each cell with its pair and count (default: for vocabularies of at most 32)",
     )
-    image(c, "counts")
+    _add_image_flags(c, "counts")
+
+
+def _add_plot_weights_parser(kinds: Subparsers, workdir: AddWorkdir) -> None:
+    """`plot weights`: a trained neural bigram beside the counting model."""
     w = kinds.add_parser(
         "weights",
         help="a trained neural bigram's probabilities beside the counting model's",
@@ -236,7 +260,11 @@ def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         "and their difference.",
     )
     workdir(w)
-    image(w, "weights")
+    _add_image_flags(w, "weights")
+
+
+def _add_plot_loss_parser(kinds: Subparsers) -> None:
+    """`plot loss`: the curves of one or more runs (-o repeats, so it has its own work directory flag)."""
     lo = kinds.add_parser(
         "loss",
         help="train and dev NLL against step, from the metrics of one or more runs",
@@ -252,7 +280,11 @@ def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         help=f"a work directory; repeat to put several runs on one chart (default: {DEFAULT_WORKDIR})",
     )
     lo.add_argument("--log-x", action="store_true", help="logarithmic step axis")
-    image(lo, "loss")
+    _add_image_flags(lo, "loss")
+
+
+def _add_plot_embeddings_parser(kinds: Subparsers, workdir: AddWorkdir) -> None:
+    """`plot embeddings`: a model's character embedding in two dimensions."""
     e = kinds.add_parser(
         "embeddings",
         help="a model's character embedding in 2-D, each point labelled",
@@ -260,8 +292,7 @@ def _add_plot_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         "else its first two principal components.",
     )
     workdir(e)
-    image(e, "embeddings")
-    p.set_defaults(run=cmd_plot)
+    _add_image_flags(e, "embeddings")
 
 
 def _input_path(args: argparse.Namespace) -> str:

@@ -416,36 +416,7 @@ def loss_figure(
     ax = fig.add_subplot()
     palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9"]
     for n, curve in enumerate(curves):
-        color = palette[n % len(palette)]
-        label = _escape(curve.label)
-        if len(curve.loss_steps):
-            ax.plot(
-                curve.loss_steps,
-                curve.loss,
-                color=color,
-                alpha=0.3,
-                linewidth=1,
-                label=f"{label}: training loss (per log chunk)",
-            )
-        if np.isfinite(curve.dev_nll).any():
-            ax.plot(
-                curve.eval_steps,
-                curve.dev_nll,
-                color=color,
-                linewidth=2,
-                marker="o",
-                markersize=3.5,
-                label=f"{label}: dev NLL",
-            )
-        if np.isfinite(curve.train_nll).any():
-            ax.plot(
-                curve.eval_steps,
-                curve.train_nll,
-                color=color,
-                linewidth=1.5,
-                linestyle="--",
-                label=f"{label}: train NLL",
-            )
+        _plot_curve(ax, curve, palette[n % len(palette)])
     for base in baselines:
         style = ":" if base.split == "dev" else "-."
         ax.axhline(
@@ -467,6 +438,42 @@ def loss_figure(
     )
     _title(fig, title, details)
     return fig
+
+
+def _plot_curve(ax: Axes, curve: Curve, color: str) -> None:
+    """One run's lines in its colour: the training loss faint, dev NLL solid with dots, train NLL dashed.
+
+    A line with nothing to show (no logged loss, or no finite NLL of a split) is left out.
+    """
+    label = _escape(curve.label)
+    if len(curve.loss_steps):
+        ax.plot(
+            curve.loss_steps,
+            curve.loss,
+            color=color,
+            alpha=0.3,
+            linewidth=1,
+            label=f"{label}: training loss (per log chunk)",
+        )
+    if np.isfinite(curve.dev_nll).any():
+        ax.plot(
+            curve.eval_steps,
+            curve.dev_nll,
+            color=color,
+            linewidth=2,
+            marker="o",
+            markersize=3.5,
+            label=f"{label}: dev NLL",
+        )
+    if np.isfinite(curve.train_nll).any():
+        ax.plot(
+            curve.eval_steps,
+            curve.train_nll,
+            color=color,
+            linewidth=1.5,
+            linestyle="--",
+            label=f"{label}: train NLL",
+        )
 
 
 def _loss_legend(fig: Figure, runs: list[tuple[str, str]], baseline_lines: Sequence[Line2D]) -> None:

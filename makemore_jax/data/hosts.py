@@ -164,15 +164,7 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
     each held by the process that parsed it.
     """
     index, count = jax.process_index(), jax.process_count()
-    error, words, start, end = None, WordArray.empty(Vocabulary(())), 0, 0
-    try:
-        raw, start, end = read_part(path, index, count)
-        source = f"{path} (part {index + 1} of {count}, from byte {start:,})" if start else path
-        words = parse_word_array(raw, source=source, allow_empty=True, byte_order_mark=start == 0)
-        del raw
-    except MakemoreError as err:
-        error = err
-    agree(error, f"read its part of {path}")
+    words, start, end = _parse_own_part(path, index, count)
 
     counts = allgather(np.int64(len(words)))
     n = int(counts.sum())
@@ -200,15 +192,7 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
         by_split[split] = words.take(take)
         rows[split] = (mine[take] - starts[split]).astype(np.int64)
 
-    # where each training row lives: its owner's block of the held table, in row order
-    owner = np.searchsorted(first, order[:n_train], side="right") - 1
-    per_owner = np.bincount(owner, minlength=count)
-    held = -(-int(per_owner.max(initial=0)) // devices_per_process) * devices_per_process
-    held = max(held, devices_per_process)
-    by_owner = np.argsort(owner, kind="stable")
-    rank = np.empty(n_train, np.int64)
-    rank[by_owner] = np.arange(n_train) - np.concatenate([[0], np.cumsum(per_owner)])[owner[by_owner]]
-    row_of = (owner * held + rank).astype(np.int32)
+    row_of, held = _held_rows(order[:n_train], first, count, devices_per_process)
 
     data = SlicedDataset(
         vocab,
@@ -221,3 +205,44 @@ def build(path: str, key: jax.Array, fractions: Sequence[float], devices_per_pro
         parsed=(len(words), start, end),
     )
     return data
+
+
+def _parse_own_part(path: str, index: int, count: int) -> tuple[WordArray, int, int]:
+    """(words, first byte, end byte) of part index of count of path, read and parsed by this process alone.
+
+    Every process learns whether every other could read its part (a
+    collective): a process's own error is raised as it is, the others name
+    the first process that failed.
+    """
+    error, words, start, end = None, WordArray.empty(Vocabulary(())), 0, 0
+    try:
+        raw, start, end = read_part(path, index, count)
+        source = f"{path} (part {index + 1} of {count}, from byte {start:,})" if start else path
+        words = parse_word_array(raw, source=source, allow_empty=True, byte_order_mark=start == 0)
+        del raw
+    except MakemoreError as err:
+        error = err
+    agree(error, f"read its part of {path}")
+    return words, start, end
+
+
+def _held_rows(
+    train_files: np.ndarray, first: np.ndarray, count: int, devices_per_process: int
+) -> tuple[np.ndarray, int]:
+    """(row_of, held_per_process): where each training row lives, its owner's block of the held table, in row order.
+
+    train_files (n_train,): the file index of each training row; first
+    (count + 1,): the file index of each process's first word (and n). Each
+    process holds the same number of rows, its most, rounded up to a multiple
+    of devices_per_process (at least one per device).
+    """
+    n_train = len(train_files)
+    owner = np.searchsorted(first, train_files, side="right") - 1
+    per_owner = np.bincount(owner, minlength=count)
+    held = -(-int(per_owner.max(initial=0)) // devices_per_process) * devices_per_process
+    held = max(held, devices_per_process)
+    by_owner = np.argsort(owner, kind="stable")
+    rank = np.empty(n_train, np.int64)
+    rank[by_owner] = np.arange(n_train) - np.concatenate([[0], np.cumsum(per_owner)])[owner[by_owner]]
+    row_of = (owner * held + rank).astype(np.int32)
+    return row_of, held

@@ -178,15 +178,34 @@ def trie(tokens_WxL: np.ndarray, lengths_W: np.ndarray, row_len: int) -> Trie:
     last = depth == lens[word]  # always a new node: a word is never a prefix of the word before it
     ends_here[last] = mult[word[last]]
     size = _subtree_sizes(depth, parent, max_depth)
-    n_rows = len(starts)
+    return _trie_rows(len(starts), S, slot, ids, depth, size, parent, counts, ends_here, positions)
+
+
+def _trie_rows(
+    n_rows: int,
+    S: int,
+    slot_N: np.ndarray,
+    ids_N: np.ndarray,
+    depth_N: np.ndarray,
+    size_N: np.ndarray,
+    parent_N: np.ndarray,
+    counts_N: np.ndarray,
+    words_N: np.ndarray,
+    positions: int,
+) -> Trie:
+    """The Trie of N nodes laid out in n_rows rows of S slots: node i's fields written at its slot slot_N[i].
+
+    Its subtree ends size_N[i] slots on, its parent (a node index) becomes a
+    slot of the row; idle slots hold zeros and end one past themselves.
+    """
     out_ids, out_depth, out_parent = (np.zeros(n_rows * S, np.int32) for _ in range(3))
     out_ends = (np.arange(n_rows * S) % S + 1).astype(np.int32)  # idle: itself only
     out_counts, out_words = np.zeros(n_rows * S, np.float32), np.zeros(n_rows * S, np.float32)
-    in_row = slot % S
-    out_ids[slot], out_depth[slot] = ids, depth
-    out_ends[slot] = in_row + size
-    out_parent[slot] = np.where(depth > 0, slot[parent] % S, 0)
-    out_counts[slot], out_words[slot] = counts, ends_here
+    in_row = slot_N % S
+    out_ids[slot_N], out_depth[slot_N] = ids_N, depth_N
+    out_ends[slot_N] = in_row + size_N
+    out_parent[slot_N] = np.where(depth_N > 0, slot_N[parent_N] % S, 0)
+    out_counts[slot_N], out_words[slot_N] = counts_N, words_N
     shape = (n_rows, S)
     return Trie(
         out_ids.reshape(shape),

@@ -165,28 +165,7 @@ def sequence_loss(
         raise ValueError("a packing capacity needs the model's apply_packed")
     if dropout and apply_dropout is None:
         raise ValueError("dropout needs the model's apply_dropout")
-
-    def padded_sums(params, tokens, lengths, dropout_key):
-        if dropout:
-            assert apply_dropout is not None  # checked above
-            logits = apply_dropout(params, tokens[:, :-1], dropout_key, dropout)
-        else:
-            logits = apply(params, tokens[:, :-1])
-        return masked_nll_sum(logits, tokens[:, 1:], lengths)
-
-    def packed_sums(params, packed, dropout_key):
-        assert apply_packed is not None  # checked above: packed_sums runs only with a capacity
-        logits = apply_packed(params, packed.inputs, packed.positions, packed.segments, dropout_key, dropout)
-        return packing.packed_nll_sum(logits, packed)
-
-    def packed_or_padded_sums(params, tokens, lengths, dropout_key):
-        row_len = tokens.shape[1] - 1
-        packed = packing.pack(tokens, lengths, capacity, row_len)
-        return _cond_sums(
-            packed.fits, packed_sums, padded_sums, params, (packed, dropout_key), (tokens, lengths, dropout_key)
-        )
-
-    sums = packed_or_padded_sums if capacity else padded_sums
+    sums = _batch_sums(apply, apply_dropout, dropout, apply_packed, capacity)
 
     def loss_fn(params, batch_data, step):
         tokens, lengths = batch_data["tokens"], batch_data["lengths"]
@@ -203,6 +182,44 @@ def sequence_loss(
         return loss + l2 * l2_penalty(params) if l2 else loss
 
     return loss_fn
+
+
+def _batch_sums(
+    apply: Callable[[Params, jax.Array], jax.Array],
+    apply_dropout: Callable[[Params, jax.Array, jax.Array, float], jax.Array] | None,
+    dropout: float,
+    apply_packed: Callable[..., jax.Array] | None,
+    capacity: int,
+) -> SumsFn:
+    """sums(params, tokens, lengths, dropout_key) -> (total NLL, positions counted) of a drawn batch (sequence_loss's).
+
+    The rows as they are, padded; or, with a capacity, packed end to end into
+    capacity slots where they fit and padded where they do not (``_cond_sums``).
+    The forward pass is apply_dropout when dropout > 0; sequence_loss has
+    checked that the model offers what the settings ask for.
+    """
+
+    def padded_sums(params, tokens, lengths, dropout_key):
+        if dropout:
+            assert apply_dropout is not None  # checked by sequence_loss
+            logits = apply_dropout(params, tokens[:, :-1], dropout_key, dropout)
+        else:
+            logits = apply(params, tokens[:, :-1])
+        return masked_nll_sum(logits, tokens[:, 1:], lengths)
+
+    def packed_sums(params, packed, dropout_key):
+        assert apply_packed is not None  # checked by sequence_loss: packed_sums runs only with a capacity
+        logits = apply_packed(params, packed.inputs, packed.positions, packed.segments, dropout_key, dropout)
+        return packing.packed_nll_sum(logits, packed)
+
+    def packed_or_padded_sums(params, tokens, lengths, dropout_key):
+        row_len = tokens.shape[1] - 1
+        packed = packing.pack(tokens, lengths, capacity, row_len)
+        return _cond_sums(
+            packed.fits, packed_sums, padded_sums, params, (packed, dropout_key), (tokens, lengths, dropout_key)
+        )
+
+    return packed_or_padded_sums if capacity else padded_sums
 
 
 def learning_rate(cfg: TrainConfig) -> float | optax.Schedule:
