@@ -102,7 +102,7 @@ def test_sequence_loss_packed_or_overflowing_equals_padded(batch, transformer, d
     tokens, lengths, _ = batch
     model, params = transformer
     data = {"tokens": tokens, "lengths": lengths, "key": jax.random.key(0), "dropout_key": jax.random.key(1)}
-    args = (model.apply, 0.0, 6, model.apply_dropout, dropout)
+    args = (model.apply, 0.0, 6, dropout)
     padded = train_steps.sequence_loss(*args)
     packed = train_steps.sequence_loss(*args, apply_packed=model.apply_packed, capacity=6 * BLOCK - BLOCK)
     tiny = train_steps.sequence_loss(*args, apply_packed=model.apply_packed, capacity=BLOCK)

@@ -234,20 +234,20 @@ def test_scanned_and_unrolled_layers_agree(params, monkeypatch):
 
 
 def test_dropout_is_keyed_scaled_and_off_at_rate_zero(params):
-    # compiled, as training runs it (one program for every rate): op by op these calls take seconds
-    apply_dropout = jax.jit(transformer.apply_dropout)
+    # compiled, as training runs it: op by op these calls take seconds
+    dropped = jax.jit(transformer.apply, static_argnames="rate")
     idx = jax.random.randint(jax.random.key(1), (3, TINY.block_size), 0, TINY.vocab_size)
-    np.testing.assert_allclose(
-        apply_dropout(params, idx, jax.random.key(2), 0.0), apply(params, idx), rtol=1e-6, atol=1e-6
-    )
-    a = apply_dropout(params, idx, jax.random.key(2), 0.3)
-    b = apply_dropout(params, idx, jax.random.key(2), 0.3)
-    c = apply_dropout(params, idx, jax.random.key(3), 0.3)
+    np.testing.assert_allclose(dropped(params, idx, jax.random.key(2), 0.0), apply(params, idx), rtol=1e-6, atol=1e-6)
+    a = dropped(params, idx, jax.random.key(2), 0.3)
+    b = dropped(params, idx, jax.random.key(2), 0.3)
+    c = dropped(params, idx, jax.random.key(3), 0.3)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c) and not np.allclose(a, apply(params, idx))
     # causal still: dropout masks are per position, so later ids never reach earlier logits
     changed = idx.at[:, 4].set((idx[:, 4] + 1) % 7)
-    np.testing.assert_array_equal(apply_dropout(params, changed, jax.random.key(2), 0.3)[:, :4], a[:, :4])
+    np.testing.assert_array_equal(dropped(params, changed, jax.random.key(2), 0.3)[:, :4], a[:, :4])
+    with pytest.raises(ValueError, match="needs a key"):
+        transformer.apply(params, idx, rate=0.3)
 
 
 def _autodiff_everywhere(monkeypatch):

@@ -13,8 +13,9 @@ Every model is a ``ModelDef``. A trained (neural) model supplies:
   Recurrent models carry their hidden state, the Transformer a key/value cache.
   Without them the sampler recomputes ``apply`` over the whole buffer.
 - ``check(config)``: raises MakemoreError for sizes that do not fit.
-- ``apply_dropout(params, idx_BxT, key, rate) -> logits_BxTxV``: optional, the
-  training-time forward pass with dropout; ``apply`` is the evaluation one.
+- A model that lists ``dropout`` in its ``settings`` takes ``key`` and ``rate``
+  keywords in ``apply`` (and ``apply_packed``): the training-time forward pass
+  with dropout; without them it is the evaluation one.
 - ``apply_packed(params, ids_RxS, positions_RxS, segments_RxS, key=None, rate=0.0)
   -> logits_RxSxV``: optional, the forward pass over words packed end to end
   (see ``makemore_jax.data.packing``), each word seeing only its own earlier
@@ -170,7 +171,6 @@ class ModelDef:
     decode_init: Callable[[Params, ModelConfig, int], State] | None = None
     decode_step: Callable[[Params, State, jax.Array, jax.Array], tuple[jax.Array, State]] | None = None
     check: Callable[[ModelConfig], None] = _no_check
-    apply_dropout: Callable[[Params, jax.Array, jax.Array, float], jax.Array] | None = None
     apply_packed: Callable[..., jax.Array] | None = None  # (params, ids, positions, segments, key=None, rate=0.0)
     apply_trie: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array] | None = None
     count: Callable[[Dataset, Settings, Counter], Params] | None = None

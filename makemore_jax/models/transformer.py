@@ -255,19 +255,18 @@ def _dropout(key: jax.Array, rate: float) -> Dropout:
     return drop
 
 
-def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
-    """Next-id logits (B, T, V) for int32 ids (B, T), 1 <= T <= block_size; causal."""
-    return _forward(params, idx_BxT)
+def apply(params: dict, idx_BxT: jax.Array, key: jax.Array | None = None, rate: float = 0.0) -> jax.Array:
+    """Next-id logits (B, T, V) for int32 ids (B, T), 1 <= T <= block_size; causal.
 
-
-def apply_dropout(params: dict, idx_BxT: jax.Array, key: jax.Array, rate: float) -> jax.Array:
-    """``apply`` for training with dropout (Srivastava et al. 2014) at GPT-2's places.
-
-    The embedding sum and the output of every attention and MLP branch are
-    zeroed with probability rate and the rest scaled by 1/(1 - rate), each
-    site with its own key fold_in(key, site). Evaluation uses ``apply``.
+    Training with dropout (Srivastava et al. 2014) at GPT-2's places gives a
+    key and rate > 0: the embedding sum and the output of every attention and
+    MLP branch are zeroed with probability rate and the rest scaled by
+    1/(1 - rate), each site with its own key fold_in(key, site). Evaluation
+    and sampling give neither.
     """
-    return _forward(params, idx_BxT, _dropout(key, rate))
+    if rate and key is None:
+        raise ValueError("apply: dropout (rate > 0) needs a key")
+    return _forward(params, idx_BxT, _dropout(key, rate) if rate and key is not None else _no_dropout)
 
 
 def apply_packed(
@@ -284,7 +283,7 @@ def apply_packed(
     its own word (segments equal) and come no later than itself, which with
     S >= block_size is all of its word's earlier positions: each word gets the
     logits ``apply`` gives it in a padded row. positions restart at 0 at each
-    word. With rate > 0 the dropout of ``apply_dropout``, drawn in this layout.
+    word. With rate > 0 the dropout of ``apply``, drawn in this layout.
     """
     R, S = ids_RxS.shape
     slot_RxS = jnp.arange(R * S, dtype=jnp.int32).reshape(R, S)
@@ -362,7 +361,6 @@ MODELS = {
         decode_init=decode_init,
         decode_step=decode_step,
         check=check,
-        apply_dropout=apply_dropout,
         apply_packed=apply_packed,
         apply_trie=apply_trie,
         settings=("n_layer", "n_head", "n_embd", "dropout", "pack"),

@@ -137,10 +137,9 @@ def _cond_sums(
 
 
 def sequence_loss(
-    apply: Callable[[Params, jax.Array], jax.Array],
+    apply: Callable[..., jax.Array],
     l2: float,
     batch_size: int,
-    apply_dropout: Callable[[Params, jax.Array, jax.Array, float], jax.Array] | None = None,
     dropout: float = 0.0,
     num_words: int | None = None,
     place_batch: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
@@ -151,7 +150,8 @@ def sequence_loss(
 
     batch_size words are drawn with replacement from fold_in(key, step); 0
     means every training word at every step. With dropout > 0 the forward pass
-    is apply_dropout, keyed by fold_in(dropout key, step). Data-parallel
+    is apply(..., key=fold_in(dropout key, step), rate=dropout): a model that
+    takes the dropout setting. Data-parallel
     training (see parallel) pads the rows to a multiple of the device
     count: num_words says how many are real, and place_batch(tokens, lengths)
     lays the drawn batch out over the devices.
@@ -163,9 +163,7 @@ def sequence_loss(
     """
     if capacity and apply_packed is None:
         raise ValueError("a packing capacity needs the model's apply_packed")
-    if dropout and apply_dropout is None:
-        raise ValueError("dropout needs the model's apply_dropout")
-    sums = _batch_sums(apply, apply_dropout, dropout, apply_packed, capacity)
+    sums = _batch_sums(apply, dropout, apply_packed, capacity)
 
     def loss_fn(params, batch_data, step):
         tokens, lengths = batch_data["tokens"], batch_data["lengths"]
@@ -185,8 +183,7 @@ def sequence_loss(
 
 
 def _batch_sums(
-    apply: Callable[[Params, jax.Array], jax.Array],
-    apply_dropout: Callable[[Params, jax.Array, jax.Array, float], jax.Array] | None,
+    apply: Callable[..., jax.Array],
     dropout: float,
     apply_packed: Callable[..., jax.Array] | None,
     capacity: int,
@@ -195,14 +192,13 @@ def _batch_sums(
 
     The rows as they are, padded; or, with a capacity, packed end to end into
     capacity slots where they fit and padded where they do not (``_cond_sums``).
-    The forward pass is apply_dropout when dropout > 0; sequence_loss has
-    checked that the model offers what the settings ask for.
+    The forward pass drops out when dropout > 0 (apply's key and rate);
+    sequence_loss has checked that the model offers what the settings ask for.
     """
 
     def padded_sums(params, tokens, lengths, dropout_key):
         if dropout:
-            assert apply_dropout is not None  # checked by sequence_loss
-            logits = apply_dropout(params, tokens[:, :-1], dropout_key, dropout)
+            logits = apply(params, tokens[:, :-1], key=dropout_key, rate=dropout)
         else:
             logits = apply(params, tokens[:, :-1])
         return masked_nll_sum(logits, tokens[:, 1:], lengths)

@@ -102,8 +102,8 @@ def new_model(
         return Fitted(cfg, data.vocab, model_def.count(data, cfg, counter), block_size)
     model = Fitted(cfg, data.vocab, {}, block_size)
     check_config(model.model_config, cfg.type)
-    if cfg.dropout and model_def.apply_dropout is None:
-        raise MakemoreError(f"--dropout: the {cfg.type} model has no dropout")
+    if cfg.dropout and "dropout" not in model_def.settings:
+        raise MakemoreError(f"dropout: the {cfg.type} model has no dropout")
     assert model_def.init is not None  # trained: a counted model has no init (returned above)
     params = model_def.init(seed_key(cfg.seed, "init"), model.model_config)
     model.params = params if cfg.init_scale == 1.0 else jax.tree.map(lambda p: cfg.init_scale * p, params)
@@ -160,7 +160,6 @@ def _loss_and_data(model: Fitted, data: Dataset, parallel: DataParallel | None =
             model.apply,
             cfg.l2,
             cfg.batch_size,
-            model_def.apply_dropout,
             cfg.dropout,
             apply_packed=model_def.apply_packed,
             capacity=capacity,
@@ -176,7 +175,6 @@ def _loss_and_data(model: Fitted, data: Dataset, parallel: DataParallel | None =
         model.apply,
         cfg.l2,
         cfg.batch_size,
-        model.model_def.apply_dropout,
         cfg.dropout,
         num_words=data.sizes["train"],
         place_batch=parallel.place_batch,
