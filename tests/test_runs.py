@@ -17,6 +17,7 @@ import pytest
 import makemore_jax
 from makemore_jax.cli.commands import main
 from makemore_jax.errors import MakemoreError
+from makemore_jax.runs.events import Step
 
 from conftest import ROOT, first_names, run_inprocess, snapshot, tiny_flags, tiny_settings
 
@@ -81,6 +82,25 @@ def test_a_python_run_is_resumed_by_the_command_and_the_reverse(tmp_path, capsys
     expected = files(whole)
     for d in (py_first, cli_first):
         assert files(d) == expected
+
+
+def test_a_python_run_stopped_by_ctrl_c_is_continued_exactly_by_the_command(tmp_path, capsys, small):
+    whole = str(tmp_path / "whole")
+    makemore_jax.train(small, workdir=whole, type="mlp", steps=40, **tiny_settings("mlp"))
+
+    def ctrl_c_at_step_20(event):  # Ctrl-C as the run's own handler sees it, after the chunk that ends at 20
+        if isinstance(event, Step) and event.record["step"] == 20:
+            raise KeyboardInterrupt
+
+    stopped = str(tmp_path / "stopped")
+    with pytest.raises(makemore_jax.Interrupted) as stop:
+        makemore_jax.train(
+            small, workdir=stopped, type="mlp", steps=40, progress=ctrl_c_at_step_20, **tiny_settings("mlp")
+        )
+    assert stop.value.step == 20 and stop.value.saved
+    code, out, err = run_inprocess(capsys, "train", "-o", stopped, "--resume")
+    assert code == 0 and "step      30/40" in out and "step      20/" not in out, err
+    assert files(stopped) == files(whole)
 
 
 def test_a_run_on_a_list_of_words_reads_them_as_a_file(tmp_path, small):
