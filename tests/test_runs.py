@@ -113,6 +113,22 @@ def test_a_run_on_a_list_of_words_reads_them_as_a_file(tmp_path, small):
     assert listed.known_words() == from_file.known_words()
 
 
+def test_a_run_on_a_list_resumes_from_the_file_of_its_lines(tmp_path, capsys, small):
+    words = open(small).read().split()
+    d = str(tmp_path / "w")
+    makemore_jax.train(words, workdir=d, **tiny_settings("mlp", steps=10), type="mlp")
+    code, _, err = run_inprocess(capsys, "train", "-o", d, "--resume", "--steps", "20")
+    assert code == 2 and "the run does not record an input file (it was given a list of words)" in err
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(words[:-1]) + "\n")
+    code, _, err = run_inprocess(capsys, "train", "-o", d, "--resume", "--steps", "20", "-i", str(other))
+    assert code == 2 and "is not the input this run was trained on" in err
+    same = tmp_path / "same.txt"
+    same.write_text("\n".join(words) + "\n")
+    code, out, err = run_inprocess(capsys, "train", "-o", d, "--resume", "--steps", "20", "-i", str(same))
+    assert code == 0 and "step      20/20" in out, err
+
+
 @pytest.mark.parametrize(
     "words, message",
     [

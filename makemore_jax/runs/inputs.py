@@ -119,7 +119,10 @@ def recorded(training: dict) -> str:
     """The input file a run recorded (to resume it without naming its input); MakemoreError if none or gone."""
     path = training.get("input")
     if not isinstance(path, str) or not path:
-        raise MakemoreError("the run does not record its input file (it was given a list of words): give its input")
+        raise MakemoreError(
+            "resume: the run does not record an input file (it was given a list of words): give its words "
+            "(-i FILE, or the words as input)"
+        )
     if not os.path.isfile(path):
-        raise MakemoreError(f"the run's input {path} is gone: give the words it was trained on")
+        raise MakemoreError(f"resume: the run's input {path} is gone: give the words it was trained on (-i FILE)")
     return path
