@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, run_inprocess
 
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 
@@ -58,24 +58,14 @@ def test_python_api_example_runs(tmp_path):
     assert os.path.exists(tmp_path / "ng5" / "model.json")
 
 
-def test_the_scripted_run_of_docs_python_runs_and_matches_the_command(tmp_path):
+def test_the_scripted_run_of_docs_python_runs_and_matches_the_command(tmp_path, monkeypatch, capsys):
     page = open(os.path.join(ROOT, "docs", "python.md"), encoding="utf-8").read()
     code = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "resume=True" in b)
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env
-    )
-    assert out.returncode == 0, out.stderr
-    *evaluations, best, names = out.stdout.splitlines()
+    monkeypatch.chdir(tmp_path)  # in this process: its compiled programs serve the command below too
+    exec(compile(code, "docs/python.md", "exec"), {"__name__": "docs_python"})
+    *evaluations, best, names = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in evaluations] == ["step 100", "step 200", "step 300"]
     assert re.fullmatch(r"best by dev: step (100|200|300), test NLL \d\.\d{4}", best)
-    sample = subprocess.run(
-        [sys.executable, "-m", "makemore_jax", "sample", "-o", "run", "-n", "5", "--seed", "1", "--no-report"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert sample.returncode == 0, sample.stderr
-    assert ast.literal_eval(names) == sample.stdout.split()
+    code, out, err = run_inprocess(capsys, "sample", "-o", "run", "-n", "5", "--seed", "1", "--no-report")
+    assert code == 0, err
+    assert ast.literal_eval(names) == out.splitlines()
