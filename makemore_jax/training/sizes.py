@@ -5,8 +5,9 @@ machine, and a training step's memory against the device's.
 ``ngram.MAX_ORDER``, integer sizes within int32). What depends on the data as
 well (its vocabulary, its longest word, the size of its training split) is
 ``check_fits``'s, called once the words are read and before anything is
-counted, initialised or written: by the command line before it makes a work
-directory, and by ``trainer.train`` (so ``makemore_jax.train`` too).
+counted, initialised or written: by a run (runs.training.TrainingRun, which
+both `makemore train` and ``makemore_jax.train`` start) before it takes its work
+directory.
 
 Every figure is a product of Python integers (they do not overflow) and never
 ``V**order``. A training step's estimate is a lower bound of what it holds
