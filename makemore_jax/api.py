@@ -345,6 +345,7 @@ def train(
     progress: Watch | None = None,
     devices: int | None = None,
     device: str | None = None,
+    tensorboard: bool = False,
     **settings: Any,
 ) -> Model:
     """Train (or count) a model as `makemore train` does: the same settings and seed give the same model.
@@ -356,7 +357,8 @@ def train(
     defaulting by the type; a setting the type does not take is refused. workdir: where the run is saved
     as it goes (the best model by dev, the latest state, the metrics), exactly as `makemore train -o`
     saves it; resume: continue the run saved there (begun here or by the command line). progress hears
-    the run's events (progress=print logs them). devices, device: as --devices and --device. The model
+    the run's events (progress=print logs them). devices, device, tensorboard: as --devices, --device and
+    --tensorboard (TensorBoard curves in the work directory). The model
     is the best by dev NLL (a counted one: as counted), with its metrics and its run's latest state.
     Ctrl-C ends training with Interrupted, the last finished chunk saved in workdir.
     """
@@ -369,6 +371,7 @@ def train(
         resume=resume,
         where=Placement(devices=devices, platform=device),
         watch=progress or ignore,
+        tensorboard=tensorboard,
     )
     return Model.of(run.run())
 

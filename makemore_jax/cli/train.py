@@ -56,6 +56,12 @@ def add_train_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         "--num-samples", type=_count, default=10, metavar="N", help="names to print after training (default 10)"
     )
     t.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    t.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard curves into WORKDIR (Loss/train, Loss/dev, Loss/test, learning_rate); "
+        "needs pip install 'makemore-jax[tensorboard]'",
+    )
     _add_parallel_flags(t)
     t.set_defaults(run=cmd_train)
 
@@ -169,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         where=placement(args),
         watch=printer,
         stop_requested=stop,
+        tensorboard=args.tensorboard,
     )
     try:
         with stop.active(), printer:

@@ -31,6 +31,7 @@ from ..training.sizes import check_fits
 from ..training.steps import make_optimizer
 from ..training.trainer import Interrupted, LossNotFinite, Record, TrainState, evaluation_words, fit, new_model
 from . import inputs, placement
+from . import tensorboard as curves
 from .events import Line, Phase, Step, TrainingBegins, Watch, ignore
 from .workdir import WorkDir, check_path
 
@@ -61,7 +62,8 @@ class TrainingRun:
     input the run recorded). settings: those given (the rest default by the model type), model_type
     (default bigram). workdir: where the run is saved as it goes (None: nowhere). resume: continue the run
     saved in workdir exactly where it stopped. watch hears the run's events; stop_requested, asked after
-    each chunk of steps, ends the run (saved) with Interrupted."""
+    each chunk of steps, ends the run (saved) with Interrupted. tensorboard: TensorBoard curves in the work
+    directory too (runs.tensorboard)."""
 
     def __init__(
         self,
@@ -74,9 +76,15 @@ class TrainingRun:
         where: placement.Placement | None = None,
         watch: Watch = ignore,
         stop_requested: Callable[[], bool] | None = None,
+        tensorboard: bool = False,
     ) -> None:
         if resume and workdir is None:
             raise MakemoreError("resume: give the work directory of the run to resume")
+        if tensorboard and workdir is None:
+            raise MakemoreError("tensorboard: the curves are written into the work directory: give one")
+        if tensorboard:
+            curves.check_available()
+        self.tensorboard = tensorboard
         self.source, self.model_type, self.given = source, model_type, dict(settings or {})
         self.workdir, self.resume = workdir, resume
         self.where = where or placement.Placement()
@@ -97,6 +105,8 @@ class TrainingRun:
         with WorkDir.held(self.workdir, self.resume) if holding else nullcontext() as workdir:  # type: ignore[arg-type]
             model, state, training, data = self._start(parallel)
             if model.model_def.counted:
+                if self.tensorboard:
+                    raise MakemoreError(f"tensorboard: {a_model(model.type)} is counted, not trained: no curves")
                 return self._finish_counted(model, training, data, workdir)
             return self._train(model, state, training, data, parallel, workdir)
 
@@ -192,37 +202,28 @@ class TrainingRun:
     ) -> Outcome:
         cfg = model.config
         start = state.step if state else 0
-        best: list[Snapshot] = []  # the best by dev so far, kept here (a run without a work directory has it too)
-        if state is not None and workdir is not None and os.path.exists(os.path.join(workdir.path, "model.json")):
-            saved = checkpoint.load(workdir.path, "model")  # a resumed run's best so far
-            best.append(Snapshot(saved.fitted, saved.step, saved.best_dev, training))
-        latest: list[Snapshot] = []
-
-        def on_checkpoint(now: Fitted, st: TrainState, is_best: bool) -> None:
-            snap = Snapshot(replace(now), st.step, st.best_dev, training, opt_state=st.opt_state)
-            latest[:] = [snap]
-            if is_best:
-                best[:] = [replace(snap, opt_state=None)]
-            if workdir is not None and st.step > start:  # no step of its own yet: nothing of this run to write
-                workdir.save(st.history, best[0] if is_best else None, snap)
-
+        tb = curves.Curves(workdir.path, cfg, start) if self.tensorboard and workdir is not None else None
+        saves = _Saves(training, start, workdir, tb)
         if self.writer:
             self.watch(TrainingBegins(cfg.steps, start))
         tell = (lambda record: self.watch(Step(record, cfg.steps))) if self.writer else None
         try:
-            state = fit(model, data, state, tell, on_checkpoint, self.stop_requested, parallel)
+            state = fit(model, data, state, tell, saves.checkpoint, self.stop_requested, parallel)
         except Interrupted as stop:
             stop.saved = workdir is not None and stop.step > start
             raise
         except LossNotFinite as bad:  # said again, with whether this run had a step of its own to save
             wrote = workdir is not None and bad.good_step > start
             raise LossNotFinite(bad.loss, bad.step, bad.good_step, wrote) from None
+        finally:
+            if tb is not None:
+                tb.close()
         if not self.writer:
             self.watch(
                 Line(f"process {placement.process_index()}: trained to step {cfg.steps:,}; process 0 saves the model")
             )
             return Outcome(model, state.step, state.best_dev, {}, training, state.history, None, data)
-        final = best[0] if best else Snapshot(replace(model), state.step, state.best_dev, training)
+        final = saves.best or Snapshot(replace(model), state.step, state.best_dev, training)
         record = next((r for r in state.history if r["step"] == final.step and "dev_nll" in r), None)
         if data.local_only:  # scoring is a collective now; the best model was scored when it was the newest
             scored = record or {}
@@ -230,14 +231,7 @@ class TrainingRun:
         else:
             metrics = self._score(final.fitted, data, cfg, record)
         outcome = Outcome(
-            final.fitted,
-            final.step,
-            None,
-            with_perplexities(metrics),
-            training,
-            state.history,
-            latest[0] if latest else None,
-            data,
+            final.fitted, final.step, None, with_perplexities(metrics), training, state.history, saves.latest, data
         )
         outcome.best_dev = outcome.metrics["dev_nll"]
         return self._save_final(outcome, workdir, f" (best by dev, step {final.step:,})")
@@ -293,6 +287,30 @@ class TrainingRun:
             )
         finally:
             self.watch(Phase(label, over=True))
+
+
+class _Saves:
+    """What a training run keeps at each evaluation: its best model by dev and its latest state, in memory
+    (a run without a work directory has them too) and in its work directory (with its curves), once the run
+    has a step of its own to save."""
+
+    def __init__(self, training: dict, start: int, workdir: WorkDir | None, tb: curves.Curves | None) -> None:
+        self.training, self.start, self.workdir, self.tb = training, start, workdir, tb
+        self.best: Snapshot | None = None
+        self.latest: Snapshot | None = None
+        if start and workdir is not None and os.path.exists(os.path.join(workdir.path, "model.json")):
+            saved = checkpoint.load(workdir.path, "model")  # a resumed run's best so far
+            self.best = Snapshot(saved.fitted, saved.step, saved.best_dev, training)
+
+    def checkpoint(self, now: Fitted, st: TrainState, is_best: bool) -> None:
+        """trainer.fit's on_checkpoint."""
+        self.latest = Snapshot(replace(now), st.step, st.best_dev, self.training, opt_state=st.opt_state)
+        if is_best:
+            self.best = replace(self.latest, opt_state=None)
+        if self.workdir is not None and st.step > self.start:  # no step of its own yet: nothing of it to write
+            self.workdir.save(st.history, self.best if is_best else None, self.latest)
+            if self.tb is not None:
+                self.tb.add(st.history)
 
 
 def nll_line(metrics: Mapping[str, float | None]) -> str:

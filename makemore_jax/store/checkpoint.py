@@ -50,6 +50,7 @@ from ..training.fitted import AnyFitted, Fitted
 from ..training.steps import OptState
 
 METRICS_FILE = "metrics.jsonl"
+EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard's event files (runs.tensorboard), part of the run
 FORMAT = "makemore-jax"
 FORMAT_VERSION = 2  # 2: NAME.json carries meta_sha256; format 1 files (without it) still load
 MIXTURE_FILE = "mixture.json"
@@ -230,6 +231,8 @@ def _drop_leftovers(workdir: str, kept: set[str]) -> None:
             if name == METRICS_FILE and os.path.abspath(path) not in kept:
                 os.unlink(path)
             elif name.endswith(".npz") and name.split("-", 1)[0] in ("model", "last") and name not in referenced:
+                os.unlink(path)
+            elif name.startswith(EVENTS_PREFIX) and os.path.abspath(path) not in kept:  # the old run's curves
                 os.unlink(path)
             elif name.startswith("member-") and name[len("member-") :].isdigit():
                 if os.path.islink(path) or not os.path.isdir(path):
