@@ -393,6 +393,24 @@ def _expected_params(model: Fitted, arrays: dict[str, np.ndarray], path: str) ->
     return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat_items(shapes, "params")}
 
 
+def check_arrays(model: Fitted, got: Mapping[str, np.ndarray], source: str, settings_source: str | None = None) -> None:
+    """The arrays (``params/<path>``) must be exactly those of the model (its type, sizes and vocabulary):
+    the same names, shapes and dtypes; else one MakemoreError naming source (settings_source: the file of the
+    settings, for sizes no model can have)."""
+    try:
+        expected = _expected_params(model, dict(got), source)
+    except (TypeError, ValueError, OverflowError) as err:  # sizes no model can have
+        raise _corrupt(
+            settings_source or source, f"its settings do not describe {a_model(model.type)} ({err})"
+        ) from None
+    if set(got) != set(expected):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        raise _corrupt(source, f"arrays do not fit {a_model(model.type)} (missing {missing}, unexpected {extra})")
+    for key, (shape, dtype) in expected.items():
+        if got[key].shape != shape or got[key].dtype != dtype:
+            raise _corrupt(source, f"{key} is {got[key].dtype}{list(got[key].shape)}, expected {dtype}{list(shape)}")
+
+
 def _fields(path: str, meta: dict) -> tuple[TrainConfig, Vocabulary, int, int, float | None]:
     """(settings, vocabulary, block size, step, best dev NLL) of NAME.json, each checked."""
     try:
@@ -442,19 +460,8 @@ def load(workdir: str, name: str = "model") -> Loaded:
     arrays = _read_arrays(arrays_path, payload)
 
     model = Fitted(config, vocab, {}, block_size)
-    try:
-        expected = _expected_params(model, arrays, arrays_path)
-    except (TypeError, ValueError, OverflowError) as err:  # sizes no model can have
-        raise _corrupt(path, f"its settings do not describe {a_model(config.type)} ({err})") from None
     got = {k: v for k, v in arrays.items() if k.startswith("params/")}
-    if set(got) != set(expected):
-        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-        raise _corrupt(arrays_path, f"arrays do not fit {a_model(config.type)} (missing {missing}, unexpected {extra})")
-    for key, (shape, dtype) in expected.items():
-        if got[key].shape != shape or got[key].dtype != dtype:
-            raise _corrupt(
-                arrays_path, f"{key} is {got[key].dtype}{list(got[key].shape)}, expected {dtype}{list(shape)}"
-            )
+    check_arrays(model, got, arrays_path, path)
     model.params = unflatten_params(got)
     opt_keys = sorted(k for k in arrays if k.startswith("opt/"))
     opt_leaves = [arrays[k] for k in opt_keys] if opt_keys else None

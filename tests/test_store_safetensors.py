@@ -1,0 +1,82 @@
+"""safetensors files of a model: exact round trips, readable by the safetensors package, damage refused."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from safetensors.numpy import load as st_load  # the reference reader (the test extra has it)
+from safetensors.numpy import save as st_save
+
+import makemore_jax
+from makemore_jax.errors import MakemoreError
+from makemore_jax.store import checkpoint, safetensors
+
+from conftest import first_names, tiny_settings
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return first_names(tmp_path_factory, 300)
+
+
+@pytest.fixture(scope="module")
+def models(small):
+    out = {kind: makemore_jax.train(small, type=kind) for kind in ("counts", "ngram")}
+    for kind in ("bigram", "lstm", "transformer"):
+        out[kind] = makemore_jax.train(small, type=kind, **tiny_settings(kind, steps=10))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["counts", "ngram", "bigram", "lstm", "transformer"])
+def test_a_round_trip_is_exact_and_the_reference_reader_agrees(models, kind):
+    model = models[kind].fitted
+    raw = safetensors.model_bytes(model)
+    back = safetensors.model_from_bytes(raw, "m.safetensors")
+    assert back.config == model.config and back.vocab == model.vocab and back.block_size == model.block_size
+    ours, theirs = checkpoint.flatten_params(model.params), checkpoint.flatten_params(back.params)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert ours[key].dtype == theirs[key].dtype
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    reference = st_load(raw)
+    assert {k.replace(".", "/") for k in reference} == {k[len("params/") :] for k in ours}
+    for name, array in reference.items():
+        np.testing.assert_array_equal(array, ours["params/" + name.replace(".", "/")])
+    assert makemore_jax.api.Model(back).sample(5, seed=2) == models[kind].sample(5, seed=2)
+
+
+def test_a_file_the_reference_writer_wrote_is_read(models):
+    model = models["bigram"].fitted
+    arrays = {k: np.asarray(v) for k, v in safetensors.decode(safetensors.model_bytes(model))[0].items()}
+    _, meta = safetensors.decode(safetensors.model_bytes(model))
+    back = safetensors.model_from_bytes(st_save(arrays, metadata=meta), "ref.safetensors")
+    np.testing.assert_array_equal(back.params["W"], np.asarray(model.params["W"]))
+
+
+def test_damaged_or_foreign_files_are_refused_in_one_line(models):
+    raw = safetensors.model_bytes(models["bigram"].fitted)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    cases = [
+        (raw[:5], "shorter than its 8-byte header length"),
+        (struct.pack("<Q", 10**9) + raw[8:], "runs past the file"),
+        (raw[:8] + b"x" + raw[9 : 8 + n] + raw[8 + n :], "its header is not JSON"),
+        (raw[:-4], "do not hold a F32"),
+        (st_save({"W": np.zeros((3, 3), np.float32)}), "not a makemore-jax model"),
+    ]
+    header["W"]["shape"] = [3, 3]
+    text = json.dumps(header).encode()
+    cases.append((struct.pack("<Q", len(text)) + text + raw[8 + n :], "do not hold a F32[3, 3]"))
+    meta = dict(header["__metadata__"])
+    wrong = st_save({"W": np.zeros((5, 5), np.float32)}, metadata=meta)
+    V = models["bigram"].vocab.size
+    cases.append((wrong, f"W is float32[5, 5], expected float32[{V}, {V}]"))
+    for data, message in cases:
+        with pytest.raises(MakemoreError) as err:
+            safetensors.model_from_bytes(data, "m.safetensors")
+        assert message in str(err.value) and "\n" not in str(err.value), (message, err.value)
+    with pytest.raises(MakemoreError, match="a mixture is not one set of weights"):
+        from makemore_jax.models.mixture import Mixture
+
+        safetensors.model_bytes(Mixture((models["counts"].fitted, models["bigram"].fitted), np.array([0.5, 0.5])))
