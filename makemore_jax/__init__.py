@@ -8,7 +8,7 @@ They are loaded on first use, so that importing the package does not load JAX.
 
 from ._version import __version__ as __version__
 
-_API = ("Interrupted", "Model", "NotEnough", "load", "mix", "perplexity", "train", "tune")
+_API = ("Interrupted", "Model", "NotEnough", "import_model", "load", "mix", "perplexity", "train", "tune")
 
 
 def __getattr__(name: str) -> object:

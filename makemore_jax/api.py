@@ -44,7 +44,7 @@ from .store.checkpoint import Snapshot
 from .training.evaluate import word_nll
 from .training.fitted import AnyFitted
 
-__all__ = ["Interrupted", "Model", "NotEnough", "load", "mix", "perplexity", "train", "tune"]
+__all__ = ["Interrupted", "Model", "NotEnough", "import_model", "load", "mix", "perplexity", "train", "tune"]
 
 
 @dataclass
@@ -210,6 +210,25 @@ class Model:
                 raise MakemoreError(f"{err}: cannot tell which names are new") from None
         return self.input_words
 
+    def export(self, path: str, *, format: str) -> str:
+        """Write the model to a file other tools read (what `makemore export --format FORMAT` writes); a line
+        saying what was written. arpa: a counting or n-gram model, for KenLM and SRILM; safetensors: any one
+        model's arrays, with its type, settings and vocabulary in the metadata (``import_model`` reads it)."""
+        from .models.ngram import arpa
+        from .store import safetensors, userfile
+
+        userfile.check_user_file(path, "FILE")
+        if format == "arpa":
+            text, counts = arpa.arpa_text(self.fitted)
+            userfile.write_user_file(path, text.encode("utf-8"), "FILE")
+            listed = ", ".join(f"{n:,} {k}-grams" for k, n in enumerate(counts, start=1))
+            return f"ARPA, order {len(counts)} ({listed})"
+        if format == "safetensors":
+            raw = safetensors.model_bytes(self.fitted)
+            userfile.write_user_file(path, raw, "FILE")
+            return f"safetensors, {self.fitted.model_def.label(self.fitted.config)} ({len(raw):,} bytes)"
+        raise MakemoreError(f"format must be one of arpa, safetensors, got {format!r}")
+
     def save(self, workdir: str) -> None:
         """Write the model to a work directory, replacing whatever run it held, whole (docs/workdir.md).
 
@@ -329,6 +348,21 @@ def training_input(training: dict) -> WordArray:
     if hashlib.sha256(raw).hexdigest() != training.get("input_sha256"):
         raise MakemoreError(f"{path} changed since training")
     return parse_word_array(raw, source=path)
+
+
+def import_model(path: str, *, format: str, workdir: str | None = None) -> Model:
+    """The model in a file of another tool's format (what `makemore import` reads), saved to workdir if given
+    (replacing the run it held). safetensors: a file ``Model.export`` (or `makemore export`) wrote."""
+    from .store import safetensors
+
+    if format != "safetensors":
+        raise MakemoreError(f"format must be safetensors, got {format!r}")
+    path = os.fspath(path)
+    fitted = safetensors.model_from_bytes(read_bytes(path), path)
+    model = Model(fitted, {"imported_from": os.path.abspath(path)})
+    if workdir is not None:
+        model.save(os.fspath(workdir))
+    return model
 
 
 def load(workdir: str) -> Model:

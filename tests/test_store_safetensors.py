@@ -80,3 +80,23 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(models):
         from makemore_jax.models.mixture import Mixture
 
         safetensors.model_bytes(Mixture((models["counts"].fitted, models["bigram"].fitted), np.array([0.5, 0.5])))
+
+
+def test_export_then_import_gives_a_work_directory_that_samples_and_scores_the_same(tmp_path, capsys, small):
+    from conftest import run_inprocess
+
+    a, b, f = str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "m.safetensors")
+    makemore_jax.train(small, workdir=a, type="mlp", **tiny_settings("mlp", steps=10))
+    code, out, err = run_inprocess(capsys, "export", "-o", a, "--format", "safetensors", f)
+    assert code == 0 and out.startswith(f"wrote {f}: safetensors, mlp"), err
+    code, out, err = run_inprocess(capsys, "import", "--format", "safetensors", "-o", b, f)
+    assert code == 0 and out == f"read {f}: mlp; saved to {b}/\n", err
+    for command in (["sample", "-n", "8", "--seed", "4", "--no-report"], ["eval", "-i", small]):
+        assert (
+            run_inprocess(capsys, command[0], "-o", a, *command[1:])[1]
+            == run_inprocess(capsys, command[0], "-o", b, *command[1:])[1]
+        )
+    model = makemore_jax.import_model(f, format="safetensors")
+    assert model.sample(3, seed=1) == makemore_jax.load(a).sample(3, seed=1)
+    code, _, err = run_inprocess(capsys, "import", "--format", "safetensors", "-o", str(tmp_path / "c"), small)
+    assert code == 2 and "is not a safetensors file" in err and not (tmp_path / "c").exists()

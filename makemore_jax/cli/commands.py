@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import MakemoreError, counted
-from .export import add_export_parser
+from .export import add_export_parser, add_import_parser
 from .flags import (
     add_device_flag,
     non_negative_float,
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Character-level language models in JAX: train on a list of words, sample new ones.",
     )
     parser.add_argument("--version", action="version", version=f"makemore-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,mix,sample,export,eval,plot}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{train,tune,mix,sample,eval,export,import,plot}"
+    )
 
     def workdir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub, workdir)
     _add_plot_parser(sub, workdir)
     add_export_parser(sub, workdir)
+    add_import_parser(sub, workdir)
     _name_command_parsers(parser)
     return parser
 

@@ -1,4 +1,7 @@
-"""`makemore export`: a counting or n-gram model as a file other tools read (ARPA: KenLM, SRILM).
+"""`makemore export` and `makemore import`: a model as a file other tools read, and back (docs/interop.md).
+
+ARPA (KenLM, SRILM) for counting and n-gram models; safetensors for any one
+model (its arrays with its type, settings and vocabulary in the metadata).
 
 Mistakes (a format it does not know, a FILE it cannot write, a model that is
 no n-gram table) end as one line and exit status 2, with nothing written.
@@ -14,18 +17,20 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
-FORMATS = ("arpa",)
+FORMATS = ("arpa", "safetensors")
+IMPORT_FORMATS = ("safetensors",)
 Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
 
 
 def add_export_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable[[Parser], None]) -> None:
     x = sub.add_parser(
         "export",
-        help="write a counting or n-gram model as an ARPA file (KenLM, SRILM)",
-        description="Write the model in WORKDIR to FILE in a format other tools read. ARPA (the format of KenLM "
+        help="write the model as an ARPA (KenLM, SRILM) or safetensors file",
+        description="Write the model in WORKDIR to FILE in a format other tools read. arpa (the format of KenLM "
         "and SRILM): characters are the tokens and each word a sentence, <s> before it and </s> after it; a "
-        "reader that scores words by standard backoff gets the model's own probabilities. Counting models "
-        "(--type counts) and n-gram models (--type ngram: add-k, Kneser-Ney, modified Kneser-Ney) only.",
+        "reader that scores words by standard backoff gets the model's own probabilities; counting models "
+        "(--type counts) and n-gram models only. safetensors: the model's arrays, with its type, settings and "
+        "vocabulary in the file's metadata (makemore import reads it back exactly).",
     )
     workdir(x)
     x.add_argument("--format", choices=FORMATS, default="arpa", help="file format (default: arpa)")
@@ -33,6 +38,19 @@ def add_export_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable
         "file", metavar="FILE", help="the file to write (replaced if it exists; a symbolic link is written through)"
     )
     x.set_defaults(run=cmd_export)
+
+
+def add_import_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable[[Parser], None]) -> None:
+    m = sub.add_parser(
+        "import",
+        help="read a model file (safetensors) into a work directory",
+        description="Read FILE into the work directory WORKDIR (replacing the run it held), for sample, eval, "
+        "mix and makemore_jax.load. safetensors: a file makemore export wrote.",
+    )
+    workdir(m)
+    m.add_argument("--format", choices=IMPORT_FORMATS, required=True, help="the file's format")
+    m.add_argument("file", metavar="FILE", help="the file to read")
+    m.set_defaults(run=cmd_import)
 
 
 def check_output(path: str) -> None:
@@ -48,12 +66,15 @@ def check_output(path: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from ..models.ngram import arpa
-    from ..store import checkpoint, userfile
+    from .. import api
 
     check_output(args.file)  # before the model is loaded: a refused FILE costs nothing
-    model = checkpoint.load(args.work_dir, "model").fitted
-    text, counts = arpa.arpa_text(model)
-    userfile.write_user_file(args.file, text.encode("utf-8"), "FILE")  # checks again, then writes through links
-    listed = ", ".join(f"{n:,} {k}-grams" for k, n in enumerate(counts, start=1))
-    print(f"wrote {args.file}: ARPA, order {len(counts)} ({listed})")
+    what = api.load(args.work_dir).export(args.file, format=args.format)
+    print(f"wrote {args.file}: {what}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .. import api
+
+    model = api.import_model(args.file, format=args.format, workdir=args.work_dir)
+    print(f"read {args.file}: {model.fitted.model_def.label(model.fitted.config)}; saved to {args.work_dir}/")
