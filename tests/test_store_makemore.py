@@ -8,6 +8,7 @@ passes, so that a state_dict they load with strict=True is one makemore.py loads
 import math
 import os
 import pickle
+import sys
 
 import jax
 import numpy as np
@@ -416,3 +417,15 @@ def test_read_pt_refuses_something_else_than_a_state_dict(tmp_path):
         pickle.dump([1, 2], f, protocol=2)
     with pytest.raises(MakemoreError):
         read_pt(path)
+
+
+def test_without_pytorch_pt_files_are_refused_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    for call in (lambda: read_pt(str(tmp_path / "a.pt")), lambda: write_pt(str(tmp_path / "a.pt"), {})):
+        with pytest.raises(MakemoreError, match="needs PyTorch: pip install"):
+            call()
+
+
+def test_an_integer_entry_is_refused(transformer_state, vocab, block_size):
+    state = {**transformer_state, "transformer.ln_f.bias": np.zeros(8, np.int64)}
+    assert "transformer.ln_f.bias holds int64, expected floating point" in refusal(state, vocab, block_size)
