@@ -227,7 +227,13 @@ class Model:
             raw = safetensors.model_bytes(self.fitted)
             userfile.write_user_file(path, raw, "FILE")
             return f"safetensors, {self.fitted.model_def.label(self.fitted.config)} ({len(raw):,} bytes)"
-        raise MakemoreError(f"format must be one of arpa, safetensors, got {format!r}")
+        if format == "makemore":
+            from .store import makemore
+
+            state = makemore.to_state_dict(self.fitted)
+            userfile.write_user_file(path, makemore.pt_bytes(state), "FILE")
+            return f"a makemore.py state_dict of its {self.type} ({len(state)} entries)"
+        raise MakemoreError(f"format must be one of arpa, safetensors, makemore, got {format!r}")
 
     def save(self, workdir: str) -> None:
         """Write the model to a work directory, replacing whatever run it held, whole (docs/workdir.md).
@@ -350,16 +356,38 @@ def training_input(training: dict) -> WordArray:
     return parse_word_array(raw, source=path)
 
 
-def import_model(path: str, *, format: str, workdir: str | None = None) -> Model:
+def import_model(
+    path: str,
+    *,
+    format: str,
+    workdir: str | None = None,
+    type: str | None = None,
+    words: inputs.Input = None,
+    **sizes: int,
+) -> Model:
     """The model in a file of another tool's format (what `makemore import` reads), saved to workdir if given
-    (replacing the run it held). safetensors: a file ``Model.export`` (or `makemore export`) wrote."""
-    from .store import safetensors
+    (replacing the run it held). safetensors: a file ``Model.export`` (or `makemore export`) wrote. makemore:
+    a makemore.py state_dict (model.pt) of the given type, with its sizes (n_layer, n_head, n_embd, n_embd2:
+    makemore.py's 4/4/64/64 by default), and the vocabulary and block size of the words it was trained on
+    (a path, a list, or None: names.txt), built as makemore.py builds them."""
+    from .store import makemore, safetensors
 
-    if format != "safetensors":
-        raise MakemoreError(f"format must be safetensors, got {format!r}")
     path = os.fspath(path)
-    fitted = safetensors.model_from_bytes(read_bytes(path), path)
-    model = Model(fitted, {"imported_from": os.path.abspath(path)})
+    training: dict = {"imported_from": os.path.abspath(path)}
+    if format == "safetensors":
+        fitted = safetensors.model_from_bytes(read_bytes(path), path)
+    elif format == "makemore":
+        if type is None:
+            raise MakemoreError("a makemore.py checkpoint does not say its model type: give it (--type)")
+        read_in = inputs.read(words)
+        assert read_in.words is not None
+        block_size = int(read_in.words.lengths().max()) + 1
+        arrays = makemore.read_pt(path)
+        fitted = makemore.from_state_dict(arrays, type, read_in.words.vocab, block_size, sizes)
+        training.update(read_in.record(len(read_in.words)))
+    else:
+        raise MakemoreError(f"format must be makemore or safetensors, got {format!r}")
+    model = Model(fitted, training)
     if workdir is not None:
         model.save(os.fspath(workdir))
     return model

@@ -429,3 +429,32 @@ def test_without_pytorch_pt_files_are_refused_in_one_line(monkeypatch, tmp_path)
 def test_an_integer_entry_is_refused(transformer_state, vocab, block_size):
     state = {**transformer_state, "transformer.ln_f.bias": np.zeros(8, np.int64)}
     assert "transformer.ln_f.bias holds int64, expected floating point" in refusal(state, vocab, block_size)
+
+
+def test_the_commands_take_a_makemore_checkpoint_in_and_out(tmp_path, capsys, words):
+    """makemore export --format makemore, then makemore import of that model.pt: the same names and NLL."""
+    from conftest import run_inprocess
+
+    small = str(tmp_path / "words.txt")
+    with open(small, "w") as f:
+        f.write("".join(w + "\n" for w in words))
+
+    a, b, pt = str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "model.pt")
+    sizes = ["--n-layer", "1", "--n-head", "2", "--n-embd", "8"]
+    flags = [*sizes, "--steps", "10", "--batch-size", "8", "--eval-every", "10", "--num-samples", "0"]
+    assert run_inprocess(capsys, "train", "-i", small, "-o", a, "--type", "transformer", *flags)[0] == 0
+    code, out, err = run_inprocess(capsys, "export", "-o", a, "--format", "makemore", pt)
+    assert code == 0 and "a makemore.py state_dict of its transformer" in out, err
+    code, out, err = run_inprocess(
+        capsys, "import", "--format", "makemore", "--type", "transformer", "-i", small, *sizes, "-o", b, pt
+    )
+    assert code == 0, err
+    for command in (["sample", "-n", "6", "--seed", "2"], ["eval", "-i", small]):
+        assert (
+            run_inprocess(capsys, command[0], "-o", a, *command[1:])[1:]
+            == run_inprocess(capsys, command[0], "-o", b, *command[1:])[1:]
+        )
+    code, _, err = run_inprocess(capsys, "import", "--format", "makemore", "--type", "mlp", "-i", small, "-o", b, pt)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "missing" in err
+    code, _, err = run_inprocess(capsys, "export", "-o", str(tmp_path / "c"), "--format", "makemore", pt)
+    assert code == 2 and "no such work directory" in err

@@ -17,8 +17,10 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
-FORMATS = ("arpa", "safetensors")
-IMPORT_FORMATS = ("safetensors",)
+from ..errors import MakemoreError
+
+FORMATS = ("arpa", "safetensors", "makemore")
+IMPORT_FORMATS = ("makemore", "safetensors")
 Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
 
 
@@ -29,8 +31,10 @@ def add_export_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable
         description="Write the model in WORKDIR to FILE in a format other tools read. arpa (the format of KenLM "
         "and SRILM): characters are the tokens and each word a sentence, <s> before it and </s> after it; a "
         "reader that scores words by standard backoff gets the model's own probabilities; counting models "
-        "(--type counts) and n-gram models only. safetensors: the model's arrays, with its type, settings and "
-        "vocabulary in the file's metadata (makemore import reads it back exactly).",
+        "(--type counts) and n-gram models only. safetensors: the model's arrays (under makemore.py's names "
+        "where it has the type), with its type, settings and vocabulary in the file's metadata (makemore import "
+        "reads it back exactly). makemore: a makemore.py state_dict (model.pt) that its own classes load with "
+        "strict=True (bigram, mlp, rnn, gru, bow, transformer; needs PyTorch).",
     )
     workdir(x)
     x.add_argument("--format", choices=FORMATS, default="arpa", help="file format (default: arpa)")
@@ -43,12 +47,22 @@ def add_export_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable
 def add_import_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable[[Parser], None]) -> None:
     m = sub.add_parser(
         "import",
-        help="read a model file (safetensors) into a work directory",
+        help="read a makemore.py checkpoint or a safetensors file into a work directory",
         description="Read FILE into the work directory WORKDIR (replacing the run it held), for sample, eval, "
-        "mix and makemore_jax.load. safetensors: a file makemore export wrote.",
+        "mix and makemore_jax.load. makemore: a makemore.py model.pt (its state_dict; needs PyTorch) of --type, "
+        "with the sizes it was trained with and the vocabulary and block size of the words it was trained on "
+        "(-i, as makemore.py builds them). safetensors: a file makemore export wrote.",
     )
     workdir(m)
     m.add_argument("--format", choices=IMPORT_FORMATS, required=True, help="the file's format")
+    m.add_argument(
+        "--type", choices=("bigram", "mlp", "rnn", "gru", "bow", "transformer"), help="makemore: the model's type"
+    )
+    m.add_argument(
+        "-i", "--input-file", metavar="WORDS", help="makemore: the words it was trained on (default: names.txt)"
+    )
+    for size, default in (("n-layer", 4), ("n-head", 4), ("n-embd", 64), ("n-embd2", 64)):
+        m.add_argument(f"--{size}", type=int, default=None, metavar="N", help=f"makemore: (default {default})")
     m.add_argument("file", metavar="FILE", help="the file to read")
     m.set_defaults(run=cmd_import)
 
@@ -76,5 +90,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from .. import api
 
-    model = api.import_model(args.file, format=args.format, workdir=args.work_dir)
+    sizes = {k: getattr(args, k) for k in ("n_layer", "n_head", "n_embd", "n_embd2") if getattr(args, k) is not None}
+    if args.format == "makemore":
+        model = api.import_model(
+            args.file, format="makemore", workdir=args.work_dir, type=args.type, words=args.input_file, **sizes
+        )
+    else:
+        if args.type or args.input_file or sizes:
+            raise MakemoreError("--type, -i and the sizes are for --format makemore: a safetensors file has its own")
+        model = api.import_model(args.file, format=args.format, workdir=args.work_dir)
     print(f"read {args.file}: {model.fitted.model_def.label(model.fitted.config)}; saved to {args.work_dir}/")

@@ -200,6 +200,10 @@ LAYOUTS: dict[str, tuple[str, Callable[[ModelConfig], list[Entry]]]] = {
 }
 
 
+TYPES = tuple(LAYOUTS)  # the makemore-jax types makemore.py has
+NAMES = "makemore.py"  # safetensors metadata: the arrays carry makemore.py's names (store.safetensors)
+
+
 def _layout(model_type: str) -> tuple[str, Callable[[ModelConfig], list[Entry]]]:
     if model_type not in LAYOUTS:
         raise MakemoreError(
@@ -367,13 +371,19 @@ def read_pt(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def write_pt(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """torch.save an OrderedDict of the arrays as tensors, written atomically: a file makemore.py loads."""
+def pt_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes torch.save writes of an OrderedDict of the arrays as tensors: a file makemore.py loads."""
     torch = _torch()
     state = OrderedDict((name, torch.tensor(np.asarray(a))) for name, a in arrays.items())
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def write_pt(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """pt_bytes of the arrays, written atomically."""
+    payload = pt_bytes(arrays)
     try:
-        atomic_write(path, buffer.getvalue())
+        atomic_write(path, payload)
     except OSError as err:
         raise MakemoreError(f"cannot write {path}: {err.strerror or err}") from None

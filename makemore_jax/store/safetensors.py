@@ -7,11 +7,13 @@ little-endian. It holds numbers only: reading runs nothing, and needs neither
 torch nor the safetensors package (this module reads and writes it with
 numpy; the tests check that the safetensors package reads what it writes).
 
-A model is written under its own parameter paths (``wte``, ``blocks/attn/...``,
-as ``params/<path>`` in a checkpoint, with ``/`` made ``.``); its metadata
-holds the format, the model type, the settings (TrainConfig's JSON), the
-vocabulary and the block size, so reading it back gives the same model: a
-round trip is exact.
+A model of a type makemore.py has (bigram, mlp, rnn, gru, bow, transformer) is
+written under makemore.py's names, in torch's layout (its state_dict:
+store.makemore); the others under their own parameter paths (``params/<path>``
+of a checkpoint, with ``/`` made ``.``). The metadata holds the format, the
+names used, the model type, the settings (TrainConfig's JSON), the vocabulary
+and the block size, so reading it back gives the same model: a round trip is
+exact.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from ..errors import MakemoreError
 from ..models import mixture
 from ..training.config import TrainConfig
 from ..training.fitted import AnyFitted, Fitted
+from . import makemore
 
 FORMAT = "makemore-jax"
+OWN_NAMES = "makemore-jax"  # the arrays' names: the model's own parameter paths, or makemore.NAMES
 HEADER_LIMIT = 100 * 2**20  # a header this long is not a model's
 DTYPES = {"F32": np.float32, "F64": np.float64, "I32": np.int32, "I64": np.int64, "U8": np.uint8, "I8": np.int8}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
@@ -99,9 +103,14 @@ def model_bytes(model: AnyFitted) -> bytes:
 
     if isinstance(model, mixture.Mixture):
         raise MakemoreError("a mixture is not one set of weights: export its member models instead")
-    arrays = {path[len("params/") :].replace("/", "."): a for path, a in flatten_params(model.params).items()}
+    if model.type in makemore.TYPES:
+        arrays, names = makemore.to_state_dict(model), makemore.NAMES
+    else:
+        arrays = {path[len("params/") :].replace("/", "."): a for path, a in flatten_params(model.params).items()}
+        names = OWN_NAMES
     metadata = {
         "format": FORMAT,
+        "names": names,
         "type": model.type,
         "config": json.dumps(model.config.to_json()),
         "vocab": json.dumps(model.vocab.to_json(), ensure_ascii=False),
@@ -112,7 +121,7 @@ def model_bytes(model: AnyFitted) -> bytes:
 
 def model_from_bytes(raw: bytes, source: str) -> Fitted:
     """The model of a file model_bytes wrote; MakemoreError naming source for any other or a damaged one."""
-    from .checkpoint import check_arrays, unflatten_params
+    from .checkpoint import check_arrays, flatten_params, unflatten_params
 
     arrays, meta = decode(raw, source)
     if meta.get("format") != FORMAT:
@@ -125,6 +134,12 @@ def model_from_bytes(raw: bytes, source: str) -> Fitted:
         raise MakemoreError(f"{source}: its metadata does not describe a model ({err})") from None
     if meta.get("type") != config.type:
         raise MakemoreError(f"{source}: type {meta.get('type')!r} does not match its config ({config.type!r})")
+    if meta.get("names") == makemore.NAMES:
+        sizes = {k: getattr(config, k) for k in makemore.SIZES}
+        made = makemore.from_state_dict(arrays, config.type, vocab, block_size, sizes)
+        arrays = {path[len("params/") :].replace("/", "."): a for path, a in flatten_params(made.params).items()}
+    elif meta.get("names") != OWN_NAMES:
+        raise MakemoreError(f"{source}: its metadata names its arrays {meta.get('names')!r}, which this reader lacks")
     flat = {"params/" + name.replace(".", "/"): a for name, a in arrays.items()}
     model = Fitted(config, vocab, {}, block_size)
     check_arrays(model, flat, source)
