@@ -69,3 +69,13 @@ def test_the_scripted_run_of_docs_python_runs_and_matches_the_command(tmp_path, 
     code, out, err = run_inprocess(capsys, "sample", "-o", "run", "-n", "5", "--seed", "1", "--no-report")
     assert code == 0, err
     assert ast.literal_eval(names) == out.splitlines()
+
+
+def test_the_export_example_of_docs_python_round_trips(tmp_path, monkeypatch, capsys):
+    page = open(os.path.join(ROOT, "docs", "python.md"), encoding="utf-8").read()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "import_model" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/python.md", "exec"), {"__name__": "docs_python"})
+    wrote, same = capsys.readouterr().out.splitlines()
+    assert wrote.startswith("safetensors, bigram") and same == "True True"
+    assert (tmp_path / "imported" / "model.json").exists()

@@ -22,9 +22,17 @@ def small(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(small):
+    """Counted models, and neural ones as initialised (a round trip of the arrays needs no training)."""
+    from makemore_jax.data.words import Dataset, read_words
+    from makemore_jax.seeding import seed_key
+    from makemore_jax.training.config import settings_for
+    from makemore_jax.training.trainer import new_model
+
     out = {kind: makemore_jax.train(small, type=kind) for kind in ("counts", "ngram")}
     for kind in ("bigram", "lstm", "transformer"):
-        out[kind] = makemore_jax.train(small, type=kind, **tiny_settings(kind, steps=10))
+        cfg = settings_for(kind, tiny_settings(kind))
+        data = Dataset.build(read_words(small), seed_key(cfg.seed, "split"), cfg.split)
+        out[kind] = makemore_jax.api.Model(new_model(cfg, data))
     return out
 
 
@@ -47,7 +55,8 @@ def test_a_round_trip_is_exact_and_the_reference_reader_agrees(models, kind):
     assert reference.keys() == expected.keys()
     for name, array in reference.items():
         np.testing.assert_array_equal(array, expected[name])
-    assert makemore_jax.api.Model(back).sample(5, seed=2) == models[kind].sample(5, seed=2)
+    if kind in ("counts", "bigram"):  # the arrays and settings above make the same model; once end to end
+        assert makemore_jax.api.Model(back).sample(5, seed=2) == models[kind].sample(5, seed=2)
 
 
 def test_a_file_the_reference_writer_wrote_is_read(models):
