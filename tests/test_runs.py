@@ -179,10 +179,11 @@ def test_a_setting_is_refused_alike_from_flags_python_and_a_config_file(tmp_path
 def test_a_config_file_equals_its_flags_and_flags_beside_it_win(tmp_path, capsys, small):
     config = tmp_path / "run.toml"
     settings = tiny_settings("transformer", steps=20)
-    config.write_text('type = "transformer"\n' + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+    lines = "".join(f"{k} = {v}\n" for k, v in settings.items())
+    config.write_text(f'type = "transformer"\nsplit = [80, 10, 10]\n{lines}')
     by_file, by_flags = str(tmp_path / "file"), str(tmp_path / "flags")
     assert run_inprocess(capsys, "train", "-i", small, "-o", by_file, "--config", str(config))[0] == 0
-    flags = tiny_flags("transformer", steps=20)
+    flags = tiny_flags("transformer", steps=20) + ["--split", "80,10,10"]
     assert run_inprocess(capsys, "train", "-i", small, "-o", by_flags, "--type", "transformer", *flags)[0] == 0
     assert files(by_file) == files(by_flags)
     code, out, _ = run_inprocess(

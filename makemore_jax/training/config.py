@@ -318,6 +318,9 @@ class TrainConfig:
         unknown = set(fields) - set(SETTINGS)
         if unknown:
             raise MakemoreError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        split = fields.get("split")
+        if isinstance(split, (list, tuple)) and all(isinstance(p, int) and not isinstance(p, bool) for p in split):
+            fields["split"] = tuple(float(p) for p in split)  # 80,10,10 as the flag's parser reads it
         return cls(type=type, **fields)
 
     def validate(self) -> TrainConfig:
