@@ -32,6 +32,7 @@ import numpy as np
 from .data.words import Vocabulary, WordArray, parse_word_array, read_bytes
 from .errors import MakemoreError
 from .models.losses import perplexity
+from .models.mixture import Mixture
 from .runs import inputs, mixing, tuning
 from .runs.events import Watch, ignore
 from .runs.placement import Placement
@@ -242,7 +243,7 @@ class Model:
         model last.json and metrics.jsonl: `makemore train --resume` continues it); a loaded one as it was
         loaded. A mixture is saved by ``mix`` (with its members), not here.
         """
-        if isinstance(self.fitted, checkpoint.mixture.Mixture):
+        if isinstance(self.fitted, Mixture):
             raise MakemoreError(
                 "a mixture is saved with its members, by mix(..., workdir=...); it is not one checkpoint"
             )

@@ -13,4 +13,5 @@ events; the Python API starts the same run and returns its outcome.
     inputs.py     the input: a file or a list of words, read by one set of rules; a host's part
     placement.py  where a run computes: one device, several, several hosts
     events.py     what a run tells whoever watches
+    tensorboard.py  the run's curves for TensorBoard, written when it saves
 """
