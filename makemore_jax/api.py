@@ -370,13 +370,18 @@ def import_model(
     (replacing the run it held). safetensors: a file ``Model.export`` (or `makemore export`) wrote. makemore:
     a makemore.py state_dict (model.pt) of the given type, with its sizes (n_layer, n_head, n_embd, n_embd2:
     makemore.py's 4/4/64/64 by default), and the vocabulary and block size of the words it was trained on
-    (a path, a list, or None: names.txt), built as makemore.py builds them."""
-    from .store import makemore, safetensors
+    (a path, a list, or None: names.txt), built as makemore.py builds them. arpa: a character-level ARPA
+    file (KenLM, SRILM), a backoff model that scores words by its backoff rules (docs/interop.md)."""
+    from .store import arpa, makemore, safetensors
 
     path = os.fspath(path)
     training: dict = {"imported_from": os.path.abspath(path)}
+    if format in ("safetensors", "arpa") and (type is not None or words is not None or sizes):
+        raise MakemoreError(f"type, words and the sizes are for format makemore: a {format} file has its own")
     if format == "safetensors":
         fitted = safetensors.model_from_bytes(read_bytes(path), path)
+    elif format == "arpa":
+        fitted = arpa.read_file(path)
     elif format == "makemore":
         if type is None:
             raise MakemoreError("a makemore.py checkpoint does not say its model type: give it (--type)")
@@ -387,7 +392,7 @@ def import_model(
         fitted = makemore.from_state_dict(arrays, type, read_in.words.vocab, block_size, sizes)
         training.update(read_in.record(len(read_in.words)))
     else:
-        raise MakemoreError(f"format must be makemore or safetensors, got {format!r}")
+        raise MakemoreError(f"format must be makemore, safetensors or arpa, got {format!r}")
     model = Model(fitted, training)
     if workdir is not None:
         model.save(os.fspath(workdir))

@@ -20,7 +20,7 @@ from typing import TypeVar
 from ..errors import MakemoreError
 
 FORMATS = ("arpa", "safetensors", "makemore")
-IMPORT_FORMATS = ("makemore", "safetensors")
+IMPORT_FORMATS = ("makemore", "safetensors", "arpa")
 Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
 
 
@@ -47,11 +47,13 @@ def add_export_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable
 def add_import_parser(sub: argparse._SubParsersAction[Parser], workdir: Callable[[Parser], None]) -> None:
     m = sub.add_parser(
         "import",
-        help="read a makemore.py checkpoint or a safetensors file into a work directory",
+        help="read a makemore.py checkpoint, a safetensors file or an ARPA file into a work directory",
         description="Read FILE into the work directory WORKDIR (replacing the run it held), for sample, eval, "
         "mix and makemore_jax.load. makemore: a makemore.py model.pt (its state_dict; needs PyTorch) of --type, "
         "with the sizes it was trained with and the vocabulary and block size of the words it was trained on "
-        "(-i, as makemore.py builds them). safetensors: a file makemore export wrote.",
+        "(-i, as makemore.py builds them). safetensors: a file makemore export wrote. arpa: a character-level "
+        "ARPA file (KenLM, SRILM: characters as tokens, a word a sentence), a backoff model that scores words by "
+        "the file's backoff rules.",
     )
     workdir(m)
     m.add_argument("--format", choices=IMPORT_FORMATS, required=True, help="the file's format")
@@ -97,6 +99,6 @@ def cmd_import(args: argparse.Namespace) -> None:
         )
     else:
         if args.type or args.input_file or sizes:
-            raise MakemoreError("--type, -i and the sizes are for --format makemore: a safetensors file has its own")
+            raise MakemoreError(f"--type, -i and the sizes are for --format makemore: a {args.format} file has its own")
         model = api.import_model(args.file, format=args.format, workdir=args.work_dir)
     print(f"read {args.file}: {model.fitted.model_def.label(model.fitted.config)}; saved to {args.work_dir}/")

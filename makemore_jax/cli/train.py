@@ -30,7 +30,7 @@ GROUPS = {
 
 
 def add_train_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
-    from ..models import MODEL_TYPES
+    from ..models import TRAINING_TYPES
 
     t = sub.add_parser(
         "train",
@@ -44,7 +44,7 @@ def add_train_parser(sub: Subparsers, workdir: AddWorkdir) -> None:
         "-i", "--input-file", metavar="FILE", default=None, help="words, one per line, UTF-8 (default: names.txt)"
     )
     workdir(t)
-    t.add_argument("--type", choices=MODEL_TYPES, help="model type (default: bigram)")
+    t.add_argument("--type", choices=TRAINING_TYPES, help="model type (default: bigram)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in WORKDIR exactly where it stopped")
     t.add_argument(
         "--config",

@@ -53,6 +53,9 @@ ask by its name. ``settings`` below is a training.config.TrainConfig and
 - ``saved_arrays(arrays, settings, V) -> {'params/...': (shape, dtype)}``: what
   a checkpoint of it must hold, when that is not the shapes of ``init``.
 - ``any_length``: it scores and samples words longer than its block size.
+- ``fitted_here``: False for a model read whole from another tool's file (the
+  backoff model of an ARPA file, ``ngram.backoff``): it was fitted on no split
+  of the data, so a mixture does not ask it to share the others' seed and split.
 - ``defaults``: its training settings' defaults; ``settings``: the settings
   of its own that it reads (sizes, smoothing, ...: those training.config
   declares with scope MODEL; a type that does not list one refuses it);
@@ -183,11 +186,17 @@ class ModelDef:
     settings: tuple[str, ...] = ()  # the settings of its own it reads (training.config's scope MODEL)
     resolve: Callable[[dict[str, Any]], dict[str, Any]] = _given_as_is  # settings given: field -> value
     describe: Callable[[Settings], str] | None = None
+    fitted_here: bool = True  # False: read whole from another tool's file, fitted on no split of ours
 
     @property
     def counted(self) -> bool:
         """Fitted by counting (no optimizer steps, nothing to resume)."""
         return self.count is not None
+
+    @property
+    def trained(self) -> bool:
+        """Fitted by gradient steps from its init (a run of it can resume)."""
+        return self.init is not None
 
     def label(self, settings: Settings) -> str:
         return self.describe(settings) if self.describe is not None else self.name
@@ -214,7 +223,7 @@ class ModelDef:
 
 
 # name -> module under makemore_jax.models that defines it in MODELS: first the
-# counted models, then the neural ones
+# counted models, then the neural ones, then those only read from other tools' files
 _COUNTED = {"counts": "counts", "ngram": "ngram"}
 _MODULE_OF = {
     "bigram": "bigram",
@@ -227,13 +236,16 @@ _MODULE_OF = {
     "wavenet": "wavenet",
 }
 
+_READ = {"backoff": "ngram"}  # an ARPA file's backoff model (makemore import --format arpa)
+
 MODEL_NAMES = tuple(_MODULE_OF)  # the neural models, trained by gradient steps
-MODEL_TYPES = tuple(_COUNTED) + MODEL_NAMES  # every type a work directory can hold
+TRAINING_TYPES = tuple(_COUNTED) + MODEL_NAMES  # the types train makes
+MODEL_TYPES = TRAINING_TYPES + tuple(_READ)  # every type a work directory can hold
 
 
 def get_model(name: str) -> ModelDef:
     """The ModelDef registered under name; MakemoreError for an unknown name."""
-    module = _COUNTED.get(name) or _MODULE_OF.get(name)
+    module = _COUNTED.get(name) or _MODULE_OF.get(name) or _READ.get(name)
     if module is None:
         raise MakemoreError(f"unknown model type {name!r} (choose from {', '.join(MODEL_TYPES)})")
     return importlib.import_module(f"{__name__}.{module}").MODELS[name]

@@ -41,6 +41,8 @@ class Member(FittedView, Protocol):
 
     @property
     def runner(self) -> Runner: ...
+    @property
+    def model_def(self) -> ModelDef: ...
 
 
 def _mix(logits_per_member: Sequence[jax.Array], log_w_K: jax.Array) -> jax.Array:
@@ -123,18 +125,34 @@ class Mixture:
 
 
 def check_members(members: Sequence[Member]) -> None:
-    """Members must share the vocabulary, the seed and the split (so dev means the same words)."""
+    """Members must share the vocabulary, and those fitted here the seed and the split (so dev means the
+    same words); a model read whole from another tool's file (``ModelDef.fitted_here`` False) has neither."""
     if len(members) < 2:
         raise MakemoreError(f"a mixture needs at least two models, got {len(members)}")
     first = members[0]
     for k, m in enumerate(members[1:], 1):
         if m.vocab.chars != first.vocab.chars:
             raise MakemoreError(f"model {k + 1} has another vocabulary than model 1: they were trained on other data")
-        if (m.config.seed, tuple(m.config.split)) != (first.config.seed, tuple(first.config.split)):
+    fitted_here = [k for k, m in enumerate(members) if m.model_def.fitted_here]
+    for k in fitted_here[1:]:
+        m, f = members[k], members[fitted_here[0]]
+        if (m.config.seed, tuple(m.config.split)) != (f.config.seed, tuple(f.config.split)):
             raise MakemoreError(
-                f"model {k + 1} was trained with seed {m.config.seed} and split {m.config.split}, model 1 with "
-                f"seed {first.config.seed} and split {first.config.split}: their dev splits differ"
+                f"model {k + 1} was trained with seed {m.config.seed} and split {m.config.split}, model "
+                f"{fitted_here[0] + 1} with seed {f.config.seed} and split {f.config.split}: their dev splits differ"
             )
+
+
+def data_member(members: Sequence[Member]) -> int:
+    """The first member fitted here: whose data, seed and split give the mixture's dev split; MakemoreError
+    where every member was read from another tool's file (none has a dev split)."""
+    for k, m in enumerate(members):
+        if m.model_def.fitted_here:
+            return k
+    raise MakemoreError(
+        "none of the models was trained here: a mixture's weights are fitted on the dev split of the data "
+        "its models were trained on, so mix at least one model trained on that data"
+    )
 
 
 @partial(jax.jit, static_argnames=("apply", "chunk"))

@@ -40,11 +40,12 @@ def mix(model_dirs: Sequence[str], *, workdir: str | None = None, watch: Watch =
             raise MakemoreError(f"{d} holds a mixture: mix its member models instead")
         members.append(ld.fitted)
     mixture.check_members(members)
-    data = _shared_data(model_dirs, loaded, members)
+    first = mixture.data_member(members)
+    data = _shared_data(model_dirs, loaded, members, first)
     mix_model, report = mixture.fit(members, data)
     for line in _table(model_dirs, loaded, report):
         watch(Line(line))
-    outcome = Outcome(mix_model, 0, report["mixture"].get("dev"), {}, loaded[0].training, [], None, data)
+    outcome = Outcome(mix_model, 0, report["mixture"].get("dev"), {}, loaded[first].training, [], None, data)
     if workdir is not None:
         with WorkDir.held(workdir) as held:
             held.save_mixture(mix_model, loaded, model_dirs, report)
@@ -53,13 +54,16 @@ def mix(model_dirs: Sequence[str], *, workdir: str | None = None, watch: Watch =
     return outcome
 
 
-def _shared_data(model_dirs: Sequence[str], loaded: Sequence[checkpoint.Loaded], members: Sequence[Fitted]) -> Dataset:
-    """The split the members were trained on, rebuilt from their recorded input (which must be the same)."""
-    digest = loaded[0].training.get("input_sha256")
-    for d, ld in zip(model_dirs, loaded):
-        if ld.training.get("input_sha256") != digest:
-            raise MakemoreError(f"{d} was trained on other data than {model_dirs[0]}")
-    path = loaded[0].training.get("input")
+def _shared_data(
+    model_dirs: Sequence[str], loaded: Sequence[checkpoint.Loaded], members: Sequence[Fitted], first: int
+) -> Dataset:
+    """The split the members fitted here were trained on, rebuilt from their recorded input (which must be
+    the same); first: the first of them."""
+    digest = loaded[first].training.get("input_sha256")
+    for d, ld, m in zip(model_dirs, loaded, members):
+        if m.model_def.fitted_here and ld.training.get("input_sha256") != digest:
+            raise MakemoreError(f"{d} was trained on other data than {model_dirs[first]}")
+    path = loaded[first].training.get("input")
     try:
         read_in = inputs.read(path if isinstance(path, str) and path else "")
     except MakemoreError:
@@ -69,7 +73,7 @@ def _shared_data(model_dirs: Sequence[str], loaded: Sequence[checkpoint.Loaded],
             f"the models' training input {path} changed since training: the dev split cannot be rebuilt"
         )
     assert read_in.words is not None
-    cfg = members[0].config
+    cfg = members[first].config
     return Dataset.build(read_in.words, seed_key(cfg.seed, "split"), cfg.split)
 
 

@@ -345,8 +345,9 @@ def _refuse_resuming_counted(workdir: str) -> None:
         held = checkpoint.load(workdir, "model").fitted
     except MakemoreError:
         return  # loading "last" says what is wrong
-    if held.model_def.counted:
+    if not held.model_def.trained:
+        how = "counted in one pass" if held.model_def.counted else "read whole from another tool's file"
+        again = " (train it again without resuming)" if held.model_def.counted else ""
         raise MakemoreError(
-            f"resume: {workdir} holds {a_model(held.type)}, which is counted in one pass: "
-            "there is nothing to resume (train it again without resuming)"
+            f"resume: {workdir} holds {a_model(held.type)}, which is {how}: there is nothing to resume{again}"
         )

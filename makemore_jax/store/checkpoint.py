@@ -580,8 +580,12 @@ def _load_mixture(workdir: str) -> Loaded:
     w = np.asarray(weights, np.float64)
     figures = meta.get("report", {}).get("mixture", {}) if isinstance(meta.get("report"), dict) else {}
     metrics = with_perplexities({f"{s}_nll": _number_or_none(figures.get(s)) for s in SPLITS})
+    first = next((k for k, m in enumerate(members) if m.model_def.fitted_here), 0)  # whose data it was fitted on
     return Loaded(
-        mixture.Mixture(members, w / w.sum()), best_dev=metrics["dev_nll"], training=loaded[0].training, metrics=metrics
+        mixture.Mixture(members, w / w.sum()),
+        best_dev=metrics["dev_nll"],
+        training=loaded[first].training,
+        metrics=metrics,
     )
 
 

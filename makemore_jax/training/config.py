@@ -26,7 +26,7 @@ from typing import Any
 
 from ..data.words import validate_split
 from ..errors import MakemoreError
-from ..models import MODEL_TYPES, ModelConfig, ModelDef, get_model, ngram
+from ..models import MODEL_TYPES, TRAINING_TYPES, ModelConfig, ModelDef, get_model, ngram
 from ..seeding import MAX_SEED
 
 INT32_LIMIT = 2**31 - 1  # step counters, array sizes and indices are int32 in JAX
@@ -375,7 +375,7 @@ NOT_SAVED = frozenset(name for name, spec in SETTINGS.items() if not spec.saved)
 def takes(model_def: ModelDef, name: str) -> bool:
     """Whether a model type takes the setting (its scope)."""
     scope = SETTINGS[name].scope
-    return scope == ALL or (scope == TRAINED and not model_def.counted) or name in model_def.settings
+    return scope == ALL or (scope == TRAINED and model_def.trained) or name in model_def.settings
 
 
 def default_of(model_def: ModelDef, name: str) -> object:
@@ -395,8 +395,8 @@ def settings_for(model_type: object, given: Mapping[str, object], source: str = 
     (e.g. "run.toml: ") prefixes the message of a file's mistakes.
     """
     try:
-        if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
-            raise MakemoreError(f"type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
+        if not isinstance(model_type, str) or model_type not in TRAINING_TYPES:
+            raise MakemoreError(f"type must be one of {', '.join(TRAINING_TYPES)}, got {model_type!r}")
         model_def = get_model(model_type)
         unknown = sorted(set(given) - set(SETTINGS))
         if unknown:
@@ -414,14 +414,14 @@ def takers(name: str) -> str:
     scope = SETTINGS[name].scope
     if scope == TRAINED:
         return "only for the trained models, not counts or ngram"
-    owners = [t for t in MODEL_TYPES if name in get_model(t).settings]
+    owners = [t for t in TRAINING_TYPES if name in get_model(t).settings]
     return f"only for {', '.join(owners)}"
 
 
 def default_text(name: str) -> str:
     """Each type's default of a setting, e.g. 'bigram 50; others 0.0005' or '64', for the help."""
     by_value: dict[str, list[str]] = {}
-    for t in MODEL_TYPES:
+    for t in TRAINING_TYPES:
         model_def = get_model(t)
         if takes(model_def, name):
             by_value.setdefault(show(default_of(model_def, name)), []).append(t)

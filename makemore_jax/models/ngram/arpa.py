@@ -60,10 +60,11 @@ import numpy as np
 from ...data.words import BOUNDARY_ID, Vocabulary
 from ...errors import MakemoreError
 from .. import FittedView
+from . import backoff
 from .counting import Level, NgramCounts, all_levels
 from .smoothing import count_tables, model_order, vocab_size_of
 
-EXPORTABLE = ("counts", "ngram")
+EXPORTABLE = ("counts", "ngram", "backoff")
 LOG10_ZERO = -99.0  # log10 of probability 0, as ARPA files write it
 DIGITS = 7  # significant digits of each log10 value
 
@@ -88,12 +89,14 @@ def arpa_text(model: FittedView) -> tuple[str, tuple[int, ...]]:
     kind = getattr(model, "type", None)
     if kind not in EXPORTABLE:
         raise MakemoreError(
-            f"a {kind} model cannot be written as ARPA: only the counting model (--type counts) "
-            "and the n-gram models (--type ngram) are n-gram tables"
+            f"a {kind} model cannot be written as ARPA: only the counting model (--type counts), "
+            "the n-gram models (--type ngram) and models read from ARPA files are n-gram tables"
         )
     tokens = arpa_tokens(model.vocab)
     V = model.vocab.size
-    if kind == "counts":
+    if kind == "backoff":  # read from an ARPA file: its entries as they were read
+        sections = backoff_sections(model.params)
+    elif kind == "counts":
         table = np.asarray(model.params["counts"])
         cells = np.argwhere(table > 0)
         sections = add_k_sections(cells, table[cells[:, 0], cells[:, 1]], 2, V, float(model.config.smoothing))
@@ -103,11 +106,26 @@ def arpa_text(model: FittedView) -> tuple[str, tuple[int, ...]]:
 
 
 def arpa_tokens(vocab: Vocabulary) -> list[str]:
-    """Token of each id: '</s>' for 0, the characters, then '<s>' (id V)."""
+    """Token of each id: '</s>' for 0, the characters, then '<s>' (id V) and '<unk>' (id V + 1)."""
     for c in vocab.chars:
         if c.isspace() or c == "\0":
             raise MakemoreError(f"the character {c!r} cannot be an ARPA token (ARPA separates tokens by white space)")
-    return ["</s>", *vocab.chars, "<s>"]
+    return ["</s>", *vocab.chars, "<s>", "<unk>"]
+
+
+def backoff_sections(params: dict) -> list[Section]:
+    """A backoff model's entries by order, as it holds them (sorted as _Sections sorts)."""
+    grams = np.asarray(params["grams"], np.int64)
+    n_of = backoff.entry_orders(grams)
+    N = grams.shape[1]
+    return [
+        Section(
+            grams[n_of == n, :n],
+            np.asarray(params["log10_prob"])[n_of == n],
+            None if n == N else np.asarray(params["log10_backoff"])[n_of == n],
+        )
+        for n in range(1, N + 1)
+    ]
 
 
 def ngram_sections(params: dict) -> list[Section]:
@@ -377,5 +395,5 @@ def format_arpa(sections: list[Section], tokens: list[str]) -> str:
 
 def _numbers(x: np.ndarray) -> np.ndarray:
     return np.array(
-        ["-99" if v <= LOG10_ZERO else "0" if v == 0 else f"{v:.{DIGITS}g}" for v in x.tolist()], dtype=object
+        ["-99" if v == LOG10_ZERO else "0" if v == 0 else f"{v:.{DIGITS}g}" for v in x.tolist()], dtype=object
     )

@@ -17,6 +17,7 @@ from ...data.packing import in_chunks
 from ...data.words import BOUNDARY_ID, SPLITS, Dataset, Vocabulary, word_lengths
 from ...errors import MakemoreError
 from .. import ArraySpecs, Counter, Decoder, FittedView, ModelConfig, ModelDef, Runner, Settings
+from . import backoff
 from .counting import (
     DENSE_MAX_CELLS,
     all_levels,
@@ -39,6 +40,13 @@ SCORE_CONTEXTS = 2**18  # distinct contexts per compiled call (one shape: one co
 # ---- evaluation ---------------------------------------------------------------------------
 
 
+def logprobs(params: dict, contexts_BxC: jax.Array) -> jax.Array:
+    """log p(next id | context) of an n-gram model's tables or a backoff model's: (B, N − 1) -> (B, V)."""
+    if backoff.is_backoff(params):
+        return backoff.logprobs(params, contexts_BxC)
+    return jnp.log(probs(params, contexts_BxC))
+
+
 @partial(jax.jit, static_argnames=("n_groups", "chunk"))
 def ngrams_nll(
     params: dict, ngrams_PxN: jax.Array, group_P: jax.Array, n_groups: int, chunk: int = EVAL_CHUNK
@@ -51,8 +59,8 @@ def ngrams_nll(
 
     def score(args):
         rows_CxN, group_C = args
-        p_CxV = probs(params, rows_CxN[:, :-1])
-        nll_C = -jnp.log(jnp.take_along_axis(p_CxV, rows_CxN[:, -1:], axis=1)[:, 0])
+        logp_CxV = logprobs(params, rows_CxN[:, :-1])
+        nll_C = -jnp.take_along_axis(logp_CxV, rows_CxN[:, -1:], axis=1)[:, 0]
         live_C = group_C >= 0
         where_C = jnp.where(live_C, group_C, 0)
         return (
@@ -131,7 +139,7 @@ def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
 def contexts_logprobs(params: dict, contexts_BxC: jax.Array, chunk: int = EVAL_CHUNK) -> jax.Array:
     """log p(next id | context) of contexts (B a multiple of chunk), through lax.map chunk at a time: (B, V) float32."""
     B, C = contexts_BxC.shape
-    logp = jax.lax.map(lambda rows_KxC: jnp.log(probs(params, rows_KxC)), contexts_BxC.reshape(B // chunk, chunk, C))
+    logp = jax.lax.map(lambda rows_KxC: logprobs(params, rows_KxC), contexts_BxC.reshape(B // chunk, chunk, C))
     return logp.reshape(B, -1)
 
 
@@ -159,18 +167,20 @@ def words_nll(params: dict, words: Sequence[str], vocab: Vocabulary) -> float:
     return nll
 
 
-def word_nll(model: FittedView, words: Sequence[str]) -> np.ndarray:
+def word_nll(model: FittedView, words: Sequence[str], params: dict | None = None) -> np.ndarray:
     """Total NLL in nats of each word under an n-gram Fitted, −log p(c1 … cn, end): (len(words),).
 
     As ``evaluate.word_nll``, but for words of any length, in one compiled call.
+    params: the tables to run (default: the model's own).
     """
+    params = model.params if params is None else params
     if len(words) == 0:
         return np.zeros((0,), np.float32)
-    rows = words_to_ngrams(words, model.vocab, model_order(model.params))
+    rows = words_to_ngrams(words, model.vocab, model_order(params))
     word_P = np.repeat(np.arange(len(words), dtype=np.int32), word_lengths(words) + 1)
     pad = shape_bucket(len(rows)) - len(rows)
     sums, _ = ngrams_nll(
-        model.params,
+        params,
         padded_rows(rows),
         jnp.asarray(np.pad(word_P, (0, pad), constant_values=-1)),
         shape_bucket(len(words)),
@@ -178,15 +188,19 @@ def word_nll(model: FittedView, words: Sequence[str]) -> np.ndarray:
     return np.asarray(sums)[: len(words)]
 
 
-def split_nll(model: FittedView, data: Dataset, splits: Sequence[str] | None = None) -> dict[str, float | None]:
+def split_nll(
+    model: FittedView, data: Dataset, splits: Sequence[str] | None = None, params: dict | None = None
+) -> dict[str, float | None]:
     """Mean NLL of each split of a Dataset under an n-gram Fitted (None for an empty split); a
-    long split's n-grams are counted within the model's memory setting (``--memory``), as its training split was."""
+    long split's n-grams are counted within the model's memory setting (``--memory``), as its training split was.
+    params: the tables to run (default: the model's own)."""
+    params = model.params if params is None else params
     splits = list(splits or SPLITS)
     memory = memory_bytes(model.config.memory or "")
     if not data.local_only:
-        return dict(zip(splits, nll_per_list(model.params, [data.words[s] for s in splits], data.vocab, memory)))
+        return dict(zip(splits, nll_per_list(params, [data.words[s] for s in splits], data.vocab, memory)))
     # one process's part of a multi-host run: its sums, added over the processes (every process calls this)
-    sums = data.combine(nll_sums_per_list(model.params, [data.words[s] for s in splits], data.vocab, memory))
+    sums = data.combine(nll_sums_per_list(params, [data.words[s] for s in splits], data.vocab, memory))
     return {s: float(t / c) if c else None for s, (t, c) in zip(splits, sums)}
 
 
@@ -203,7 +217,7 @@ def apply(params: dict, idx_BxT: jax.Array) -> jax.Array:
     C = model_order(params) - 1
     padded_BxP = jnp.pad(idx_BxT, ((0, 0), (C, 0)), constant_values=BOUNDARY_ID)
     contexts_BxTxC = jnp.stack([padded_BxP[:, 1 + j : 1 + j + T] for j in range(C)], axis=-1)
-    logp = jnp.log(probs(params, contexts_BxTxC.reshape(B * T, C).astype(jnp.int32)))
+    logp = logprobs(params, contexts_BxTxC.reshape(B * T, C).astype(jnp.int32))
     return logp.reshape(B, T, -1)
 
 
@@ -216,20 +230,29 @@ def decode_step(params: dict, context_BxC: jax.Array, token_B: jax.Array, t: jax
     """Shift the id at position t into the context; the next id's log-probabilities."""
     if context_BxC.shape[1]:  # an order-1 model has no context to keep
         context_BxC = jnp.concatenate([context_BxC[:, 1:], token_B[:, None]], axis=1)
-    return jnp.log(probs(params, context_BxC)), context_BxC
+    return logprobs(params, context_BxC), context_BxC
 
 
 def run(model: FittedView) -> Runner:
     """Its apply and context decoder, any length, and its own scoring of splits and words (by n-gram rows)."""
+    return tables_runner(model, model.params)
+
+
+def run_backoff(model: FittedView) -> Runner:
+    """A backoff model runs as the n-grams do, on the tables built from its entries."""
+    return tables_runner(model, backoff.tables(model.params, model.vocab.size))
+
+
+def tables_runner(model: FittedView, params: dict) -> Runner:
     return Runner(
-        model.params,
+        params,
         apply,
         Decoder(decode_init, decode_step),
         model.model_config,
         model.block_size,
         any_length=True,
-        split_nll=partial(split_nll, model),
-        word_nll=partial(word_nll, model),
+        split_nll=partial(split_nll, model, params=params),
+        word_nll=partial(word_nll, model, params=params),
     )
 
 
@@ -367,4 +390,14 @@ MODEL_DEF = ModelDef(
     resolve=resolve,
     describe=describe,
 )
-MODELS = {"ngram": MODEL_DEF}
+BACKOFF_DEF = ModelDef(
+    backoff.NAME,
+    run=run_backoff,
+    saved_arrays=lambda arrays, settings, V: backoff.expected_arrays(arrays, settings.order, V),
+    any_length=True,
+    defaults=(),
+    settings=("order",),
+    describe=lambda settings: f"backoff (order {settings.order}, from an ARPA file)",
+    fitted_here=False,
+)
+MODELS = {"ngram": MODEL_DEF, backoff.NAME: BACKOFF_DEF}

@@ -193,7 +193,7 @@ def count_tables(levels: Sequence[Level], order: int, vocab_size: int, represent
     return layout(levels, order, vocab_size, representation).fill(counts)
 
 
-def _search(keys_R: jax.Array, key_B: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+def search_keys(keys_R: jax.Array, key_B: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
     """The first position in [lo, hi) of sorted keys_R whose key is >= key_B (hi if none)."""
     last = max(keys_R.shape[0] - 1, 0)
 
@@ -241,7 +241,7 @@ def fold_orders(
             keys = tables["ctx_keys"]
             lo, hi = tables["level_rows"][n - 2], tables["level_rows"][n - 1]
             key_B = row_B * V + oldest_B
-            pos_B = _search(keys, key_B, lo, hi)
+            pos_B = search_keys(keys, key_B, lo, hi)
             found_B = found_B & (pos_B < hi) & (keys[jnp.minimum(pos_B, max(keys.shape[0] - 1, 0))] == key_B)
             context_B = jnp.where(found_B, pos_B, 0)
             row_B = jnp.where(found_B, pos_B - lo, 0)
