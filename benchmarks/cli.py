@@ -4,7 +4,9 @@ The parent describes the machine, starts one worker process per task (so that
 no task inherits another's caches, threads or compiled code), merges what the
 workers report into <out>/<machine>.json and renders the markdown table from
 every results file in <out>. It exits 1 if any correctness check failed; a
-missed speed target is reported, never an error.
+missed speed target is reported, never an error. ``--quick`` (tiny sizes: it
+checks that every task runs and its checks hold, not how fast) runs all the
+tasks one after another in a single worker, sparing a process start per task.
 """
 
 from __future__ import annotations
@@ -51,39 +53,43 @@ def build_parser(task_names: list[str]) -> argparse.ArgumentParser:
         "any other DIR gets its own RESULTS.md)",
     )
     p.add_argument("--render", action="store_true", help="only regenerate the markdown from the results files")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--result-file", help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # task names, comma-separated
+    p.add_argument("--result-dir", help=argparse.SUPPRESS)  # where the worker writes <task>.json
     return p
 
 
-def run_worker(name: str, result_file: str, quick: bool, device: str) -> int:
-    """Inside the worker process: run one task and write its record as JSON."""
+def run_worker(names: list[str], result_dir: str, quick: bool, device: str) -> int:
+    """Inside the worker process: run the tasks in turn and write each one's record as <task>.json."""
     from .environment import OtherLoad, package_revision
     from .harness import TASKS
 
     ctx = Context.create(quick, device, log=lambda s: print(s, flush=True))
-    with OtherLoad() as load:  # other processes on the machine skew every number: say how busy it was
-        res = TASKS[name](ctx)
-    record = res.to_json()
-    record["wall_s"] = load.wall_s
-    record["machine_load"] = load.to_json()
-    record["makemore_jax_revision"] = package_revision()
-    record["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    with open(result_file, "w", encoding="utf-8") as f:
-        json.dump(record, f, allow_nan=False)
+    for name in names:
+        with OtherLoad() as load:  # other processes on the machine skew every number: say how busy it was
+            res = TASKS[name](ctx)
+        record = res.to_json()
+        record["wall_s"] = load.wall_s
+        record["machine_load"] = load.to_json()
+        record["makemore_jax_revision"] = package_revision()
+        record["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        with open(os.path.join(result_dir, f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump(record, f, allow_nan=False)
     return 0
 
 
-def spawn(name: str, quick: bool, device: str, scratch: str) -> dict:
-    result_file = os.path.join(scratch, f"{name}.json")
-    cmd = [sys.executable, "-m", "benchmarks", "--worker", name, "--result-file", result_file, "--device", device]
-    if quick:
-        cmd.append("--quick")
+def spawn(names: list[str], quick: bool, device: str, scratch: str) -> dict[str, dict]:
+    """Run the tasks in one worker process; their records by name."""
+    cmd = [sys.executable, "-m", "benchmarks", "--worker", ",".join(names), "--result-dir", scratch]
+    cmd += ["--device", device, *(["--quick"] if quick else [])]
     proc = subprocess.run(cmd, cwd=os.path.dirname(HERE))
-    if proc.returncode != 0 or not os.path.exists(result_file):
-        raise BenchmarkError(f"task {name} failed (worker exit status {proc.returncode}); see its output above")
-    with open(result_file, encoding="utf-8") as f:
-        return json.load(f)
+    records = {}
+    for name in names:
+        result_file = os.path.join(scratch, f"{name}.json")
+        if proc.returncode != 0 or not os.path.exists(result_file):
+            raise BenchmarkError(f"task {name} failed (worker exit status {proc.returncode}); see its output above")
+        with open(result_file, encoding="utf-8") as f:
+            records[name] = json.load(f)
+    return records
 
 
 def summarise(name: str, task: dict) -> list[str]:
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(list(TASKS)).parse_args(argv)
     try:
         if args.worker:
-            return run_worker(args.worker, args.result_file, args.quick, args.device)
+            return run_worker(args.worker.split(","), args.result_dir, args.quick, args.device)
         out = args.out or (tempfile.mkdtemp(prefix="makemore-bench-") if args.quick else RESULTS_DIR)
         markdown = RESULTS_MD if os.path.abspath(out) == RESULTS_DIR else os.path.join(out, "RESULTS.md")
         if args.render:
@@ -121,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         names = args.only or list(TASKS)
         done = {}
         with tempfile.TemporaryDirectory(prefix="makemore-bench-worker-") as scratch:
-            for name in names:
-                done[name] = spawn(name, args.quick, args.device, scratch)
+            for batch in [names] if args.quick else [[name] for name in names]:
+                done.update(spawn(batch, args.quick, args.device, scratch))
         path = os.path.join(out, f"{header['machine']['id']}.json")
         report.merge(path, header, done, list(TASKS))
         report.atomic_write_text(markdown, report.render(out))

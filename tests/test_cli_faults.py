@@ -169,7 +169,7 @@ def test_signals_are_deferred_once_then_raise_and_handlers_are_restored():
 
 # ---- SIGKILL at random moments --------------------------------------------------------
 
-KILL_TRIALS = 12  # 3 of them at any moment from the start, 9 while training and saving
+KILL_TRIALS = 8  # 2 of them at any moment from the start, 6 while training and saving
 
 
 def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_and_resumes_exactly(tmp_path, small_names, capsys):

@@ -111,7 +111,6 @@ def test_a_history_never_opens_with_two_starts(tmp_path):
 CASES = {
     "counts add-1": ["--type", "counts", "--smoothing", "1"],
     "order 1 kn": ["--type", "ngram", "--order", "1", "--kn"],
-    "order 3 add-k": ["--type", "ngram", "--order", "3", "--smoothing", "0.5"],
     "order 5 modified-kn (sparse tables)": ["--type", "ngram", "--order", "5", "--modified-kn"],
 }
 

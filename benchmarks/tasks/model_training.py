@@ -54,7 +54,6 @@ TRANSFORMER_TARGET = 1.25
 TORCH_CALL_S = 0.5  # target length of one timed PyTorch call (at most torch_steps steps)
 LOSS0_TOLERANCE = 0.5  # step-0 loss within 50% of log V
 COMPILED_LOSS0_TOLERANCE = 1e-4  # torch.compile's step-0 loss against eager's, same weights (relative)
-QUICK_COMPILED = ("bigram",)  # --quick compiles the smallest graph only: the code path runs, in seconds
 
 
 def padded_batch(batch_size: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, int]:
@@ -193,7 +192,7 @@ def model_candidates(ctx, name, config, batch_size, tokens, lengths, torch_steps
 
     tag = f"{name}_b{batch_size}"
     torch_compiled, compile_info = None, {"error": "not compiled in --quick runs"}
-    if not ctx.quick or name in QUICK_COMPILED:
+    if not ctx.quick:  # a cold torch.compile takes longer than the whole --quick task
         torch_compiled, compile_info = compiled_candidate(
             ctx, name, config, batch_size, idx, targets, torch_steps, best_model
         )
