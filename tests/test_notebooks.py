@@ -20,6 +20,8 @@ import re
 import nbclient  # the test extra installs nbclient, nbformat and ipykernel
 import nbformat
 
+from conftest import TEST_XLA_FLAGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 KEY_LINE = re.compile(r"^[A-Za-z(|][^:\n]{0,80}: (True|False|[-+]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?%?)$")
@@ -56,6 +58,19 @@ def errors(notebook) -> list[str]:
     ]
 
 
+def user_environment() -> dict:
+    """This process's environment without what conftest sets for the suite's own programs (the compile flags
+    and the disk cache): the kernel compiles as a user's does, so its figures are those a reader gets (and
+    its long training loops run optimised code)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+    flags = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "").strip() if TEST_XLA_FLAGS else env.get("XLA_FLAGS")
+    if flags:
+        env["XLA_FLAGS"] = flags
+    else:
+        env.pop("XLA_FLAGS", None)
+    return env
+
+
 def check_notebook(name: str, tmp_path) -> None:
     committed = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
     expected = key_lines(committed)
@@ -66,7 +81,7 @@ def check_notebook(name: str, tmp_path) -> None:
     client = nbclient.NotebookClient(
         fresh, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
-    client.execute()  # CellExecutionError on any error or failed assertion
+    client.execute(env=user_environment())  # CellExecutionError on any error or failed assertion
     assert key_lines(fresh) == expected, f"{name}: a fresh run prints other key figures than the committed outputs"
     assert images(fresh) == images(committed)
     assert os.listdir(tmp_path) == [], f"{name}: wrote files into its working directory"
