@@ -102,7 +102,7 @@ def worker() -> dict:
             ),
             ("4", "4_shard_params"),
         ),
-        "mlp_all_words": (family("mlp", batch_size=0, steps=6, eval_every=6, log_every=3), ("2", "4")),
+        "mlp_all_words": (family("mlp", batch_size=0, steps=6, eval_every=6, log_every=3), ("2",)),
         "bigram_full_batch": (family("bigram", optimizer="sgd", lr=10.0, batch_size=0), ("4",)),
     }
     out["train"] = {}
