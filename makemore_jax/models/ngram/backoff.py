@@ -68,6 +68,21 @@ def entry_orders(grams: np.ndarray) -> np.ndarray:
 
 # ---- the run tables ----------------------------------------------------------------------
 
+_BUILT: list[tuple[object, int, dict]] = []  # (the entries' grams array, V, its tables): the last few built
+_KEEP = 4
+
+
+def run_tables(params: dict, V: int) -> dict:
+    """``tables`` of these entries, built once: a model is run many times (each runner, sample, score)."""
+    grams = params["grams"]
+    for held, size, built in _BUILT:
+        if held is grams and size == V:
+            return built
+    built = tables(params, V)
+    _BUILT.insert(0, (grams, V, built))
+    del _BUILT[_KEEP:]
+    return built
+
 
 def tables(params: dict, V: int) -> dict:
     """The tables ``logprobs`` runs on, from a backoff model's entries (V: the vocabulary's size)."""

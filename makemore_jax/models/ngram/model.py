@@ -240,7 +240,7 @@ def run(model: FittedView) -> Runner:
 
 def run_backoff(model: FittedView) -> Runner:
     """A backoff model runs as the n-grams do, on the tables built from its entries."""
-    return tables_runner(model, backoff.tables(model.params, model.vocab.size))
+    return tables_runner(model, backoff.run_tables(model.params, model.vocab.size))
 
 
 def tables_runner(model: FittedView, params: dict) -> Runner:
